@@ -1,0 +1,109 @@
+<#
+.SYNOPSIS
+    Builds, tests and demonstrates NvRedirect.
+.DESCRIPTION
+    Tasks:
+      Build  - builds the module (bin/) and the tests, and generates the MAML help (en-US/).
+      Test   - Build, then xunit, then Pester in a fresh pwsh against the built module; prints
+               "N passed, N failed, N skipped" summed over both as its last line; exits 1 on any failure or
+               when no test ran.
+      Demo   - Build, then runs the seed scenario (src/demo/SeedDemo.ps1) in a fresh pwsh and cleans up.
+      Bench  - Build, then runs the benchmark scripts under bench/.
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 Test
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench')]
+    [string]$Task = 'Build',
+    [ValidateSet('Debug', 'Release')]
+    [string]$Configuration = 'Release',
+    # Extra arguments for the Pester run (a path or a tag filter), mostly for development.
+    [string[]]$PesterPath
+)
+
+$ErrorActionPreference = 'Stop'
+$env:NO_COLOR = '1'
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = '1'
+$env:DOTNET_NOLOGO = '1'
+Set-StrictMode -Version Latest
+$root = $PSScriptRoot
+$pwshDll = Join-Path $PSHOME 'pwsh.dll'
+
+function Invoke-Native([string]$What, [scriptblock]$Command) {
+    & $Command
+    if ($LASTEXITCODE -ne 0) { throw "$What failed with exit code $LASTEXITCODE." }
+}
+
+function Invoke-Build {
+    Write-Host "== build ($Configuration)"
+    Invoke-Native 'dotnet build' { dotnet build (Join-Path $root 'tests/NvRedirect.Tests/NvRedirect.Tests.csproj') -c $Configuration -nologo -v quiet -clp:NoSummary }
+    Write-Host '== help'
+    & (Join-Path $root 'src/help/New-MamlHelp.ps1') -AssemblyPath (Join-Path $root 'bin/NvRedirect.dll') -OutputPath (Join-Path $root 'en-US/NvRedirect.dll-Help.xml')
+}
+
+function Get-PesterManifest {
+    $packages = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path $HOME '.nuget/packages' }
+    $psd1 = Join-Path $packages 'pester/5.7.1/tools/Pester.psd1'
+    if (-not (Test-Path $psd1)) { throw "Pester 5.7.1 is missing at $psd1; 'dotnet restore tests/NvRedirect.Tests' downloads it." }
+    $psd1
+}
+
+function Invoke-XunitTests {
+    Write-Host '== xunit'
+    $results = Join-Path $root 'artifacts/xunit'
+    Remove-Item $results -Recurse -Force -ErrorAction SilentlyContinue
+    dotnet test (Join-Path $root 'tests/NvRedirect.Tests/NvRedirect.Tests.csproj') -c $Configuration --no-build -nologo `
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $results | Out-Host
+    $trx = Join-Path $results 'xunit.trx'
+    if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+    $r = [pscustomobject]@{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted; Skipped = [int]$counters.notExecuted }
+    if ($LASTEXITCODE -ne 0 -and $r.Failed -eq 0) { $r.Failed = 1 }   # the runner itself broke
+    Write-Host "xunit: $($r.Passed) passed, $($r.Failed) failed, $($r.Skipped) skipped"
+    $r
+}
+
+function Invoke-PesterTests {
+    Write-Host '== pester'
+    $summary = Join-Path $root 'artifacts/pester-summary.json'
+    Remove-Item $summary -Force -ErrorAction SilentlyContinue
+    $args = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $root 'tests/run-pester.ps1'),
+        '-PesterPsd1', (Get-PesterManifest), '-SummaryPath', $summary)
+    if ($PesterPath) { $args += @('-Path', ($PesterPath -join ',')) }
+    dotnet $pwshDll @args | Out-Host
+    $code = $LASTEXITCODE
+    if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    $r = Get-Content $summary -Raw | ConvertFrom-Json
+    if ($code -ne 0 -and $r.Failed -eq 0) { $r.Failed = 1 }
+    $r
+}
+
+switch ($Task) {
+    'Build' { Invoke-Build }
+    'Test' {
+        $failedBuild = $false
+        try { Invoke-Build } catch { Write-Host "build failed: $_"; $failedBuild = $true }
+        if ($failedBuild) { Write-Host '0 passed, 1 failed, 0 skipped'; exit 1 }
+        $x = Invoke-XunitTests
+        $p = Invoke-PesterTests
+        $passed = $x.Passed + $p.Passed; $failed = $x.Failed + $p.Failed; $skipped = $x.Skipped + $p.Skipped
+        Write-Host "pester: $($p.Passed) passed, $($p.Failed) failed, $($p.Skipped) skipped"
+        Write-Host "xunit: $($x.Passed) passed, $($x.Failed) failed, $($x.Skipped) skipped"
+        Write-Host "$passed passed, $failed failed, $skipped skipped"
+        if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
+        exit 0
+    }
+    'Demo' {
+        Invoke-Build
+        dotnet $pwshDll -NoProfile -NonInteractive -File (Join-Path $root 'src/demo/SeedDemo.ps1')
+        exit $LASTEXITCODE
+    }
+    'Bench' {
+        Invoke-Build
+        foreach ($script in Get-ChildItem (Join-Path $root 'bench') -Filter '*.ps1' | Sort-Object Name) {
+            Write-Host "== $($script.Name)"
+            dotnet $pwshDll -NoProfile -NonInteractive -File $script.FullName
+        }
+    }
+}

@@ -1,0 +1,144 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using NvRedirect.Links;
+using NvRedirect.Model;
+
+namespace NvRedirect.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Adds an IPv4 or IPv6 address to a link, like `ip addr add ADDR/PREFIX dev DEV`.</para>
+/// <para type="description">Sends what iproute2 sends (local = address, no broadcast). The kernel adds the prefix route itself. An address already present is an error.</para>
+/// </summary>
+/// <example><code>Add-AgentAddress eth0 10.10.10.88/24 -Namespace container-ns</code></example>
+[Cmdlet(VerbsCommon.Add, "AgentAddress", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(AgentAddress))]
+public sealed class AddAgentAddressCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">The link (a link object's Name binds here).</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("Name")]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    public string LinkName { get; set; } = "";
+
+    /// <summary><para type="description">Address(es) with prefix length, e.g. 10.10.10.88/24 or 2001:db8::1/64; a bare address gets /32 or /128.</para></summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    public string[] Address { get; set; } = [];
+
+    /// <summary><para type="description">The link's namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        foreach (var text in Address)
+        {
+            Try(text, () =>
+            {
+                var (ip, prefix) = Parse.Cidr(text);
+                var handle = Query.Handle(ns);
+                var link = handle.GetLink(LinkName);
+                if (!ShouldProcess($"{LinkName} in {Where(ns)}", $"Add address {ip}/{prefix}")) return;
+                handle.AddAddress(link, ip, prefix);
+                var added = handle.DumpAddresses().FirstOrDefault(a => a.Index == link.Index && a.Address.Equals(ip) && a.PrefixLength == prefix);
+                if (added != null) WriteObject(LinkQuery.ToAddress(ns, added, link.Name));
+            });
+        }
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Lists addresses in a namespace, like `ip addr show`.</para>
+/// </summary>
+/// <example><code>Get-AgentAddress -Namespace container-ns -Family IPv4</code></example>
+[Cmdlet(VerbsCommon.Get, "AgentAddress")]
+[OutputType(typeof(AgentAddress))]
+public sealed class GetAgentAddressCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">Only addresses of these links (wildcards allowed).</para></summary>
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("Name")]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    [SupportsWildcards]
+    public string[]? LinkName { get; set; }
+
+    /// <summary><para type="description">The namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <summary><para type="description">IPv4 or IPv6 only.</para></summary>
+    [Parameter]
+    [ValidateSet("IPv4", "IPv6")]
+    public string? Family { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        Try(ns, () =>
+        {
+            var all = Query.Addresses(ns).Where(a => Family == null || a.Family == Family);
+            if (LinkName is { Length: > 0 })
+            {
+                var links = Query.Handle(ns).DumpLinks().Select(l => l.Name);
+                foreach (var p in LinkName.Where(p => !WildcardPattern.ContainsWildcardCharacters(p) && !links.Contains(p)))
+                    WriteFailure(new LinkNotFoundException(p, ns), p);
+                var patterns = LinkName.Select(p => WildcardPattern.Get(p, WildcardOptions.None)).ToList();
+                all = all.Where(a => patterns.Any(p => p.IsMatch(a.LinkName)));
+            }
+            WriteObject(all, enumerateCollection: true);
+        });
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Removes an address from a link, like `ip addr del ADDR/PREFIX dev DEV`.</para>
+/// </summary>
+/// <example><code>Get-AgentAddress eth0 -Namespace container-ns | Remove-AgentAddress</code></example>
+[Cmdlet(VerbsCommon.Remove, "AgentAddress", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(void))]
+public sealed class RemoveAgentAddressCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">The link holding the address.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    public string LinkName { get; set; } = "";
+
+    /// <summary><para type="description">Address(es) with prefix length, as shown by Get-AgentAddress.</para></summary>
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
+    public string[] Address { get; set; } = [];
+
+    /// <summary><para type="description">The namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        foreach (var text in Address)
+        {
+            Try(text, () =>
+            {
+                var (ip, prefix) = Parse.Cidr(text);
+                var handle = Query.Handle(ns);
+                var link = handle.GetLink(LinkName);
+                if (!handle.DumpAddresses().Any(a => a.Index == link.Index && a.Address.Equals(ip) && a.PrefixLength == prefix))
+                    throw new NvRedirect.Netlink.NetlinkException(99, $"{ip}/{prefix} is not an address of {handle.Describe(LinkName)}; list them with Get-AgentAddress");
+                if (ShouldProcess($"{LinkName} in {Where(ns)}", $"Remove address {ip}/{prefix}"))
+                    handle.DeleteAddress(link, ip, prefix);
+            });
+        }
+        Reset();
+    }
+}

@@ -1,0 +1,304 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using NvRedirect.Links;
+using NvRedirect.Model;
+
+namespace NvRedirect.Cmdlets;
+
+/// <summary>Shared plumbing of the link and address cmdlets: one handle cache per command invocation.</summary>
+public abstract class LinkCmdletBase : NvCmdlet, IDisposable
+{
+    private LinkQuery? _query;
+    /// <summary>Handles and object building for this invocation.</summary>
+    protected LinkQuery Query => _query ??= new LinkQuery();
+
+    /// <summary>Disposes cached sockets after every item (state may change between items).</summary>
+    protected void Reset() { _query?.Dispose(); _query = null; }
+
+    /// <inheritdoc/>
+    public void Dispose() { Reset(); GC.SuppressFinalize(this); }
+}
+
+/// <summary>
+/// <para type="synopsis">Creates a veth pair, like `ip link add NAME type veth peer name PEER [netns NS]`.</para>
+/// <para type="description">Both ends are created down in -Namespace (the root namespace by default), or the peer straight inside -PeerNamespace, in one kernel request: either the whole pair exists afterwards or nothing does. Returns the first end.</para>
+/// </summary>
+/// <example><code>New-AgentLink vin -PeerName vin-peer -Namespace agent-ns -PeerNamespace container-ns</code></example>
+[Cmdlet(VerbsCommon.New, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(AgentLink))]
+public sealed class NewAgentLinkCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">Name of the first end (1-15 bytes, no '/', ':' or white space).</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    public string Name { get; set; } = "";
+
+    /// <summary><para type="description">Name of the other end.</para></summary>
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
+    public string PeerName { get; set; } = "";
+
+    /// <summary><para type="description">Namespace for the first end (and the peer unless -PeerNamespace is given); empty or absent means the root namespace.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <summary><para type="description">Namespace to create the peer in directly; empty means the root namespace.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? PeerNamespace { get; set; }
+
+    /// <summary><para type="description">Link kind; veth is the only kind so far.</para></summary>
+    [Parameter]
+    [ValidateSet("veth")]
+    public string Kind { get; set; } = "veth";
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        var peerNs = PeerNamespace ?? ns;
+        var target = $"{Name} <-> {PeerName} ({Where(ns)}{(peerNs != ns ? $", peer in {Where(peerNs)}" : "")})";
+        if (!ShouldProcess(target, "Create veth pair")) return;
+        Try(Name, () =>
+        {
+            Query.Handle(ns).CreateVeth(Name, PeerName, peerNs);
+            WriteObject(Query.Link(ns, Name));
+        });
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Lists links (network interfaces) in a namespace, like `ip link show`.</para>
+/// <para type="description">Returns one object per link with its namespace, name, index, kind, MAC, MTU, state, veth peer (name, index and namespace, resolved across namespaces) and addresses.</para>
+/// </summary>
+/// <example><code>Get-AgentNamespace agent-ns | Get-AgentLink</code></example>
+/// <example><code>Get-AgentLink v* -Namespace agent-ns | Set-AgentLink -Up</code></example>
+[Cmdlet(VerbsCommon.Get, "AgentLink")]
+[OutputType(typeof(AgentLink))]
+public sealed class GetAgentLinkCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">Link names or wildcard patterns; all links when absent.</para></summary>
+    [Parameter(Position = 0)]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    [SupportsWildcards]
+    public string[]? Name { get; set; }
+
+    /// <summary><para type="description">The namespace to list (a namespace object binds here); the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <summary><para type="description">Only links of this kind (veth, bridge...).</para></summary>
+    [Parameter]
+    public string? Kind { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        Try(ns, () =>
+        {
+            var links = Query.Links(ns).Where(l => Kind == null || string.Equals(l.Kind, Kind, StringComparison.OrdinalIgnoreCase));
+            foreach (var link in Select(links, l => l.Name, Name, n => new LinkNotFoundException(n, ns)))
+                WriteObject(link);
+        });
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Changes a link's state, MTU or MAC address, like `ip link set DEV up|down|mtu|address`.</para>
+/// <para type="description">Applies the MAC address, then the MTU, then the state. Takes links from the pipeline by Name and Namespace.</para>
+/// </summary>
+/// <example><code>Get-AgentLink -Namespace agent-ns | Set-AgentLink -Up</code></example>
+[Cmdlet(VerbsCommon.Set, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(AgentLink))]
+public sealed class SetAgentLinkCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">The link to change.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    public string Name { get; set; } = "";
+
+    /// <summary><para type="description">The link's namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <summary><para type="description">Bring the link up.</para></summary>
+    [Parameter] public SwitchParameter Up { get; set; }
+    /// <summary><para type="description">Bring the link down.</para></summary>
+    [Parameter] public SwitchParameter Down { get; set; }
+
+    /// <summary><para type="description">New MTU in bytes (68-65535 for IPv4-capable links; the kernel checks the device's limits).</para></summary>
+    [Parameter]
+    [ValidateRange(68, 65535)]
+    public int? Mtu { get; set; }
+
+    /// <summary><para type="description">New unicast MAC address, e.g. 02:00:00:00:00:01.</para></summary>
+    [Parameter]
+    public string? MacAddress { get; set; }
+
+    /// <summary><para type="description">Return the changed link.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc/>
+    protected override void BeginProcessing()
+    {
+        if (Up && Down)
+            ThrowTerminatingError(new ErrorRecord(new ArgumentException("-Up and -Down cannot be used together: choose one."), "SetAgentLinkUpAndDown", ErrorCategory.InvalidArgument, null));
+        if (!Up && !Down && Mtu == null && MacAddress == null)
+            ThrowTerminatingError(new ErrorRecord(new ArgumentException("Nothing to change: give -Up, -Down, -Mtu or -MacAddress."), "SetAgentLinkNothingToDo", ErrorCategory.InvalidArgument, null));
+    }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        Try(Name, () =>
+        {
+            byte[]? mac = MacAddress == null ? null : Parse.Mac(MacAddress);
+            var handle = Query.Handle(ns);
+            var link = handle.GetLink(Name);
+            var changes = string.Join(", ", new[] { mac != null ? "MAC " + MacAddress : null, Mtu != null ? $"MTU {Mtu}" : null, Up ? "up" : Down ? "down" : null }.Where(s => s != null));
+            if (!ShouldProcess($"{Name} in {Where(ns)}", $"Set {changes}")) return;
+            if (mac != null) handle.SetMacAddress(link, mac);
+            if (Mtu is int mtu) handle.SetMtu(link, mtu);
+            if (Up || Down) handle.SetUp(link, Up);
+            if (PassThru) WriteObject(Query.Link(ns, Name));
+        });
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Renames a link, like `ip link set DEV name NEW`.</para>
+/// <para type="description">Refuses a name already taken in the same namespace before asking the kernel. Works on links that are up (Linux 6.2 and later).</para>
+/// </summary>
+/// <example><code>Rename-AgentLink vin-peer -NewName eth0 -Namespace container-ns</code></example>
+[Cmdlet(VerbsCommon.Rename, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(AgentLink))]
+public sealed class RenameAgentLinkCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">The link to rename.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    public string Name { get; set; } = "";
+
+    /// <summary><para type="description">The new name (1-15 bytes, no '/', ':' or white space).</para></summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    public string NewName { get; set; } = "";
+
+    /// <summary><para type="description">The link's namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <summary><para type="description">Return the renamed link.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        Try(Name, () =>
+        {
+            Parse.ThrowIfInvalidLinkName(NewName, nameof(NewName));
+            var handle = Query.Handle(ns);
+            var link = handle.GetLink(Name);
+            if (!ShouldProcess($"{Name} in {Where(ns)}", $"Rename to {NewName}")) return;
+            handle.Rename(link, NewName);
+            if (PassThru) WriteObject(Query.Link(ns, NewName));
+        });
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Moves a link to another namespace, optionally renaming it, like `ip link set DEV netns NS [name NEW]`.</para>
+/// <para type="description">One kernel request: the link either arrives (with its new name) or stays where it was. The kernel brings a moved link down.</para>
+/// </summary>
+/// <example><code>Move-AgentLink vin-peer -Namespace agent-ns -DestinationNamespace container-ns -NewName eth0</code></example>
+[Cmdlet(VerbsCommon.Move, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(AgentLink))]
+public sealed class MoveAgentLinkCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">The link to move.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    public string Name { get; set; } = "";
+
+    /// <summary><para type="description">The link's current namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <summary><para type="description">Where to move it; an empty string means the root namespace.</para></summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [AllowEmptyString]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string DestinationNamespace { get; set; } = "";
+
+    /// <summary><para type="description">A new name to take on arrival.</para></summary>
+    [Parameter]
+    public string? NewName { get; set; }
+
+    /// <summary><para type="description">Return the moved link.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        Try(Name, () =>
+        {
+            var handle = Query.Handle(ns);
+            var link = handle.GetLink(Name);
+            if (!ShouldProcess($"{Name} in {Where(ns)}", $"Move to {Where(DestinationNamespace)}{(NewName != null ? " as " + NewName : "")}")) return;
+            handle.Move(link, DestinationNamespace, NewName);
+            if (PassThru) WriteObject(Query.Link(DestinationNamespace, NewName ?? Name));
+        });
+        Reset();
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Removes a link, like `ip link del DEV`.</para>
+/// <para type="description">Removing one end of a veth pair removes both ends.</para>
+/// </summary>
+/// <example><code>Get-AgentLink vex -Namespace agent-ns | Remove-AgentLink</code></example>
+[Cmdlet(VerbsCommon.Remove, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(void))]
+public sealed class RemoveAgentLinkCommand : LinkCmdletBase
+{
+    /// <summary><para type="description">The link to remove.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(LinkNameCompleter))]
+    public string Name { get; set; } = "";
+
+    /// <summary><para type="description">The link's namespace; the root namespace when absent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString, AllowNull]
+    [ArgumentCompleter(typeof(NamespaceNameCompleter))]
+    public string? Namespace { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var ns = Namespace ?? "";
+        Try(Name, () =>
+        {
+            var handle = Query.Handle(ns);
+            var link = handle.GetLink(Name);
+            if (ShouldProcess($"{Name} in {Where(ns)}", "Remove link")) handle.Delete(link);
+        });
+        Reset();
+    }
+}

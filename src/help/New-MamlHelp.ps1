@@ -1,0 +1,1 @@
+param($AssemblyPath, $OutputPath) Write-Host "help: (generator pending)"
