@@ -170,7 +170,7 @@ public sealed class LinkRecord
             HardwareType = BinaryPrimitives.ReadUInt16LittleEndian(p[2..]),
             Flags = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]),
             Name = name, Kind = kind, Mtu = mtu, Address = addr, OperState = oper,
-            PeerIndex = link == index ? 0 : link,
+            PeerIndex = link == index && nsid == null ? 0 : link, // a peer in another namespace may share our ifindex
             PeerNamespaceId = nsid,
         };
     }
