@@ -35,6 +35,19 @@ function Invoke-Native([string]$What, [scriptblock]$Command) {
     if ($LASTEXITCODE -ne 0) { throw "$What failed with exit code $LASTEXITCODE." }
 }
 
+# Debian packages the tests and the demo call (iproute2 for cross-checks, ping and strace for traffic and byte captures).
+$prerequisites = [ordered]@{ ip = 'iproute2'; tc = 'iproute2'; ping = 'iputils-ping'; strace = 'strace'; python3 = 'python3' }
+
+function Install-Prerequisites {
+    $missing = @($prerequisites.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -CommandType Application -ErrorAction SilentlyContinue) } | ForEach-Object Value | Select-Object -Unique)
+    if (-not $missing) { return }
+    if ((id -u) -ne '0') { throw "Missing Debian packages: $($missing -join ', '). Install them (apt-get install $($missing -join ' ')) or run as root." }
+    Write-Host "== installing $($missing -join ', ')"
+    $env:DEBIAN_FRONTEND = 'noninteractive'
+    Invoke-Native 'apt-get update' { apt-get update -qq | Out-Null }
+    Invoke-Native 'apt-get install' { apt-get install -y -qq --no-install-recommends @missing | Out-Null }
+}
+
 function Invoke-Build {
     Write-Host "== build ($Configuration)"
     Invoke-Native 'dotnet build' { dotnet build (Join-Path $root 'tests/NvRedirect.Tests/NvRedirect.Tests.csproj') -c $Configuration -nologo -v quiet -clp:NoSummary }
@@ -83,7 +96,7 @@ switch ($Task) {
     'Build' { Invoke-Build }
     'Test' {
         $failedBuild = $false
-        try { Invoke-Build } catch { Write-Host "build failed: $_"; $failedBuild = $true }
+        try { Install-Prerequisites; Invoke-Build } catch { Write-Host "build failed: $_"; $failedBuild = $true }
         if ($failedBuild) { Write-Host '0 passed, 1 failed, 0 skipped'; exit 1 }
         $x = Invoke-XunitTests
         $p = Invoke-PesterTests
@@ -95,6 +108,7 @@ switch ($Task) {
         exit 0
     }
     'Demo' {
+        Install-Prerequisites
         Invoke-Build
         dotnet $pwshDll -NoProfile -NonInteractive -File (Join-Path $root 'src/demo/SeedDemo.ps1')
         exit $LASTEXITCODE
