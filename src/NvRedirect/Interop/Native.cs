@@ -53,6 +53,10 @@ internal static unsafe partial class Native
     [LibraryImport("libc.so.6", SetLastError = true)]
     public static partial int geteuid();
 
+    /// <summary>syscall(2) with three arguments (integer arguments travel in registers, so a fixed signature is safe on x86_64).</summary>
+    [LibraryImport("libc.so.6", SetLastError = true)]
+    public static partial long syscall(long number, long arg1, long arg2, long arg3);
+
     public const int O_RDONLY = 0, O_CLOEXEC = 0x80000, O_CREAT = 0x40, O_EXCL = 0x80, O_DIRECTORY = 0x10000;
     public const int LOCK_EX = 2, LOCK_UN = 8;
 

@@ -1,0 +1,77 @@
+using System;
+using System.Linq;
+using NvRedirect.Bpf;
+using Xunit;
+
+namespace NvRedirect.Tests;
+
+public class BpfProgramTests
+{
+    private static readonly byte[] Container = Convert.FromHexString("1a27f3873a27");
+    private static readonly byte[] UcMac = Convert.FromHexString("4e65755600b4");
+
+    // netlink-encoding.md §6.3: the verified listing for vex pref 10001 (dst match, unicast + IPv4 checks, mirror to T=9)
+    private const string VexListing =
+        "bf16000000000000 b702000000000000 bfa3000000000000 07030000f0ffffff b70400000c000000 850000001a000000" +
+        "5500190000000000 71a1f0ff00000000 5701000001000000 5501160000000000 61a1f0ff00000000 560114001a27f387" +
+        "69a1f4ff00000000 560112003a270000 6161100000000000 5601100008000000 620ae8ff4e657556 6a0aecff00b40000" +
+        "bf61000000000000 b702000000000000 bfa3000000000000 07030000e8ffffff b704000006000000 b705000000000000" +
+        "8500000009000000 5500040000000000 bf61000000000000 b702000009000000 b703000000000000 850000000d000000" +
+        "b700000000000000 9500000000000000 b7000000ffffffff 9500000000000000";
+
+    private static byte[] Hex(string s) => Convert.FromHexString(string.Concat(s.Where(c => !char.IsWhiteSpace(c))));
+
+    [Fact]
+    public void Vex_destination_program_matches_the_verified_listing()
+    {
+        var program = new MacRewriteProgram(MacField.Destination, Container, MacField.Destination, UcMac, 9,
+            RequireUnicastDestination: true, RequireIPv4: true).Assemble();
+        Assert.Equal(Hex(VexListing), program);
+    }
+
+    [Fact]
+    public void Vin_source_program_differs_from_the_listing_only_where_the_reference_says()
+    {
+        // §6.3: insns 10-13 compare the source (u16@fp-10, u32@fp-8), 16-17 stage the new source at fp-22, 19 r2=6, 21 r3+=-22
+        var program = new MacRewriteProgram(MacField.Source, Container, MacField.Source, UcMac, 9,
+            RequireUnicastDestination: true, RequireIPv4: true).Assemble();
+        var expected = Hex(VexListing);
+        void Put(int insn, string hex) => Hex(hex).CopyTo(expected, insn * 8);
+        Put(10, "69a1f6ff00000000"); Put(11, "560114001a270000"); Put(12, "61a1f8ff00000000"); Put(13, "56011200f3873a27");
+        Put(16, "6a0aeaff4e650000"); Put(17, "620aecff755600b4"); Put(19, "b702000006000000"); Put(21, "07030000eaffffff");
+        Assert.Equal(expected, program);
+    }
+
+    [Fact]
+    public void Program_without_checks_has_29_instructions_and_redirect_replaces_the_mirror_call()
+    {
+        var mirror = new MacRewriteProgram(MacField.Destination, UcMac, MacField.Destination, Container, 7).Assemble();
+        Assert.Equal(29 * 8, mirror.Length);
+        var redirect = new MacRewriteProgram(MacField.Destination, UcMac, MacField.Destination, Container, 7, Redirect: true).Assemble();
+        Assert.Equal(29 * 8, redirect.Length);
+        Assert.Equal(Hex("b701000007000000 b702000000000000 8500000017000000 9500000000000000"), redirect.AsSpan(21 * 8, 32).ToArray());
+    }
+
+    [Theory]
+    [InlineData(MacField.Destination, true, true, false)]
+    [InlineData(MacField.Source, true, true, false)]
+    [InlineData(MacField.Destination, false, false, true)]
+    [InlineData(MacField.Source, false, false, false)]
+    public void Kernel_verifier_accepts_every_seed_variant(MacField field, bool unicast, bool ipv4, bool redirect)
+    {
+        var program = new MacRewriteProgram(field, Container, field, UcMac, 1, Redirect: redirect,
+            RequireUnicastDestination: unicast, RequireIPv4: ipv4).Assemble();
+        using var fd = BpfProgram.LoadSchedCls(program);
+        Assert.False(fd.IsInvalid);
+    }
+
+    [Fact]
+    public void Verifier_rejection_carries_the_verifier_log()
+    {
+        // r0 is read before it is written: the verifier refuses and explains why
+        var bad = new BpfAssembler().Exit().ToBytes();
+        var e = Assert.Throws<BpfVerifierException>(() => BpfProgram.LoadSchedCls(bad));
+        Assert.Contains("R0", e.VerifierLog);
+        Assert.Contains("verifier", e.Message);
+    }
+}
