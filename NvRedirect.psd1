@@ -12,7 +12,8 @@
     CmdletsToExport      = @(
         'New-AgentNamespace', 'Get-AgentNamespace', 'Remove-AgentNamespace',
         'New-AgentLink', 'Get-AgentLink', 'Set-AgentLink', 'Rename-AgentLink', 'Move-AgentLink', 'Remove-AgentLink',
-        'Add-AgentAddress', 'Get-AgentAddress', 'Remove-AgentAddress'
+        'Add-AgentAddress', 'Get-AgentAddress', 'Remove-AgentAddress',
+        'Watch-AgentTraffic'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
