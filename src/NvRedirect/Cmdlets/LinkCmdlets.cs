@@ -144,6 +144,10 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     [Parameter]
     public string? MacAddress { get; set; }
 
+    /// <summary><para type="description">Switch transmit checksum, TCP segmentation, generic segmentation and generic receive offloads on ($true) or off ($false), like `ethtool -K DEV tx off tso off gso off gro off`. An inline datapath needs them off on the ports it intercepts.</para></summary>
+    [Parameter]
+    public bool? Offload { get; set; }
+
     /// <summary><para type="description">Return the changed link.</para></summary>
     [Parameter] public SwitchParameter PassThru { get; set; }
 
@@ -152,8 +156,8 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     {
         if (Up && Down)
             ThrowTerminatingError(new ErrorRecord(new ArgumentException("-Up and -Down cannot be used together: choose one."), "SetAgentLinkUpAndDown", ErrorCategory.InvalidArgument, null));
-        if (!Up && !Down && Mtu == null && MacAddress == null)
-            ThrowTerminatingError(new ErrorRecord(new ArgumentException("Nothing to change: give -Up, -Down, -Mtu or -MacAddress."), "SetAgentLinkNothingToDo", ErrorCategory.InvalidArgument, null));
+        if (!Up && !Down && Mtu == null && MacAddress == null && Offload == null)
+            ThrowTerminatingError(new ErrorRecord(new ArgumentException("Nothing to change: give -Up, -Down, -Mtu, -MacAddress or -Offload."), "SetAgentLinkNothingToDo", ErrorCategory.InvalidArgument, null));
     }
 
     /// <inheritdoc/>
@@ -165,10 +169,11 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
             byte[]? mac = MacAddress == null ? null : Parse.Mac(MacAddress);
             var handle = Query.Handle(ns);
             var link = handle.GetLink(Name);
-            var changes = string.Join(", ", new[] { mac != null ? "MAC " + MacAddress : null, Mtu != null ? $"MTU {Mtu}" : null, Up ? "up" : Down ? "down" : null }.Where(s => s != null));
+            var changes = string.Join(", ", new[] { mac != null ? "MAC " + MacAddress : null, Mtu != null ? $"MTU {Mtu}" : null, Offload is bool o ? (o ? "offloads on" : "offloads off") : null, Up ? "up" : Down ? "down" : null }.Where(s => s != null));
             if (!ShouldProcess($"{Name} in {Where(ns)}", $"Set {changes}")) return;
             if (mac != null) handle.SetMacAddress(link, mac);
             if (Mtu is int mtu) handle.SetMtu(link, mtu);
+            if (Offload is bool on) Ethtool.Set(ns, link.Name, on, on, on, on);
             if (Up || Down) handle.SetUp(link, Up);
             if (PassThru) WriteObject(Query.Link(ns, Name));
         });
