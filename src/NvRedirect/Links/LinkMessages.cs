@@ -170,7 +170,9 @@ public sealed class LinkRecord
             HardwareType = BinaryPrimitives.ReadUInt16LittleEndian(p[2..]),
             Flags = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]),
             Name = name, Kind = kind, Mtu = mtu, Address = addr, OperState = oper,
-            PeerIndex = link == index && nsid == null ? 0 : link, // a peer in another namespace may share our ifindex
+            // the kernel always sends IFLA_LINK with IFLA_LINK_NETNSID, and a peer in another namespace may have our
+            // own ifindex there (both are often 2); only a local IFLA_LINK equal to our index means "no peer"
+            PeerIndex = link == index && nsid == null ? 0 : link,
             PeerNamespaceId = nsid,
         };
     }

@@ -75,12 +75,15 @@ public sealed class RouteHandle : IDisposable
     /// <summary>"namespace X" or "the root namespace".</summary>
     public string NamespaceText => Namespace.Length == 0 ? "the root namespace" : $"namespace '{Namespace}'";
 
-    /// <summary>Creates a veth pair here; the peer goes straight into <paramref name="peerNamespace"/> when given.</summary>
+    /// <summary>
+    /// Creates a veth pair here; the peer goes straight into <paramref name="peerNamespace"/> when given
+    /// ("" = the root namespace). null keeps the peer in this handle's namespace.
+    /// </summary>
     public void CreateVeth(string name, string peerName, string? peerNamespace)
     {
         Parse.ThrowIfInvalidLinkName(name);
         Parse.ThrowIfInvalidLinkName(peerName, "PeerName");
-        bool peerHere = string.IsNullOrEmpty(peerNamespace) ? Namespace.Length == 0 : peerNamespace == Namespace;
+        bool peerHere = peerNamespace == null || peerNamespace == Namespace;
         if (peerHere && name == peerName)
             throw new ArgumentException($"A veth pair needs two different names; both ends are called '{name}'.", "PeerName");
         if (FindLink(name) != null) throw new LinkExistsException(name, Namespace);
