@@ -3,7 +3,7 @@
     Builds, tests and demonstrates NvRedirect.
 .DESCRIPTION
     Tasks:
-      Build  - builds the module (bin/) and the tests, and generates the MAML help (en-US/).
+      Build  - builds the module (bin/) and the tests, and generates the MAML help (en-US/) and docs/cmdlets.md.
       Test   - Build, then xunit, then Pester in a fresh pwsh against the built module; prints
                "N passed, N failed, N skipped" summed over both as its last line; exits 1 on any failure or
                when no test ran.
@@ -52,7 +52,7 @@ function Invoke-Build {
     Write-Host "== build ($Configuration)"
     Invoke-Native 'dotnet build' { dotnet build (Join-Path $root 'tests/NvRedirect.Tests/NvRedirect.Tests.csproj') -c $Configuration -nologo -v quiet -clp:NoSummary }
     Write-Host '== help'
-    & (Join-Path $root 'src/help/New-MamlHelp.ps1') -AssemblyPath (Join-Path $root 'bin/NvRedirect.dll') -OutputPath (Join-Path $root 'en-US/NvRedirect.dll-Help.xml')
+    & (Join-Path $root 'src/help/New-MamlHelp.ps1') -AssemblyPath (Join-Path $root 'bin/NvRedirect.dll') -OutputPath (Join-Path $root 'en-US/NvRedirect.dll-Help.xml') -MarkdownPath (Join-Path $root 'docs/cmdlets.md')
 }
 
 function Get-PesterManifest {

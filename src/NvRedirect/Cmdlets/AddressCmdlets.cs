@@ -9,8 +9,10 @@ namespace NvRedirect.Cmdlets;
 /// <summary>
 /// <para type="synopsis">Adds an IPv4 or IPv6 address to a link, like `ip addr add ADDR/PREFIX dev DEV`.</para>
 /// <para type="description">Sends what iproute2 sends (local = address, no broadcast). The kernel adds the prefix route itself. An address already present is an error.</para>
+/// <para type="description">Each address of -Address is added and returned on its own, so one that fails does not stop the others. Link objects from Get-AgentLink bind by Name and Namespace.</para>
 /// </summary>
-/// <example><code>Add-AgentAddress eth0 10.10.10.88/24 -Namespace container-ns</code></example>
+/// <example><code>Add-AgentAddress eth0 10.10.10.88/24 -Namespace container-ns</code><para>Gives eth0 in container-ns the address 10.10.10.88 on the network 10.10.10.0/24 and returns the new address.</para></example>
+/// <example><code>Get-AgentLink eth0 -Namespace container-ns | Add-AgentAddress -Address 10.10.10.89/24, 2001:db8::89/64</code><para>Adds an IPv4 and an IPv6 address to the link piped in.</para></example>
 [Cmdlet(VerbsCommon.Add, "AgentAddress", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentAddress))]
 public sealed class AddAgentAddressCommand : LinkCmdletBase
@@ -54,13 +56,15 @@ public sealed class AddAgentAddressCommand : LinkCmdletBase
 
 /// <summary>
 /// <para type="synopsis">Lists addresses in a namespace, like `ip addr show`.</para>
+/// <para type="description">Reads every address of -Namespace (the root namespace by default) and returns one object per address with its link, family, prefix length and scope. -LinkName narrows the list to some links and -Family to one address family. Link objects from Get-AgentLink bind by Name and Namespace.</para>
 /// </summary>
-/// <example><code>Get-AgentAddress -Namespace container-ns -Family IPv4</code></example>
+/// <example><code>Get-AgentAddress -Namespace container-ns -Family IPv4</code><para>Lists the IPv4 addresses of every link in container-ns.</para></example>
+/// <example><code>Get-AgentLink -Namespace agent-ns -Kind veth | Get-AgentAddress</code><para>Lists the addresses of the veth links in agent-ns.</para></example>
 [Cmdlet(VerbsCommon.Get, "AgentAddress")]
 [OutputType(typeof(AgentAddress))]
 public sealed class GetAgentAddressCommand : LinkCmdletBase
 {
-    /// <summary><para type="description">Only addresses of these links (wildcards allowed).</para></summary>
+    /// <summary><para type="description">Only addresses of these links: names or wildcard patterns (a link object's Name binds here). A name without wildcards that matches no link is reported as an error.</para></summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("Name")]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
@@ -73,7 +77,7 @@ public sealed class GetAgentAddressCommand : LinkCmdletBase
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
-    /// <summary><para type="description">IPv4 or IPv6 only.</para></summary>
+    /// <summary><para type="description">Only IPv4 or only IPv6 addresses; both when absent.</para></summary>
     [Parameter]
     [ValidateSet("IPv4", "IPv6")]
     public string? Family { get; set; }
@@ -101,13 +105,15 @@ public sealed class GetAgentAddressCommand : LinkCmdletBase
 
 /// <summary>
 /// <para type="synopsis">Removes an address from a link, like `ip addr del ADDR/PREFIX dev DEV`.</para>
+/// <para type="description">The address must match one on the link including its prefix length, as Get-AgentAddress shows it (a bare address means /32 or /128); an address that is not on the link is an error. Address objects from Get-AgentAddress bind by LinkName, Address and Namespace.</para>
 /// </summary>
-/// <example><code>Get-AgentAddress eth0 -Namespace container-ns | Remove-AgentAddress</code></example>
+/// <example><code>Remove-AgentAddress eth0 10.10.10.88/24 -Namespace container-ns</code><para>Removes 10.10.10.88/24 from eth0 in container-ns.</para></example>
+/// <example><code>Get-AgentAddress eth0 -Namespace container-ns | Remove-AgentAddress</code><para>Removes every address of eth0 in container-ns.</para></example>
 [Cmdlet(VerbsCommon.Remove, "AgentAddress", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(void))]
 public sealed class RemoveAgentAddressCommand : LinkCmdletBase
 {
-    /// <summary><para type="description">The link holding the address.</para></summary>
+    /// <summary><para type="description">The link holding the address (an address object's LinkName binds here).</para></summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     public string LinkName { get; set; } = "";

@@ -24,7 +24,14 @@ public abstract class LinkCmdletBase : NvCmdlet, IDisposable
 /// <para type="synopsis">Creates a veth pair, like `ip link add NAME type veth peer name PEER [netns NS]`.</para>
 /// <para type="description">Both ends are created down in -Namespace (the root namespace by default), or the peer straight inside -PeerNamespace, in one kernel request: either the whole pair exists afterwards or nothing does. Returns the first end.</para>
 /// </summary>
-/// <example><code>New-AgentLink vin -PeerName vin-peer -Namespace agent-ns -PeerNamespace container-ns</code></example>
+/// <example><code>New-AgentLink vin -PeerName vin-peer -Namespace agent-ns -PeerNamespace container-ns</code><para>Creates the pair in one request: vin in agent-ns, vin-peer straight inside container-ns. Both ends start down.</para></example>
+/// <example>
+/// <code>
+/// New-AgentLink veth-host veth-ctr -PeerNamespace container-ns |
+///     Set-AgentLink -Up -PassThru
+/// </code>
+/// <para>Creates veth-host in the root namespace with its peer veth-ctr in container-ns (the two names bind by position), then brings the root end up and shows it.</para>
+/// </example>
 [Cmdlet(VerbsCommon.New, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentLink))]
 public sealed class NewAgentLinkCommand : LinkCmdletBase
@@ -33,7 +40,7 @@ public sealed class NewAgentLinkCommand : LinkCmdletBase
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     public string Name { get; set; } = "";
 
-    /// <summary><para type="description">Name of the other end.</para></summary>
+    /// <summary><para type="description">Name of the other end (same rules as -Name); it must differ from -Name when both ends are in the same namespace.</para></summary>
     [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
     public string PeerName { get; set; } = "";
 
@@ -74,13 +81,14 @@ public sealed class NewAgentLinkCommand : LinkCmdletBase
 /// <para type="synopsis">Lists links (network interfaces) in a namespace, like `ip link show`.</para>
 /// <para type="description">Returns one object per link with its namespace, name, index, kind, MAC, MTU, state, veth peer (name, index and namespace, resolved across namespaces) and addresses.</para>
 /// </summary>
-/// <example><code>Get-AgentNamespace agent-ns | Get-AgentLink</code></example>
-/// <example><code>Get-AgentLink v* -Namespace agent-ns | Set-AgentLink -Up</code></example>
+/// <example><code>Get-AgentLink</code><para>Lists the links of the root namespace (the one this PowerShell runs in).</para></example>
+/// <example><code>Get-AgentNamespace agent-ns | Get-AgentLink</code><para>Lists the links of agent-ns; for each veth the output shows its peer and the namespace the peer lives in.</para></example>
+/// <example><code>Get-AgentLink v* -Namespace agent-ns -Kind veth | Set-AgentLink -Up</code><para>Brings up every veth in agent-ns whose name starts with v.</para></example>
 [Cmdlet(VerbsCommon.Get, "AgentLink")]
 [OutputType(typeof(AgentLink))]
 public sealed class GetAgentLinkCommand : LinkCmdletBase
 {
-    /// <summary><para type="description">Link names or wildcard patterns; all links when absent.</para></summary>
+    /// <summary><para type="description">Link names or wildcard patterns; all links when absent. A name without wildcards that matches no link is reported as an error.</para></summary>
     [Parameter(Position = 0)]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     [SupportsWildcards]
@@ -92,7 +100,7 @@ public sealed class GetAgentLinkCommand : LinkCmdletBase
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
-    /// <summary><para type="description">Only links of this kind (veth, bridge...).</para></summary>
+    /// <summary><para type="description">Only links of this kind (veth, bridge...), ignoring case.</para></summary>
     [Parameter]
     public string? Kind { get; set; }
 
@@ -113,8 +121,10 @@ public sealed class GetAgentLinkCommand : LinkCmdletBase
 /// <summary>
 /// <para type="synopsis">Changes a link's state, MTU or MAC address, like `ip link set DEV up|down|mtu|address`.</para>
 /// <para type="description">Applies the MAC address, then the MTU, then the state. Takes links from the pipeline by Name and Namespace.</para>
+/// <para type="description">Give at least one of -Up, -Down, -Mtu or -MacAddress; -Up and -Down cannot be combined.</para>
 /// </summary>
-/// <example><code>Get-AgentLink -Namespace agent-ns | Set-AgentLink -Up</code></example>
+/// <example><code>Get-AgentLink -Namespace agent-ns | Set-AgentLink -Up</code><para>Brings up every link in agent-ns, lo included.</para></example>
+/// <example><code>Set-AgentLink vin -Namespace agent-ns -MacAddress 02:00:00:00:00:01 -Mtu 1400 -PassThru</code><para>Gives vin a locally administered MAC address and an MTU of 1400, and returns the changed link.</para></example>
 [Cmdlet(VerbsCommon.Set, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentLink))]
 public sealed class SetAgentLinkCommand : LinkCmdletBase
@@ -130,9 +140,9 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
-    /// <summary><para type="description">Bring the link up.</para></summary>
+    /// <summary><para type="description">Bring the link up (its administrative state); not together with -Down.</para></summary>
     [Parameter] public SwitchParameter Up { get; set; }
-    /// <summary><para type="description">Bring the link down.</para></summary>
+    /// <summary><para type="description">Bring the link down; not together with -Up.</para></summary>
     [Parameter] public SwitchParameter Down { get; set; }
 
     /// <summary><para type="description">New MTU in bytes (68-65535 for IPv4-capable links; the kernel checks the device's limits).</para></summary>
@@ -185,7 +195,8 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
 /// <para type="synopsis">Renames a link, like `ip link set DEV name NEW`.</para>
 /// <para type="description">Refuses a name already taken in the same namespace before asking the kernel. Works on links that are up (Linux 6.2 and later).</para>
 /// </summary>
-/// <example><code>Rename-AgentLink vin-peer -NewName eth0 -Namespace container-ns</code></example>
+/// <example><code>Rename-AgentLink vin-peer -NewName eth0 -Namespace container-ns</code><para>Renames vin-peer in container-ns to eth0, the name a container expects for its interface.</para></example>
+/// <example><code>Get-AgentLink vin -Namespace agent-ns | Rename-AgentLink -NewName vin0 -PassThru</code><para>Renames the link piped in (its Name and Namespace bind by property name) and returns it under its new name.</para></example>
 [Cmdlet(VerbsCommon.Rename, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentLink))]
 public sealed class RenameAgentLinkCommand : LinkCmdletBase
@@ -229,7 +240,8 @@ public sealed class RenameAgentLinkCommand : LinkCmdletBase
 /// <para type="synopsis">Moves a link to another namespace, optionally renaming it, like `ip link set DEV netns NS [name NEW]`.</para>
 /// <para type="description">One kernel request: the link either arrives (with its new name) or stays where it was. The kernel brings a moved link down.</para>
 /// </summary>
-/// <example><code>Move-AgentLink vin-peer -Namespace agent-ns -DestinationNamespace container-ns -NewName eth0</code></example>
+/// <example><code>Move-AgentLink vin-peer -Namespace agent-ns -DestinationNamespace container-ns -NewName eth0</code><para>Moves vin-peer from agent-ns into container-ns and names it eth0 there, in one request; it arrives down.</para></example>
+/// <example><code>Move-AgentLink veth1 '' -Namespace container-ns -PassThru</code><para>Moves veth1 out of container-ns back to the root namespace (an empty destination) and returns it as it is there.</para></example>
 [Cmdlet(VerbsCommon.Move, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentLink))]
 public sealed class MoveAgentLinkCommand : LinkCmdletBase
@@ -251,7 +263,7 @@ public sealed class MoveAgentLinkCommand : LinkCmdletBase
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string DestinationNamespace { get; set; } = "";
 
-    /// <summary><para type="description">A new name to take on arrival.</para></summary>
+    /// <summary><para type="description">A new name to take on arrival (1-15 bytes, no '/', ':' or white space); the current name when absent.</para></summary>
     [Parameter]
     public string? NewName { get; set; }
 
@@ -278,7 +290,8 @@ public sealed class MoveAgentLinkCommand : LinkCmdletBase
 /// <para type="synopsis">Removes a link, like `ip link del DEV`.</para>
 /// <para type="description">Removing one end of a veth pair removes both ends.</para>
 /// </summary>
-/// <example><code>Get-AgentLink vex -Namespace agent-ns | Remove-AgentLink</code></example>
+/// <example><code>Remove-AgentLink veth-host</code><para>Removes veth-host from the root namespace; the kernel removes its peer with it, wherever the peer is.</para></example>
+/// <example><code>Get-AgentLink vex -Namespace agent-ns | Remove-AgentLink -WhatIf</code><para>Shows which link would be removed without removing it.</para></example>
 [Cmdlet(VerbsCommon.Remove, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(void))]
 public sealed class RemoveAgentLinkCommand : LinkCmdletBase

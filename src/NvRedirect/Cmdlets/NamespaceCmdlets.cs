@@ -11,7 +11,8 @@ namespace NvRedirect.Cmdlets;
 /// <para type="synopsis">Creates a named network namespace, like `ip netns add`.</para>
 /// <para type="description">Creates a new network namespace and pins it on /run/netns/NAME, exactly as iproute2 does, so `ip netns list` and `ip netns exec` see it. The calling thread never changes namespace: the work happens on a dedicated OS thread.</para>
 /// </summary>
-/// <example><code>New-AgentNamespace agent-ns, container-ns</code></example>
+/// <example><code>New-AgentNamespace agent-ns, container-ns</code><para>Creates two namespaces, one for the agent and one standing in for a container, and returns an object for each.</para></example>
+/// <example><code>'web', 'db' | New-AgentNamespace -WhatIf</code><para>Shows which namespaces would be created (/run/netns/web and /run/netns/db) without creating them.</para></example>
 [Cmdlet(VerbsCommon.New, "AgentNamespace", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentNamespace))]
 public sealed class NewAgentNamespaceCommand : NvCmdlet
@@ -35,12 +36,13 @@ public sealed class NewAgentNamespaceCommand : NvCmdlet
 /// <para type="synopsis">Lists named network namespaces, ours and iproute2's alike.</para>
 /// <para type="description">Reads /run/netns. Without -Name every namespace is listed; names accept wildcards. A name without wildcards that does not exist is an error.</para>
 /// </summary>
-/// <example><code>Get-AgentNamespace agent-* | Get-AgentLink</code></example>
+/// <example><code>Get-AgentNamespace</code><para>Lists every named namespace with its path, its nsfs inode (Id) and whether it is still mounted.</para></example>
+/// <example><code>Get-AgentNamespace agent-* | Get-AgentLink</code><para>Lists the links of every namespace whose name starts with agent-: each namespace object binds to -Namespace of Get-AgentLink.</para></example>
 [Cmdlet(VerbsCommon.Get, "AgentNamespace")]
 [OutputType(typeof(AgentNamespace))]
 public sealed class GetAgentNamespaceCommand : NvCmdlet
 {
-    /// <summary><para type="description">Names or wildcard patterns.</para></summary>
+    /// <summary><para type="description">Names or wildcard patterns; every namespace when absent. A name without wildcards that does not exist is reported as an error.</para></summary>
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     [SupportsWildcards]
@@ -59,12 +61,13 @@ public sealed class GetAgentNamespaceCommand : NvCmdlet
 /// <para type="synopsis">Removes a named network namespace, like `ip netns del`.</para>
 /// <para type="description">Unmounts and removes /run/netns/NAME. The kernel frees the namespace, and destroys the veths in it (and so their peers), once nothing else holds it.</para>
 /// </summary>
-/// <example><code>Get-AgentNamespace test-* | Remove-AgentNamespace</code></example>
+/// <example><code>Remove-AgentNamespace container-ns</code><para>Removes the namespace container-ns. Once no process holds it any more, the kernel destroys the veth ends inside it, and with them their peers in other namespaces.</para></example>
+/// <example><code>Get-AgentNamespace test-* | Remove-AgentNamespace -Confirm</code><para>Removes every namespace whose name starts with test-, asking before each one.</para></example>
 [Cmdlet(VerbsCommon.Remove, "AgentNamespace", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(void))]
 public sealed class RemoveAgentNamespaceCommand : NvCmdlet
 {
-    /// <summary><para type="description">Name(s) of the namespace(s) to remove.</para></summary>
+    /// <summary><para type="description">Name(s) of the namespace(s) to remove; a namespace object binds here by its Name. Names are taken literally (no wildcards): pipe from Get-AgentNamespace to remove by pattern.</para></summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string[] Name { get; set; } = [];
