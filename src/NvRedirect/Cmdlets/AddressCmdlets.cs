@@ -17,9 +17,9 @@ namespace NvRedirect.Cmdlets;
 [OutputType(typeof(AgentAddress))]
 public sealed class AddAgentAddressCommand : LinkCmdletBase
 {
-    /// <summary><para type="description">The link (a link object's Name binds here).</para></summary>
+    /// <summary><para type="description">The link (a link object binds here through its LinkName property).</para></summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("Name")]
+    [Alias("Interface")]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     public string LinkName { get; set; } = "";
 
@@ -64,9 +64,9 @@ public sealed class AddAgentAddressCommand : LinkCmdletBase
 [OutputType(typeof(AgentAddress))]
 public sealed class GetAgentAddressCommand : LinkCmdletBase
 {
-    /// <summary><para type="description">Only addresses of these links: names or wildcard patterns (a link object's Name binds here). A name without wildcards that matches no link is reported as an error.</para></summary>
+    /// <summary><para type="description">Only addresses of these links: names or wildcard patterns (a link object binds here through its LinkName property). A name without wildcards that matches no link is reported as an error.</para></summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("Name")]
+    [Alias("Interface")]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     [SupportsWildcards]
     public string[]? LinkName { get; set; }

@@ -10,17 +10,18 @@ namespace NvRedirect.Cmdlets;
 /// <para type="synopsis">Captures frames on an interface in any namespace, like `tcpdump -enpli DEV`.</para>
 /// <para type="description">Opens an AF_PACKET socket (all protocols) on the interface inside its namespace and emits one object per frame as it arrives: time, interface, direction, MACs, ethertype, IPs, protocol, ports and a tcpdump-style one-line summary. Stops after -Count frames or -TimeoutSeconds, whichever comes first (Ctrl+C also stops it). -PcapPath also writes the frames to a pcap file that tcpdump and Wireshark read.</para>
 /// </summary>
-/// <example><code>Watch-AgentTraffic vbr -Namespace agent-ns -Count 4 -TimeoutSeconds 5 | Select-Object -ExpandProperty Summary</code></example>
-/// <example><code>Watch-AgentTraffic vex -Namespace agent-ns -Count 100 -PcapPath ./vex.pcap | Where-Object Protocol -eq ICMP</code></example>
+/// <example><code>Watch-AgentTraffic vbr -Namespace agent-ns -Count 4 -TimeoutSeconds 5 | Select-Object -ExpandProperty Summary</code><para>Prints up to four frames seen on vbr within five seconds, one tcpdump-style line each.</para></example>
+/// <example><code>Watch-AgentTraffic vex -Namespace agent-ns -Count 100 -PcapPath ./vex.pcap | Where-Object Protocol -eq ICMP</code><para>Captures up to 100 frames on vex into vex.pcap (readable with tcpdump -r) and shows the ICMP ones.</para></example>
+/// <example><code>Get-AgentLink eth0 -Namespace container-ns | Watch-AgentTraffic -Count 2</code><para>A link object binds to -Interface and -Namespace from the pipeline.</para></example>
 [Cmdlet(VerbsCommon.Watch, "AgentTraffic")]
 [OutputType(typeof(AgentPacket))]
 public sealed class WatchAgentTrafficCommand : NvCmdlet
 {
     private volatile bool _stopping;
 
-    /// <summary><para type="description">The interface to capture on (a link object's Name binds here).</para></summary>
+    /// <summary><para type="description">The interface to capture on (a link object binds here through its LinkName property).</para></summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("Name", "LinkName")]
+    [Alias("LinkName")]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     public string Interface { get; set; } = "";
 

@@ -28,6 +28,9 @@ public sealed class AgentLink
     public string Namespace { get; init; } = "";
     /// <summary>Interface name.</summary>
     public string Name { get; init; } = "";
+    /// <summary>Same as <see cref="Name"/>: lets a link bind to the -LinkName parameter of the address and capture cmdlets
+    /// (a namespace object, which also has a Name, then never binds there by mistake).</summary>
+    public string LinkName => Name;
     /// <summary>ifindex (unique within its namespace).</summary>
     public int Index { get; init; }
     /// <summary>veth, bridge, ... ("" for devices without a kind, such as lo).</summary>
