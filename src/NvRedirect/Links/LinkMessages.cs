@@ -170,7 +170,8 @@ public sealed class LinkRecord
             HardwareType = BinaryPrimitives.ReadUInt16LittleEndian(p[2..]),
             Flags = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]),
             Name = name, Kind = kind, Mtu = mtu, Address = addr, OperState = oper,
-            PeerIndex = link == index ? 0 : link,
+            // IFLA_LINK == own index means "no peer" only in one namespace: a peer elsewhere often has the same index
+            PeerIndex = link == index && nsid == null ? 0 : link,
             PeerNamespaceId = nsid,
         };
     }
