@@ -179,12 +179,13 @@ Describe 'Remove-AgentNamespace' {
     }
 
     It 'rejects a name that would reach outside /run/netns, removing nothing' {
-        $before = @(Get-ChildItem /run/netns -Name)
+        $witness = New-TestNamespace 'witness'
         Remove-AgentNamespace '../netns' -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-AgentError $err -Id 'RemoveAgentNamespaceInvalidArgument,NvRedirect.Cmdlets.RemoveAgentNamespaceCommand' `
             -Category InvalidArgument -Message "*'../netns' contains '/'*"
         Test-Path /run/netns -PathType Container | Should -BeTrue
-        foreach ($n in $before) { Test-Path "/run/netns/$n" | Should -BeTrue }
+        Get-IpNamespaceName | Should -Contain $witness
+        @(Get-IpLink $witness).ifname | Should -Be @('lo')
     }
 
     It '-WhatIf removes nothing' {

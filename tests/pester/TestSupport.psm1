@@ -107,6 +107,20 @@ function Get-IpLink([string]$Namespace = '', [string]$Name) {
 
 <#
 .SYNOPSIS
+    A comparable fingerprint of every link of a namespace (index, name, MAC, MTU, flags, peer, IPv4 addresses), one
+    string per link: equal fingerprints before and after a failed command prove it left no partial state.
+#>
+function Get-IpLinkState([string]$Namespace = '') {
+    $addresses = @(Get-IpAddress $Namespace -Family IPv4)
+    foreach ($l in Get-IpLink $Namespace) {
+        $peer = if ($l.PSObject.Properties['link_index']) { "$($l.link_index)@$($l.link_netnsid)" } elseif ($l.PSObject.Properties['link']) { $l.link } else { '' }
+        $v4 = ($addresses | Where-Object LinkIndex -EQ $l.ifindex | ForEach-Object Address | Sort-Object) -join ','
+        "$($l.ifindex) $($l.ifname) $($l.address) mtu=$($l.mtu) flags=$(($l.flags | Where-Object { $_ -ne 'LOWER_UP' }) -join ',') peer=$peer v4=$v4"
+    }
+}
+
+<#
+.SYNOPSIS
     iproute2's view of the addresses of a namespace: `ip -j [-n NS] addr show`, flattened to one object per address
     (LinkName, Family 'IPv4'/'IPv6', Address 'a.b.c.d/len', Scope).
 #>
@@ -141,6 +155,45 @@ function Get-IpNamespaceIdMap([Parameter(Mandatory)][string]$Namespace) {
     $map = @{}
     if ($json.Trim()) { foreach ($n in ($json | ConvertFrom-Json)) { if ($n.PSObject.Properties['id']) { $map[[int]$n.id] = $n.name } } }
     $map
+}
+
+<#
+.SYNOPSIS
+    Asserts that an AgentLink says what iproute2 says about the same link: index, MTU, MAC, admin state, kind,
+    veth peer (index, name and namespace, resolved through `ip -n NS netns list` ids) and IPv4 addresses.
+.DESCRIPTION
+    The operational state is left out (the kernel's linkwatch updates it asynchronously); IPv6 addresses too
+    (an up link gains a link-local address asynchronously). Callers check those after waiting for them.
+#>
+function Assert-AgentLinkMatchesIp([Parameter(Mandatory, ValueFromPipeline)][object]$Link) {
+    process {
+        $ns = $Link.Namespace
+        $ip = @(Get-IpLink $ns $Link.Name)
+        $ip.Count | Should -Be 1 -Because "ip -n '$ns' link show must list '$($Link.Name)'"
+        $ip = $ip[0]
+        $Link.Index | Should -Be $ip.ifindex
+        $Link.Mtu | Should -Be $ip.mtu
+        $Link.MacAddress | Should -BeExactly $ip.address
+        $Link.State | Should -BeExactly $(if ($ip.flags -contains 'UP') { 'Up' } else { 'Down' })
+        $Link.Kind | Should -BeExactly $(if ($ip.PSObject.Properties['linkinfo']) { $ip.linkinfo.info_kind } else { '' })
+        if ($ip.PSObject.Properties['link_netnsid']) {
+            $peerNs = (Get-IpNamespaceIdMap $ns)[[int]$ip.link_netnsid]
+            $Link.PeerIndex | Should -Be $ip.link_index
+            $Link.PeerNamespace | Should -BeExactly $peerNs
+            $Link.PeerName | Should -BeExactly (@(Get-IpLink $peerNs | Where-Object ifindex -EQ $ip.link_index)[0].ifname)
+        }
+        elseif ($ip.PSObject.Properties['link'] -and $ip.link) {
+            $Link.PeerName | Should -BeExactly $ip.link
+            $Link.PeerNamespace | Should -BeExactly $ns
+            $Link.PeerIndex | Should -Be (@(Get-IpLink $ns $ip.link)[0].ifindex)
+        }
+        else {
+            $Link.PeerIndex | Should -Be 0
+        }
+        $mine = @($Link.Addresses | Where-Object { $_ -notlike '*:*' } | Sort-Object)
+        $theirs = @(Get-IpAddress $ns -LinkName $Link.Name -Family IPv4 | ForEach-Object Address | Sort-Object)
+        $mine | Should -Be $theirs
+    }
 }
 
 <#
@@ -208,5 +261,5 @@ function Get-ErrorRecord([Parameter(Mandatory)][scriptblock]$ScriptBlock) {
 }
 
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
-    Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap,
+    Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
     Wait-TestCondition, Test-IcmpEcho, Assert-AgentError, Get-ErrorRecord
