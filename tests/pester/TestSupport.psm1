@@ -110,12 +110,15 @@ function Get-IpLink([string]$Namespace = '', [string]$Name) {
     A comparable fingerprint of every link of a namespace (index, name, MAC, MTU, flags, peer, IPv4 addresses), one
     string per link: equal fingerprints before and after a failed command prove it left no partial state.
 #>
+# Flags that follow carrier and operstate, which the kernel updates asynchronously (linkwatch): not part of a fingerprint.
+$script:AsyncFlags = @('LOWER_UP', 'NO-CARRIER', 'M-DOWN')
+
 function Get-IpLinkState([string]$Namespace = '') {
     $addresses = @(Get-IpAddress $Namespace -Family IPv4)
     foreach ($l in Get-IpLink $Namespace) {
         $peer = if ($l.PSObject.Properties['link_index']) { "$($l.link_index)@$($l.link_netnsid)" } elseif ($l.PSObject.Properties['link']) { $l.link } else { '' }
         $v4 = ($addresses | Where-Object LinkIndex -EQ $l.ifindex | ForEach-Object Address | Sort-Object) -join ','
-        "$($l.ifindex) $($l.ifname) $($l.address) mtu=$($l.mtu) flags=$(($l.flags | Where-Object { $_ -ne 'LOWER_UP' }) -join ',') peer=$peer v4=$v4"
+        "$($l.ifindex) $($l.ifname) $($l.address) mtu=$($l.mtu) flags=$(($l.flags | Where-Object { $_ -notin $script:AsyncFlags }) -join ',') peer=$peer v4=$v4"
     }
 }
 
