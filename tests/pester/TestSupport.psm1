@@ -83,12 +83,14 @@ function Remove-TestNamespace([string[]]$Name) {
 
 <#
 .SYNOPSIS
-    Runs `ip ARGS`; throws with ip's own error text on a non-zero exit. Returns the output lines.
+    Runs `ip ARGS`; throws with ip's own error text on a non-zero exit. Returns the standard output lines.
 #>
 function Invoke-Ip {
-    $out = & ip @args 2>&1
-    if ($LASTEXITCODE -ne 0) { throw "ip $($args -join ' ') failed ($LASTEXITCODE): $($out -join ' ')" }
-    $out | ForEach-Object { "$_" }
+    # stderr apart from stdout: `ip netns list` warns on stderr about a namespace another process removes meanwhile
+    $all = @(& ip @args 2>&1)
+    $stderr = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" })
+    if ($LASTEXITCODE -ne 0) { throw "ip $($args -join ' ') failed ($LASTEXITCODE): $($stderr -join ' ')" }
+    $all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" }
 }
 
 function Get-NamespaceArgument([string]$Namespace) { if ($Namespace) { @('-n', $Namespace) } else { @() } }
