@@ -140,6 +140,16 @@ Describe 'Add-AgentAddress, Get-AgentAddress and Remove-AgentAddress' {
         Get-V4 a0 | Should -Be @('10.10.10.20/24')
     }
 
+    It 'removes a primary address and its secondaries piped together, without reporting the ones the kernel dropped' {
+        Invoke-Ip -n $a link add name s0 type veth peer name s1
+        Invoke-Ip -n $a addr add 10.10.10.40/24 dev s0
+        Invoke-Ip -n $a addr add 10.10.10.41/24 dev s0
+        Invoke-Ip -n $a addr add 192.0.2.40/24 dev s0
+        Get-AgentAddress s0 -Namespace $a -Family IPv4 | Remove-AgentAddress -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+        Get-V4 s0 | Should -BeNullOrEmpty
+    }
+
     It '-WhatIf adds and removes nothing' {
         Invoke-Ip -n $a addr add 10.10.10.30/24 dev a0
         $before = Get-IpLinkState $a

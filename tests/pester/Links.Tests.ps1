@@ -470,6 +470,15 @@ Describe 'Remove-AgentLink' {
         (Get-IpLink $a).ifname | Should -Be @('lo')
     }
 
+    It 'removes both ends of every veth piped from Get-AgentLink without reporting the peer the kernel already removed' {
+        Invoke-Ip -n $a link add name z0 type veth peer name z1
+        Invoke-Ip -n $a link add name w0 type veth peer name w1
+        Get-AgentLink -Namespace $a -Kind veth | Remove-AgentLink -ErrorVariable err -Verbose 4>&1 |
+            Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like "*already gone*" } | Should -HaveCount 2
+        $err | Should -BeNullOrEmpty
+        (Get-IpLink $a).ifname | Should -Be @('lo')
+    }
+
     It 'reports a missing link' {
         Remove-AgentLink nope -Namespace $a -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-AgentError $err -Id 'RemoveAgentLinkLinkNotFound,NvRedirect.Cmdlets.RemoveAgentLinkCommand' `

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using NvRedirect.Links;
@@ -113,6 +114,8 @@ public sealed class GetAgentAddressCommand : LinkCmdletBase
 [OutputType(typeof(void))]
 public sealed class RemoveAgentAddressCommand : LinkCmdletBase
 {
+    private readonly List<(string Namespace, int Index, System.Net.IPAddress Address, int PrefixLength)> _removed = new();
+
     /// <summary><para type="description">The link holding the address (an address object's LinkName binds here).</para></summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
@@ -140,9 +143,18 @@ public sealed class RemoveAgentAddressCommand : LinkCmdletBase
                 var handle = Query.Handle(ns);
                 var link = handle.GetLink(LinkName);
                 if (!handle.DumpAddresses().Any(a => a.Index == link.Index && a.Address.Equals(ip) && a.PrefixLength == prefix))
-                    throw new NvRedirect.Netlink.NetlinkException(99, $"{ip}/{prefix} is not an address of {handle.Describe(LinkName)}; list them with Get-AgentAddress");
-                if (ShouldProcess($"{LinkName} in {Where(ns)}", $"Remove address {ip}/{prefix}"))
-                    handle.DeleteAddress(link, ip, prefix);
+                {
+                    // removing a primary IPv4 address makes the kernel drop the secondaries of its subnet too
+                    if (_removed.Any(r => r.Namespace == ns && r.Index == link.Index && Parse.InSubnet(ip, r.Address, r.PrefixLength) && r.PrefixLength == prefix))
+                    {
+                        WriteVerbose($"{ip}/{prefix} on {LinkName} is already gone: the kernel removed it with the primary address of its subnet.");
+                        return;
+                    }
+                    throw new AddressNotFoundException(ip, prefix, handle.Describe(LinkName));
+                }
+                if (!ShouldProcess($"{LinkName} in {Where(ns)}", $"Remove address {ip}/{prefix}")) return;
+                handle.DeleteAddress(link, ip, prefix);
+                _removed.Add((ns, link.Index, ip, prefix));
             });
         }
         Reset();

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using NvRedirect.Links;
@@ -307,6 +308,9 @@ public sealed class RemoveAgentLinkCommand : LinkCmdletBase
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
+    // veth peers the kernel removed along with a link removed earlier in this pipeline
+    private readonly HashSet<(string Namespace, string Name)> _removedPeers = new();
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
@@ -314,8 +318,17 @@ public sealed class RemoveAgentLinkCommand : LinkCmdletBase
         Try(Name, () =>
         {
             var handle = Query.Handle(ns);
-            var link = handle.GetLink(Name);
-            if (ShouldProcess($"{Name} in {Where(ns)}", "Remove link")) handle.Delete(link);
+            var record = handle.FindLink(Name);
+            if (record == null && _removedPeers.Contains((ns, Name)))
+            {
+                WriteVerbose($"{Name} in {Where(ns)} is already gone: it was the veth peer of a link removed earlier in this pipeline.");
+                return;
+            }
+            if (record == null) throw new LinkNotFoundException(Name, ns);
+            var link = Query.Link(ns, Name);
+            if (!ShouldProcess($"{Name} in {Where(ns)}", "Remove link")) return;
+            handle.Delete(record);
+            if (link.PeerName != null && link.PeerNamespace != null) _removedPeers.Add((link.PeerNamespace, link.PeerName));
         });
         Reset();
     }

@@ -36,6 +36,7 @@ public abstract class NvCmdlet : PSCmdlet
     {
         NamespaceNotFoundException => ("NamespaceNotFound", ErrorCategory.ObjectNotFound),
         LinkNotFoundException => ("LinkNotFound", ErrorCategory.ObjectNotFound),
+        AddressNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
         LinkExistsException => ("AlreadyExists", ErrorCategory.ResourceExists),
         ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
         NetlinkException { Errno: 1 or 13 } => ("PermissionDenied", ErrorCategory.PermissionDenied),

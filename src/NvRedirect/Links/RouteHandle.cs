@@ -200,3 +200,9 @@ public sealed class LinkExistsException(string name, string ns)
     /// <summary>The taken name.</summary>
     public string Name { get; } = name;
 }
+
+/// <summary>An address that a link does not have.</summary>
+public sealed class AddressNotFoundException(System.Net.IPAddress address, int prefixLength, string where)
+    : NetlinkException(99, "find address", null, $"{address}/{prefixLength} is not an address of {where}; list them with Get-AgentAddress")
+{
+}

@@ -111,6 +111,20 @@ public static class Parse
         return (address, prefix);
     }
 
+    /// <summary>Whether <paramref name="ip"/> lies in <paramref name="network"/>/<paramref name="prefixLength"/> (same family).</summary>
+    public static bool InSubnet(IPAddress ip, IPAddress network, int prefixLength)
+    {
+        var a = ip.GetAddressBytes();
+        var b = network.GetAddressBytes();
+        if (a.Length != b.Length) return false;
+        for (int bit = 0; bit < prefixLength; bit++)
+        {
+            int mask = 0x80 >> (bit % 8);
+            if ((a[bit / 8] & mask) != (b[bit / 8] & mask)) return false;
+        }
+        return true;
+    }
+
     /// <summary>Why an interface name is unacceptable to the kernel, or null when it is fine.</summary>
     public static string? LinkNameProblem(string? name)
     {
