@@ -155,7 +155,7 @@ public static class Tool
     }
 
     /// <summary>
-    /// Runs `strace -f -e trace=sendmsg -e write=all -xx -s 65536 -o FILE tc ARGS` and returns tc's exit code, its
+    /// Runs `strace -f -e trace=sendmsg,sendto -e write=all -xx -s 65536 -o FILE tc ARGS` and returns tc's exit code, its
     /// stderr and every netlink message it sent with sendmsg (from strace's hex dumps of the written buffers).
     /// </summary>
     public static (int Code, string Err, List<byte[]> Sent) StraceTc(params string[] tcArgs)
@@ -163,7 +163,7 @@ public static class Tool
         var log = Path.Combine(Path.GetTempPath(), $"tct-strace-{Guid.NewGuid():N}.txt");
         try
         {
-            var (code, _, err) = Run("strace", ["-f", "-e", "trace=sendmsg", "-e", "write=all", "-xx", "-s", "65536", "-o", log, "tc", .. tcArgs]);
+            var (code, _, err) = Run("strace", ["-f", "-e", "trace=sendmsg,sendto", "-e", "write=all", "-xx", "-s", "65536", "-o", log, "tc", .. tcArgs]);
             return (code, err, ParseStraceDumps(File.ReadAllLines(log)));
         }
         finally { File.Delete(log); }
@@ -219,6 +219,7 @@ public static class TcCommand
         uint parent = NvRedirect.Tc.Tca.IngressHandle, chain = 0;
         for (; w[i] != "u32"; i += 2)
         {
+            if (w[i] == "ingress") { parent = NvRedirect.Tc.Tca.ClsactIngressParent; i--; continue; }
             switch (w[i])
             {
                 case "dev": link = ifindexOf(w[i + 1]); break;
@@ -254,10 +255,13 @@ public static class TcCommand
                 default: throw new FormatException($"unexpected '{w[i]}' at word {i}");
             }
         }
+        var selector = NvRedirect.Tc.U32Selector.FromMatches(matches);
+        // tc marks a node terminal only when it has actions or a classid (f_u32.c)
+        if (actions.Count == 0 && classId == null) selector = selector with { Flags = 0 };
         return new NvRedirect.Tc.U32Filter
         {
             LinkIndex = link, Priority = pref, Parent = parent, Protocol = protocol, Chain = chain, ClassId = classId,
-            Selector = NvRedirect.Tc.U32Selector.FromMatches(matches), Actions = actions,
+            Selector = selector, Actions = actions,
         };
     }
 
@@ -285,7 +289,14 @@ public static class TcCommand
             i += 5;
         }
         else throw new FormatException($"unknown action '{w[i]}'");
-        if (i < w.Count && Control(w[i]) is { } control) { action = action with { Control = control }; i++; }
+        if (i < w.Count && Control(w[i]) is { } control)
+        {
+            // tc parses a control word after pedit and mirror only (after redirect it starts a gact action)
+            if (action is NvRedirect.Tc.MirredAction { Mode: NvRedirect.Tc.MirredMode.Redirect })
+                throw new FormatException($"'{w[i]}' after a mirred redirect is a separate gact action in tc syntax");
+            action = action with { Control = control };
+            i++;
+        }
         if (i < w.Count && w[i] == "cookie") { action = action with { Cookie = Convert.FromHexString(w[i + 1]) }; i += 2; }
         return action;
     }

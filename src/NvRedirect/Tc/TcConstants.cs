@@ -15,6 +15,11 @@ public static class Tca
     public const uint IngressHandle = 0xffff0000;
     /// <summary>TC_H_INGRESS (= TC_H_CLSACT): the parent of an ingress or clsact qdisc.</summary>
     public const uint TC_H_INGRESS = 0xfffffff1;
+    /// <summary>
+    /// TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS) = ffff:fff2: the parent tc uses for `tc filter ... ingress`. A clsact
+    /// qdisc needs it; the ingress qdisc accepts it as well as ffff: (verified, netlink-encoding.md §4.1).
+    /// </summary>
+    public const uint ClsactIngressParent = 0xfffffff2;
     /// <summary>TC_H_ROOT: the parent of a root (egress) qdisc.</summary>
     public const uint TC_H_ROOT = 0xffffffff;
 

@@ -43,8 +43,8 @@ public static class TcMessages
     // ------------------------------------------------------------------ filters
 
     /// <summary>
-    /// `tc filter add dev D [parent P] pref N protocol X u32 match ... action ...` (0x0605): TCA_KIND "u32",
-    /// [TCA_CHAIN], TCA_OPTIONS { [TCA_U32_CLASSID], TCA_U32_ACT { 1 {...}, 2 {...} }, TCA_U32_SEL }.
+    /// `tc filter add dev D [parent P] pref N protocol X u32 match ... action ...` (0x0605): [TCA_CHAIN],
+    /// TCA_KIND "u32", TCA_OPTIONS { [TCA_U32_CLASSID], TCA_U32_ACT { 1 {...}, 2 {...} }, TCA_U32_SEL }.
     /// Decoded-only properties (handle, hash table, flags, counters, action indexes) are not sent, so a decoded
     /// filter encodes to the request that created it.
     /// </summary>
@@ -52,8 +52,8 @@ public static class TcMessages
     {
         ThrowIfNoLink(filter.LinkIndex);
         var w = FilterHeader(Rtnl.RTM_NEWTFILTER, Rtnl.CreateFlags, filter, filter.Protocol);
+        if (filter.Chain != 0) w.AttrU32(Tca.TCA_CHAIN, filter.Chain); // tc puts the chain before the kind
         w.AttrString(Tca.TCA_KIND, filter.Kind);
-        if (filter.Chain != 0) w.AttrU32(Tca.TCA_CHAIN, filter.Chain);
         int options = w.BeginNest(Tca.TCA_OPTIONS);
         if (filter.ClassId is uint classId) w.AttrU32(Tca.TCA_U32_CLASSID, classId);
         if (filter.Actions.Count > 0) WriteActions(w, Tca.TCA_U32_ACT, filter.Actions);
@@ -63,7 +63,7 @@ public static class TcMessages
     }
 
     /// <summary>
-    /// `tc filter add dev D pref N protocol X bpf [da] ...` (0x0605): TCA_KIND "bpf", TCA_OPTIONS { TCA_BPF_FD,
+    /// `tc filter add dev D pref N protocol X bpf [da] ...` (0x0605): [TCA_CHAIN], TCA_KIND "bpf", TCA_OPTIONS { TCA_BPF_FD,
     /// [TCA_BPF_NAME], TCA_BPF_FLAGS }. <paramref name="programFd"/> is a BPF program fd of this process, open while
     /// the request is sent; the filter keeps its own reference to the program afterwards.
     /// </summary>
@@ -72,8 +72,8 @@ public static class TcMessages
         ThrowIfNoLink(filter.LinkIndex);
         if (programFd < 0) throw new ArgumentOutOfRangeException(nameof(programFd), "A bpf filter needs an open program fd.");
         var w = FilterHeader(Rtnl.RTM_NEWTFILTER, Rtnl.CreateFlags, filter, filter.Protocol);
+        if (filter.Chain != 0) w.AttrU32(Tca.TCA_CHAIN, filter.Chain); // tc puts the chain before the kind
         w.AttrString(Tca.TCA_KIND, filter.Kind);
-        if (filter.Chain != 0) w.AttrU32(Tca.TCA_CHAIN, filter.Chain);
         int options = w.BeginNest(Tca.TCA_OPTIONS);
         if (filter.ClassId is uint classId) w.AttrU32(Tca.TCA_BPF_CLASSID, classId);
         w.AttrU32(Tca.TCA_BPF_FD, (uint)programFd);
