@@ -153,6 +153,7 @@ public class TcOperationsTests
         Assert.Single(s.NodeJson("va"));
     }
 
+    /// <summary>This machine's kernel has no act_pedit (kernel-facts.md); on a kernel with it this test fails by design.</summary>
     [Fact]
     public void Pedit_filter_gives_a_clear_error_and_leaves_the_filter_list_unchanged()
     {
@@ -174,6 +175,36 @@ public class TcOperationsTests
         Assert.Empty(tc.ListFilters(s.Va, 10001));
     }
 
+    /// <summary>
+    /// Either kernel: here (no act_pedit) the refusal installs nothing; on a kernel with act_pedit (verified under
+    /// shared/tools/stock-kernel/urun.sh, Debian's UML 6.1) the seed's pedit filter is added once, reads back with
+    /// its munges, and a second add is Unchanged.
+    /// </summary>
+    [Fact]
+    public void Pedit_filter_is_added_once_or_refused_whole_depending_on_the_kernel()
+    {
+        using var s = TcScratch.Create("pedit2");
+        var tc = new TrafficControl(s.Handle);
+        tc.EnsureIngressQdisc(s.Va);
+        var wanted = PeditFilter(s.Va, s.Vb, 10001);
+        TcFilterResult first;
+        try { first = tc.AddFilter(wanted); }
+        catch (TcActionUnavailableException e)
+        {
+            Assert.Contains("Nothing was installed", e.Message);
+            Assert.Empty(tc.ListFilters(s.Va));
+            Assert.Empty(s.NodeJson("va"));
+            return;
+        }
+        Assert.Equal(TcChange.Added, first.Change);
+        var pedit = Assert.IsType<PeditAction>(first.Filter.Actions[0]);
+        Assert.Equal(new[] { PeditKey.U16(-14, 0x4e65), PeditKey.U32(-12, 0x755600b4) }, pedit.Munges!.ToArray());
+        Assert.Equal(TcChange.Unchanged, tc.AddFilter(wanted).Change);
+        var node = Assert.Single(s.NodeJson("va"));
+        Assert.Equal("pedit", node.GetProperty("options").GetProperty("actions")[0].GetProperty("kind").GetString());
+    }
+
+    /// <summary>Needs this machine's kernel without act_pedit, like the test above.</summary>
     [Fact]
     public void Pedit_filter_refused_at_an_occupied_pref_puts_the_previous_filter_back()
     {
