@@ -63,7 +63,7 @@ public static class TcDecoder
         {
             "u32" => hasOptions ? ParseU32(tcm, chain, options) : null,
             "bpf" => hasOptions ? ParseBpf(tcm, chain, options) : null,
-            _ => tcm.Handle == 0 ? null : new GenericFilter(kind) { LinkIndex = tcm.IfIndex, Parent = tcm.Parent, Priority = tcm.Priority, Protocol = tcm.Protocol, Chain = chain, Handle = tcm.Handle },
+            _ => tcm.Handle == 0 ? null : Identified(new GenericFilter(kind), tcm, chain),
         };
     }
 
@@ -87,14 +87,8 @@ public static class TcDecoder
             }
         }
         if (selector == null) return null; // the hash-table entry (TCA_U32_DIVISOR only)
-        return new U32Filter
+        return Identified(new U32Filter
         {
-            LinkIndex = tcm.IfIndex,
-            Parent = tcm.Parent,
-            Priority = tcm.Priority,
-            Protocol = tcm.Protocol,
-            Chain = chain,
-            Handle = tcm.Handle,
             Selector = selector,
             Actions = actions,
             ClassId = classId,
@@ -102,7 +96,7 @@ public static class TcDecoder
             Flags = flags,
             Lookups = counters?.Lookups,
             Hits = counters?.Hits,
-        };
+        }, tcm, chain);
     }
 
     private static BpfFilter ParseBpf(TcMsg tcm, uint chain, ReadOnlySpan<byte> options)
@@ -125,14 +119,8 @@ public static class TcDecoder
                 case Tca.TCA_BPF_ACT: actions = ParseActions(a.Value); break;
             }
         }
-        return new BpfFilter
+        return Identified(new BpfFilter
         {
-            LinkIndex = tcm.IfIndex,
-            Parent = tcm.Parent,
-            Priority = tcm.Priority,
-            Protocol = tcm.Protocol,
-            Chain = chain,
-            Handle = tcm.Handle,
             Name = name,
             ProgramId = id,
             Tag = tag,
@@ -140,8 +128,12 @@ public static class TcDecoder
             GenericFlags = flagsGen,
             ClassId = classId,
             Actions = actions,
-        };
+        }, tcm, chain);
     }
+
+    /// <summary>The filter with the identity every kind shares: device, parent, pref, protocol, chain, handle.</summary>
+    private static T Identified<T>(T filter, TcMsg tcm, uint chain) where T : TcFilter
+        => (T)(filter with { LinkIndex = tcm.IfIndex, Parent = tcm.Parent, Priority = tcm.Priority, Protocol = tcm.Protocol, Chain = chain, Handle = tcm.Handle });
 
     /// <summary>An action list (TCA_U32_ACT, TCA_BPF_ACT): nests numbered by execution order.</summary>
     public static List<TcAction> ParseActions(ReadOnlySpan<byte> list)
