@@ -274,6 +274,35 @@ public class TcOperationsTests
     }
 
     [Fact]
+    public void A_mirred_filter_whose_target_vanished_is_replaced_not_kept()
+    {
+        using var s = TcScratch.Create("gone");
+        var tc = new TrafficControl(s.Handle);
+        tc.EnsureIngressQdisc(s.Va);
+        s.Handle.CreateVeth("vc", "vd", s.Name);
+        int vc = s.Handle.GetLink("vc").Index;
+        tc.AddFilter(CatchAll(s.Va, vc, 9));
+        s.Handle.Delete(s.Handle.GetLink("vc"));
+        // the kernel keeps the action but reports target ifindex 0 now
+        var stale = (MirredAction)((U32Filter)Assert.Single(tc.ListFilters(s.Va))).Actions[0];
+        Assert.Equal(0, stale.TargetIndex);
+        Assert.Equal(TcChange.Replaced, tc.AddFilter(CatchAll(s.Va, s.Vb, 9)).Change);
+        Assert.Equal(s.Vb, ((MirredAction)((U32Filter)Assert.Single(tc.ListFilters(s.Va))).Actions[0]).TargetIndex);
+    }
+
+    [Fact]
+    public void Ensuring_ingress_where_a_clsact_qdisc_sits_reports_the_kernels_reason()
+    {
+        using var s = TcScratch.Create("clsact");
+        s.TcOk("qdisc", "add", "dev", "va", "clsact");
+        var tc = new TrafficControl(s.Handle);
+        var e = Assert.ThrowsAny<NetlinkException>(() => tc.EnsureIngressQdisc(s.Va));
+        Assert.Equal(22, e.Errno); // EINVAL "Invalid qdisc name: must match existing qdisc."
+        Assert.Contains("ingress qdisc on link 'va'", e.Message);
+        Assert.Contains("clsact", s.TcOk("qdisc", "show", "dev", "va"));
+    }
+
+    [Fact]
     public void Adding_a_filter_without_qdisc_reports_the_kernels_reason()
     {
         using var s = TcScratch.Create("noq");

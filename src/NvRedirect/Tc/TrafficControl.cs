@@ -106,8 +106,7 @@ public sealed class TrafficControl
         string what = $"u32 filter pref {filter.Priority} on {Handle.Describe(linkName)}";
 
         var existing = ListFiltersRaw(filter.LinkIndex, filter.Priority, filter.Parent);
-        if (existing.Count == 1 && existing[0] is U32Filter current &&
-            TcMessages.Fingerprint(current).AsSpan().SequenceEqual(TcMessages.Fingerprint(desired)))
+        if (existing.Count == 1 && existing[0] is U32Filter current && SameRule(current, desired))
             return new TcFilterResult(TcChange.Unchanged, (U32Filter)WithNames([current], names)[0]);
 
         var change = existing.Count == 0 ? TcChange.Added : TcChange.Replaced;
@@ -167,9 +166,17 @@ public sealed class TrafficControl
                 Socket.Execute(TcMessages.AddFilter(u), $"restore the previous u32 filter at pref {u.Priority}");
                 restored++;
             }
-            catch (NetlinkException) { lost++; }
+            // ArgumentException: a filter the kernel dumps but that cannot be sent back (e.g. a mirred whose target is gone)
+            catch (Exception e) when (e is NetlinkException or ArgumentException) { lost++; }
         }
         return (restored, lost);
+    }
+
+    /// <summary>Same rule = same request bytes; a kernel filter that cannot be encoded is never the same.</summary>
+    private static bool SameRule(U32Filter current, U32Filter desired)
+    {
+        try { return TcMessages.Fingerprint(current).AsSpan().SequenceEqual(TcMessages.Fingerprint(desired)); }
+        catch (ArgumentException) { return false; }
     }
 
     private static string[] MissingKinds(U32Filter filter)
