@@ -1,0 +1,315 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Text.Json;
+using NvRedirect.Links;
+using NvRedirect.Namespaces;
+using NvRedirect.Netlink;
+using Xunit;
+
+namespace NvRedirect.Tests.Tc;
+
+/// <summary>Reads the iproute2 captures in Golden/ (format: netlink-golden/README.md).</summary>
+public static class TcGolden
+{
+    /// <summary>The PRIMARY request of a capture.</summary>
+    public static byte[] Primary(string file)
+    {
+        var found = Blocks(file).Where(b => b.Header.StartsWith("## msg") && b.Role.StartsWith("PRIMARY")).ToList();
+        Assert.Single(found);
+        return found[0].Bytes;
+    }
+
+    /// <summary>Every kernel message of a *.reply.hex capture, in order (recv chunks split into messages).</summary>
+    public static List<NetlinkMessage> Replies(string file)
+        => Blocks(file).Where(b => b.Header.StartsWith("## reply")).SelectMany(b => NetlinkMessage.Split(b.Bytes)).ToList();
+
+    /// <summary>The tc command line a capture was made from (its "# command:" line, without the netns note and exit status).</summary>
+    public static string Command(string file)
+    {
+        var line = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Golden", file)).First(l => l.StartsWith("# command:"));
+        int start = line.IndexOf("] ", StringComparison.Ordinal) + 2, end = line.LastIndexOf(" (exit", StringComparison.Ordinal);
+        return line[start..end];
+    }
+
+    /// <summary>nlmsg_seq of a message.</summary>
+    public static uint Seq(byte[] message) => BitConverter.ToUInt32(message, 8);
+
+    private static List<(string Header, string Role, byte[] Bytes)> Blocks(string file)
+    {
+        var result = new List<(string, string, byte[])>();
+        string header = "", role = "";
+        foreach (var line in File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Golden", file)))
+        {
+            if (line.StartsWith("## msg") || line.StartsWith("## reply")) { header = line; role = ""; }
+            else if (line.StartsWith("## role:")) role = line["## role:".Length..].Trim();
+            else if (line.StartsWith("hex:")) result.Add((header, role, Convert.FromHexString(line["hex:".Length..].Trim())));
+        }
+        return result;
+    }
+}
+
+/// <summary>Byte comparison with a readable failure: the first differing offset and both dumps.</summary>
+public static class TcBytes
+{
+    /// <summary>Asserts equality; <paramref name="context"/> names the case (e.g. the tc command line).</summary>
+    public static void Equal(byte[] expected, byte[] actual, string context)
+    {
+        if (expected.AsSpan().SequenceEqual(actual)) return;
+        int first = 0;
+        while (first < Math.Min(expected.Length, actual.Length) && expected[first] == actual[first]) first++;
+        Assert.Fail($"{context}\nbytes differ at offset 0x{first:x} (lengths {expected.Length} / {actual.Length})\nexpected: {Convert.ToHexString(expected).ToLowerInvariant()}\nactual:   {Convert.ToHexString(actual).ToLowerInvariant()}");
+    }
+}
+
+/// <summary>
+/// A namespace owned by one test (prefix "tct-" plus a random suffix) holding a veth pair va/vb, both up, and a
+/// handle on it. Dispose closes the handle (a socket pins its namespace) and removes the namespace.
+/// </summary>
+public sealed class TcScratch : IDisposable
+{
+    /// <summary>The namespace name.</summary>
+    public string Name { get; }
+    /// <summary>A handle in it.</summary>
+    public RouteHandle Handle { get; }
+    /// <summary>ifindex of va.</summary>
+    public int Va { get; }
+    /// <summary>ifindex of vb.</summary>
+    public int Vb { get; }
+
+    private TcScratch(string name, RouteHandle handle, int va, int vb) { Name = name; Handle = handle; Va = va; Vb = vb; }
+
+    /// <summary>Creates the namespace and the pair; removes everything again when that fails midway.</summary>
+    public static TcScratch Create(string purpose)
+    {
+        string name = $"tct-{purpose}-{Guid.NewGuid().ToString("N")[..8]}";
+        NetworkNamespace.Create(name);
+        RouteHandle? handle = null;
+        try
+        {
+            handle = RouteHandle.Open(name);
+            handle.CreateVeth("va", "vb", name);
+            var va = handle.GetLink("va");
+            var vb = handle.GetLink("vb");
+            handle.SetUp(va, true);
+            handle.SetUp(vb, true);
+            return new TcScratch(name, handle, va.Index, vb.Index);
+        }
+        catch
+        {
+            handle?.Dispose();
+            NetworkNamespace.Delete(name);
+            throw;
+        }
+    }
+
+    /// <summary>Runs `tc -n NAME ARGS`; returns (exit code, stdout, stderr).</summary>
+    public (int Code, string Out, string Err) Tc(params string[] args) => Tool.Run("tc", ["-n", Name, .. args]);
+
+    /// <summary>Runs `tc -n NAME ARGS` and fails the test when it fails.</summary>
+    public string TcOk(params string[] args)
+    {
+        var (code, output, error) = Tc(args);
+        Assert.True(code == 0, $"tc {string.Join(' ', args)} failed ({code}): {error}");
+        return output;
+    }
+
+    /// <summary>`tc -j -s filter show dev D ingress` as JSON objects (one per priority, table and node).</summary>
+    public List<JsonElement> FilterJson(string device)
+    {
+        var text = TcOk("-j", "-s", "filter", "show", "dev", device, "ingress");
+        if (string.IsNullOrWhiteSpace(text)) return [];
+        using var doc = JsonDocument.Parse(text);
+        return doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
+    }
+
+    /// <summary>Only the u32 nodes (entries whose fh has a node part, e.g. 800::800).</summary>
+    public List<JsonElement> NodeJson(string device)
+        => FilterJson(device).Where(e => e.TryGetProperty("options", out var o) && o.TryGetProperty("fh", out var fh) &&
+                                          fh.GetString()!.Contains("::")).ToList();
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Handle.Dispose();
+        if (File.Exists(NetworkNamespace.PathOf(Name))) NetworkNamespace.Delete(Name);
+    }
+}
+
+/// <summary>Runs external tools (tc, strace) as independent witnesses.</summary>
+public static class Tool
+{
+    /// <summary>Runs a program with arguments; returns its exit code and both outputs.</summary>
+    public static (int Code, string Out, string Err) Run(string program, params string[] args)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {program}");
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output, err.Result);
+    }
+
+    /// <summary>
+    /// Runs `strace -f -e trace=sendmsg,sendto -e write=all -xx -s 65536 -o FILE tc ARGS` and returns tc's exit code, its
+    /// stderr and every netlink message it sent with sendmsg (from strace's hex dumps of the written buffers).
+    /// </summary>
+    public static (int Code, string Err, List<byte[]> Sent) StraceTc(params string[] tcArgs)
+    {
+        var log = Path.Combine(Path.GetTempPath(), $"tct-strace-{Guid.NewGuid():N}.txt");
+        try
+        {
+            var (code, _, err) = Run("strace", ["-f", "-e", "trace=sendmsg,sendto", "-e", "write=all", "-xx", "-s", "65536", "-o", log, "tc", .. tcArgs]);
+            return (code, err, ParseStraceDumps(File.ReadAllLines(log)));
+        }
+        finally { File.Delete(log); }
+    }
+
+    /// <summary>Joins strace's " | 00000  xx xx ...  ascii |" lines into one buffer per written iovec.</summary>
+    public static List<byte[]> ParseStraceDumps(IEnumerable<string> lines)
+    {
+        var buffers = new List<byte[]>();
+        List<byte>? current = null;
+        foreach (var raw in lines)
+        {
+            // with -f and -o the lines carry the pid first: "1234   | 00000  ..."
+            int bar = raw.IndexOf(" | ", StringComparison.Ordinal);
+            if (bar < 0 || raw.Length < bar + 10 || !IsHex(raw.AsSpan(bar + 3, 5))) continue;
+            var line = raw[(bar + 1)..]; // "| 00000  8c 00 ..."
+            int offset = Convert.ToInt32(line.Substring(2, 5), 16);
+            if (offset == 0) { current = []; buffers.Add([]); }
+            if (current == null) continue;
+            var hexArea = line.Substring(9, Math.Min(49, line.Length - 9));
+            foreach (var word in hexArea.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                current.Add(Convert.ToByte(word, 16));
+            buffers[^1] = current.ToArray();
+        }
+        return buffers;
+    }
+
+    private static bool IsHex(ReadOnlySpan<char> s)
+    {
+        foreach (var c in s) if (!Uri.IsHexDigit(c)) return false;
+        return true;
+    }
+}
+
+/// <summary>
+/// Turns a `tc filter add ... u32 ...` command line into the typed filter, using the product's match and munge
+/// parsers, so that a captured or generated command and our encoder can be compared. Test-only: the module's
+/// surface takes objects, not tc syntax.
+/// </summary>
+public static class TcCommand
+{
+    /// <summary>Splits on white space (the command lines used here contain no quoting).</summary>
+    public static string[] Words(string commandLine) => commandLine.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+
+    /// <summary>Parses `filter add dev D [pref N] [parent P] [protocol X] [chain N] u32 match... [flowid X] action...`.</summary>
+    public static NvRedirect.Tc.U32Filter ParseU32(IReadOnlyList<string> w, Func<string, int> ifindexOf)
+    {
+        int i = 0;
+        if (w[i] == "tc") i++;
+        Assert.Equal("filter", w[i++]);
+        Assert.Equal("add", w[i++]);
+        int link = 0; ushort pref = 0, protocol = NvRedirect.Tc.TcProtocol.All;
+        uint parent = NvRedirect.Tc.Tca.IngressHandle, chain = 0;
+        for (; w[i] != "u32"; i += 2)
+        {
+            if (w[i] == "ingress") { parent = NvRedirect.Tc.Tca.ClsactIngressParent; i--; continue; }
+            switch (w[i])
+            {
+                case "dev": link = ifindexOf(w[i + 1]); break;
+                case "pref": case "prio": case "priority": pref = ushort.Parse(w[i + 1]); break;
+                case "parent": parent = NvRedirect.Tc.TcNumber.ParseHandle(w[i + 1]); break;
+                case "protocol": protocol = NvRedirect.Tc.TcProtocol.Parse(w[i + 1]); break;
+                case "chain": chain = uint.Parse(w[i + 1]); break;
+                default: throw new FormatException($"unexpected '{w[i]}'");
+            }
+        }
+        i++; // u32
+        var matches = new List<NvRedirect.Tc.U32Match>();
+        uint? classId = null;
+        var actions = new List<NvRedirect.Tc.TcAction>();
+        while (i < w.Count)
+        {
+            switch (w[i])
+            {
+                case "match":
+                {
+                    int n = i + 5 < w.Count && w[i + 4] == "at" ? 6 : 4;
+                    matches.Add(NvRedirect.Tc.U32Match.Parse(string.Join(' ', w.Skip(i + 1).Take(n - 1))));
+                    i += n;
+                    break;
+                }
+                case "flowid": case "classid":
+                    classId = NvRedirect.Tc.TcNumber.ParseHandle(w[i + 1]);
+                    i += 2;
+                    break;
+                case "action":
+                    actions.Add(ParseAction(w, ref i, ifindexOf));
+                    break;
+                default: throw new FormatException($"unexpected '{w[i]}' at word {i}");
+            }
+        }
+        var selector = NvRedirect.Tc.U32Selector.FromMatches(matches);
+        // tc marks a node terminal only when it has actions or a classid (f_u32.c)
+        if (actions.Count == 0 && classId == null) selector = selector with { Flags = 0 };
+        return new NvRedirect.Tc.U32Filter
+        {
+            LinkIndex = link, Priority = pref, Parent = parent, Protocol = protocol, Chain = chain, ClassId = classId,
+            Selector = selector, Actions = actions,
+        };
+    }
+
+    private static NvRedirect.Tc.TcAction ParseAction(IReadOnlyList<string> w, ref int i, Func<string, int> ifindexOf)
+    {
+        i++; // action
+        NvRedirect.Tc.TcAction action;
+        if (w[i] == "pedit")
+        {
+            i++;
+            var keys = new List<NvRedirect.Tc.PeditKey>();
+            while (i < w.Count && w[i] == "munge")
+            {
+                keys.Add(NvRedirect.Tc.PeditKey.Parse(string.Join(' ', w.Skip(i + 1).Take(5))));
+                i += 6;
+            }
+            action = NvRedirect.Tc.PeditAction.Munge(keys);
+        }
+        else if (w[i] == "mirred")
+        {
+            var direction = w[i + 1] == "ingress" ? NvRedirect.Tc.MirredDirection.Ingress : NvRedirect.Tc.MirredDirection.Egress;
+            var mode = w[i + 2] == "redirect" ? NvRedirect.Tc.MirredMode.Redirect : NvRedirect.Tc.MirredMode.Mirror;
+            Assert.Equal("dev", w[i + 3]);
+            action = new NvRedirect.Tc.MirredAction { Direction = direction, Mode = mode, TargetIndex = ifindexOf(w[i + 4]) };
+            i += 5;
+        }
+        else throw new FormatException($"unknown action '{w[i]}'");
+        if (i < w.Count && Control(w[i]) is { } control)
+        {
+            // tc parses a control word after pedit and mirror only (after redirect it starts a gact action)
+            if (action is NvRedirect.Tc.MirredAction { Mode: NvRedirect.Tc.MirredMode.Redirect })
+                throw new FormatException($"'{w[i]}' after a mirred redirect is a separate gact action in tc syntax");
+            action = action with { Control = control };
+            i++;
+        }
+        if (i < w.Count && w[i] == "cookie") { action = action with { Cookie = Convert.FromHexString(w[i + 1]) }; i += 2; }
+        return action;
+    }
+
+    /// <summary>tc's control words.</summary>
+    public static NvRedirect.Tc.TcActionControl? Control(string word) => word switch
+    {
+        "pipe" => NvRedirect.Tc.TcActionControl.Pipe,
+        "pass" or "ok" => NvRedirect.Tc.TcActionControl.Ok,
+        "drop" or "shot" => NvRedirect.Tc.TcActionControl.Shot,
+        "continue" => NvRedirect.Tc.TcActionControl.Unspec,
+        "reclassify" => NvRedirect.Tc.TcActionControl.Reclassify,
+        "stolen" => NvRedirect.Tc.TcActionControl.Stolen,
+        _ => null,
+    };
+}
