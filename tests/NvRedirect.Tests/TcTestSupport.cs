@@ -199,9 +199,10 @@ public static class Tool
 }
 
 /// <summary>
-/// Turns a `tc filter add ... u32 ...` command line into the typed filter, using the product's match and munge
-/// parsers, so that a captured or generated command and our encoder can be compared. Test-only: the module's
-/// surface takes objects, not tc syntax.
+/// Turns a `tc filter add ... u32 ...` command line into the typed filter, using the product's match and action
+/// readers (TcText, what Add-RedirectFilter's -Match and -Action use), so that a captured or generated command and
+/// our encoder can be compared. The command-line frame around them (dev, pref, parent, protocol, chain, flowid,
+/// cookie) is read here: the module's surface takes those as parameters.
 /// </summary>
 public static class TcCommand
 {
@@ -267,49 +268,9 @@ public static class TcCommand
 
     private static NvRedirect.Tc.TcAction ParseAction(IReadOnlyList<string> w, ref int i, Func<string, int> ifindexOf)
     {
-        i++; // action
-        NvRedirect.Tc.TcAction action;
-        if (w[i] == "pedit")
-        {
-            i++;
-            var keys = new List<NvRedirect.Tc.PeditKey>();
-            while (i < w.Count && w[i] == "munge")
-            {
-                keys.Add(NvRedirect.Tc.PeditKey.Parse(string.Join(' ', w.Skip(i + 1).Take(5))));
-                i += 6;
-            }
-            action = NvRedirect.Tc.PeditAction.Munge(keys);
-        }
-        else if (w[i] == "mirred")
-        {
-            var direction = w[i + 1] == "ingress" ? NvRedirect.Tc.MirredDirection.Ingress : NvRedirect.Tc.MirredDirection.Egress;
-            var mode = w[i + 2] == "redirect" ? NvRedirect.Tc.MirredMode.Redirect : NvRedirect.Tc.MirredMode.Mirror;
-            Assert.Equal("dev", w[i + 3]);
-            action = new NvRedirect.Tc.MirredAction { Direction = direction, Mode = mode, TargetIndex = ifindexOf(w[i + 4]) };
-            i += 5;
-        }
-        else throw new FormatException($"unknown action '{w[i]}'");
-        if (i < w.Count && Control(w[i]) is { } control)
-        {
-            // tc parses a control word after pedit and mirror only (after redirect it starts a gact action)
-            if (action is NvRedirect.Tc.MirredAction { Mode: NvRedirect.Tc.MirredMode.Redirect })
-                throw new FormatException($"'{w[i]}' after a mirred redirect is a separate gact action in tc syntax");
-            action = action with { Control = control };
-            i++;
-        }
+        var action = NvRedirect.Tc.TcText.ParseAction(w, ref i, string.Join(' ', w));
+        if (action is NvRedirect.Tc.MirredAction m) action = m with { TargetIndex = ifindexOf(m.TargetName!) };
         if (i < w.Count && w[i] == "cookie") { action = action with { Cookie = Convert.FromHexString(w[i + 1]) }; i += 2; }
         return action;
     }
-
-    /// <summary>tc's control words.</summary>
-    public static NvRedirect.Tc.TcActionControl? Control(string word) => word switch
-    {
-        "pipe" => NvRedirect.Tc.TcActionControl.Pipe,
-        "pass" or "ok" => NvRedirect.Tc.TcActionControl.Ok,
-        "drop" or "shot" => NvRedirect.Tc.TcActionControl.Shot,
-        "continue" => NvRedirect.Tc.TcActionControl.Unspec,
-        "reclassify" => NvRedirect.Tc.TcActionControl.Reclassify,
-        "stolen" => NvRedirect.Tc.TcActionControl.Stolen,
-        _ => null,
-    };
 }

@@ -248,17 +248,17 @@ public readonly record struct U32Match(int Size, uint Value, uint Mask, int Offs
     /// <summary>`match u32 VALUE MASK at OFFSET`.</summary>
     public static U32Match U32(uint value, uint mask, int offset = 0) => new(32, value, mask, offset);
 
-    /// <summary>Parses tc's text, with or without the leading "match": "u16 0x1a27 0xffff at -14".</summary>
+    /// <summary>
+    /// Parses tc's text, with or without the leading "match": "u16 0x1a27 0xffff at -14" (<see cref="TcText.ParseMatch"/>);
+    /// <see cref="TcSyntaxException"/> names the word it cannot read.
+    /// </summary>
     public static U32Match Parse(string text)
     {
-        var words = text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).ToList();
-        if (words.Count > 0 && words[0] == "match") words.RemoveAt(0);
-        int size = words.Count > 0 ? words[0] switch { "u8" => 8, "u16" => 16, "u32" => 32, _ => 0 } : 0;
-        int offset = 0;
-        bool ok = size != 0 && (words.Count == 3 || (words.Count == 5 && words[3] == "at" && TcNumber.TryParseSigned(words[4], out offset)));
-        if (ok && TcNumber.TryParse(words[1], out uint value) && TcNumber.TryParse(words[2], out uint mask))
-            return new U32Match(size, value, mask, offset);
-        throw new FormatException($"'{text}' is not a u32 match: write 'u8|u16|u32 VALUE MASK [at OFFSET]', e.g. 'u16 0x1a27 0xffff at -14'.");
+        var words = TcText.Words(text);
+        int i = 0;
+        var match = TcText.ParseMatch(words, ref i, text);
+        if (i < words.Length) throw new TcSyntaxException(text, words[i], "it holds more than one match", TcText.MatchExample);
+        return match;
     }
 
     /// <inheritdoc/>
@@ -348,18 +348,17 @@ public readonly record struct PeditKey(int Offset, int Size, uint Value)
     /// <summary>`munge offset OFFSET u32 set VALUE`.</summary>
     public static PeditKey U32(int offset, uint value) => new(offset, 32, value);
 
-    /// <summary>Parses "offset -14 u16 set 0x4e65", with or without the leading "munge".</summary>
+    /// <summary>
+    /// Parses "offset -14 u16 set 0x4e65", with or without the leading "munge" (<see cref="TcText.ParseMunge"/>);
+    /// <see cref="TcSyntaxException"/> names the word it cannot read.
+    /// </summary>
     public static PeditKey Parse(string text)
     {
-        var w = text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).ToList();
-        if (w.Count > 0 && w[0] == "munge") w.RemoveAt(0);
-        if (w.Count == 5 && w[0] == "offset" && TcNumber.TryParseSigned(w[1], out int offset) && w[3] == "set" &&
-            TcNumber.TryParse(w[4], out uint value))
-        {
-            int size = w[2] switch { "u8" => 8, "u16" => 16, "u32" => 32, _ => 0 };
-            if (size != 0) return new PeditKey(offset, size, value);
-        }
-        throw new FormatException($"'{text}' is not a pedit munge: write 'offset OFFSET u8|u16|u32 set VALUE', e.g. 'offset -14 u16 set 0x4e65'.");
+        var words = TcText.Words(text);
+        int i = 0;
+        var key = TcText.ParseMunge(words, ref i, text);
+        if (i < words.Length) throw new TcSyntaxException(text, words[i], $"'{words[i]}' is not part of the munge", TcText.MungeExample);
+        return key;
     }
 
     /// <inheritdoc/>
