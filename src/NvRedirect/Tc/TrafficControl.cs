@@ -43,7 +43,7 @@ public sealed class TrafficControl
     /// </summary>
     public TcChange EnsureIngressQdisc(int linkIndex)
     {
-        bool present = ListQdiscs(linkIndex).Any(q => q.IsIngress);
+        bool present = HasIngressQdisc(linkIndex);
         Socket.Execute(TcMessages.NewQdisc(Qdisc.Ingress(linkIndex), replace: true), $"ensure an ingress qdisc on {Describe(linkIndex)}");
         return present ? TcChange.Unchanged : TcChange.Added;
     }
@@ -51,12 +51,12 @@ public sealed class TrafficControl
     /// <summary>Removes the device's ingress qdisc and with it every ingress filter; Absent when there is none.</summary>
     public TcChange RemoveIngressQdisc(int linkIndex)
     {
-        if (!ListQdiscs(linkIndex).Any(q => q.IsIngress)) return TcChange.Absent;
+        if (!HasIngressQdisc(linkIndex)) return TcChange.Absent;
         try
         {
             Socket.Execute(TcMessages.DeleteQdisc(Qdisc.Ingress(linkIndex)), $"remove the ingress qdisc of {Describe(linkIndex)}");
         }
-        catch (NetlinkException e) when (e.Errno is ENOENT or EINVAL && !ListQdiscs(linkIndex).Any(q => q.IsIngress))
+        catch (NetlinkException e) when (e.Errno is ENOENT or EINVAL && !HasIngressQdisc(linkIndex))
         {
             return TcChange.Absent; // removed by someone else in between
         }
@@ -66,11 +66,17 @@ public sealed class TrafficControl
     /// <summary>The qdiscs of one device (0 = every device of the namespace), with device names.</summary>
     public List<Qdisc> ListQdiscs(int linkIndex = 0)
     {
-        var qdiscs = TcDecoder.ParseQdiscs(Socket.Dump(TcMessages.DumpQdiscs(linkIndex), $"list qdiscs in {Handle.NamespaceText}"));
+        var qdiscs = ListQdiscsRaw(linkIndex);
         var names = LinkNames();
-        return qdiscs.Where(q => linkIndex == 0 || q.LinkIndex == linkIndex)
-                     .Select(q => q with { LinkName = names.GetValueOrDefault(q.LinkIndex) }).ToList();
+        return qdiscs.Select(q => q with { LinkName = names.GetValueOrDefault(q.LinkIndex) }).ToList();
     }
+
+    /// <summary>Whether the device has an ingress qdisc.</summary>
+    public bool HasIngressQdisc(int linkIndex) => ListQdiscsRaw(linkIndex).Any(q => q.IsIngress);
+
+    private List<Qdisc> ListQdiscsRaw(int linkIndex)
+        => TcDecoder.ParseQdiscs(Socket.Dump(TcMessages.DumpQdiscs(linkIndex), $"list qdiscs in {Handle.NamespaceText}"))
+                    .Where(q => linkIndex == 0 || q.LinkIndex == linkIndex).ToList();
 
     // ------------------------------------------------------------------ filters
 
@@ -80,7 +86,10 @@ public sealed class TrafficControl
     /// A device without the qdisc has no filters.
     /// </summary>
     public List<TcFilter> ListFilters(int linkIndex, ushort priority = 0, uint parent = Tca.IngressHandle)
-        => WithNames(ListFiltersRaw(linkIndex, priority, parent), LinkNames());
+    {
+        var names = LinkNames();
+        return WithNames(ListFiltersRaw(linkIndex, priority, parent), names.GetValueOrDefault);
+    }
 
     private List<TcFilter> ListFiltersRaw(int linkIndex, ushort priority, uint parent)
         => TcDecoder.ParseFilters(Socket.Dump(TcMessages.DumpFilters(linkIndex, parent, priority),
@@ -92,22 +101,27 @@ public sealed class TrafficControl
     /// anything else, that is removed first (Replaced; restored if the new filter is then refused); otherwise the
     /// filter is added (Added). Mirred targets given by name only are resolved in this namespace.
     /// Throws <see cref="TcActionUnavailableException"/> when the kernel lacks one of the filter's action kinds
-    /// (act_pedit on this project's test kernels); the kernel then installs nothing.
+    /// (act_pedit on this project's test kernels); the kernel then installs nothing. With <paramref name="mayReplace"/>,
+    /// a different filter at the priority is only replaced when it agrees (<see cref="FilterNotOwnedException"/>
+    /// otherwise, nothing sent). Device names are looked up one by one (not by dumping every link), so the cost does
+    /// not grow with the number of devices in the namespace.
     /// </summary>
-    public TcFilterResult AddFilter(U32Filter filter)
+    public TcFilterResult AddFilter(U32Filter filter, Predicate<TcFilter>? mayReplace = null)
     {
         ArgumentNullException.ThrowIfNull(filter);
         if (filter.Priority == 0)
             throw new ArgumentException("The filter needs a pref (priority) from 1 to 65535: the pref is what makes adding it idempotent and removing it possible.", nameof(filter));
-        var names = LinkNames();
-        if (!names.TryGetValue(filter.LinkIndex, out var linkName))
-            throw new ArgumentException($"There is no device with ifindex {filter.LinkIndex} in {Handle.NamespaceText}.", nameof(filter));
+        var names = new LinkNameCache(Handle);
+        var linkName = names.NameOf(filter.LinkIndex)
+            ?? throw new ArgumentException($"There is no device with ifindex {filter.LinkIndex} in {Handle.NamespaceText}.", nameof(filter));
         var desired = Resolve(filter, names);
         string what = $"u32 filter pref {filter.Priority} on {Handle.Describe(linkName)}";
 
         var existing = ListFiltersRaw(filter.LinkIndex, filter.Priority, filter.Parent);
         if (existing.Count == 1 && existing[0] is U32Filter current && SameRule(current, desired))
-            return new TcFilterResult(TcChange.Unchanged, (U32Filter)WithNames([current], names)[0]);
+            return new TcFilterResult(TcChange.Unchanged, (U32Filter)WithNames([current], names.NameOf)[0]);
+        if (mayReplace != null && existing.FirstOrDefault(f => !mayReplace(f)) is { } refused)
+            throw new FilterNotOwnedException(refused, Handle.Describe(linkName), "replaced");
 
         var change = existing.Count == 0 ? TcChange.Added : TcChange.Replaced;
         if (change == TcChange.Replaced)
@@ -129,15 +143,26 @@ public sealed class TrafficControl
                 throw new TcActionUnavailableException(e, what, MissingKinds(desired), state);
             throw new NetlinkException(e.Errno, $"add {what} ({state})", e.KernelMessage);
         }
-        var readBack = ListFilters(filter.LinkIndex, filter.Priority, filter.Parent).OfType<U32Filter>().FirstOrDefault()
+        var readBack = WithNames(ListFiltersRaw(filter.LinkIndex, filter.Priority, filter.Parent), names.NameOf).OfType<U32Filter>().FirstOrDefault()
             ?? throw new InvalidOperationException($"The kernel accepted the {what} but it is not in the filter list afterwards.");
         return new TcFilterResult(change, readBack);
     }
 
-    /// <summary>Removes every filter at a priority of a device; Absent when there is none (or no qdisc).</summary>
-    public TcChange RemoveFilter(int linkIndex, ushort priority, uint parent = Tca.IngressHandle)
+    /// <summary>
+    /// Removes every filter at a priority of a device; Absent when there is none (or no qdisc). With
+    /// <paramref name="mayRemove"/>, the filters there are read first and nothing is removed unless it agrees to every
+    /// one (<see cref="FilterNotOwnedException"/> otherwise).
+    /// </summary>
+    public TcChange RemoveFilter(int linkIndex, ushort priority, uint parent = Tca.IngressHandle, Predicate<TcFilter>? mayRemove = null)
     {
         if (priority == 0) throw new ArgumentOutOfRangeException(nameof(priority), "Name the pref (1 to 65535) to remove.");
+        if (mayRemove != null)
+        {
+            var existing = parent == Tca.IngressHandle && !HasIngressQdisc(linkIndex) ? [] : ListFiltersRaw(linkIndex, priority, parent);
+            if (existing.Count == 0) return TcChange.Absent;
+            if (existing.FirstOrDefault(f => !mayRemove(f)) is { } refused)
+                throw new FilterNotOwnedException(refused, Describe(linkIndex), "removed");
+        }
         try
         {
             Socket.Execute(TcMessages.DeleteFilter(linkIndex, priority, parent: parent), $"remove the filters at pref {priority} of {Describe(linkIndex)}");
@@ -147,7 +172,7 @@ public sealed class TrafficControl
         {
             return TcChange.Absent; // "Filter with specified priority/protocol not found" / "Cannot find specified filter chain."
         }
-        catch (NetlinkException e) when (e.Errno == EINVAL && parent == Tca.IngressHandle && !ListQdiscs(linkIndex).Any(q => q.IsIngress))
+        catch (NetlinkException e) when (e.Errno == EINVAL && parent == Tca.IngressHandle && !HasIngressQdisc(linkIndex))
         {
             return TcChange.Absent; // "Parent Qdisc doesn't exists.": no ingress qdisc, hence no filter
         }
@@ -187,9 +212,8 @@ public sealed class TrafficControl
         return (suspects.Count > 0 ? suspects : kinds).ToArray();
     }
 
-    private U32Filter Resolve(U32Filter filter, Dictionary<int, string> names)
+    private U32Filter Resolve(U32Filter filter, LinkNameCache names)
     {
-        var byName = names.ToDictionary(kv => kv.Value, kv => kv.Key);
         var actions = filter.Actions.Select(a =>
         {
             if (a is not MirredAction m) return a;
@@ -197,10 +221,9 @@ public sealed class TrafficControl
             {
                 if (string.IsNullOrEmpty(m.TargetName))
                     throw new ArgumentException("A mirred action needs a target device (TargetIndex or TargetName).", nameof(filter));
-                if (!byName.TryGetValue(m.TargetName, out int index)) throw new LinkNotFoundException(m.TargetName, Handle.Namespace);
-                return m with { TargetIndex = index };
+                return m with { TargetIndex = names.IndexOf(m.TargetName) ?? throw new LinkNotFoundException(m.TargetName, Handle.Namespace) };
             }
-            if (!names.TryGetValue(m.TargetIndex, out var targetName))
+            if (names.NameOf(m.TargetIndex) is not { } targetName)
                 throw new ArgumentException($"The mirred target ifindex {m.TargetIndex} is not a device of {Handle.NamespaceText}: mirred can only reach devices of the filter's own namespace.", nameof(filter));
             return m with { TargetName = targetName };
         }).ToArray();
@@ -209,16 +232,41 @@ public sealed class TrafficControl
 
     private Dictionary<int, string> LinkNames() => Handle.DumpLinks().ToDictionary(l => l.Index, l => l.Name);
 
-    private static List<TcFilter> WithNames(List<TcFilter> filters, Dictionary<int, string> names)
+    private static List<TcFilter> WithNames(List<TcFilter> filters, Func<int, string?> nameOf)
     {
         IReadOnlyList<TcAction> Named(IReadOnlyList<TcAction> actions) => actions
-            .Select(a => a is MirredAction m ? m with { TargetName = names.GetValueOrDefault(m.TargetIndex) } : a).ToArray();
+            .Select(a => a is MirredAction m ? m with { TargetName = nameOf(m.TargetIndex) } : a).ToArray();
         return filters.Select(f => f switch
         {
-            U32Filter u => u with { LinkName = names.GetValueOrDefault(u.LinkIndex), Actions = Named(u.Actions) },
-            BpfFilter b => b with { LinkName = names.GetValueOrDefault(b.LinkIndex), Actions = Named(b.Actions) },
-            _ => (TcFilter)(f with { LinkName = names.GetValueOrDefault(f.LinkIndex) }),
+            U32Filter u => u with { LinkName = nameOf(u.LinkIndex), Actions = Named(u.Actions) },
+            BpfFilter b => b with { LinkName = nameOf(b.LinkIndex), Actions = Named(b.Actions) },
+            _ => (TcFilter)(f with { LinkName = nameOf(f.LinkIndex) }),
         }).ToList();
+    }
+
+    /// <summary>Device names and ifindexes of one operation, each asked of the kernel once (RTM_GETLINK by index or name).</summary>
+    private sealed class LinkNameCache(RouteHandle handle)
+    {
+        private readonly Dictionary<int, string?> _names = new();
+        private readonly Dictionary<string, int?> _indexes = new(StringComparer.Ordinal);
+
+        public string? NameOf(int index)
+        {
+            if (index <= 0) return null;
+            if (!_names.TryGetValue(index, out var name)) _names[index] = name = handle.FindLink(index)?.Name;
+            return name;
+        }
+
+        public int? IndexOf(string name)
+        {
+            if (!_indexes.TryGetValue(name, out var index))
+            {
+                index = handle.FindLink(name)?.Index;
+                _indexes[name] = index;
+                if (index is int i) _names[i] = name;
+            }
+            return index;
+        }
     }
 
     private string Describe(int linkIndex)
