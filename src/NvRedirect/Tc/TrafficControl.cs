@@ -141,6 +141,8 @@ public sealed class TrafficControl
             if (lost > 0) state += $" {lost} previous non-u32 filter(s) at this pref could not be restored.";
             if (e.Errno == ENOENT && e.KernelMessage?.Contains(MissingActionModuleText, StringComparison.OrdinalIgnoreCase) == true)
                 throw new TcActionUnavailableException(e, what, MissingKinds(desired), state);
+            if (e.Errno == EINVAL && filter.Parent == Tca.IngressHandle && !HasIngressQdisc(filter.LinkIndex))
+                throw new NetlinkException(e.Errno, $"add {what}: the device has no ingress qdisc to attach it to (ensure one first: EnsureIngressQdisc, Add-AgentQdisc)", e.KernelMessage);
             throw new NetlinkException(e.Errno, $"add {what} ({state})", e.KernelMessage);
         }
         var readBack = WithNames(ListFiltersRaw(filter.LinkIndex, filter.Priority, filter.Parent), names.NameOf).OfType<U32Filter>().FirstOrDefault()
@@ -148,21 +150,10 @@ public sealed class TrafficControl
         return new TcFilterResult(change, readBack);
     }
 
-    /// <summary>
-    /// Removes every filter at a priority of a device; Absent when there is none (or no qdisc). With
-    /// <paramref name="mayRemove"/>, the filters there are read first and nothing is removed unless it agrees to every
-    /// one (<see cref="FilterNotOwnedException"/> otherwise).
-    /// </summary>
-    public TcChange RemoveFilter(int linkIndex, ushort priority, uint parent = Tca.IngressHandle, Predicate<TcFilter>? mayRemove = null)
+    /// <summary>Removes every filter at a priority of a device; Absent when there is none (or no qdisc).</summary>
+    public TcChange RemoveFilter(int linkIndex, ushort priority, uint parent = Tca.IngressHandle)
     {
         if (priority == 0) throw new ArgumentOutOfRangeException(nameof(priority), "Name the pref (1 to 65535) to remove.");
-        if (mayRemove != null)
-        {
-            var existing = parent == Tca.IngressHandle && !HasIngressQdisc(linkIndex) ? [] : ListFiltersRaw(linkIndex, priority, parent);
-            if (existing.Count == 0) return TcChange.Absent;
-            if (existing.FirstOrDefault(f => !mayRemove(f)) is { } refused)
-                throw new FilterNotOwnedException(refused, Describe(linkIndex), "removed");
-        }
         try
         {
             Socket.Execute(TcMessages.DeleteFilter(linkIndex, priority, parent: parent), $"remove the filters at pref {priority} of {Describe(linkIndex)}");
