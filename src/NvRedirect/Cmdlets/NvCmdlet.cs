@@ -5,6 +5,7 @@ using System.Management.Automation;
 using NvRedirect.Interop;
 using NvRedirect.Links;
 using NvRedirect.Netlink;
+using NvRedirect.Tc;
 
 namespace NvRedirect.Cmdlets;
 
@@ -38,6 +39,8 @@ public abstract class NvCmdlet : PSCmdlet
         LinkNotFoundException => ("LinkNotFound", ErrorCategory.ObjectNotFound),
         AddressNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
         LinkExistsException => ("AlreadyExists", ErrorCategory.ResourceExists),
+        TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
+        FilterNotOwnedException => ("NotOwned", ErrorCategory.PermissionDenied),
         ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
         NetlinkException { Errno: 1 or 13 } => ("PermissionDenied", ErrorCategory.PermissionDenied),
         NetlinkException { Errno: 17 } => ("AlreadyExists", ErrorCategory.ResourceExists),
