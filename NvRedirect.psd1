@@ -13,6 +13,8 @@
         'New-AgentNamespace', 'Get-AgentNamespace', 'Remove-AgentNamespace',
         'New-AgentLink', 'Get-AgentLink', 'Set-AgentLink', 'Rename-AgentLink', 'Move-AgentLink', 'Remove-AgentLink',
         'Add-AgentAddress', 'Get-AgentAddress', 'Remove-AgentAddress',
+        'Add-AgentQdisc', 'Get-AgentQdisc', 'Remove-AgentQdisc',
+        'Add-RedirectFilter', 'Get-RedirectFilter', 'Remove-RedirectFilter',
         'Watch-AgentTraffic'
     )
     FunctionsToExport    = @()

@@ -7,7 +7,8 @@ Describe 'Module surface' {
         $manifest = Import-PowerShellDataFile (Join-Path $PSScriptRoot '../../NvRedirect.psd1')
         $module = Get-Module NvRedirect
         $changing = 'New-AgentNamespace', 'Remove-AgentNamespace', 'New-AgentLink', 'Set-AgentLink', 'Rename-AgentLink',
-            'Move-AgentLink', 'Remove-AgentLink', 'Add-AgentAddress', 'Remove-AgentAddress'
+            'Move-AgentLink', 'Remove-AgentLink', 'Add-AgentAddress', 'Remove-AgentAddress',
+            'Add-AgentQdisc', 'Remove-AgentQdisc', 'Add-RedirectFilter', 'Remove-RedirectFilter'
     }
 
     It 'exports exactly the cmdlets the manifest lists, and nothing else' {
@@ -44,6 +45,8 @@ Describe 'Module surface' {
         @{ Type = 'NvRedirect.Model.AgentNamespace' }
         @{ Type = 'NvRedirect.Model.AgentLink' }
         @{ Type = 'NvRedirect.Model.AgentAddress' }
+        @{ Type = 'NvRedirect.Model.AgentQdisc' }
+        @{ Type = 'NvRedirect.Model.RedirectFilter' }
     ) {
         $data = Get-FormatData -TypeName $Type
         $data | Should -Not -BeNullOrEmpty
