@@ -18,7 +18,7 @@ public sealed class AgentQdisc
     public int LinkIndex { get; init; }
     /// <summary>ingress, clsact, noqueue, pfifo_fast...</summary>
     public string Kind { get; init; } = "";
-    /// <summary>The handle in tc's notation (ingress: ffff:).</summary>
+    /// <summary>The handle in tc's notation (ingress: ffff:; qdiscs without one, such as noqueue: 0:).</summary>
     public string Handle { get; init; } = "";
     /// <summary>The parent in tc's notation (ingress: ffff:fff1; root qdiscs: root).</summary>
     public string Parent { get; init; } = "";
@@ -34,7 +34,7 @@ public sealed class AgentQdisc
         LinkName = qdisc.LinkName ?? "",
         LinkIndex = qdisc.LinkIndex,
         Kind = qdisc.Kind,
-        Handle = qdisc.HandleText,
+        Handle = qdisc.Handle == 0 ? "0:" : qdisc.HandleText, // as tc prints it
         Parent = qdisc.ParentText,
         Change = change,
         Qdisc = qdisc,
