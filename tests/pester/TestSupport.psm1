@@ -265,6 +265,97 @@ function Get-ErrorRecord([Parameter(Mandatory)][scriptblock]$ScriptBlock) {
     $records.ToArray()
 }
 
+<#
+.SYNOPSIS
+    Runs `tc ARGS`; throws with tc's own error text on a non-zero exit. Returns the standard output lines.
+#>
+function Invoke-Tc {
+    $all = @(& tc @args 2>&1)
+    $stderr = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" })
+    if ($LASTEXITCODE -ne 0) { throw "tc $($args -join ' ') failed ($LASTEXITCODE): $($stderr -join ' ')" }
+    $all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" }
+}
+
+<#
+.SYNOPSIS
+    tc's view of the ingress filters of a device: `tc -s [-n NS] filter show dev DEV ingress`, one object per u32 node
+    or other filter (Pref, Protocol, Kind, Handle, Matches as tc prints them - '00001a27/0000ffff at -16' - and Actions
+    with Order, Kind, Direction, Mode, Device, Control, Index, Cookie, Packets, Bytes).
+.DESCRIPTION
+    Read from tc's text output: `tc -j` prints one "match" key per u32 key in the same JSON object, and a JSON reader
+    keeps only the last of them.
+#>
+function Get-TcFilter([string]$Namespace = '', [Parameter(Mandatory)][string]$LinkName) {
+    $lines = @(Invoke-Tc -s @(Get-NamespaceArgument $Namespace) filter show dev $LinkName ingress)
+    $node = $null; $action = $null
+    foreach ($line in $lines) {
+        if ($line -match '^filter parent (\S+) protocol (\S+) pref (\d+) (\S+) chain (\d+)(.*)$') {
+            $head = $Matches.Clone()
+            $handle = if ($head[6] -match '\bfh (\S+)') { $Matches[1] } else { $null }
+            if ($node) { $node }
+            $node = $null
+            # u32 announces each pref and its hash table apart from its nodes; only nodes (800::800) are filters
+            if ($head[4] -eq 'u32' -and ($null -eq $handle -or $handle -notlike '*::*')) { continue }
+            $node = [pscustomobject]@{ Parent = $head[1]; Protocol = $head[2]; Pref = [int]$head[3]; Kind = $head[4]; Handle = $handle
+                Matches = [System.Collections.Generic.List[string]]::new(); Actions = [System.Collections.Generic.List[object]]::new() }
+            $action = $null
+        }
+        elseif (-not $node) { continue }
+        elseif ($line -match '^\s+match (\S+/\S+ at -?\d+)') { $node.Matches.Add($Matches[1]) }
+        elseif ($line -match '^\s+action order (\d+): (\S+)\s*(.*)$') {
+            $action = [pscustomobject]@{ Order = [int]$Matches[1]; Kind = $Matches[2]; Text = $Matches[3].Trim(); Direction = $null; Mode = $null; Device = $null
+                Control = $null; Index = $null; Cookie = $null; Packets = $null; Bytes = $null }
+            if ($action.Text -match '^\((\w+) (\w+) to device (\S+)\) (\S+)') {
+                $action.Direction = $Matches[1].ToLowerInvariant(); $action.Mode = $Matches[2].ToLowerInvariant(); $action.Device = $Matches[3]; $action.Control = $Matches[4]
+            }
+            $node.Actions.Add($action)
+        }
+        elseif ($action -and $line -match '^\s+index (\d+) ref') { $action.Index = [int]$Matches[1] }
+        elseif ($action -and $line -match '^\s+Sent (\d+) bytes (\d+) pkt') { $action.Bytes = [long]$Matches[1]; $action.Packets = [long]$Matches[2] }
+        elseif ($action -and $line -match '^\s+cookie ([0-9a-f]+)') { $action.Cookie = $Matches[1] }
+    }
+    if ($node) { $node }
+}
+
+<#
+.SYNOPSIS
+    The part of Get-TcFilter's view that stays the same when the same filters are installed again (no handles, action
+    indexes or counters), one string per filter, for comparing two states of a device.
+#>
+function Get-TcFilterShape([string]$Namespace = '', [Parameter(Mandatory)][string]$LinkName) {
+    foreach ($f in Get-TcFilter $Namespace $LinkName) {
+        $actions = ($f.Actions | ForEach-Object { "$($_.Order): $($_.Kind) $($_.Text) cookie=$($_.Cookie)" }) -join ' | '
+        "$($f.Parent) $($f.Protocol) pref $($f.Pref) $($f.Kind) match $($f.Matches -join ', ') action $actions"
+    }
+}
+
+<#
+.SYNOPSIS
+    tc's view of the qdiscs of a namespace: `tc -j [-n NS] qdisc show [dev DEV]`, as objects (dev, kind, handle, parent...).
+#>
+function Get-TcQdisc([string]$Namespace = '', [string]$LinkName) {
+    $dev = if ($LinkName) { @('dev', $LinkName) } else { @() }
+    $json = (Invoke-Tc -j @(Get-NamespaceArgument $Namespace) qdisc show @dev) -join "`n"
+    if ($json.Trim()) { @($json | ConvertFrom-Json) } else { @() }
+}
+
+<#
+.SYNOPSIS
+    Whether this kernel has a tc action kind (act_pedit is missing on this project's machines): tries to add a filter
+    with that action, `tc` only, on a veth pair in a namespace made for the purpose and removed again.
+#>
+function Test-TcAction([ValidateSet('pedit', 'mirred')][string]$Kind = 'pedit') {
+    $ns = New-TestNamespace 'probe'
+    try {
+        Invoke-Ip -n $ns link add p0 type veth peer name p1 | Out-Null
+        Invoke-Tc -n $ns qdisc add dev p0 ingress | Out-Null
+        $action = if ($Kind -eq 'pedit') { @('pedit', 'munge', 'offset', '-14', 'u8', 'set', '0', 'pipe') } else { @('mirred', 'egress', 'mirror', 'dev', 'p1') }
+        & tc -n $ns filter add dev p0 pref 1 parent ffff: protocol all u32 match u8 0 0 action @action 2>&1 | Out-Null
+        $LASTEXITCODE -eq 0
+    }
+    finally { Remove-TestNamespace $ns }
+}
+
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
     Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
-    Wait-TestCondition, Test-IcmpEcho, Assert-AgentError, Get-ErrorRecord
+    Wait-TestCondition, Test-IcmpEcho, Assert-AgentError, Get-ErrorRecord, Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction
