@@ -13,7 +13,8 @@
         'New-AgentNamespace', 'Get-AgentNamespace', 'Remove-AgentNamespace',
         'New-AgentLink', 'Get-AgentLink', 'Set-AgentLink', 'Rename-AgentLink', 'Move-AgentLink', 'Remove-AgentLink',
         'Add-AgentAddress', 'Get-AgentAddress', 'Remove-AgentAddress',
-        'Watch-AgentTraffic'
+        'Watch-AgentTraffic',
+        'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
