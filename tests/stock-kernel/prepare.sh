@@ -68,7 +68,8 @@ qemu)
     # 1. the stock kernel package, unpacked, with the modules.dep its postinst would have made
     if [ ! -f "$kdir/lib/modules/$kver/modules.dep" ]; then
         say "downloading and unpacking $pkg"
-        tmp=$(mktemp -d "$cache/.unpack.XXXXXX"); chmod 0755 "$tmp"   # readable by apt's _apt user
+        tmp=$(mktemp -d "$cache/.unpack.XXXXXX")
+        chown _apt "$tmp" 2>/dev/null || chmod 0777 "$tmp"   # apt downloads as its _apt user
         trap 'rm -rf "$tmp"' EXIT
         (cd "$tmp" && apt-get -q download "$pkg" >&2) || die "apt-get download $pkg failed"
         dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/root" || die "dpkg-deb -x failed"

@@ -163,7 +163,7 @@ for b in "${backends[@]}"; do
     tail -s 0.2 -n +1 -f --pid="$vm" "$run/out.log" &   # stream the command's output as it comes
     tailer=$!
     set +e
-    wait "$vm"; vrc=$?
+    { wait "$vm"; } 2>/dev/null; vrc=$?   # (no job-status noise when the VM dies of a signal)
     set -e
     vm=
     wait "$tailer" 2>/dev/null || true
