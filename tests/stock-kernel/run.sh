@@ -13,9 +13,9 @@
 #               the command starts.
 #               uml: Debian's user-mode-linux build of the 6.1 kernel; 1 CPU; .NET runs ~6x slower than
 #                    on the host; boots in ~2 s.
-#               tcg: qemu emulating the CPU, Debian's stock x86 image of 6.1; 2 CPUs; .NET runs ~20x
-#                    slower; boots in ~6 s.
-#   -t SECONDS  wall-clock limit for the VM (default 3600)
+#               tcg: qemu emulating the CPU, Debian's stock x86 image of 6.1; 2 CPUs; .NET runs
+#                    ~20-40x slower; boots in ~5 s.
+#   -t SECONDS  wall-clock limit for the VM (default 3600; 0: none)
 #   -w DIR      share the host's DIR writable at the same path (repeatable). Everything else the
 #               command writes lands in a RAM overlay and is gone when the VM stops.
 #   -m MODULES  comma-separated modules to load before the command (autoload works anyway)
@@ -33,7 +33,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-usage() { sed -n '4,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 say() { [ -n "$quiet" ] || printf 'nvsk: %s\n' "$*" >&2; }
 
 backend=${NVSK_BACKEND:-auto} limit=3600 mods= keep= quiet= shares=()
@@ -70,7 +70,7 @@ if [ $# -eq 1 ]; then command_line=$1; else command_line=$(printf '%q ' "$@"); f
 
 # --- the run directory: shared with the guest, private to this run -----------------------------
 run=$(mktemp -d "${NVSK_RUNS:-/tmp}/nvsk-run.XXXXXX")
-[[ $run != *[[:space:],:]* ]] || { echo "nvsk: run directory $run has an unusable name" >&2; exit 2; }
+[[ $run != *[[:space:],:]* ]] || { rmdir "$run"; echo "nvsk: run directory $run has an unusable name" >&2; exit 2; }
 chmod 0755 "$run"
 vm= tailer=
 cleanup() {
