@@ -58,6 +58,7 @@ internal sealed class Controller
         var replies = new List<byte[]>();
         if (datagram.Length > MaxRequestSize)
             return Reject(replies, $"request of {datagram.Length} bytes exceeds the {MaxRequestSize}-byte limit");
+        if (!System.Text.Unicode.Utf8.IsValid(datagram)) return Reject(replies, "the request is not valid UTF-8");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(datagram.ToArray(), JsonOptions); }
         catch (JsonException e) { return Reject(replies, $"malformed JSON: {e.Message}"); }
@@ -74,6 +75,10 @@ internal sealed class Controller
                 commands++;
                 try { Apply(command.Name, command.Value, request); }
                 catch (CommandException e) { request.Errors.Add($"{command.Name}: {e.Message}"); }
+                catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+                {
+                    request.Errors.Add($"{command.Name}: unreadable argument ({e.Message})");
+                }
             }
             if (commands == 0) { _log.Warn("empty request {} ignored"); return replies; }
             if (request.Errors.Count > 0)
