@@ -208,6 +208,7 @@ internal sealed unsafe class RawPacketSocket : IDisposable
             var fd = new SafeFd(raw);
             int one = 1, size = 16 << 20;
             if (vnetHeader && setsockopt(raw, 263, 15, &one, 4) < 0) throw SyscallException.FromLastError("PACKET_VNET_HDR");
+            if (setsockopt(raw, 263, 8, &one, 4) < 0) throw SyscallException.FromLastError("PACKET_AUXDATA"); // to restore VLAN tags
             setsockopt(raw, SOL_SOCKET, SO_RCVBUFFORCE, &size, 4);
             byte* addr = stackalloc byte[20];
             new Span<byte>(addr, 20).Clear();
@@ -227,23 +228,40 @@ internal sealed unsafe class RawPacketSocket : IDisposable
             if (send(_fd.Fd, p, data.Length, 0) < 0) throw SyscallException.FromLastError("inject a frame");
     }
 
-    /// <summary>Receives incoming frames until <paramref name="until"/> says stop or nothing arrives for <paramref name="quiet"/>.</summary>
+    /// <summary>
+    /// Receives incoming frames until <paramref name="until"/> says stop or nothing arrives for <paramref name="quiet"/>.
+    /// A VLAN tag the kernel took off into metadata (PACKET_AUXDATA) is put back, as libpcap does.
+    /// </summary>
     public List<byte[]> ReceiveUntil(Func<List<byte[]>, bool> until, TimeSpan quiet)
     {
         var frames = new List<byte[]>();
         var buffer = new byte[70000];
         var from = stackalloc byte[20];
+        var control = stackalloc byte[64];
         while (!until(frames))
         {
             var pfd = new pollfd { fd = _fd.Fd, events = POLLIN };
             if (Native.poll(&pfd, 1, (int)quiet.TotalMilliseconds) <= 0) break;
-            uint fromLength = 20;
             long n;
-            fixed (byte* b = buffer) n = recvfrom(_fd.Fd, b, buffer.Length, MSG_DONTWAIT, (sockaddr*)from, (socklen_t*)&fromLength);
-            if (n < 0) continue;
-            if (from[10] == 4) continue; // PACKET_OUTGOING: our own injections
-            int skip = _vnet ? 10 : 0;
-            frames.Add(buffer.AsSpan(skip, (int)n - skip).ToArray());
+            fixed (byte* b = buffer)
+            {
+                var iov = new iovec { iov_base = b, iov_len = buffer.Length };
+                var msg = new msghdr { msg_name = from, msg_namelen = 20, msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = 64 };
+                n = recvmsg(_fd.Fd, &msg, MSG_DONTWAIT);
+                if (n < 0 || from[10] == 4) continue; // PACKET_OUTGOING: our own injections
+                int skip = _vnet ? 10 : 0;
+                var frame = buffer.AsSpan(skip, (int)n - skip).ToArray();
+                // struct cmsghdr { size_t len; int level; int type; } + struct tpacket_auxdata
+                if ((uint)msg.msg_controllen >= 16 + 20 && *(int*)(control + 8) == 263 && *(int*)(control + 12) == 8)
+                {
+                    uint status = *(uint*)(control + 16);
+                    ushort tci = *(ushort*)(control + 16 + 16), tpid = *(ushort*)(control + 16 + 18);
+                    if ((status & 0x10) != 0) // TP_STATUS_VLAN_VALID
+                        frame = [.. frame.AsSpan(0, 12), (byte)(((status & 0x40) != 0 ? tpid : 0x8100) >> 8), (byte)((status & 0x40) != 0 ? tpid : 0x8100),
+                            (byte)(tci >> 8), (byte)tci, .. frame.AsSpan(12)];
+                }
+                frames.Add(frame);
+            }
         }
         return frames;
     }
