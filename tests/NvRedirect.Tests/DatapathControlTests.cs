@@ -167,6 +167,27 @@ public class DatapathControlTests
     }
 
     [Fact]
+    public void Device_counters_report_what_the_datapath_saw()
+    {
+        var rig = new Rig();
+        rig.SendSeed();
+        rig.Frame(EgressPing(1));
+        rig.Frame(TestFrames.Tcp(TestFrames.HostMac, TestFrames.UnicastAlias, TestFrames.ContainerIp, TestFrames.HostIp, 40000, 80, 0x04)); // RST, no session
+        rig.Frame(TestFrames.Udp(TestFrames.HostMac, 0x4e6575560999, TestFrames.ContainerIp, TestFrames.HostIp, 1, 2));
+        var b = Assert.Single(rig.Send("""{"ctrl_counter_device": {}}"""));
+        Assert.Equal(4 + DeviceCounterLayout.Size, b.Length);
+        ulong At(DeviceCounter c) => BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(4 + 8 * (int)c));
+        Assert.Equal(3UL, At(DeviceCounter.RXPackets));
+        Assert.Equal(1UL, At(DeviceCounter.NoWorkloadPackets));
+        Assert.Equal(2UL, At(DeviceCounter.IPv4Packets));
+        Assert.Equal(1UL, At(DeviceCounter.TCPPackets));
+        Assert.Equal(1UL, At(DeviceCounter.TCPNoSessionPackets));
+        Assert.Equal(1UL, At(DeviceCounter.ICMPPackets));
+        Assert.Equal(1UL, At(DeviceCounter.TotalSessions));
+        Assert.Equal(1UL, At(DeviceCounter.ICMPSessions));
+    }
+
+    [Fact]
     public void Clear_session_by_id_removes_only_that_session()
     {
         var rig = new Rig();

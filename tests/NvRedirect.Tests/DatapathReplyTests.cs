@@ -71,6 +71,36 @@ public class DatapathReplyTests
         Assert.Equal(DefsH.Length, ours.Count);
     }
 
+    [Fact]
+    public void Device_counter_reply_is_kind_4_with_568_bytes_as_defs_h_lays_them_out()
+    {
+        // DPMsgDeviceCounter: 27 x u64, u64 ParserSessions[20], u64 ParserPackets[20], 4 x u32, 2 x u64
+        var fields = Enumerable.Repeat((8, 8), 27).Concat(Enumerable.Repeat((8 * 20, 8), 2)).Concat(Enumerable.Repeat((4, 4), 4))
+            .Concat(Enumerable.Repeat((8, 8), 2)).ToArray();
+        int offset = 0;
+        var offsets = new List<int>();
+        foreach (var (size, align) in fields) { offset = (offset + align - 1) / align * align; offsets.Add(offset); offset += size; }
+        int sizeOf = (offset + 7) / 8 * 8;
+        Assert.Equal(568, sizeOf); // measured on x86-64 in the reference run
+        Assert.Equal(DeviceCounterLayout.Size, sizeOf);
+        Assert.Equal(DeviceCounterLayout.ParserSessions, offsets[27]);
+        Assert.Equal(DeviceCounterLayout.ParserPackets, offsets[28]);
+        Assert.Equal(DeviceCounterLayout.PolicyType1Rules, offsets[29]);
+        Assert.Equal(DeviceCounterLayout.LimitDropConns, offsets[33]);
+
+        var values = new ulong[27];
+        values[(int)DeviceCounter.RXPackets] = 39;
+        values[(int)DeviceCounter.TXPackets] = 25;
+        values[(int)DeviceCounter.CurLogCaches] = 0x0102030405060708;
+        var b = Replies.DeviceCounters(values);
+        Assert.Equal(4 + 568, b.Length);
+        Assert.Equal(Convert.FromHexString("0400023c"), b.AsSpan(0, 4).ToArray()); // length 572
+        Assert.Equal(39UL, BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(4)));
+        Assert.Equal(25UL, BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(4 + 16)));
+        Assert.Equal(0x0102030405060708UL, BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(4 + 26 * 8)));
+        Assert.All(b.AsSpan(4 + 27 * 8).ToArray(), x => Assert.Equal(0, x));
+    }
+
     private static SessionRecord Record(uint id, bool v6 = false, byte protocol = 6) => new(
         id, TestFrames.ContainerMac, v6,
         v6 ? Convert.FromHexString("20010db8000000000000000000000001") : [10, 10, 10, 66],

@@ -132,6 +132,7 @@ internal sealed class Controller
             case "ctrl_count_session": Fields.Object(value); r.Effects.Add(CountSessions); break;
             case "ctrl_list_session": Fields.Object(value); r.Effects.Add(ListSessions); break;
             case "ctrl_clear_session": ClearSession(Fields.Object(value), r); break;
+            case "ctrl_counter_device": Fields.Object(value); r.Effects.Add(DeviceCounters); break;
             case "ctrl_sys_conf": r.State.XffEnabled = Toggle(value, "xff_enabled", name, r); break;
             case "ctrl_disable_net_policy": r.State.DisableNetPolicy = Toggle(value, "disable_net_policy", name, r); break;
             case "ctrl_detect_unmanaged_wl": r.State.DetectUnmanagedWorkloads = Toggle(value, "detect_unmanaged_wl", name, r); break;
@@ -313,6 +314,37 @@ internal sealed class Controller
             return (t.Count, t.CurrentTcp, t.CurrentUdp, t.CurrentIcmp, t.CurrentOther);
         });
         replies.Add(Replies.SessionCount((uint)total, (uint)tcp, (uint)udp, (uint)icmp, (uint)other));
+    }
+
+    private void DeviceCounters(List<byte[]> replies)
+    {
+        var values = _datapath.OnPacketThread(() =>
+        {
+            var c = _datapath.Counters;
+            var t = _datapath.Sessions;
+            var v = new ulong[(int)DeviceCounter.CurLogCaches + 1];
+            v[(int)DeviceCounter.RXPackets] = (ulong)c.RxPackets;
+            v[(int)DeviceCounter.RXDropPackets] = (ulong)(c.RingDrops + c.LostLargeFrames);
+            v[(int)DeviceCounter.TXPackets] = (ulong)c.TxPackets;
+            v[(int)DeviceCounter.TXDropPackets] = (ulong)(c.TxDropped + c.TxErrors);
+            v[(int)DeviceCounter.ErrorPackets] = (ulong)c.MalformedPackets;
+            v[(int)DeviceCounter.NoWorkloadPackets] = (ulong)c.NoWorkloadPackets;
+            v[(int)DeviceCounter.IPv4Packets] = (ulong)c.IPv4Packets;
+            v[(int)DeviceCounter.IPv6Packets] = (ulong)c.IPv6Packets;
+            v[(int)DeviceCounter.TCPPackets] = (ulong)c.TcpPackets;
+            v[(int)DeviceCounter.TCPNoSessionPackets] = (ulong)c.TcpNoSessionPackets;
+            v[(int)DeviceCounter.UDPPackets] = (ulong)c.UdpPackets;
+            v[(int)DeviceCounter.ICMPPackets] = (ulong)c.IcmpPackets;
+            v[(int)DeviceCounter.OtherPackets] = (ulong)c.OtherPackets;
+            v[(int)DeviceCounter.Fragments] = (ulong)c.Fragments;
+            v[(int)DeviceCounter.TotalSessions] = (ulong)t.Created;
+            v[(int)DeviceCounter.TCPSessions] = (ulong)t.CreatedTcp;
+            v[(int)DeviceCounter.UDPSessions] = (ulong)t.CreatedUdp;
+            v[(int)DeviceCounter.ICMPSessions] = (ulong)t.CreatedIcmp;
+            v[(int)DeviceCounter.IPSessions] = (ulong)t.CreatedOther;
+            return v;
+        });
+        replies.Add(Replies.DeviceCounters(values));
     }
 
     private void ListSessions(List<byte[]> replies)

@@ -8,7 +8,7 @@ namespace NvRedirect.Datapath.Control;
 /// <summary>DP_KIND_* values of the binary reply header (NeuVector defs.h).</summary>
 internal static class MessageKind
 {
-    public const byte SessionList = 2, SessionCount = 3, KeepAlive = 10;
+    public const byte SessionList = 2, SessionCount = 3, DeviceCounter = 4, KeepAlive = 10;
 }
 
 /// <summary>
@@ -26,6 +26,28 @@ internal static class SessionLayout
         XffIP = 120, XffApp = 136, XffPort = 138;
     /// <summary>sizeof(DPMsgSession).</summary>
     public const int Size = 140;
+}
+
+/// <summary>
+/// The 64-bit counters that open NeuVector's DPMsgDeviceCounter (defs.h), in declaration order: 27 x u64 from offset 0,
+/// then ParserSessions[20] and ParserPackets[20] (u64), four u32 policy counts and two u64 rate-limit counters.
+/// </summary>
+internal enum DeviceCounter
+{
+    RXPackets, RXDropPackets, TXPackets, TXDropPackets, ErrorPackets, NoWorkloadPackets, IPv4Packets, IPv6Packets,
+    TCPPackets, TCPNoSessionPackets, UDPPackets, ICMPPackets, OtherPackets, Assemblys, FreedAssemblys, Fragments,
+    FreedFragments, TimeoutFragments, TotalSessions, TCPSessions, UDPSessions, ICMPSessions, IPSessions, DropMeters,
+    ProxyMeters, CurMeters, CurLogCaches,
+}
+
+/// <summary>Offsets in DPMsgDeviceCounter after the leading <see cref="DeviceCounter"/> block.</summary>
+internal static class DeviceCounterLayout
+{
+    public const int ParserSessions = 27 * 8, ParserPackets = ParserSessions + 20 * 8, PolicyType1Rules = ParserPackets + 20 * 8,
+        PolicyType2Rules = PolicyType1Rules + 4, PolicyDomains = PolicyType2Rules + 4, PolicyDomainIPs = PolicyDomains + 4,
+        LimitDropConns = PolicyDomainIPs + 4, LimitPassConns = LimitDropConns + 8;
+    /// <summary>sizeof(DPMsgDeviceCounter) on x86-64.</summary>
+    public const int Size = LimitPassConns + 8;
 }
 
 /// <summary>
@@ -70,6 +92,16 @@ internal static class Replies
         BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(12), udp);
         BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(16), icmp);
         BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(20), ip);
+        return b;
+    }
+
+    /// <summary>DEVICE_COUNTER: the counters indexed by <see cref="DeviceCounter"/>; parser, policy and rate-limit fields are 0 (none exist here).</summary>
+    public static byte[] DeviceCounters(ReadOnlySpan<ulong> counters)
+    {
+        var b = new byte[HeaderSize + DeviceCounterLayout.Size];
+        WriteHeader(b, MessageKind.DeviceCounter, false, b.Length);
+        for (int i = 0; i < counters.Length && i <= (int)DeviceCounter.CurLogCaches; i++)
+            BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(HeaderSize + 8 * i), counters[i]);
         return b;
     }
 

@@ -31,6 +31,10 @@ internal sealed class DatapathCounters
     public long ChecksumsCompleted;
     /// <summary>Frames this host sent out the port, skipped.</summary>
     public long OutgoingSkipped;
+    /// <summary>Frames the kernel dropped because the RX ring was full (PACKET_STATISTICS tp_drops).</summary>
+    public long RingDrops;
+    /// <summary>TCP segments that neither matched nor opened a session (RST/FIN of an unknown conversation).</summary>
+    public long TcpNoSessionPackets;
 }
 
 /// <summary>
@@ -138,7 +142,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
                 c.OtherPackets++;
                 break;
         }
-        Sessions.Track(in t, workload, now);
+        if (Sessions.Track(in t, workload, now) < 0) c.TcpNoSessionPackets++;
     }
 
     private static bool IsIcmpError(in FrameInfo info)

@@ -51,7 +51,6 @@ internal sealed unsafe class ServicePort : IServicePort
     private Thread? _thread;
     private volatile bool _stopping;
     private int _lastTxErrno;
-    private long _ringDrops;
     private long _threadAllocated;
 
     private sealed class Request(Action work)
@@ -62,8 +61,6 @@ internal sealed unsafe class ServicePort : IServicePort
 
     /// <summary>Interface name.</summary>
     public string Interface => _ring.Interface;
-    /// <summary>Frames the kernel dropped because the RX ring was full.</summary>
-    public long RingDrops => Interlocked.Read(ref _ringDrops);
     /// <summary>Bytes the packet thread has allocated, sampled after every batch (tests show the frame path adds none).</summary>
     public long PacketThreadAllocatedBytes => Volatile.Read(ref _threadAllocated);
 
@@ -135,14 +132,14 @@ internal sealed unsafe class ServicePort : IServicePort
                     lastSecond = now;
                     _processor.Sessions.Expire(now);
                     var (_, drops) = _ring.ReadStatistics();
-                    Interlocked.Add(ref _ringDrops, drops);
-                    if (c.TxErrors != reportedTxErrors || c.LostLargeFrames != reportedLost || _ringDrops != reportedDrops)
+                    c.RingDrops += drops;
+                    if (c.TxErrors != reportedTxErrors || c.LostLargeFrames != reportedLost || c.RingDrops != reportedDrops)
                     {
                         if (now % 10 == 0 || reportedTxErrors + reportedLost + reportedDrops == 0)
                         {
                             _log.Warn($"{Interface}: {c.TxErrors - reportedTxErrors} transmit errors (last: {Native.ErrnoName(_lastTxErrno)}), "
-                                + $"{c.LostLargeFrames - reportedLost} over-sized frames lost, {_ringDrops - reportedDrops} frames dropped by a full RX ring");
-                            reportedTxErrors = c.TxErrors; reportedLost = c.LostLargeFrames; reportedDrops = _ringDrops;
+                                + $"{c.LostLargeFrames - reportedLost} over-sized frames lost, {c.RingDrops - reportedDrops} frames dropped by a full RX ring");
+                            reportedTxErrors = c.TxErrors; reportedLost = c.LostLargeFrames; reportedDrops = c.RingDrops;
                         }
                     }
                 }

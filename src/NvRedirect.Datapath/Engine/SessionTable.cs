@@ -120,6 +120,8 @@ internal sealed class SessionTable
     public int CurrentTcp, CurrentUdp, CurrentIcmp, CurrentOther;
     /// <summary>Sessions created, expired by timeout, evicted to make room, and removed on request.</summary>
     public long Created, Expired, Evicted, Removed;
+    /// <summary>Sessions created per protocol.</summary>
+    public long CreatedTcp, CreatedUdp, CreatedIcmp, CreatedOther;
 
     /// <summary>Preallocates <paramref name="capacity"/> sessions.</summary>
     public SessionTable(int capacity = 65536)
@@ -243,6 +245,13 @@ internal sealed class SessionTable
         Count++;
         Created++;
         CountProtocol(p.Protocol, +1);
+        switch (p.Protocol)
+        {
+            case 6: CreatedTcp++; break;
+            case 17: CreatedUdp++; break;
+            case 1: case 58: CreatedIcmp++; break;
+            default: CreatedOther++; break;
+        }
         if (workloadIsServer) { workload.State.SessionsIn++; workload.State.CurrentSessionsIn++; }
         else { workload.State.SessionsOut++; workload.State.CurrentSessionsOut++; }
 
