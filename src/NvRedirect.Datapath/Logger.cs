@@ -15,9 +15,6 @@ internal sealed class Logger : IDisposable
     private readonly bool _stderr;
     private readonly List<string>? _memory;
 
-    /// <summary>A logger that writes nowhere.</summary>
-    public static Logger Null => new(null, false);
-
     /// <summary>Opens <paramref name="path"/> for appending (when given) and/or writes to stderr.</summary>
     public Logger(string? path, bool stderr, bool keepInMemory = false)
     {

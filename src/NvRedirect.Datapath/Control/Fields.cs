@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Globalization;
 using System.Text.Json;
 using NvRedirect.Packets;
@@ -94,31 +93,23 @@ internal static class Fields
     }
 
     /// <summary>Parses six colon-separated groups of one or two hex digits (what ether_aton accepts).</summary>
-    public static ulong? ParseMac(string text)
-    {
-        var parts = text.Split(':');
-        if (parts.Length != 6) return null;
-        ulong mac = 0;
-        foreach (var p in parts)
-        {
-            if (p.Length is < 1 or > 2 || !byte.TryParse(p, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out byte b)) return null;
-            mac = mac << 8 | b;
-        }
-        return mac;
-    }
+    public static ulong? ParseMac(string text) => ParseBytes(text, ':', 6, 2, NumberStyles.AllowHexSpecifier);
 
     /// <summary>Parses exactly four decimal parts of 0..255 (no inet_addr shorthands such as "10.1").</summary>
-    public static uint? ParseIPv4(string text)
+    public static uint? ParseIPv4(string text) => (uint?)ParseBytes(text, '.', 4, 3, NumberStyles.None);
+
+    // count separated byte values of 1..maxDigits digits, most significant first
+    private static ulong? ParseBytes(string text, char separator, int count, int maxDigits, NumberStyles style)
     {
-        var parts = text.Split('.');
-        if (parts.Length != 4) return null;
-        uint ip = 0;
+        var parts = text.Split(separator);
+        if (parts.Length != count) return null;
+        ulong value = 0;
         foreach (var p in parts)
         {
-            if (p.Length is < 1 or > 3 || !byte.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out byte b)) return null;
-            ip = ip << 8 | b;
+            if (p.Length < 1 || p.Length > maxDigits || !byte.TryParse(p, style, CultureInfo.InvariantCulture, out byte b)) return null;
+            value = value << 8 | b;
         }
-        return ip;
+        return value;
     }
 
     /// <summary>Dotted-quad text of a host-order IPv4 address.</summary>
@@ -141,10 +132,4 @@ internal static class Fields
 
     /// <summary>Cuts long text for log lines.</summary>
     public static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "...";
-
-    /// <summary>The names of an object's properties, for "ignored field" notes.</summary>
-    public static IEnumerable<string> Names(JsonElement obj)
-    {
-        foreach (var p in obj.EnumerateObject()) yield return p.Name;
-    }
 }

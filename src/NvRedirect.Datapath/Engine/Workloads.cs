@@ -91,12 +91,6 @@ internal sealed class WorkloadTable
 
     /// <summary>Finds the workload registered under <paramref name="mac"/> (real MAC or alias).</summary>
     public bool TryGet(ulong mac, out Workload workload) => _byMac.TryGetValue(mac, out workload!);
-
-    /// <summary>The workload whose real MAC is <paramref name="mac"/>.</summary>
-    public Workload? FindByMac(ulong mac) => _byMac.TryGetValue(mac, out var w) && w.Mac == mac ? w : null;
-
-    /// <summary>Number of MAC keys (mac + aliases).</summary>
-    public int KeyCount => _byMac.Count;
 }
 
 /// <summary>The slot the current <see cref="WorkloadTable"/> is published through.</summary>
