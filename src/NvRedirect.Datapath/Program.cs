@@ -73,12 +73,24 @@ public static class Program
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, RequestStop);
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, RequestStop);
             using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, RequestStop);
+            // a datapath that forwards nothing must not keep answering keep-alives: stop, so a supervisor restarts it
+            bool portFailed = false;
+            datapath.PortFailed = (iface, _) =>
+            {
+                portFailed = true;
+                log.Error($"stopping: the packet thread of {iface} failed");
+                Signal(stop);
+            };
 
             log.Info($"nvr-dp {typeof(Program).Assembly.GetName().Version} serving {options.SocketPath}, packet work in "
                 + (options.Namespace.Length == 0 ? "its own network namespace" : $"namespace '{options.Namespace}'")
                 + $", {options.Sessions} sessions");
             if (child) Detach();
-            try { new ControlServer(socket, controller, log).Run(stop); }
+            try
+            {
+                new ControlServer(socket, controller, log).Run(stop);
+                if (portFailed) return 1;
+            }
             catch (Exception e)
             {
                 log.Error($"control loop failed: {e.Message}");

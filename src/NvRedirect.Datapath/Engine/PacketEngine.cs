@@ -32,9 +32,16 @@ internal sealed class PacketEngine : IDisposable
         Processor = new FrameProcessor(Sessions, Counters);
     }
 
+    /// <summary>Called when a service port's packet thread died (it forwards nothing any more).</summary>
+    public Action<string, Exception>? PortFailed { get; set; }
+
     /// <summary>The opener of real AF_PACKET service ports in namespace <paramref name="ns"/> ("" = the process's own).</summary>
-    public ServicePortOpener RealPorts(string ns)
-        => (iface, jumbo) => ServicePort.Open(ns, iface, jumbo, Processor, Workloads, Clock, _log);
+    public ServicePortOpener RealPorts(string ns) => (iface, jumbo) =>
+    {
+        var port = ServicePort.Open(ns, iface, jumbo, Processor, Workloads, Clock, _log);
+        port.Failed = e => PortFailed?.Invoke(iface, e);
+        return port;
+    };
 
     /// <summary>Starts <paramref name="port"/> as the service port.</summary>
     public void AttachPort(IServicePort port)

@@ -61,6 +61,8 @@ internal sealed unsafe class ServicePort : IServicePort
 
     /// <summary>Interface name.</summary>
     public string Interface => _ring.Interface;
+    /// <summary>Called on the packet thread when it stops because of an error (the port then forwards nothing).</summary>
+    public Action<Exception>? Failed { get; set; }
     /// <summary>Bytes the packet thread has allocated, sampled after every batch (tests show the frame path adds none).</summary>
     public long PacketThreadAllocatedBytes => Volatile.Read(ref _threadAllocated);
 
@@ -169,7 +171,8 @@ internal sealed unsafe class ServicePort : IServicePort
         }
         catch (Exception e)
         {
-            _log.Error($"service port {Interface}: packet thread stopped: {e.Message}");
+            _log.Error($"service port {Interface}: packet thread stopped: {e}");
+            Failed?.Invoke(e);
         }
         finally
         {
