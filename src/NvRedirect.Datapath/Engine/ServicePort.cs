@@ -35,7 +35,7 @@ internal sealed unsafe class ServicePort : IServicePort
     public const int BatchSize = 256;
     private const int LargeBufferSize = 65536 + 64;
     private const int VnetHeaderLength = 10;
-    private const int PollFailure = 0x08 | 0x10 | 0x20; // POLLERR | POLLHUP | POLLNVAL
+    private const int PollInvalid = 0x20, PollFailure = 0x08 | 0x10 | PollInvalid; // POLLNVAL; POLLERR | POLLHUP | POLLNVAL
 
     private readonly PacketRing _ring;
     private readonly FrameProcessor _processor;
@@ -52,6 +52,7 @@ internal sealed unsafe class ServicePort : IServicePort
     private volatile bool _stopping;
     private int _lastTxErrno;
     private long _threadAllocated;
+    private long _reportedAt = long.MinValue, _reportedTxErrors, _reportedLost, _reportedDrops;
 
     private sealed class Request(Action work)
     {
@@ -122,8 +123,6 @@ internal sealed unsafe class ServicePort : IServicePort
     {
         var pfds = stackalloc pollfd[2];
         long lastSecond = long.MinValue;
-        var c = _processor.Counters;
-        long reportedTxErrors = 0, reportedLost = 0, reportedDrops = 0;
         try
         {
             while (!_stopping)
@@ -132,18 +131,7 @@ internal sealed unsafe class ServicePort : IServicePort
                 if (now != lastSecond)
                 {
                     lastSecond = now;
-                    _processor.Sessions.Expire(now);
-                    var (_, drops) = _ring.ReadStatistics();
-                    c.RingDrops += drops;
-                    if (c.TxErrors != reportedTxErrors || c.LostLargeFrames != reportedLost || c.RingDrops != reportedDrops)
-                    {
-                        if (now % 10 == 0 || reportedTxErrors + reportedLost + reportedDrops == 0)
-                        {
-                            _log.Warn($"{Interface}: {c.TxErrors - reportedTxErrors} transmit errors (last: {Native.ErrnoName(_lastTxErrno)}), "
-                                + $"{c.LostLargeFrames - reportedLost} over-sized frames lost, {c.RingDrops - reportedDrops} frames dropped by a full RX ring");
-                            reportedTxErrors = c.TxErrors; reportedLost = c.LostLargeFrames; reportedDrops = c.RingDrops;
-                        }
-                    }
+                    Housekeeping(now);
                 }
                 RunRequest();
 
@@ -165,7 +153,7 @@ internal sealed unsafe class ServicePort : IServicePort
                 {
                     int err = _ring.TakeSocketError();
                     _log.Warn($"service port {Interface}: socket reports {(err == 0 ? "an error" : Native.ErrnoName(err) + " (" + Native.StrError(err) + ")")}; still listening");
-                    if ((pfds[0].revents & 0x20) != 0) throw new InvalidOperationException("the packet socket was closed");
+                    if ((pfds[0].revents & PollInvalid) != 0) throw new InvalidOperationException("the packet socket was closed");
                 }
             }
         }
@@ -178,6 +166,22 @@ internal sealed unsafe class ServicePort : IServicePort
         {
             RunRequest();
         }
+    }
+
+    // Once a second: expire sessions, collect the kernel's ring drops, and log a summary of errors (at most every 10 s).
+    private void Housekeeping(long now)
+    {
+        var c = _processor.Counters;
+        _processor.Sessions.Expire(now);
+        c.RingDrops += _ring.ReadStatistics().Drops;
+        bool changed = c.TxErrors != _reportedTxErrors || c.LostLargeFrames != _reportedLost || c.RingDrops != _reportedDrops;
+        if (!changed || now - _reportedAt < 10) return;
+        _log.Warn($"{Interface}: {c.TxErrors - _reportedTxErrors} transmit errors (last: {Native.ErrnoName(_lastTxErrno)}), "
+            + $"{c.LostLargeFrames - _reportedLost} over-sized frames lost, {c.RingDrops - _reportedDrops} frames dropped by a full RX ring");
+        _reportedAt = now;
+        _reportedTxErrors = c.TxErrors;
+        _reportedLost = c.LostLargeFrames;
+        _reportedDrops = c.RingDrops;
     }
 
     private void RunRequest()
