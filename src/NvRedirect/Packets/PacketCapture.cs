@@ -78,7 +78,7 @@ public sealed unsafe class PacketCapture : IDisposable
             if (left <= TimeSpan.Zero || (stopRequested?.Invoke() ?? false)) break;
             var pfd = new pollfd { fd = _fd.Fd, events = POLLIN };
             int wait = (int)Math.Min(left.TotalMilliseconds + 1, 200); // wake up regularly for Ctrl+C
-            int r = poll(&pfd, 1, wait);
+            int r = Native.poll(&pfd, 1, wait); // Native.poll records errno (Tmds.LibC's does not)
             if (r < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("wait for frames"); }
             if (r == 0) continue;
             var from = new byte[20];
@@ -113,7 +113,7 @@ public sealed unsafe class PacketCapture : IDisposable
             if (left <= TimeSpan.Zero || (stopRequested?.Invoke() ?? false)) return null;
             for (int i = 0; i < fds.Length; i++) fds[i] = new pollfd { fd = captures[i]._fd.Fd, events = POLLIN };
             int r;
-            fixed (pollfd* p = fds) r = poll(p, (uint)fds.Length, (int)Math.Min(left.TotalMilliseconds + 1, 200));
+            fixed (pollfd* p = fds) r = Native.poll(p, (ulong)fds.Length, (int)Math.Min(left.TotalMilliseconds + 1, 200));
             if (r < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("wait for frames"); }
             for (int i = 0; i < fds.Length; i++)
                 if ((fds[i].revents & POLLIN) != 0)
@@ -122,8 +122,8 @@ public sealed unsafe class PacketCapture : IDisposable
         }
     }
 
-    // A signal (SIGCHLD when a child process ends) interrupts poll/recvfrom; seen here with errno reading 0 as well.
-    private static bool Interrupted() => Native.LastErrno is 0 or 4 /* EINTR */;
+    // A signal (SIGCHLD when a child process ends) interrupts poll/recvfrom with EINTR.
+    private static bool Interrupted() => Native.LastErrno == 4 /* EINTR */;
 
     /// <inheritdoc/>
     public void Dispose() => _fd.Dispose();
