@@ -133,9 +133,12 @@ switch ($Task) {
     }
     'Bench' {
         Invoke-Build
+        $failedScripts = @()
         foreach ($script in Get-ChildItem (Join-Path $root 'bench') -Filter '*.ps1' | Sort-Object Name) {
             Write-Host "== $($script.Name)"
             dotnet $pwshDll -NoProfile -NonInteractive -File $script.FullName
+            if ($LASTEXITCODE -ne 0) { $failedScripts += $script.Name }
         }
+        if ($failedScripts) { Write-Host "benchmarks that failed: $($failedScripts -join ', ')"; exit 1 }
     }
 }
