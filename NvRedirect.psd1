@@ -15,7 +15,8 @@
         'Add-AgentAddress', 'Get-AgentAddress', 'Remove-AgentAddress',
         'Add-AgentQdisc', 'Get-AgentQdisc', 'Remove-AgentQdisc',
         'Add-RedirectFilter', 'Get-RedirectFilter', 'Remove-RedirectFilter',
-        'Watch-AgentTraffic'
+        'Watch-AgentTraffic',
+        'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -18,6 +18,13 @@ $c.TestResult.Enabled = $true
 $c.TestResult.OutputFormat = 'JUnitXml'
 $c.TestResult.OutputPath = $ResultPath
 $r = Invoke-Pester -Configuration $c
+if ($null -eq $r) {
+    # no test file at all: that is a failure, not an empty success
+    New-Item -ItemType Directory -Force (Split-Path $SummaryPath) | Out-Null
+    [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } | ConvertTo-Json | Set-Content $SummaryPath
+    'pester: 0 passed, 1 failed, 0 skipped (no test files found)'
+    exit 1
+}
 $failed = $r.FailedCount + $r.FailedBlocksCount + $r.FailedContainersCount
 New-Item -ItemType Directory -Force (Split-Path $SummaryPath) | Out-Null
 [pscustomobject]@{ Passed = $r.PassedCount; Failed = $failed; Skipped = $r.SkippedCount } | ConvertTo-Json | Set-Content $SummaryPath

@@ -1,12 +1,149 @@
+using System;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using NvRedirect.Datapath.Control;
+using NvRedirect.Datapath.Engine;
+using NvRedirect.Interop;
+using NvRedirect.Namespaces;
+using NvRedirect.Netlink;
+using static Tmds.Linux.LibC;
+
 namespace NvRedirect.Datapath;
 
-/// <summary>nvr-dp entry point (placeholder until the daemon lands).</summary>
+/// <summary>
+/// nvr-dp: a NeuVector-compatible datapath daemon. The main thread serves the control socket; a packet thread per
+/// service port moves frames. Without --foreground it starts a detached copy of itself and returns once that copy
+/// is serving (or prints why it could not start).
+/// </summary>
 public static class Program
 {
-    /// <summary>Runs the daemon.</summary>
+    private const string DaemonChildVariable = "NVR_DP_DAEMON_CHILD";
+    private const string ReadyLine = "nvr-dp: ready";
+
+    /// <summary>Runs the daemon; exit code 0 after a clean shutdown, 1 when it could not start, 2 for bad arguments.</summary>
     public static int Main(string[] args)
     {
-        System.Console.Error.WriteLine("nvr-dp: not implemented yet");
-        return 2;
+        Options options;
+        try { options = Options.Parse(args); }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"nvr-dp: {e.Message}");
+            Console.Error.Write(Options.Usage);
+            return 2;
+        }
+        if (options.Help) { Console.Out.Write(Options.Usage); return 0; }
+
+        bool child = Environment.GetEnvironmentVariable(DaemonChildVariable) == "1";
+        if (!options.Foreground && !child) return StartInBackground(args);
+        if (child) setsid(); // leave the starter's session: no terminal signals reach the daemon
+
+        Logger log;
+        try { log = new Logger(options.LogPath ?? (child ? Options.DefaultBackgroundLog : null), stderr: true); } // a child's stderr reaches the starter until it detaches
+        catch (Exception e) { Console.Error.WriteLine($"nvr-dp: cannot open the log: {e.Message}"); return 1; }
+        using (log) return Serve(options, log, child);
+    }
+
+    private static int Serve(Options options, Logger log, bool child)
+    {
+        if (options.Namespace.Length > 0 && !NetworkNamespace.Exists(options.Namespace))
+        {
+            log.Error($"network namespace '{options.Namespace}' does not exist ({NetworkNamespace.PathOf(options.Namespace)})");
+            return 1;
+        }
+        using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log);
+        var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log);
+        ControlSocket socket;
+        try { socket = ControlSocket.Bind(options.SocketPath, log); }
+        catch (Exception e) when (e is ControlSocketException or NetlinkException)
+        {
+            log.Error(e.Message);
+            return 1;
+        }
+        using (socket)
+        {
+            int efd = eventfd(0, EFD_CLOEXEC);
+            if (efd < 0) throw SyscallException.FromLastError("create the stop eventfd");
+            using var stop = new SafeFd(efd);
+            void RequestStop(PosixSignalContext context)
+            {
+                context.Cancel = true; // we exit on our own, after removing the socket
+                log.Info($"{context.Signal} received, stopping");
+                Signal(stop);
+            }
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, RequestStop);
+            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, RequestStop);
+            using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, RequestStop);
+            // a datapath that forwards nothing must not keep answering keep-alives: stop, so a supervisor restarts it
+            bool portFailed = false;
+            datapath.PortFailed = (iface, _) =>
+            {
+                portFailed = true;
+                log.Error($"stopping: the packet thread of {iface} failed");
+                Signal(stop);
+            };
+
+            log.Info($"nvr-dp {typeof(Program).Assembly.GetName().Version} serving {options.SocketPath}, packet work in "
+                + (options.Namespace.Length == 0 ? "its own network namespace" : $"namespace '{options.Namespace}'")
+                + $", {options.Sessions} sessions");
+            if (child) Detach();
+            try
+            {
+                new ControlServer(socket, controller, log).Run(stop);
+                if (portFailed) return 1;
+            }
+            catch (Exception e)
+            {
+                log.Error($"control loop failed: {e.Message}");
+                return 1;
+            }
+            finally
+            {
+                datapath.DetachPort();
+                log.Info($"stopped ({controller.Summary()}; {controller.Accepted} requests executed, {controller.Rejected} rejected)");
+            }
+        }
+        return 0;
+    }
+
+    private static unsafe void Signal(SafeFd eventFd)
+    {
+        ulong one = 1;
+        write(eventFd.Fd, &one, 8);
+    }
+
+    // Tells the starter we are up, then lets go of its pipes.
+    private static unsafe void Detach()
+    {
+        Console.Out.WriteLine(ReadyLine);
+        Console.Out.Flush();
+        int devNull = Native.open("/dev/null", 2 /* O_RDWR */, 0);
+        if (devNull < 0) return;
+        dup2(devNull, 0);
+        dup2(devNull, 1);
+        dup2(devNull, 2);
+        if (devNull > 2) Native.close(devNull);
+    }
+
+    private static int StartInBackground(string[] args)
+    {
+        var psi = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(typeof(Program).Assembly.Location);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment[DaemonChildVariable] = "1";
+        using var process = Process.Start(psi);
+        if (process == null) { Console.Error.WriteLine("nvr-dp: could not start the background process"); return 1; }
+        var line = process.StandardOutput.ReadLine();
+        if (line == ReadyLine)
+        {
+            Console.Out.WriteLine($"nvr-dp: running in the background, pid {process.Id}");
+            return 0;
+        }
+        var errors = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Console.Error.Write(errors);
+        return process.ExitCode == 0 ? 1 : process.ExitCode;
     }
 }

@@ -43,8 +43,9 @@ try {
     $null = New-AgentLink vin -PeerName vin-peer -Namespace $AgentNamespace -PeerNamespace $ContainerNamespace
     $null = New-AgentLink vbr -PeerName vth -Namespace $AgentNamespace
 
-    Step "3. In '$ContainerNamespace', vin-peer becomes eth0"
-    Show (Rename-AgentLink vin-peer -NewName eth0 -Namespace $ContainerNamespace -PassThru)
+    Step "3. In '$ContainerNamespace', vin-peer becomes eth0 with the seed's container MAC"
+    $null = Rename-AgentLink vin-peer -NewName eth0 -Namespace $ContainerNamespace
+    Show (Set-AgentLink eth0 -Namespace $ContainerNamespace -MacAddress 1a:27:f3:87:3a:27 -PassThru)
 
     Step '4. Everything up, addresses on both ends'
     foreach ($ns in $ours) { Get-AgentLink -Namespace $ns | Set-AgentLink -Up }
@@ -60,10 +61,27 @@ try {
     Write-Host (ip -n $AgentNamespace -br link show | Out-String)
     Write-Host (ip -n $ContainerNamespace -br addr show | Out-String)
 
-    Step 'What comes next'
-    Write-Host 'Traffic from 10.10.10.66 to 10.10.10.88 enters agent-ns on vex; the tc redirect filters (ingress qdiscs,'
-    Write-Host 'u32 + pedit/mirred or cls_bpf) and the datapath on vth decide what reaches eth0. Those steps are the'
-    Write-Host 'next parts of this demo; without them nothing forwards between vex and vin yet.'
+    Step '5. Interception: ingress qdiscs on vin, vex and vbr, and the six redirect rules'
+    $ic = Add-WorkloadInterception -Namespace $AgentNamespace -WorkloadMac 1a:27:f3:87:3a:27 -UcMac 4e:65:75:56:00:b4 -ToWorkloadPriority 5 -FromWorkloadPriority 172
+    Write-Host "backend: $($ic.Backend) - $($ic.BackendReason)"
+    Show ($ic.Rules | Format-Table Role, LinkName, Priority, Kind, Change)
+    Write-Host (tc -n $AgentNamespace filter show dev vex ingress | Out-String)
+
+    Step '6. Observation before any datapath runs: ping 10.10.10.88 from the host side'
+    $pingArgs = @('netns', 'exec', $(if ($hostNs) { $hostNs } else { $AgentNamespace }), 'ping', '-c', '3', '-i', '0.3', '-W', '1', '10.10.10.88')
+    if (-not $hostNs) { $pingArgs = @('ping', '-c', '3', '-i', '0.3', '-W', '1', '10.10.10.88') }
+    $ping = Start-Process -FilePath $(if ($hostNs) { 'ip' } else { 'ping' }) -ArgumentList $(if ($hostNs) { $pingArgs } else { $pingArgs[1..($pingArgs.Count - 1)] }) -PassThru -RedirectStandardOutput (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt")
+    $seen = Watch-AgentTraffic vex, vbr -Namespace $AgentNamespace -Count 40 -TimeoutSeconds 2.5 | Where-Object Protocol -eq ICMP
+    $onVex = $seen | Where-Object Interface -eq vex | Select-Object -First 2
+    $onVbr = $seen | Where-Object Interface -eq vbr | Select-Object -First 2
+    $ping.WaitForExit()
+    Write-Host 'on vex (as sent by the host side, to the container MAC):'
+    $onVex | ForEach-Object { Write-Host "  $($_.Summary)" }
+    Write-Host 'on vbr (rewritten to the ucmac and steered to the datapath):'
+    $onVbr | ForEach-Object { Write-Host "  $($_.Summary)" }
+    Write-Host (Get-Content (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") | Select-String 'transmitted')
+    Remove-Item (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") -ErrorAction Ignore
+    Write-Host 'No reply: unicast IPv4 to the container now goes through vth, and no datapath runs there yet.'
 }
 finally {
     Step 'Cleanup: removing everything this demo created'

@@ -84,7 +84,7 @@ public class RedirectFilterTests
         var text = Resolved(RedirectFilterBuilder.FromText((ushort)pref, TcProtocol.Parse(protocol), matches, actions), device);
         var typed = Resolved(Typed(file), device);
         TcBytes.Equal(Request(text, 1), Request(typed, 1), file);
-        var cookie = RedirectCookie.Create("web-1");
+        var cookie = RedirectCookie.ForTag("web-1");
         TcBytes.Equal(Request(RedirectFilterBuilder.WithCookie(text, cookie), 1), Request(RedirectFilterBuilder.WithCookie(typed, cookie), 1), file + " with a cookie");
     }
 
@@ -135,7 +135,7 @@ public class RedirectFilterTests
     public void A_filter_read_back_is_added_again_with_the_same_request(string file, string device, int pref, string protocol, string[] matches, string[] actions)
     {
         _ = (device, pref, protocol, matches, actions);
-        foreach (var cookie in new[] { null, RedirectCookie.Create("seed") })
+        foreach (var cookie in new[] { null, RedirectCookie.ForTag("seed") })
         {
             var golden = TcGolden.Primary(file);
             if (cookie != null)
@@ -161,41 +161,43 @@ public class RedirectFilterTests
     public void Cookie_is_nvredir1_then_eight_tag_bytes()
     {
         Assert.Equal("nvredir1"u8.ToArray().Concat(new byte[8]), RedirectCookie.Create());
-        Assert.Equal(RedirectCookie.Create(), RedirectCookie.Create(""));
-        Assert.Equal("nvredir1web-1\0\0\0"u8.ToArray(), RedirectCookie.Create("web-1"));
-        Assert.Equal("nvredir1abcdefgh"u8.ToArray(), RedirectCookie.Create("abcdefgh"));
+        Assert.Equal(RedirectCookie.Create(), RedirectCookie.ForTag(""));
+        Assert.Equal("nvredir1web-1\0\0\0"u8.ToArray(), RedirectCookie.ForTag("web-1"));
+        Assert.Equal("nvredir1abcdefgh"u8.ToArray(), RedirectCookie.ForTag("abcdefgh"));
         var longTag = "workload-4e:65:75:56:00:b4";
-        Assert.Equal("nvredir1"u8.ToArray().Concat(SHA256.HashData(Encoding.UTF8.GetBytes(longTag))[..8]), RedirectCookie.Create(longTag));
-        Assert.Equal(Tca.MaxCookieBytes, RedirectCookie.Create(longTag).Length);
+        Assert.Equal("nvredir1"u8.ToArray().Concat(SHA256.HashData(Encoding.UTF8.GetBytes(longTag))[..8]), RedirectCookie.ForTag(longTag));
+        Assert.Equal(Tca.MaxCookieBytes, RedirectCookie.ForTag(longTag).Length);
     }
 
     [Fact]
     public void Cookie_tag_reads_back_as_text_or_as_its_hash()
     {
-        Assert.Equal("", RedirectCookie.TagOf(RedirectCookie.Create()));
-        Assert.Equal("web-1", RedirectCookie.TagOf(RedirectCookie.Create("web-1")));
-        Assert.Equal("abcdefgh", RedirectCookie.TagOf(RedirectCookie.Create("abcdefgh")));
+        Assert.Equal("", RedirectCookie.TagText(RedirectCookie.Create()));
+        Assert.Equal("web-1", RedirectCookie.TagText(RedirectCookie.ForTag("web-1")));
+        Assert.Equal("abcdefgh", RedirectCookie.TagText(RedirectCookie.ForTag("abcdefgh")));
         var hash = Convert.ToHexString(SHA256.HashData("a-much-longer-tag"u8)[..8]).ToLowerInvariant();
-        Assert.Equal("sha256:" + hash, RedirectCookie.TagOf(RedirectCookie.Create("a-much-longer-tag")));
-        Assert.True(RedirectCookie.HasTag(RedirectCookie.Create("a-much-longer-tag"), "a-much-longer-tag"));
-        Assert.False(RedirectCookie.HasTag(RedirectCookie.Create("web-1"), "web-2"));
+        Assert.Equal("0x" + hash, RedirectCookie.TagText(RedirectCookie.ForTag("a-much-longer-tag")));
+        Assert.True(RedirectCookie.HasTag(RedirectCookie.ForTag("a-much-longer-tag"), "a-much-longer-tag"));
+        Assert.False(RedirectCookie.HasTag(RedirectCookie.ForTag("web-1"), "web-2"));
     }
 
     [Fact]
     public void Only_our_16_byte_cookies_are_ours()
     {
-        Assert.True(RedirectCookie.IsOurs(RedirectCookie.Create("x")));
+        Assert.True(RedirectCookie.IsOurs(RedirectCookie.ForTag("x")));
         Assert.False(RedirectCookie.IsOurs((byte[]?)null));
         Assert.False(RedirectCookie.IsOurs("nvredir1"u8.ToArray()));
         Assert.False(RedirectCookie.IsOurs("nvredir2\0\0\0\0\0\0\0\0"u8.ToArray()));
         Assert.False(RedirectCookie.IsOurs(Convert.FromHexString("00112233445566778899aabbccddeeff")));
-        Assert.Null(RedirectCookie.TagOf(Convert.FromHexString("4e5652")));
+        Assert.Null(RedirectCookie.TagText(Convert.FromHexString("4e5652")));
+        // an interception's binary tag ("ic" + the workload MAC) reads in hex
+        Assert.Equal("0x69631a27f3873a27", RedirectCookie.TagText(RedirectCookie.Create(Convert.FromHexString("69631a27f3873a27"))));
     }
 
     [Fact]
     public void Every_action_carries_the_cookie_after_its_options_and_the_filter_reads_back_as_ours()
     {
-        var cookie = RedirectCookie.Create("web-1");
+        var cookie = RedirectCookie.ForTag("web-1");
         var plain = Resolved(RedirectFilterBuilder.FromText(10001, TcProtocol.IPv4, ["u8 0 1 at -14", "u16 0x1a27 0xffff at -14", "u32 0xf3873a27 0xffffffff at -12"],
             ["pedit munge offset -14 u16 set 0x4e65 munge offset -12 u32 set 0x755600b4 pipe", "mirred egress mirror dev vbr"]), "vex");
         var bytes = Request(RedirectFilterBuilder.WithCookie(plain, cookie), 1);
@@ -345,7 +347,7 @@ public class RedirectFilterKernelTests
         using var s = TcScratch.Create("readd");
         var tc = new TrafficControl(s.Handle);
         tc.EnsureIngressQdisc(s.Va);
-        var cookie = RedirectCookie.Create("readd");
+        var cookie = RedirectCookie.ForTag("readd");
         var wanted = new[]
         {
             RedirectFilterBuilder.FromText(10001, TcProtocol.IPv4, ["u8 0 1 at -14", "u16 0x1a27 0xffff at -14", "u32 0xf3873a27 0xffffffff at -12"], ["mirred egress mirror dev vb"]),

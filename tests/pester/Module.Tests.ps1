@@ -6,9 +6,10 @@ Describe 'Module surface' {
     BeforeAll {
         $manifest = Import-PowerShellDataFile (Join-Path $PSScriptRoot '../../NvRedirect.psd1')
         $module = Get-Module NvRedirect
-        $changing = 'New-AgentNamespace', 'Remove-AgentNamespace', 'New-AgentLink', 'Set-AgentLink', 'Rename-AgentLink',
-            'Move-AgentLink', 'Remove-AgentLink', 'Add-AgentAddress', 'Remove-AgentAddress',
-            'Add-AgentQdisc', 'Remove-AgentQdisc', 'Add-RedirectFilter', 'Remove-RedirectFilter'
+        # Get and Watch only read; every other verb changes state
+        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch' }
+        $outputTypes = $manifest.CmdletsToExport | ForEach-Object { (Get-Command $_).OutputType.Type } |
+            Where-Object { $_ -and $_.Namespace -like 'NvRedirect*' } | Sort-Object FullName -Unique
     }
 
     It 'exports exactly the cmdlets the manifest lists, and nothing else' {
@@ -53,6 +54,13 @@ Describe 'Module surface' {
         $views = @($data.FormatViewDefinition)
         $views.Count | Should -BeGreaterThan 0
         $views[0].Control | Should -BeOfType ([System.Management.Automation.TableControl])
+    }
+
+    It 'has a format view for every output type of every cmdlet' {
+        $outputTypes.Count | Should -BeGreaterThan 3
+        foreach ($type in $outputTypes) {
+            @((Get-FormatData -TypeName $type.FullName).FormatViewDefinition).Count | Should -BeGreaterThan 0 -Because "$($type.FullName) is a cmdlet output type"
+        }
     }
 }
 

@@ -123,7 +123,7 @@ public sealed class AddRedirectFilterCommand : TcCmdletBase
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectSet)]
     public RedirectFilter? InputObject { get; set; }
 
-    /// <summary><para type="description">A tag stored in the actions' cookie, shown by Get-RedirectFilter and usable with its -Tag: up to 8 UTF-8 bytes are stored as they are, a longer tag as the first 8 bytes of its SHA-256.</para></summary>
+    /// <summary><para type="description">A tag stored in the actions' cookie, shown by Get-RedirectFilter and usable with its -Tag: up to 8 UTF-8 bytes are stored as they are, a longer tag as the first 8 bytes of its SHA-256 (shown in hex).</para></summary>
     [Parameter(ParameterSetName = TextSet)]
     [Parameter(ParameterSetName = TypedSet)]
     public string? Tag { get; set; }
@@ -182,7 +182,7 @@ public sealed class AddRedirectFilterCommand : TcCmdletBase
                         Direction = ToIngress ? MirredDirection.Ingress : MirredDirection.Egress,
                     })
                 : RedirectFilterBuilder.FromText((ushort)Priority, protocol, Match, Action);
-            Install(Namespace ?? "", LinkName, RedirectFilterBuilder.WithCookie(filter, NoCookie ? null : RedirectCookie.Create(Tag)));
+            Install(Namespace ?? "", LinkName, RedirectFilterBuilder.WithCookie(filter, NoCookie ? null : RedirectCookie.ForTag(Tag)));
         });
     }
 

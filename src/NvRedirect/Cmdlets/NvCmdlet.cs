@@ -39,9 +39,11 @@ public abstract class NvCmdlet : PSCmdlet
         LinkNotFoundException => ("LinkNotFound", ErrorCategory.ObjectNotFound),
         AddressNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
         LinkExistsException => ("AlreadyExists", ErrorCategory.ResourceExists),
-        TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
         FilterNotOwnedException => ("NotOwned", ErrorCategory.PermissionDenied),
         ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
+        ItemNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
+        TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
+        NvRedirect.Bpf.BpfVerifierException => ("VerifierRejected", ErrorCategory.InvalidData),
         NetlinkException { Errno: 1 or 13 } => ("PermissionDenied", ErrorCategory.PermissionDenied),
         NetlinkException { Errno: 17 } => ("AlreadyExists", ErrorCategory.ResourceExists),
         NetlinkException { Errno: 2 or 19 or 99 } => ("NotFound", ErrorCategory.ObjectNotFound),
@@ -59,7 +61,7 @@ public abstract class NvCmdlet : PSCmdlet
     protected void Try(object? target, Action work)
     {
         try { work(); }
-        catch (Exception e) when (e is NetlinkException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is NetlinkException or ArgumentException or InvalidOperationException or ItemNotFoundException)
         {
             WriteFailure(e, target);
         }

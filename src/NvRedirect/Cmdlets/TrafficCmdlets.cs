@@ -8,7 +8,7 @@ namespace NvRedirect.Cmdlets;
 
 /// <summary>
 /// <para type="synopsis">Captures frames on an interface in any namespace, like `tcpdump -enpli DEV`.</para>
-/// <para type="description">Opens an AF_PACKET socket (all protocols) on the interface inside its namespace and emits one object per frame as it arrives: time, interface, direction, MACs, ethertype, IPs, protocol, ports and a tcpdump-style one-line summary. Stops after -Count frames or -TimeoutSeconds, whichever comes first (Ctrl+C also stops it). -PcapPath also writes the frames to a pcap file that tcpdump and Wireshark read.</para>
+/// <para type="description">Opens an AF_PACKET socket (all protocols) on each interface inside its namespace (several interfaces are captured at the same time) and emits one object per frame as it arrives: time, interface, direction, MACs, ethertype, IPs, protocol, ports and a tcpdump-style one-line summary. Stops after -Count frames or -TimeoutSeconds, whichever comes first (Ctrl+C also stops it). -PcapPath also writes the frames to a pcap file that tcpdump and Wireshark read.</para>
 /// </summary>
 /// <example><code>Watch-AgentTraffic vbr -Namespace agent-ns -Count 4 -TimeoutSeconds 5 | Select-Object -ExpandProperty Summary</code><para>Prints up to four frames seen on vbr within five seconds, one tcpdump-style line each.</para></example>
 /// <example><code>Watch-AgentTraffic vex -Namespace agent-ns -Count 100 -PcapPath ./vex.pcap | Where-Object Protocol -eq ICMP</code><para>Captures up to 100 frames on vex into vex.pcap (readable with tcpdump -r) and shows the ICMP ones.</para></example>
@@ -19,11 +19,11 @@ public sealed class WatchAgentTrafficCommand : NvCmdlet
 {
     private volatile bool _stopping;
 
-    /// <summary><para type="description">The interface to capture on (a link object binds here through its LinkName property).</para></summary>
+    /// <summary><para type="description">The interface(s) to capture on, captured together (a link object binds here through its LinkName property).</para></summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("LinkName")]
     [ArgumentCompleter(typeof(LinkNameCompleter))]
-    public string Interface { get; set; } = "";
+    public string[] Interface { get; set; } = [];
 
     /// <summary><para type="description">The interface's namespace; the root namespace when absent.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
@@ -31,7 +31,7 @@ public sealed class WatchAgentTrafficCommand : NvCmdlet
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
-    /// <summary><para type="description">Stop after this many frames (default 10).</para></summary>
+    /// <summary><para type="description">Stop after this many frames in all (default 10).</para></summary>
     [Parameter]
     [ValidateRange(1, int.MaxValue)]
     public int Count { get; set; } = 10;
@@ -50,22 +50,30 @@ public sealed class WatchAgentTrafficCommand : NvCmdlet
     {
         var ns = Namespace ?? "";
         var frames = new List<CapturedFrame>();
-        Try(Interface, () =>
+        var captures = new List<PacketCapture>();
+        try
         {
-            using var capture = PacketCapture.Open(ns, Interface);
-            var sw = Stopwatch.StartNew();
-            var timeout = TimeSpan.FromSeconds(TimeoutSeconds);
-            while (frames.Count < Count && !_stopping)
+            foreach (var name in Interface)
+                Try(name, () => captures.Add(PacketCapture.Open(ns, name)));
+            if (captures.Count == 0) return;
+            Try(string.Join(",", Interface), () =>
             {
-                var left = timeout - sw.Elapsed;
-                if (left <= TimeSpan.Zero) break;
-                foreach (var f in capture.Read(1, left, () => _stopping))
+                var sw = Stopwatch.StartNew();
+                var timeout = TimeSpan.FromSeconds(TimeoutSeconds);
+                while (frames.Count < Count && !_stopping)
                 {
-                    frames.Add(f);
-                    WriteObject(AgentPacket.From(f, ns, Interface));
+                    var left = timeout - sw.Elapsed;
+                    if (left <= TimeSpan.Zero) break;
+                    if (PacketCapture.ReadAny(captures, left, () => _stopping) is not var (capture, frame)) break;
+                    frames.Add(frame);
+                    WriteObject(AgentPacket.From(frame, ns, capture.Interface));
                 }
-            }
-        });
+            });
+        }
+        finally
+        {
+            foreach (var c in captures) c.Dispose();
+        }
         if (PcapPath != null)
             Try(PcapPath, () => PcapWriter.Write(GetUnresolvedProviderPathFromPSPath(PcapPath), frames));
     }

@@ -53,6 +53,11 @@ internal static unsafe partial class Native
     [LibraryImport("libc.so.6", SetLastError = true)]
     public static partial int geteuid();
 
+    /// <summary>poll(2) with errno captured: Tmds.LibC's poll leaves the last P/Invoke error untouched, so EINTR
+    /// after it cannot be told from a stale errno. <paramref name="fds"/> points at Tmds.Linux.pollfd records.</summary>
+    [LibraryImport("libc.so.6", SetLastError = true)]
+    public static partial int poll(void* fds, ulong nfds, int timeout);
+
     /// <summary>syscall(2) with three arguments (integer arguments travel in registers, so a fixed signature is safe on x86_64).</summary>
     [LibraryImport("libc.so.6", SetLastError = true)]
     public static partial long syscall(long number, long arg1, long arg2, long arg3);

@@ -84,7 +84,7 @@ public sealed class RedirectFilter
     public ulong Bytes { get; init; }
     /// <summary>Whether NvRedirect installed it (every action carries NvRedirect's cookie).</summary>
     public bool IsOwned { get; init; }
-    /// <summary>The tag given to Add-RedirectFilter -Tag ("" for none; "sha256:..." for a long one); null when not ours.</summary>
+    /// <summary>The tag given to Add-RedirectFilter -Tag ("" for none; 0x and 16 hex digits for a long one, whose SHA-256 is stored, or a binary tag such as an interception's); null when not ours.</summary>
     public string? Tag { get; init; }
     /// <summary>What Add-RedirectFilter did: Added, Unchanged or Replaced; null for listed filters.</summary>
     public TcChange? Change { get; init; }
@@ -120,7 +120,7 @@ public sealed class RedirectFilter
             Packets = counted?.Statistics?.Packets ?? 0,
             Bytes = counted?.Statistics?.Bytes ?? 0,
             IsOwned = RedirectCookie.IsOurs(filter),
-            Tag = RedirectCookie.TagOf(filter),
+            Tag = RedirectCookie.TagText(filter),
             Change = change,
             Filter = filter,
         };

@@ -78,15 +78,15 @@ public sealed unsafe class PacketCapture : IDisposable
             if (left <= TimeSpan.Zero || (stopRequested?.Invoke() ?? false)) break;
             var pfd = new pollfd { fd = _fd.Fd, events = POLLIN };
             int wait = (int)Math.Min(left.TotalMilliseconds + 1, 200); // wake up regularly for Ctrl+C
-            int r = poll(&pfd, 1, wait);
-            if (r < 0) { if (Native.LastErrno == EINTR) continue; throw SyscallException.FromLastError("wait for frames"); }
+            int r = Native.poll(&pfd, 1, wait); // Native.poll records errno (Tmds.LibC's does not)
+            if (r < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("wait for frames"); }
             if (r == 0) continue;
             var from = new byte[20];
             uint fromLen = 20;
             long n;
             fixed (byte* b = buffer) fixed (byte* f = from)
                 n = recvfrom(_fd.Fd, b, buffer.Length, MSG_TRUNC, (sockaddr*)f, (socklen_t*)&fromLen);
-            if (n < 0) { if (Native.LastErrno == EINTR) continue; throw SyscallException.FromLastError("receive a frame"); }
+            if (n < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("receive a frame"); }
             int captured = (int)Math.Min(n, buffer.Length);
             frames.Add(new CapturedFrame
             {
@@ -98,6 +98,32 @@ public sealed unsafe class PacketCapture : IDisposable
         }
         return frames;
     }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeout"/> for a frame on any of <paramref name="captures"/> and returns it with the
+    /// capture it came from, or null on timeout or stop. Captures on several interfaces thus see the same moment.
+    /// </summary>
+    public static (PacketCapture Capture, CapturedFrame Frame)? ReadAny(IReadOnlyList<PacketCapture> captures, TimeSpan timeout, Func<bool>? stopRequested = null, int snapLength = 65535)
+    {
+        var fds = new pollfd[captures.Count];
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var left = timeout - sw.Elapsed;
+            if (left <= TimeSpan.Zero || (stopRequested?.Invoke() ?? false)) return null;
+            for (int i = 0; i < fds.Length; i++) fds[i] = new pollfd { fd = captures[i]._fd.Fd, events = POLLIN };
+            int r;
+            fixed (pollfd* p = fds) r = Native.poll(p, (ulong)fds.Length, (int)Math.Min(left.TotalMilliseconds + 1, 200));
+            if (r < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("wait for frames"); }
+            for (int i = 0; i < fds.Length; i++)
+                if ((fds[i].revents & POLLIN) != 0)
+                    foreach (var f in captures[i].Read(1, TimeSpan.FromMilliseconds(1), null, snapLength))
+                        return (captures[i], f);
+        }
+    }
+
+    // A signal (SIGCHLD when a child process ends) interrupts poll/recvfrom with EINTR.
+    private static bool Interrupted() => Native.LastErrno == 4 /* EINTR */;
 
     /// <inheritdoc/>
     public void Dispose() => _fd.Dispose();

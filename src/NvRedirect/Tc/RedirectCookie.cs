@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
@@ -6,35 +7,37 @@ using System.Text;
 namespace NvRedirect.Tc;
 
 /// <summary>
-/// The mark NvRedirect puts on every action it installs, so that its filters can be told apart from anybody
-/// else's: a 16-byte TCA_ACT_COOKIE (the kernel's maximum), which the kernel stores opaquely and dumps back
-/// (`tc filter show` prints it as "cookie 6e7672656469723100…"). Layout: the 8 ASCII bytes "nvredir1" (the
-/// format's name and version), then 8 bytes of tag:
-/// <list type="bullet">
-/// <item>no tag: eight zero bytes;</item>
-/// <item>a tag of at most 8 UTF-8 bytes: those bytes, zero-padded (readable back);</item>
-/// <item>a longer tag: the first 8 bytes of its SHA-256 (compared, not readable back).</item>
-/// </list>
+/// How NvRedirect recognises its own tc filters: every action it installs carries a 16-byte TCA_ACT_COOKIE (the
+/// kernel's maximum; stored opaquely and dumped back, `tc filter show` prints it as "cookie 6e7672656469723100…"):
+/// the 8 ASCII bytes "nvredir1" (the format's name and version), then an 8-byte tag. The tag is zero, or says who
+/// owns the filter: an interception uses "ic" + the workload MAC; Add-RedirectFilter -Tag stores a text of at most 8
+/// UTF-8 bytes as it is (zero-padded, readable back) and a longer one as the first 8 bytes of its SHA-256 (compared,
+/// not readable back). cls_bpf filters have no actions; their TCA_BPF_NAME starts with "nvredir1:" instead.
 /// </summary>
 public static class RedirectCookie
 {
+    /// <summary>The 8-byte marker at the start of every cookie and bpf filter name of ours.</summary>
+    public const string Marker = "nvredir1";
     /// <summary>The cookie's size in bytes.</summary>
     public const int Length = 16;
     /// <summary>The tag's size in bytes.</summary>
     public const int TagLength = 8;
-    /// <summary>The first 8 bytes of every cookie of ours: "nvredir1".</summary>
-    public static ReadOnlySpan<byte> Magic => "nvredir1"u8;
+    private static ReadOnlySpan<byte> MarkerBytes => "nvredir1"u8;
 
-    /// <summary>A cookie with the given tag (null or "" = no tag).</summary>
-    public static byte[] Create(string? tag = null)
+    /// <summary>A cookie with the given tag (at most 8 bytes, zero-padded).</summary>
+    public static byte[] Create(ReadOnlySpan<byte> tag = default)
     {
+        if (tag.Length > TagLength) throw new ArgumentException("A cookie tag is at most 8 bytes.", nameof(tag));
         var cookie = new byte[Length];
-        Magic.CopyTo(cookie);
-        TagBytes(tag).CopyTo(cookie, Magic.Length);
+        MarkerBytes.CopyTo(cookie);
+        tag.CopyTo(cookie.AsSpan(MarkerBytes.Length));
         return cookie;
     }
 
-    /// <summary>The 8 tag bytes a tag is stored as.</summary>
+    /// <summary>A cookie with a text tag (null or "" = no tag), stored as <see cref="TagBytes"/> says.</summary>
+    public static byte[] ForTag(string? tag) => Create(TagBytes(tag));
+
+    /// <summary>The 8 bytes a text tag is stored as: its UTF-8 bytes zero-padded, or the first 8 bytes of their SHA-256 when longer.</summary>
     public static byte[] TagBytes(string? tag)
     {
         var utf8 = Encoding.UTF8.GetBytes(tag ?? "");
@@ -44,42 +47,51 @@ public static class RedirectCookie
         return bytes;
     }
 
-    /// <summary>Whether a cookie is one of ours (any tag).</summary>
-    public static bool IsOurs(byte[]? cookie) => cookie is { Length: Length } && cookie.AsSpan(0, Magic.Length).SequenceEqual(Magic);
+    /// <summary>Whether a cookie is ours (any tag).</summary>
+    public static bool IsOurs(byte[]? cookie) => cookie is { Length: Length } && cookie.AsSpan(0, MarkerBytes.Length).SequenceEqual(MarkerBytes);
 
-    /// <summary>Whether a cookie is ours and carries the given tag.</summary>
-    public static bool HasTag(byte[]? cookie, string? tag) => IsOurs(cookie) && cookie.AsSpan(Magic.Length).SequenceEqual(TagBytes(tag));
+    /// <summary>The 8-byte tag of one of our cookies, or null.</summary>
+    public static byte[]? TagOf(byte[]? cookie) => IsOurs(cookie) ? cookie![MarkerBytes.Length..] : null;
+
+    /// <summary>Whether a cookie is ours and carries the given text tag.</summary>
+    public static bool HasTag(byte[]? cookie, string? tag) => TagOf(cookie) is { } bytes && bytes.AsSpan().SequenceEqual(TagBytes(tag));
 
     /// <summary>
-    /// The tag of a cookie of ours as text: "" for none, the tag itself when it was stored readable, "sha256:" and
-    /// 16 hex digits for a hashed one; null when the cookie is not ours.
+    /// The tag of one of our cookies for people: "" for none, the text when it is zero-padded printable UTF-8, otherwise
+    /// 0x and 16 hex digits (a hashed long tag, an interception's "ic"+MAC); null when the cookie is not ours.
     /// </summary>
-    public static string? TagOf(byte[]? cookie)
+    public static string? TagText(byte[]? cookie)
     {
-        if (!IsOurs(cookie)) return null;
-        var tag = cookie.AsSpan(Magic.Length);
-        int end = tag.IndexOf((byte)0);
+        if (TagOf(cookie) is not { } tag) return null;
+        int end = Array.IndexOf(tag, (byte)0);
         if (end < 0) end = TagLength;
-        bool padded = !tag[end..].ContainsAnyExcept((byte)0);
-        if (padded)
+        if (!tag.AsSpan(end).ContainsAnyExcept((byte)0))
         {
             try
             {
-                var text = new UTF8Encoding(false, true).GetString(tag[..end]);
+                var text = new UTF8Encoding(false, true).GetString(tag, 0, end);
                 if (!text.Any(char.IsControl)) return text;
             }
-            catch (DecoderFallbackException) { /* not text: a hash */ }
+            catch (DecoderFallbackException) { /* binary: shown in hex */ }
         }
-        return "sha256:" + Convert.ToHexString(tag).ToLowerInvariant();
+        return "0x" + Convert.ToHexString(tag).ToLowerInvariant();
     }
 
-    /// <summary>Whether a filter is ours: it has actions and every one carries a cookie of ours.</summary>
-    public static bool IsOurs(TcFilter filter) => Actions(filter) is { Count: > 0 } actions && actions.All(a => IsOurs(a.Cookie));
+    /// <summary>
+    /// Whether a filter is ours: it has actions and every one carries our cookie (one foreign action makes the whole
+    /// filter somebody else's), or, for cls_bpf, its name starts with the marker.
+    /// </summary>
+    public static bool IsOurs(TcFilter filter) => filter switch
+    {
+        BpfFilter b when b.Name?.StartsWith(Marker + ":", StringComparison.Ordinal) == true => true,
+        _ => Actions(filter) is { Count: > 0 } actions && actions.All(a => IsOurs(a.Cookie)),
+    };
 
-    /// <summary>The tag of a filter of ours (from its first action), or null when the filter is not ours.</summary>
-    public static string? TagOf(TcFilter filter) => IsOurs(filter) ? TagOf(Actions(filter)[0].Cookie) : null;
+    /// <summary>The tag of a filter of ours as <see cref="TagText(byte[])"/> shows it (from its first action), or null.</summary>
+    public static string? TagText(TcFilter filter)
+        => IsOurs(filter) && Actions(filter) is { Count: > 0 } actions ? TagText(actions[0].Cookie) : null;
 
-    private static System.Collections.Generic.IReadOnlyList<TcAction> Actions(TcFilter filter) => filter switch
+    private static IReadOnlyList<TcAction> Actions(TcFilter filter) => filter switch
     {
         U32Filter u => u.Actions,
         BpfFilter b => b.Actions,

@@ -1,0 +1,64 @@
+using System;
+using NvRedirect.Interop;
+using NvRedirect.Netlink;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
+
+namespace NvRedirect.Datapath.Control;
+
+/// <summary>
+/// The control thread's loop: wait for requests (or the stop signal), execute each datagram, and send its replies
+/// to the address that sent it (not to a remembered "last client", so concurrent clients each get their own answers).
+/// </summary>
+internal sealed unsafe class ControlServer(ControlSocket socket, Controller controller, Logger log)
+{
+    private readonly byte[] _buffer = new byte[Controller.MaxRequestSize + 1];
+    private readonly byte[] _sender = new byte[ControlSocket.AddressSize];
+
+    /// <summary>Serves until <paramref name="stop"/> (an eventfd) becomes readable.</summary>
+    public void Run(SafeFd stop)
+    {
+        var pfds = stackalloc pollfd[2];
+        while (true)
+        {
+            pfds[0] = new pollfd { fd = socket.Fd, events = POLLIN };
+            pfds[1] = new pollfd { fd = stop.Fd, events = POLLIN };
+            int r = Native.poll(pfds, 2, -1);
+            if (r < 0)
+            {
+                if (Native.LastErrno == EINTR) continue;
+                throw SyscallException.FromLastError("wait for control requests");
+            }
+            if ((pfds[1].revents & POLLIN) != 0) return;
+            if ((pfds[0].revents & POLLIN) != 0) Drain();
+        }
+    }
+
+    /// <summary>Handles every datagram waiting on the socket.</summary>
+    public void Drain()
+    {
+        int length;
+        while ((length = socket.Receive(_buffer, _sender, out int senderLength)) >= 0)
+        {
+            var sender = _sender.AsSpan(0, senderLength);
+            var replies = length > Controller.MaxRequestSize
+                ? controller.RejectOversized(length, ControlSocket.DescribeAddress(sender))
+                : controller.Handle(_buffer.AsSpan(0, length));
+            if (replies.Count == 0) continue;
+            if (senderLength <= 2)
+            {
+                log.Warn($"{replies.Count} reply datagram(s) dropped: the client socket is not bound to an address (bind it to a path or an abstract name to get replies)");
+                continue;
+            }
+            foreach (var reply in replies)
+            {
+                int errno = socket.SendTo(reply, sender);
+                if (errno != 0)
+                {
+                    log.Warn($"reply to {ControlSocket.DescribeAddress(sender)} failed: {Native.ErrnoName(errno)} ({Native.StrError(errno)})");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using System.Text.Json;
+using NvRedirect.Datapath.Engine;
+
+namespace NvRedirect.Datapath.Control;
+
+/// <summary>
+/// Executes control datagrams: one JSON object whose keys are commands, run in order. The whole datagram is
+/// validated first by applying it to a copy of the state (a service port is even opened then); if any command is
+/// bad, nothing is applied, every reason is logged, and a port opened for it is closed again. Otherwise the copy
+/// becomes the state, the workload table is republished, and the side effects (port start/stop, session removal,
+/// replies) run in command order. Pure with respect to sockets: bytes in, reply datagrams out.
+/// </summary>
+internal sealed class Controller
+{
+    /// <summary>Largest request accepted (NeuVector's receive buffer; the agent keeps requests under 8120 bytes).</summary>
+    public const int MaxRequestSize = 8192;
+
+    /// <summary>ctrl_set_debug category names NeuVector knows.</summary>
+    public static readonly string[] DebugCategoryNames =
+        ["none", "all", "int", "error", "ctrl", "packet", "session", "timer", "tcp", "parser", "log", "ddos", "policy", "dlp"];
+
+    private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 16 };
+
+    private readonly PacketEngine _datapath;
+    private readonly ServicePortOpener _openPort;
+    private readonly Logger _log;
+
+    /// <summary>The configuration in force.</summary>
+    public ControlState State { get; private set; } = new();
+    /// <summary>Requests executed and requests rejected so far.</summary>
+    public long Accepted { get; private set; }
+    public long Rejected { get; private set; }
+
+    /// <summary>Controls <paramref name="datapath"/>; service ports come from <paramref name="openPort"/>.</summary>
+    public Controller(PacketEngine datapath, ServicePortOpener openPort, Logger log)
+    {
+        _datapath = datapath;
+        _openPort = openPort;
+        _log = log;
+    }
+
+    private sealed class Request
+    {
+        public required ControlState State;
+        public readonly List<Action<List<byte[]>>> Effects = [];
+        public readonly List<IDisposable> Prepared = [];
+        public readonly List<string> Errors = [];
+        public readonly List<string> Notes = [];
+    }
+
+    /// <summary>Executes one datagram and returns the reply datagrams (usually none: only queries answer).</summary>
+    public List<byte[]> Handle(ReadOnlySpan<byte> datagram)
+    {
+        var replies = new List<byte[]>();
+        if (datagram.Length > MaxRequestSize)
+            return Reject(replies, $"request of {datagram.Length} bytes exceeds the {MaxRequestSize}-byte limit");
+        if (!System.Text.Unicode.Utf8.IsValid(datagram)) return Reject(replies, "the request is not valid UTF-8");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(datagram.ToArray(), JsonOptions); }
+        catch (JsonException e) { return Reject(replies, $"malformed JSON: {e.Message}"); }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                return Reject(replies, $"a request must be a JSON object whose keys are commands, got {Fields.Describe(root)}");
+
+            var request = new Request { State = State.Clone() };
+            int commands = 0;
+            foreach (var command in root.EnumerateObject())
+            {
+                commands++;
+                try { Apply(command.Name, command.Value, request); }
+                catch (CommandException e) { request.Errors.Add($"{command.Name}: {e.Message}"); }
+                catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+                {
+                    request.Errors.Add($"{command.Name}: unreadable argument ({e.Message})");
+                }
+            }
+            if (commands == 0) { _log.Warn("empty request {} ignored"); return replies; }
+            if (request.Errors.Count > 0)
+            {
+                foreach (var p in request.Prepared) p.Dispose();
+                return Reject(replies, string.Join("; ", request.Errors));
+            }
+            Commit(request, replies);
+        }
+        return replies;
+    }
+
+    /// <summary>Rejects a datagram that was longer than <see cref="MaxRequestSize"/> (only its length is known).</summary>
+    public List<byte[]> RejectOversized(int length, string sender)
+        => Reject([], $"request of {length} bytes from {sender} exceeds the {MaxRequestSize}-byte limit");
+
+    private List<byte[]> Reject(List<byte[]> replies, string reason)
+    {
+        Rejected++;
+        _log.Error($"request rejected, nothing applied: {reason}");
+        return replies;
+    }
+
+    private void Commit(Request request, List<byte[]> replies)
+    {
+        Accepted++;
+        var state = request.State;
+        foreach (var w in state.Workloads.Values) w.State.Tap = state.Tap[w.Mac]; // before publishing: a new MAC starts with its tap setting
+        if (state.WorkloadsChanged) _datapath.Workloads.Publish(new WorkloadTable(state.Workloads.Values));
+        state.WorkloadsChanged = false;
+        State = state;
+        foreach (var note in request.Notes) _log.Info(note);
+        foreach (var effect in request.Effects)
+        {
+            try { effect(replies); }
+            catch (Exception e) { _log.Error($"applying a command failed: {e.Message}"); }
+        }
+    }
+
+    private void Apply(string name, JsonElement value, Request r)
+    {
+        switch (name)
+        {
+            case "ctrl_keep_alive": KeepAlive(Fields.Object(value), r); break;
+            case "ctrl_add_srvc_port": AddServicePort(Fields.Object(value), r); break;
+            case "ctrl_del_srvc_port": DeleteServicePort(Fields.Object(value), r); break;
+            case "ctrl_add_mac": AddMac(Fields.Object(value), r); break;
+            case "ctrl_del_mac": DeleteMac(Fields.Object(value), r); break;
+            case "ctrl_cfg_mac": ConfigureMac(Fields.Object(value), r); break;
+            case "ctrl_cfg_internal_net": ConfigureInternalNet(Fields.Object(value), r); break;
+            case "ctrl_count_session": Fields.Object(value); r.Effects.Add(CountSessions); break;
+            case "ctrl_list_session": Fields.Object(value); r.Effects.Add(ListSessions); break;
+            case "ctrl_clear_session": ClearSession(Fields.Object(value), r); break;
+            case "ctrl_counter_device": Fields.Object(value); r.Effects.Add(DeviceCounters); break;
+            case "ctrl_sys_conf": r.State.XffEnabled = Toggle(value, "xff_enabled", name, r); break;
+            case "ctrl_disable_net_policy": r.State.DisableNetPolicy = Toggle(value, "disable_net_policy", name, r); break;
+            case "ctrl_detect_unmanaged_wl": r.State.DetectUnmanagedWorkloads = Toggle(value, "detect_unmanaged_wl", name, r); break;
+            case "ctrl_enable_icmp_policy": r.State.EnableIcmpPolicy = Toggle(value, "enable_icmp_policy", name, r); break;
+            case "ctrl_strict_group_mode": r.State.StrictGroupMode = Toggle(value, "strict_group_mode", name, r); break;
+            case "ctrl_set_debug": SetDebug(Fields.Object(value), r); break;
+            default: throw new CommandException("unknown command (not supported by this nvr-dp)");
+        }
+    }
+
+    private static void KeepAlive(JsonElement o, Request r)
+    {
+        uint seq = Fields.UInt(o, "seq_num");
+        r.Effects.Add(replies => replies.Add(Replies.KeepAlive(seq)));
+    }
+
+    private void AddServicePort(JsonElement o, Request r)
+    {
+        string iface = InterfaceName(o);
+        bool jumbo = Fields.OptionalBool(o, "jumboframe") ?? false;
+        if (r.State.ServicePort == iface) { r.Notes.Add($"ctrl_add_srvc_port: already serving {iface}"); return; }
+        if (r.State.ServicePort != null)
+            throw new CommandException($"already serving {r.State.ServicePort}; send ctrl_del_srvc_port for it first");
+        IServicePort port;
+        try { port = _openPort(iface, jumbo); }
+        catch (Exception e) { throw new CommandException($"cannot open service port {iface}: {e.Message}"); }
+        r.Prepared.Add(port);
+        r.State.ServicePort = iface;
+        r.Notes.Add($"ctrl_add_srvc_port: serving {iface}{(jumbo ? " (jumbo frames)" : "")}");
+        r.Effects.Add(_ => _datapath.AttachPort(port));
+    }
+
+    private void DeleteServicePort(JsonElement o, Request r)
+    {
+        string iface = InterfaceName(o);
+        if (r.State.ServicePort == null) { r.Notes.Add($"ctrl_del_srvc_port: no service port open, {iface} ignored"); return; }
+        if (r.State.ServicePort != iface) throw new CommandException($"the service port is {r.State.ServicePort}, not {iface}");
+        r.State.ServicePort = null;
+        r.Notes.Add($"ctrl_del_srvc_port: closed {iface}");
+        r.Effects.Add(_ => _datapath.DetachPort());
+    }
+
+    private static string InterfaceName(JsonElement o)
+    {
+        string iface = Fields.String(o, "iface");
+        if (iface.Length is 0 or > 15 || iface is "." or ".." || iface.Any(ch => ch == '/' || ch == ':' || char.IsWhiteSpace(ch) || char.IsControl(ch)))
+            throw new CommandException($"\"iface\" is not an interface name: \"{Fields.Clip(iface)}\"");
+        return iface;
+    }
+
+    private static void AddMac(JsonElement o, Request r)
+    {
+        string iface = Fields.String(o, "iface");
+        ulong mac = Fields.Mac(o, "mac");
+        ulong ucmac = Fields.OptionalMac(o, "ucmac");
+        ulong bcmac = Fields.OptionalMac(o, "bcmac");
+        ulong oldmac = Fields.OptionalMac(o, "oldmac");
+        ulong pmac = Fields.OptionalMac(o, "pmac");
+        var pips = new List<uint>();
+        if (Fields.OptionalArray(o, "pips") is { } list)
+            foreach (var item in list) pips.Add(Fields.IPv4(Fields.Object(item), "ip"));
+
+        if (mac == 0 || (mac >> 40 & 1) != 0) throw new CommandException($"\"mac\" {Fields.FormatMac(mac)} is not a unicast address");
+        if (ucmac != 0 && (ucmac >> 40 & 1) != 0) throw new CommandException($"\"ucmac\" {Fields.FormatMac(ucmac)} is not a unicast address");
+        // NeuVector finds the endpoint from a MAC entry by pointer arithmetic; ucmac == mac corrupts it (reference §1.2)
+        if (ucmac == mac) throw new CommandException($"\"ucmac\" must differ from \"mac\" ({Fields.FormatMac(mac)})");
+        if (bcmac != 0 && (bcmac == mac || bcmac == ucmac)) throw new CommandException($"\"bcmac\" {Fields.FormatMac(bcmac)} repeats \"mac\" or \"ucmac\"");
+
+        var s = r.State;
+        Workload? existing = null;
+        if (oldmac != 0) s.Workloads.TryGetValue(oldmac, out existing);
+        if (existing == null) s.Workloads.TryGetValue(mac, out existing);
+        var workload = new Workload(iface, mac, ucmac, bcmac, pmac, pips.ToArray(), existing?.Apps ?? [], existing?.State ?? new WorkloadState());
+        foreach (var key in workload.Keys)
+            foreach (var other in s.Workloads.Values)
+                if (other != existing && other.Keys.Contains(key))
+                    throw new CommandException($"{Fields.FormatMac(key)} is already registered to workload {Fields.FormatMac(other.Mac)}");
+
+        bool tap = existing != null ? s.Tap[existing.Mac] : true; // NeuVector: a new endpoint starts in tap mode
+        if (existing != null) { s.Workloads.Remove(existing.Mac); s.Tap.Remove(existing.Mac); }
+        s.Workloads[mac] = workload;
+        s.Tap[mac] = tap;
+        s.WorkloadsChanged = true;
+        if (ucmac != 0 && ucmac >> 16 != FrameProcessor.NeuVPrefix)
+            r.Notes.Add($"ctrl_add_mac: note: ucmac {Fields.FormatMac(ucmac)} lacks the NeuV prefix 4e:65:75:56, so no frame will ever match it");
+        r.Notes.Add($"ctrl_add_mac: {(existing == null ? "added" : "updated")} {Fields.FormatMac(mac)}"
+            + (existing != null && existing.Mac != mac ? $" (was {Fields.FormatMac(existing.Mac)})" : "")
+            + $" ucmac {(ucmac == 0 ? "-" : Fields.FormatMac(ucmac))} bcmac {(bcmac == 0 ? "-" : Fields.FormatMac(bcmac))} on {iface}, tap {(tap ? "on" : "off")}");
+    }
+
+    private void DeleteMac(JsonElement o, Request r)
+    {
+        Fields.OptionalString(o, "iface");
+        ulong mac = Fields.Mac(o, "mac");
+        var s = r.State;
+        if (!s.Workloads.Remove(mac)) { r.Notes.Add($"ctrl_del_mac: {Fields.FormatMac(mac)} is not registered; nothing to do"); return; }
+        s.Tap.Remove(mac);
+        s.WorkloadsChanged = true;
+        r.Notes.Add($"ctrl_del_mac: removed {Fields.FormatMac(mac)}");
+        r.Effects.Add(_ =>
+        {
+            int n = _datapath.OnPacketThread(() => _datapath.Sessions.RemoveEndpoint(mac));
+            if (n > 0) _log.Info($"ctrl_del_mac: removed {n} sessions of {Fields.FormatMac(mac)}");
+        });
+    }
+
+    private static void ConfigureMac(JsonElement o, Request r)
+    {
+        var macs = new List<ulong>();
+        foreach (var item in Fields.Array(o, "macs"))
+        {
+            if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"macs\" must hold MAC strings, got {Fields.Describe(item)}");
+            macs.Add(Fields.ParseMac(item.GetString()!) ?? throw new CommandException($"\"macs\" holds something that is not a MAC address: \"{Fields.Clip(item.GetString()!)}\""));
+        }
+        bool? tap = Fields.OptionalBool(o, "tap");
+        AppPort[]? apps = null;
+        if (Fields.OptionalArray(o, "apps") is { } list)
+        {
+            var parsed = new List<AppPort>();
+            foreach (var item in list)
+            {
+                var a = Fields.Object(item);
+                parsed.Add(new AppPort((ushort)Fields.UInt(a, "port", ushort.MaxValue), (byte)Fields.UInt(a, "ip_proto", byte.MaxValue),
+                    Fields.UInt(a, "app"), Fields.UInt(a, "server")));
+            }
+            apps = parsed.ToArray();
+        }
+        var s = r.State;
+        var changed = new List<string>();
+        var unknown = new List<string>();
+        foreach (var mac in macs)
+        {
+            var w = s.FindByAnyMac(mac);
+            if (w == null) { unknown.Add(Fields.FormatMac(mac)); continue; } // NeuVector skips unknown MACs
+            if (tap is bool t) s.Tap[w.Mac] = t;
+            if (apps != null) { s.Workloads[w.Mac] = w.With(apps: apps); s.WorkloadsChanged = true; }
+            changed.Add(Fields.FormatMac(w.Mac));
+        }
+        r.Notes.Add($"ctrl_cfg_mac: {(changed.Count == 0 ? "no registered MAC" : string.Join(", ", changed))}"
+            + (tap is bool v ? $": tap {(v ? "on" : "off")}" : "") + (apps != null ? $", {apps.Length} app ports" : "")
+            + (unknown.Count > 0 ? $" (not registered, skipped: {string.Join(", ", unknown)})" : ""));
+    }
+
+    private static void ConfigureInternalNet(JsonElement o, Request r)
+    {
+        const uint Start = 1, End = 2;
+        uint flag = Fields.UInt(o, "flag", 3);
+        var chunk = new List<InternalSubnet>();
+        foreach (var item in Fields.Array(o, "subnet_addr"))
+        {
+            var e = Fields.Object(item);
+            chunk.Add(new InternalSubnet(Fields.IPv4(e, "ip"), Fields.IPv4(e, "mask"), Fields.OptionalString(e, "iptype")));
+        }
+        var s = r.State;
+        if ((flag & Start) != 0)
+        {
+            if (s.PendingInternalNets != null) r.Notes.Add($"ctrl_cfg_internal_net: a new START drops {s.PendingInternalNets.Count} pending entries of an unfinished list");
+            s.PendingInternalNets = chunk;
+        }
+        else if (s.PendingInternalNets == null) throw new CommandException($"flag {flag} continues a list, but no list was started (flag 1)");
+        else s.PendingInternalNets.AddRange(chunk);
+
+        foreach (var n in chunk.Where(n => (n.Ip & n.Mask) != n.Ip))
+            r.Notes.Add($"ctrl_cfg_internal_net: note: {Fields.FormatIPv4(n.Ip)} is not the network address of mask {Fields.FormatIPv4(n.Mask)}; (ip & mask) == ip never holds for it");
+        if ((flag & End) != 0)
+        {
+            s.InternalNets = s.PendingInternalNets.ToArray();
+            s.PendingInternalNets = null;
+            r.Notes.Add($"ctrl_cfg_internal_net: {s.InternalNets.Length} internal subnets in force");
+        }
+        else r.Notes.Add($"ctrl_cfg_internal_net: {chunk.Count} entries pending ({s.PendingInternalNets!.Count} so far)");
+    }
+
+    private void CountSessions(List<byte[]> replies)
+    {
+        var (total, tcp, udp, icmp, other) = _datapath.OnPacketThread(() =>
+        {
+            var t = _datapath.Sessions;
+            return (t.Count, t.CurrentTcp, t.CurrentUdp, t.CurrentIcmp, t.CurrentOther);
+        });
+        replies.Add(Replies.SessionCount((uint)total, (uint)tcp, (uint)udp, (uint)icmp, (uint)other));
+    }
+
+    private void DeviceCounters(List<byte[]> replies)
+    {
+        var values = _datapath.OnPacketThread(() =>
+        {
+            var c = _datapath.Counters;
+            var t = _datapath.Sessions;
+            var v = new ulong[(int)DeviceCounter.CurLogCaches + 1];
+            v[(int)DeviceCounter.RXPackets] = (ulong)c.RxPackets;
+            v[(int)DeviceCounter.RXDropPackets] = (ulong)(c.RingDrops + c.LostLargeFrames);
+            v[(int)DeviceCounter.TXPackets] = (ulong)c.TxPackets;
+            v[(int)DeviceCounter.TXDropPackets] = (ulong)(c.TxDropped + c.TxErrors);
+            v[(int)DeviceCounter.ErrorPackets] = (ulong)c.MalformedPackets;
+            v[(int)DeviceCounter.NoWorkloadPackets] = (ulong)c.NoWorkloadPackets;
+            v[(int)DeviceCounter.IPv4Packets] = (ulong)c.IPv4Packets;
+            v[(int)DeviceCounter.IPv6Packets] = (ulong)c.IPv6Packets;
+            v[(int)DeviceCounter.TCPPackets] = (ulong)c.TcpPackets;
+            v[(int)DeviceCounter.TCPNoSessionPackets] = (ulong)c.TcpNoSessionPackets;
+            v[(int)DeviceCounter.UDPPackets] = (ulong)c.UdpPackets;
+            v[(int)DeviceCounter.ICMPPackets] = (ulong)c.IcmpPackets;
+            v[(int)DeviceCounter.OtherPackets] = (ulong)c.OtherPackets;
+            v[(int)DeviceCounter.Fragments] = (ulong)c.Fragments;
+            v[(int)DeviceCounter.TotalSessions] = (ulong)t.Created;
+            v[(int)DeviceCounter.TCPSessions] = (ulong)t.CreatedTcp;
+            v[(int)DeviceCounter.UDPSessions] = (ulong)t.CreatedUdp;
+            v[(int)DeviceCounter.ICMPSessions] = (ulong)t.CreatedIcmp;
+            v[(int)DeviceCounter.IPSessions] = (ulong)t.CreatedOther;
+            return v;
+        });
+        replies.Add(Replies.DeviceCounters(values));
+    }
+
+    private void ListSessions(List<byte[]> replies)
+    {
+        var sessions = _datapath.OnPacketThread(() => _datapath.Sessions.Snapshot(_datapath.Clock.NowSeconds));
+        replies.AddRange(Replies.SessionList(sessions));
+    }
+
+    private void ClearSession(JsonElement o, Request r)
+    {
+        uint id = Fields.UInt(o, "filter_id");
+        r.Effects.Add(_ =>
+        {
+            int n = _datapath.OnPacketThread(() => _datapath.Sessions.Clear(id));
+            _log.Info(id == 0 ? $"ctrl_clear_session: removed all {n} sessions" : $"ctrl_clear_session: session {id} {(n > 0 ? "removed" : "not found")}");
+        });
+    }
+
+    private static bool Toggle(JsonElement value, string field, string command, Request r)
+    {
+        bool on = Fields.OptionalBool(Fields.Object(value), field) ?? false; // absent means false, as in NeuVector
+        r.Notes.Add($"{command}: {field} {(on ? "on" : "off")}");
+        return on;
+    }
+
+    private static void SetDebug(JsonElement o, Request r)
+    {
+        var names = new List<string>();
+        foreach (var item in Fields.Array(o, "categories"))
+        {
+            if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"categories\" must hold strings, got {Fields.Describe(item)}");
+            var name = item.GetString()!;
+            if (!DebugCategoryNames.Contains(name))
+                throw new CommandException($"unknown debug category \"{Fields.Clip(name)}\" (known: {string.Join(", ", DebugCategoryNames)})");
+            names.Add(name);
+        }
+        r.State.DebugCategories = names.ToArray();
+        r.Notes.Add($"ctrl_set_debug: {(names.Count == 0 ? "none" : string.Join(", ", names))}");
+    }
+
+    /// <summary>A one-line summary of the configuration, for the log.</summary>
+    public string Summary()
+    {
+        var s = State;
+        var b = new StringBuilder();
+        b.Append($"service port {s.ServicePort ?? "none"}, {s.Workloads.Count} workloads ({s.Tap.Count(t => !t.Value)} inline), ");
+        b.Append($"{s.InternalNets.Length} internal subnets");
+        return b.ToString();
+    }
+}

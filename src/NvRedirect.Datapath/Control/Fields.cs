@@ -1,0 +1,135 @@
+using System;
+using System.Globalization;
+using System.Text.Json;
+using NvRedirect.Packets;
+
+namespace NvRedirect.Datapath.Control;
+
+/// <summary>A command argument that is missing, of the wrong JSON type, or out of range. The message says which and why.</summary>
+internal sealed class CommandException(string message) : Exception(message);
+
+/// <summary>
+/// Strict readers of command arguments. JSON types must match what NeuVector's agent sends (integers as JSON
+/// integers, booleans as true/false, MACs and IPv4 addresses as strings); jansson would read a mistyped value as
+/// 0/false/NULL, here it is an error. Unknown fields are ignored, as in NeuVector.
+/// </summary>
+internal static class Fields
+{
+    /// <summary>The command's argument object.</summary>
+    public static JsonElement Object(JsonElement value)
+        => value.ValueKind == JsonValueKind.Object ? value : throw new CommandException($"expects an object, got {Describe(value)}");
+
+    /// <summary>Whether <paramref name="name"/> is present and not null.</summary>
+    public static bool Has(JsonElement obj, string name)
+        => obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
+
+    /// <summary>A required string.</summary>
+    public static string String(JsonElement obj, string name)
+        => OptionalString(obj, name) ?? throw new CommandException($"\"{name}\" is missing (a string is required)");
+
+    /// <summary>A string, or null when absent/null.</summary>
+    public static string? OptionalString(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new CommandException($"\"{name}\" must be a string, got {Describe(v)}");
+    }
+
+    /// <summary>A boolean, or null when absent.</summary>
+    public static bool? OptionalBool(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new CommandException($"\"{name}\" must be true or false, got {Describe(v)}"),
+        };
+    }
+
+    /// <summary>A required unsigned integer no larger than <paramref name="max"/>.</summary>
+    public static uint UInt(JsonElement obj, string name, uint max = uint.MaxValue)
+        => OptionalUInt(obj, name, max) ?? throw new CommandException($"\"{name}\" is missing (an integer is required)");
+
+    /// <summary>An unsigned integer, or null when absent.</summary>
+    public static uint? OptionalUInt(JsonElement obj, string name, uint max = uint.MaxValue)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetUInt32(out uint value))
+            throw new CommandException($"\"{name}\" must be an integer from 0 to {max}, got {Describe(v)}");
+        return value <= max ? value : throw new CommandException($"\"{name}\" must be an integer from 0 to {max}, got {value}");
+    }
+
+    /// <summary>A required array.</summary>
+    public static JsonElement.ArrayEnumerator Array(JsonElement obj, string name)
+        => OptionalArray(obj, name) ?? throw new CommandException($"\"{name}\" is missing (an array is required)");
+
+    /// <summary>An array, or null when absent/null.</summary>
+    public static JsonElement.ArrayEnumerator? OptionalArray(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.Array ? v.EnumerateArray() : throw new CommandException($"\"{name}\" must be an array, got {Describe(v)}");
+    }
+
+    /// <summary>A required MAC address.</summary>
+    public static ulong Mac(JsonElement obj, string name)
+    {
+        var text = String(obj, name);
+        return ParseMac(text) ?? throw new CommandException($"\"{name}\" is not a MAC address: \"{Clip(text)}\"");
+    }
+
+    /// <summary>A MAC address, or 0 when absent, null or "" (NeuVector: empty = not registered).</summary>
+    public static ulong OptionalMac(JsonElement obj, string name)
+    {
+        var text = OptionalString(obj, name);
+        if (string.IsNullOrEmpty(text)) return 0;
+        return ParseMac(text) ?? throw new CommandException($"\"{name}\" is not a MAC address: \"{Clip(text)}\"");
+    }
+
+    /// <summary>A required dotted-quad IPv4 address (host order).</summary>
+    public static uint IPv4(JsonElement obj, string name)
+    {
+        var text = String(obj, name);
+        return ParseIPv4(text) ?? throw new CommandException($"\"{name}\" is not a dotted-quad IPv4 address: \"{Clip(text)}\"");
+    }
+
+    /// <summary>Parses six colon-separated groups of one or two hex digits (what ether_aton accepts).</summary>
+    public static ulong? ParseMac(string text) => ParseBytes(text, ':', 6, 2, NumberStyles.AllowHexSpecifier);
+
+    /// <summary>Parses exactly four decimal parts of 0..255 (no inet_addr shorthands such as "10.1").</summary>
+    public static uint? ParseIPv4(string text) => (uint?)ParseBytes(text, '.', 4, 3, NumberStyles.None);
+
+    // count separated byte values of 1..maxDigits digits, most significant first
+    private static ulong? ParseBytes(string text, char separator, int count, int maxDigits, NumberStyles style)
+    {
+        var parts = text.Split(separator);
+        if (parts.Length != count) return null;
+        ulong value = 0;
+        foreach (var p in parts)
+        {
+            if (p.Length < 1 || p.Length > maxDigits || !byte.TryParse(p, style, CultureInfo.InvariantCulture, out byte b)) return null;
+            value = value << 8 | b;
+        }
+        return value;
+    }
+
+    /// <summary>Dotted-quad text of a host-order IPv4 address.</summary>
+    public static string FormatIPv4(uint ip) => $"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}";
+
+    /// <summary>aa:bb:cc:dd:ee:ff.</summary>
+    public static string FormatMac(ulong mac) => FrameParser.FormatMac(mac);
+
+    /// <summary>A short description of a JSON value for error messages.</summary>
+    public static string Describe(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.String => $"the string \"{Clip(v.GetString() ?? "")}\"",
+        JsonValueKind.Number => $"the number {Clip(v.GetRawText())}",
+        JsonValueKind.True or JsonValueKind.False => $"the boolean {v.GetRawText()}",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Null => "null",
+        _ => v.ValueKind.ToString(),
+    };
+
+    /// <summary>Cuts long text for log lines.</summary>
+    public static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "...";
+}

@@ -1,0 +1,526 @@
+using System;
+using System.Collections.Generic;
+using System.Numerics;
+using System.Security.Cryptography;
+
+namespace NvRedirect.Datapath.Engine;
+
+/// <summary>
+/// What a session's idle timeout is, by protocol and TCP state (NeuVector dp/dpi/dpi_session.c: TCP opening 20 s,
+/// established without client data 30 s, established 1200 s, half closed 90 s, closed 15 s; UDP 30 s; ICMP 5 s;
+/// other IP 15 s). Every packet of the session restarts the timeout of its class.
+/// </summary>
+internal enum TimeoutClass : byte
+{
+    TcpOpening, TcpNoData, TcpEstablished, TcpHalfClosed, TcpClosed, Udp, Icmp, OtherIp,
+}
+
+/// <summary>Session flags, as DPSESS_FLAG_* reports them.</summary>
+[Flags]
+internal enum SessionFlags : byte
+{
+    None = 0,
+    /// <summary>The workload is the server (the session was opened towards it).</summary>
+    Ingress = 1,
+    /// <summary>The workload was in tap mode when the session started.</summary>
+    Tap = 2,
+    /// <summary>Picked up mid-stream (no handshake seen).</summary>
+    MidStream = 4,
+}
+
+/// <summary>TCP wing states, numbered as Linux's TCP_* (the values DPMsgSession carries).</summary>
+internal static class TcpState
+{
+    public const byte None = 0, Established = 1, SynSent = 2, SynRecv = 3, FinWait1 = 4, FinWait2 = 5, TimeWait = 6,
+        Close = 7, CloseWait = 8, LastAck = 9, Listen = 10;
+}
+
+/// <summary>A packet reduced to what session tracking needs; the frame processor fills it in place.</summary>
+internal struct PacketTuple
+{
+    /// <summary>Addresses as 128-bit numbers (IPv4 as ::ffff:a.b.c.d).</summary>
+    public ulong SourceHigh, SourceLow, DestinationHigh, DestinationLow;
+    /// <summary>TCP/UDP ports; for ICMP both carry the echo identifier so both directions match.</summary>
+    public ushort SourcePort, DestinationPort;
+    public byte Protocol;
+    public bool IPv6;
+    /// <summary>Towards the workload (matched by destination MAC).</summary>
+    public bool Ingress;
+    public byte TcpFlags;
+    /// <summary>TCP payload bytes.</summary>
+    public int PayloadLength;
+    /// <summary>ICMP type &lt;&lt; 8 | code.</summary>
+    public ushort IcmpTypeCode;
+    public ulong SourceMac, DestinationMac;
+    /// <summary>Frame length on the wire.</summary>
+    public int Length;
+}
+
+/// <summary>One tracked conversation. Stored by value in a preallocated array.</summary>
+internal struct Session
+{
+    // key: the two endpoints in canonical order (Lo sorts first), protocol, KeyFlags bit 0 = "Lo -> Hi packets are
+    // ingress" (NeuVector keys sessions with the ingress flag too), bit 1 = IPv6
+    public ulong LoHigh, LoLow, HiHigh, HiLow;
+    public ushort LoPort, HiPort;
+    public byte Protocol, KeyFlags;
+    public uint Hash;
+
+    public bool InUse, ClientIsLo, ClientSentData;
+    public SessionFlags Flags;
+    public byte ClientState, ServerState;
+    public TimeoutClass Class;
+    public ushort IcmpTypeCode;
+    public uint Id;
+    public uint ClientPackets, ServerPackets;
+    public ulong ClientBytes, ServerBytes;
+    public long CreatedAt, LastSeen, ExpiresAt;
+    /// <summary>Neighbours in the timeout-class list, or the next free slot.</summary>
+    public int Prev, Next;
+    public ulong EndpointMac, ClientMac, ServerMac;
+    public WorkloadState? Endpoint;
+}
+
+/// <summary>A session copied out for the control side (list replies, tests).</summary>
+internal sealed record SessionRecord(
+    uint Id, ulong EndpointMac, bool IPv6, byte[] ClientIP, byte[] ServerIP, ushort ClientPort, ushort ServerPort,
+    byte Protocol, ushort IcmpTypeCode, ulong ClientMac, ulong ServerMac, uint ClientPackets, uint ServerPackets,
+    ulong ClientBytes, ulong ServerBytes, byte ClientState, byte ServerState, long Age, long Idle, long Life,
+    SessionFlags Flags, TimeoutClass Class);
+
+/// <summary>
+/// The session table: a fixed number of sessions preallocated, found through an open-addressing index (linear
+/// probing, backward-shift deletion, load at most 1/2) by a seeded hash of the canonical 5-tuple, so both
+/// orientations of a conversation land on the same entry with one probe sequence. Timeouts: every timeout class
+/// keeps its sessions in a list ordered by expiry (a packet moves its session to the tail), so expiring is "pop
+/// heads that are due" and evicting when full takes the session closest to expiring. Owned by one thread; nothing
+/// here allocates after construction.
+/// </summary>
+internal sealed class SessionTable
+{
+    /// <summary>Seconds per <see cref="TimeoutClass"/>.</summary>
+    public static readonly ushort[] TimeoutSeconds = [20, 30, 1200, 90, 15, 30, 5, 15];
+    private const int ClassCount = 8;
+    private const byte FlagLoToHiIngress = 1, FlagIPv6 = 2;
+    private const byte Fin = 1, Syn = 2, Rst = 4, Ack = 16;
+
+    private readonly Session[] _sessions;
+    private readonly int[] _index;          // session index + 1; 0 = empty
+    private readonly int _indexMask;
+    private readonly ulong _seed;
+    private readonly int[] _head = new int[ClassCount], _tail = new int[ClassCount];
+    private int _freeHead;
+    private uint _nextId;
+
+    /// <summary>Most sessions held at once.</summary>
+    public int Capacity { get; }
+    /// <summary>Sessions held now.</summary>
+    public int Count { get; private set; }
+    /// <summary>Current sessions per protocol (ICMP includes ICMPv6; Other = any other IP protocol).</summary>
+    public int CurrentTcp, CurrentUdp, CurrentIcmp, CurrentOther;
+    /// <summary>Sessions created, expired by timeout, evicted to make room, and removed on request.</summary>
+    public long Created, Expired, Evicted, Removed;
+    /// <summary>Sessions created per protocol.</summary>
+    public long CreatedTcp, CreatedUdp, CreatedIcmp, CreatedOther;
+
+    /// <summary>Preallocates <paramref name="capacity"/> sessions.</summary>
+    public SessionTable(int capacity = 65536)
+    {
+        if (capacity < 1 || capacity > 1 << 24) throw new ArgumentOutOfRangeException(nameof(capacity), "1 to 16777216 sessions");
+        Capacity = capacity;
+        _sessions = new Session[capacity];
+        _index = new int[(int)BitOperations.RoundUpToPowerOf2((uint)capacity * 2)];
+        _indexMask = _index.Length - 1;
+        _seed = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)); // unpredictable buckets: no crafted collisions
+        Reset();
+    }
+
+    private void Reset()
+    {
+        Array.Clear(_index);
+        for (int i = 0; i < _sessions.Length; i++) _sessions[i] = new Session { Next = i + 1 < _sessions.Length ? i + 1 : -1 };
+        _freeHead = 0;
+        _head.AsSpan().Fill(-1);
+        _tail.AsSpan().Fill(-1);
+        Count = CurrentTcp = CurrentUdp = CurrentIcmp = CurrentOther = 0;
+    }
+
+    /// <summary>The session at <paramref name="index"/> (as returned by <see cref="Track"/>).</summary>
+    public ref Session this[int index] => ref _sessions[index];
+
+    /// <summary>
+    /// Finds or creates the session of <paramref name="p"/> and accounts the packet to it. Returns the session index,
+    /// or -1 when the packet opens nothing (a TCP RST or FIN without a session, as in NeuVector).
+    /// </summary>
+    public int Track(in PacketTuple p, Workload workload, long now)
+    {
+        bool fromLo = Compare(p.SourceHigh, p.SourceLow, p.SourcePort, p.DestinationHigh, p.DestinationLow, p.DestinationPort) <= 0;
+        ulong loHigh, loLow, hiHigh, hiLow;
+        ushort loPort, hiPort;
+        if (fromLo) { loHigh = p.SourceHigh; loLow = p.SourceLow; loPort = p.SourcePort; hiHigh = p.DestinationHigh; hiLow = p.DestinationLow; hiPort = p.DestinationPort; }
+        else { loHigh = p.DestinationHigh; loLow = p.DestinationLow; loPort = p.DestinationPort; hiHigh = p.SourceHigh; hiLow = p.SourceLow; hiPort = p.SourcePort; }
+        byte keyFlags = (byte)(((fromLo ? p.Ingress : !p.Ingress) ? FlagLoToHiIngress : 0) | (p.IPv6 ? FlagIPv6 : 0));
+        uint hash = Hash(loHigh, loLow, hiHigh, hiLow, loPort, hiPort, p.Protocol, keyFlags);
+
+        int index = Find(hash, loHigh, loLow, hiHigh, hiLow, loPort, hiPort, p.Protocol, keyFlags);
+        if (index >= 0)
+        {
+            ref var s = ref _sessions[index];
+            bool fromClient = fromLo == s.ClientIsLo;
+            // a fresh SYN from the client on a closed conversation (port reuse) starts a new session
+            bool restart = p.Protocol == 6 && (p.TcpFlags & (Syn | Ack)) == Syn && fromClient && s.Class == TimeoutClass.TcpClosed;
+            if (!restart)
+            {
+                Account(index, in p, fromClient, now);
+                return index;
+            }
+            Remove(index);
+            Removed++;
+        }
+
+        bool senderIsClient;
+        bool midStream = false;
+        TimeoutClass initial;
+        byte clientState = TcpState.None, serverState = TcpState.None;
+        switch (p.Protocol)
+        {
+            case 6:
+                byte f = p.TcpFlags;
+                if ((f & Syn) == 0 && (f & (Rst | Fin)) != 0) return -1;
+                initial = TimeoutClass.TcpOpening;
+                if ((f & Syn) != 0)
+                {
+                    senderIsClient = (f & Ack) == 0;
+                    clientState = TcpState.SynSent;
+                    serverState = senderIsClient ? TcpState.Listen : TcpState.SynRecv;
+                }
+                else
+                {
+                    // mid-stream: the side talking from a well-known port to an ephemeral one is the server
+                    senderIsClient = !(p.SourcePort < 1024 && p.DestinationPort >= 1024);
+                    clientState = serverState = TcpState.Established;
+                    initial = TimeoutClass.TcpEstablished;
+                    midStream = true;
+                }
+                break;
+            case 17:
+                senderIsClient = true;
+                initial = TimeoutClass.Udp;
+                break;
+            case 1:
+            case 58:
+                senderIsClient = (p.IcmpTypeCode >> 8) is not (0 or 129); // an echo reply seen first: its receiver asked
+                initial = TimeoutClass.Icmp;
+                break;
+            default:
+                senderIsClient = true;
+                initial = TimeoutClass.OtherIp;
+                break;
+        }
+
+        index = Allocate();
+        ref var n = ref _sessions[index];
+        n.LoHigh = loHigh; n.LoLow = loLow; n.HiHigh = hiHigh; n.HiLow = hiLow; n.LoPort = loPort; n.HiPort = hiPort;
+        n.Protocol = p.Protocol; n.KeyFlags = keyFlags; n.Hash = hash;
+        n.InUse = true;
+        n.ClientIsLo = senderIsClient == fromLo;
+        n.ClientSentData = false;
+        if (++_nextId == 0) _nextId = 1;
+        n.Id = _nextId;
+        bool workloadIsServer = senderIsClient ? p.Ingress : !p.Ingress;
+        n.Flags = (workloadIsServer ? SessionFlags.Ingress : 0) | (workload.State.Tap ? SessionFlags.Tap : 0) | (midStream ? SessionFlags.MidStream : 0);
+        n.ClientState = clientState; n.ServerState = serverState;
+        n.IcmpTypeCode = p.IcmpTypeCode;
+        n.ClientPackets = n.ServerPackets = 0;
+        n.ClientBytes = n.ServerBytes = 0;
+        n.CreatedAt = now;
+        n.EndpointMac = workload.Mac;
+        n.ClientMac = senderIsClient ? p.SourceMac : p.DestinationMac;
+        n.ServerMac = senderIsClient ? p.DestinationMac : p.SourceMac;
+        n.Endpoint = workload.State;
+        n.Class = initial;
+        Append(index, initial);
+        Insert(index);
+
+        Count++;
+        Created++;
+        CountProtocol(p.Protocol, +1);
+        switch (p.Protocol)
+        {
+            case 6: CreatedTcp++; break;
+            case 17: CreatedUdp++; break;
+            case 1: case 58: CreatedIcmp++; break;
+            default: CreatedOther++; break;
+        }
+        if (workloadIsServer) { workload.State.SessionsIn++; workload.State.CurrentSessionsIn++; }
+        else { workload.State.SessionsOut++; workload.State.CurrentSessionsOut++; }
+
+        Account(index, in p, senderIsClient, now);
+        return index;
+    }
+
+    private void Account(int index, in PacketTuple p, bool fromClient, long now)
+    {
+        ref var s = ref _sessions[index];
+        if (fromClient) { s.ClientPackets++; s.ClientBytes += (ulong)p.Length; }
+        else { s.ServerPackets++; s.ServerBytes += (ulong)p.Length; }
+        s.LastSeen = now;
+        var next = p.Protocol == 6 ? TcpUpdate(ref s, p.TcpFlags, fromClient, p.PayloadLength) : s.Class;
+        Unlink(index);
+        s.Class = next;
+        s.ExpiresAt = now + TimeoutSeconds[(int)next];
+        Append(index, next);
+    }
+
+    // The TCP wing state machine (states as Linux numbers them), driven by the state of the wing that did NOT send.
+    private static TimeoutClass TcpUpdate(ref Session s, byte f, bool fromClient, int payload)
+    {
+        var cls = s.Class;
+        if ((f & Rst) != 0)
+        {
+            s.ClientState = s.ServerState = TcpState.Close;
+            return TimeoutClass.TcpClosed;
+        }
+        ref byte self = ref fromClient ? ref s.ClientState : ref s.ServerState;
+        ref byte peer = ref fromClient ? ref s.ServerState : ref s.ClientState;
+        bool syn = (f & Syn) != 0, ack = (f & Ack) != 0, fin = (f & Fin) != 0;
+        switch (peer)
+        {
+            case TcpState.Listen:
+                if (syn) s.ServerState = TcpState.SynRecv;
+                break;
+            case TcpState.SynSent:
+                if (syn) s.ClientState = ack ? TcpState.Established : TcpState.SynRecv;
+                break;
+            case TcpState.SynRecv:
+                if ((!syn && ack && fromClient) || (syn && ack))
+                {
+                    s.ClientState = s.ServerState = TcpState.Established;
+                    cls = TimeoutClass.TcpNoData;
+                }
+                break;
+            case TcpState.Established:
+                if (fin) { self = TcpState.FinWait1; peer = TcpState.CloseWait; }
+                else if (syn && !ack && s.ServerState == TcpState.SynRecv) s.ServerState = TcpState.Established;
+                break;
+            case TcpState.FinWait1:
+                if (fin) { self = TcpState.LastAck; peer = TcpState.FinWait2; cls = TimeoutClass.TcpClosed; }
+                else if (!syn && ack) { self = TcpState.CloseWait; peer = TcpState.FinWait2; cls = TimeoutClass.TcpHalfClosed; }
+                break;
+            case TcpState.FinWait2:
+                if (fin) { self = TcpState.LastAck; peer = TcpState.TimeWait; cls = TimeoutClass.TcpClosed; }
+                break;
+            case TcpState.LastAck:
+                if (!syn && ack) { peer = TcpState.Close; cls = TimeoutClass.TcpClosed; }
+                break;
+        }
+        if (fromClient && payload > 0 && !s.ClientSentData)
+        {
+            s.ClientSentData = true;
+            if (cls == TimeoutClass.TcpNoData) cls = TimeoutClass.TcpEstablished;
+        }
+        return cls;
+    }
+
+    /// <summary>
+    /// Releases sessions whose timeout passed by <paramref name="now"/>. A TCP session that saw no client data for
+    /// 30 s is not released but moved to the established timeout (what NeuVector does unless its TCP-no-data threat
+    /// check is on). Cheap when nothing is due: one comparison per class.
+    /// </summary>
+    public int Expire(long now)
+    {
+        int released = 0;
+        for (int c = 0; c < ClassCount; c++)
+        {
+            int h;
+            while ((h = _head[c]) >= 0 && _sessions[h].ExpiresAt <= now)
+            {
+                if (c == (int)TimeoutClass.TcpNoData)
+                {
+                    Unlink(h);
+                    _sessions[h].Class = TimeoutClass.TcpEstablished;
+                    _sessions[h].ExpiresAt = now + TimeoutSeconds[(int)TimeoutClass.TcpEstablished];
+                    Append(h, TimeoutClass.TcpEstablished);
+                    continue;
+                }
+                Remove(h);
+                Expired++;
+                released++;
+            }
+        }
+        return released;
+    }
+
+    /// <summary>Removes the session with <paramref name="id"/>, or every session when it is 0 (ctrl_clear_session).</summary>
+    public int Clear(uint id)
+    {
+        int n = 0;
+        for (int i = 0; i < _sessions.Length; i++)
+            if (_sessions[i].InUse && (id == 0 || _sessions[i].Id == id)) { Remove(i); n++; }
+        Removed += n;
+        return n;
+    }
+
+    /// <summary>Removes every session of the workload whose real MAC is <paramref name="mac"/> (ctrl_del_mac).</summary>
+    public int RemoveEndpoint(ulong mac)
+    {
+        int n = 0;
+        for (int i = 0; i < _sessions.Length; i++)
+            if (_sessions[i].InUse && _sessions[i].EndpointMac == mac) { Remove(i); n++; }
+        Removed += n;
+        return n;
+    }
+
+    /// <summary>Copies the sessions out (control path; allocates).</summary>
+    public List<SessionRecord> Snapshot(long now)
+    {
+        var list = new List<SessionRecord>(Count);
+        for (int i = 0; i < _sessions.Length; i++)
+        {
+            ref var s = ref _sessions[i];
+            if (!s.InUse) continue;
+            bool v6 = (s.KeyFlags & FlagIPv6) != 0;
+            var lo = Address(s.LoHigh, s.LoLow, v6);
+            var hi = Address(s.HiHigh, s.HiLow, v6);
+            bool icmp = s.Protocol is 1 or 58;
+            list.Add(new SessionRecord(
+                s.Id, s.EndpointMac, v6, s.ClientIsLo ? lo : hi, s.ClientIsLo ? hi : lo,
+                icmp ? (ushort)0 : s.ClientIsLo ? s.LoPort : s.HiPort, icmp ? (ushort)0 : s.ClientIsLo ? s.HiPort : s.LoPort,
+                s.Protocol, s.IcmpTypeCode, s.ClientMac, s.ServerMac, s.ClientPackets, s.ServerPackets, s.ClientBytes, s.ServerBytes,
+                s.ClientState, s.ServerState, now - s.CreatedAt, now - s.LastSeen, Math.Max(0, s.ExpiresAt - now), s.Flags, s.Class));
+        }
+        list.Sort((a, b) => a.Id.CompareTo(b.Id));
+        return list;
+    }
+
+    private static byte[] Address(ulong high, ulong low, bool v6)
+    {
+        if (!v6) return [(byte)(low >> 24), (byte)(low >> 16), (byte)(low >> 8), (byte)low];
+        var b = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b, high);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(8), low);
+        return b;
+    }
+
+    private void CountProtocol(byte protocol, int delta)
+    {
+        switch (protocol)
+        {
+            case 6: CurrentTcp += delta; break;
+            case 17: CurrentUdp += delta; break;
+            case 1: case 58: CurrentIcmp += delta; break;
+            default: CurrentOther += delta; break;
+        }
+    }
+
+    private int Allocate()
+    {
+        if (_freeHead < 0)
+        {
+            // full: evict the session closest to expiring (the earliest head over all classes)
+            int victim = -1;
+            for (int c = 0; c < ClassCount; c++)
+            {
+                int h = _head[c];
+                if (h >= 0 && (victim < 0 || _sessions[h].ExpiresAt < _sessions[victim].ExpiresAt)) victim = h;
+            }
+            Remove(victim);
+            Evicted++;
+        }
+        int index = _freeHead;
+        _freeHead = _sessions[index].Next;
+        return index;
+    }
+
+    private void Remove(int index)
+    {
+        ref var s = ref _sessions[index];
+        RemoveFromIndex(index);
+        Unlink(index);
+        Count--;
+        CountProtocol(s.Protocol, -1);
+        if (s.Endpoint is { } ep)
+        {
+            if ((s.Flags & SessionFlags.Ingress) != 0) ep.CurrentSessionsIn--;
+            else ep.CurrentSessionsOut--;
+        }
+        s.Endpoint = null;
+        s.InUse = false;
+        s.Next = _freeHead;
+        _freeHead = index;
+    }
+
+    // --- timeout-class lists ---
+
+    private void Append(int index, TimeoutClass cls)
+    {
+        int c = (int)cls;
+        ref var s = ref _sessions[index];
+        s.Prev = _tail[c];
+        s.Next = -1;
+        if (_tail[c] >= 0) _sessions[_tail[c]].Next = index; else _head[c] = index;
+        _tail[c] = index;
+    }
+
+    private void Unlink(int index)
+    {
+        ref var s = ref _sessions[index];
+        int c = (int)s.Class;
+        if (s.Prev >= 0) _sessions[s.Prev].Next = s.Next; else _head[c] = s.Next;
+        if (s.Next >= 0) _sessions[s.Next].Prev = s.Prev; else _tail[c] = s.Prev;
+        s.Prev = s.Next = -1;
+    }
+
+    // --- hash index ---
+
+    private int Find(uint hash, ulong loHigh, ulong loLow, ulong hiHigh, ulong hiLow, ushort loPort, ushort hiPort, byte protocol, byte keyFlags)
+    {
+        for (int slot = (int)hash & _indexMask; ; slot = (slot + 1) & _indexMask)
+        {
+            int e = _index[slot];
+            if (e == 0) return -1;
+            ref var s = ref _sessions[e - 1];
+            if (s.Hash == hash && s.LoLow == loLow && s.HiLow == hiLow && s.LoPort == loPort && s.HiPort == hiPort
+                && s.Protocol == protocol && s.KeyFlags == keyFlags && s.LoHigh == loHigh && s.HiHigh == hiHigh)
+                return e - 1;
+        }
+    }
+
+    private void Insert(int index)
+    {
+        int slot = (int)_sessions[index].Hash & _indexMask;
+        while (_index[slot] != 0) slot = (slot + 1) & _indexMask;
+        _index[slot] = index + 1;
+    }
+
+    private void RemoveFromIndex(int index)
+    {
+        int i = (int)_sessions[index].Hash & _indexMask;
+        while (_index[i] != index + 1) i = (i + 1) & _indexMask;
+        // backward-shift deletion: pull later entries of the cluster into the hole when their home allows it
+        int j = i;
+        while (true)
+        {
+            j = (j + 1) & _indexMask;
+            int e = _index[j];
+            if (e == 0) break;
+            int home = (int)_sessions[e - 1].Hash & _indexMask;
+            bool movable = i <= j ? home <= i || home > j : home <= i && home > j;
+            if (movable) { _index[i] = e; i = j; }
+        }
+        _index[i] = 0;
+    }
+
+    private uint Hash(ulong loHigh, ulong loLow, ulong hiHigh, ulong hiLow, ushort loPort, ushort hiPort, byte protocol, byte keyFlags)
+    {
+        ulong h = _seed ^ (loLow * 0x9E3779B97F4A7C15UL) ^ (hiLow * 0xC2B2AE3D27D4EB4FUL) ^ (loHigh * 0x165667B19E3779F9UL)
+            ^ (hiHigh * 0xD6E8FEB86659FD93UL) ^ (((ulong)loPort << 32 | (ulong)hiPort << 16 | (ulong)protocol << 8 | keyFlags) * 0xFF51AFD7ED558CCDUL);
+        h ^= h >> 33;
+        h *= 0xC4CEB9FE1A85EC53UL;
+        h ^= h >> 33;
+        return (uint)h;
+    }
+
+    private static int Compare(ulong aHigh, ulong aLow, ushort aPort, ulong bHigh, ulong bLow, ushort bPort)
+        => aHigh != bHigh ? aHigh.CompareTo(bHigh) : aLow != bLow ? aLow.CompareTo(bLow) : aPort.CompareTo(bPort);
+}

@@ -1,0 +1,58 @@
+using System;
+
+namespace NvRedirect.Datapath;
+
+/// <summary>nvr-dp's command line.</summary>
+internal sealed class Options
+{
+    /// <summary>NeuVector's fixed command socket path.</summary>
+    public const string DefaultSocket = "/tmp/dp_listen.sock";
+    /// <summary>Where a daemon started in the background logs when --log is not given.</summary>
+    public const string DefaultBackgroundLog = "/var/log/nvr-dp.log";
+
+    /// <summary>Named network namespace for all packet work ("" = the one nvr-dp runs in).</summary>
+    public string Namespace { get; private set; } = "";
+    public string SocketPath { get; private set; } = DefaultSocket;
+    public string? LogPath { get; private set; }
+    public bool Foreground { get; private set; }
+    public int Sessions { get; private set; } = 65536;
+    public bool Help { get; private set; }
+
+    public const string Usage =
+        "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--log FILE] [--foreground] [--sessions N]\n" +
+        "  --netns NAME     open service ports inside the named network namespace (/run/netns/NAME)\n" +
+        "  --socket PATH    control socket (unix datagram, mode 0600); default " + DefaultSocket + "\n" +
+        "  --log FILE       append the log to FILE (default: stderr in the foreground, " + DefaultBackgroundLog + " in the background)\n" +
+        "  --foreground     stay attached to the terminal and log to stderr too\n" +
+        "  --sessions N     session table size (preallocated; the session closest to expiring is evicted when full); default 65536\n";
+
+    /// <summary>Parses <paramref name="args"/>; throws ArgumentException with a readable message.</summary>
+    public static Options Parse(string[] args)
+    {
+        var o = new Options();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)
+                ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--netns":
+                    o.Namespace = Value();
+                    if (NvRedirect.Namespaces.NetworkNamespace.Validate(o.Namespace) is { } problem) throw new ArgumentException($"--netns: {problem}");
+                    break;
+                case "--socket": o.SocketPath = Value(); break;
+                case "--log": o.LogPath = Value(); break;
+                case "--foreground": o.Foreground = true; break;
+                case "--sessions":
+                    var text = Value();
+                    if (!int.TryParse(text, out int n) || n < 1 || n > 1 << 24) throw new ArgumentException($"--sessions: {text} is not a number from 1 to {1 << 24}");
+                    o.Sessions = n;
+                    break;
+                case "-h": case "--help": o.Help = true; break;
+                default: throw new ArgumentException($"unknown argument {args[i]}");
+            }
+        }
+        if (o.SocketPath.Length == 0) throw new ArgumentException("--socket: empty path");
+        return o;
+    }
+}
