@@ -47,6 +47,7 @@ $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 $env:NO_COLOR = '1'
 Import-Module (Join-Path $PSScriptRoot '../NvRedirect.psd1') -Force
+Import-Module (Join-Path $PSScriptRoot 'BenchSupport.psm1') -Force
 
 $WarmupPairs = 5
 
@@ -151,30 +152,7 @@ function Invoke-Breakdown([string]$Ns, [object[]]$Pairs) {
     $step
 }
 
-function Get-Median([double[]]$Values) {
-    $s = @($Values | Sort-Object)
-    if ($s.Count % 2) { $s[($s.Count - 1) / 2] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 }
-}
-
-function Get-Load { (Get-Content /proc/loadavg -Raw).Split(' ')[0] }
-
-function Get-Machine {
-    $cpu = (Select-String -Path /proc/cpuinfo -Pattern '^model name\s*:\s*(.+)$' | Select-Object -First 1).Matches[0].Groups[1].Value.Trim()
-    $memKb = [long]((Select-String -Path /proc/meminfo -Pattern '^MemTotal:\s+(\d+)').Matches[0].Groups[1].Value)
-    [ordered]@{
-        Date      = [DateTime]::UtcNow.ToString('yyyy-MM-dd HH:mm') + ' UTC'
-        CPUs      = "$(& nproc) ($cpu)"
-        Memory    = '{0:N1} GiB' -f ($memKb / 1MB)
-        Kernel    = (& uname -r)
-        PowerShell = $PSVersionTable.PSVersion.ToString()
-        '.NET'    = [System.Runtime.InteropServices.RuntimeInformation]::FrameworkDescription
-        iproute2  = ((& ip -V) -join ' ').Trim()
-        # other work on a small VM skews the figures; the 1-minute load average before and after says how much
-        'Load (1 min)' = "$loadBefore before, $(Get-Load) after"
-    }
-}
-
-$loadBefore = Get-Load
+$loadBefore = Get-LoadAverage
 $ns = 'bench-links-' + [Guid]::NewGuid().ToString('N').Substring(0, 8)
 $dir = Join-Path ([IO.Path]::GetTempPath()) $ns
 $results = [System.Collections.Generic.List[object]]::new()
@@ -236,7 +214,7 @@ finally {
     Remove-Item -Recurse -Force $dir -ErrorAction SilentlyContinue
 }
 
-$machine = Get-Machine
+$machine = Get-BenchMachine $loadBefore
 if ($Markdown) {
     $runHeads = (1..$Runs | ForEach-Object { "run $_ (ms)" }) -join ' | '
     "### Links: $Count veth pairs"
