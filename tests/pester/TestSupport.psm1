@@ -280,7 +280,7 @@ function Invoke-Tc {
 .SYNOPSIS
     tc's view of the ingress filters of a device: `tc -s [-n NS] filter show dev DEV ingress`, one object per u32 node
     or other filter (Pref, Protocol, Kind, Handle, Matches as tc prints them - '00001a27/0000ffff at -16' - and Actions
-    with Order, Kind, Direction, Mode, Device, Control, Index, Cookie, Packets, Bytes).
+    with Order, Kind, Direction, Mode, Device, Control, Index, Cookie, Packets, Bytes and pedit's Keys as tc prints them).
 .DESCRIPTION
     Read from tc's text output: `tc -j` prints one "match" key per u32 key in the same JSON object, and a JSON reader
     keeps only the last of them.
@@ -302,15 +302,16 @@ function Get-TcFilter([string]$Namespace = '', [Parameter(Mandatory)][string]$Li
         }
         elseif (-not $node) { continue }
         elseif ($line -match '^\s+match (\S+/\S+ at -?\d+)') { $node.Matches.Add($Matches[1]) }
-        elseif ($line -match '^\s+action order (\d+): (\S+)\s*(.*)$') {
+        elseif ($line -match '^\s+action order (\d+):\s+(\S+)\s*(.*)$') {
             $action = [pscustomobject]@{ Order = [int]$Matches[1]; Kind = $Matches[2]; Text = $Matches[3].Trim(); Direction = $null; Mode = $null; Device = $null
-                Control = $null; Index = $null; Cookie = $null; Packets = $null; Bytes = $null }
+                Control = $null; Index = $null; Cookie = $null; Packets = $null; Bytes = $null; Keys = [System.Collections.Generic.List[string]]::new() }
             if ($action.Text -match '^\((\w+) (\w+) to device (\S+)\) (\S+)') {
                 $action.Direction = $Matches[1].ToLowerInvariant(); $action.Mode = $Matches[2].ToLowerInvariant(); $action.Device = $Matches[3]; $action.Control = $Matches[4]
             }
             $node.Actions.Add($action)
         }
         elseif ($action -and $line -match '^\s+index (\d+) ref') { $action.Index = [int]$Matches[1] }
+        elseif ($action -and $line -match '^\s+key #\d+\s+(.+?)\s*$') { $action.Keys.Add($Matches[1]) }   # pedit: "at -16: val 00004e65 mask ffff0000"
         elseif ($action -and $line -match '^\s+Sent (\d+) bytes (\d+) pkt') { $action.Bytes = [long]$Matches[1]; $action.Packets = [long]$Matches[2] }
         elseif ($action -and $line -match '^\s+cookie ([0-9a-f]+)') { $action.Cookie = $Matches[1] }
     }
@@ -324,7 +325,7 @@ function Get-TcFilter([string]$Namespace = '', [Parameter(Mandatory)][string]$Li
 #>
 function Get-TcFilterShape([string]$Namespace = '', [Parameter(Mandatory)][string]$LinkName) {
     foreach ($f in Get-TcFilter $Namespace $LinkName) {
-        $actions = ($f.Actions | ForEach-Object { "$($_.Order): $($_.Kind) $($_.Text) cookie=$($_.Cookie)" }) -join ' | '
+        $actions = ($f.Actions | ForEach-Object { "$($_.Order): $($_.Kind) $($_.Text) $($_.Keys -join '; ') cookie=$($_.Cookie)" }) -join ' | '
         "$($f.Parent) $($f.Protocol) pref $($f.Pref) $($f.Kind) match $($f.Matches -join ', ') action $actions"
     }
 }
