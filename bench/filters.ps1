@@ -10,8 +10,9 @@
       vex<i> 10001 ip   unicast, dst MAC = M    -> mirror to vbr       vex<i> 10002 all  everything -> mirror to vin<i>
       vin<i> 10001 ip   unicast, src MAC = M    -> mirror to vbr       vin<i> 10002 all  everything -> mirror to vex<i>
       vbr    2i    all  dst MAC = U             -> mirror to vin<i>    vbr    2i+1  all  src MAC = U -> mirror to vex<i>
-    This machine's kernel has no act_pedit and refuses the four rules that rewrite a MAC, so every method installs the
-    MIRRED-ONLY form of all six rules: the same matches and mirred actions, without the pedit action. Every action
+    This machine's kernel has no act_pedit and refuses the four rules that rewrite a MAC, so by default every method
+    installs the MIRRED-ONLY form of all six rules: the same matches and mirred actions, without the pedit action
+    (-Pedit installs the seed's own form, for a kernel that has act_pedit). Every action
     carries NvRedirect's 16-byte cookie (the cmdlets add it; the tc lines say `cookie ...`), so all methods install
     the very same filters.
 
@@ -34,6 +35,10 @@
     Timed repetitions per method and count (default 3); every run is reported, plus the median.
 .PARAMETER Markdown
     Print the results as a Markdown section (for docs/performance.md) instead of plain tables.
+.PARAMETER Pedit
+    Install the four MAC-rewriting rules as the seed has them, with their pedit action before the mirred one. Needs a
+    kernel with act_pedit: run it under Debian's stock kernel (tests/stock-kernel/run.sh, docs/stock-kernel.md),
+    whose figures compare the methods with one another, not with the host's.
 .EXAMPLE
     dotnet pwsh -NoProfile -File bench/filters.ps1 -Count 1, 100, 500 -Runs 3 -Markdown
 #>
@@ -43,7 +48,8 @@ param(
     [string[]]$Count = @('1', '100', '500'),
     [ValidateRange(1, 100)]
     [int]$Runs = 3,
-    [switch]$Markdown
+    [switch]$Markdown,
+    [switch]$Pedit
 )
 
 $ErrorActionPreference = 'Stop'
@@ -79,12 +85,18 @@ function Get-WorkloadRule([int]$I) {
     $matchSrcM = @('u8 0 1 at -14', "u32 0x$($m.Substring(0, 8)) 0xffffffff at -8", "u16 0x$($m.Substring(8)) 0xffff at -4")
     $matchDstU = @("u16 0x$($u.Substring(0, 4)) 0xffff at -14", "u32 0x$($u.Substring(4)) 0xffffffff at -12")
     $matchSrcU = @("u32 0x$($u.Substring(0, 8)) 0xffffffff at -8", "u16 0x$($u.Substring(8)) 0xffff at -4")
-    [pscustomobject]@{ LinkName = "vex$I"; Priority = 10001; Protocol = 'ip'; Match = $matchDstM; Action = @('mirred egress mirror dev vbr') }
+    # the MAC rewrites of the seed's form (-Pedit): destination or source MAC := the other one
+    function Rewrite([string]$Field, [string]$Mac) {
+        if (-not $Pedit) { return @() }
+        if ($Field -eq 'dst') { "pedit munge offset -14 u16 set 0x$($Mac.Substring(0, 4)) munge offset -12 u32 set 0x$($Mac.Substring(4)) pipe" }
+        else { "pedit munge offset -8 u32 set 0x$($Mac.Substring(0, 8)) munge offset -4 u16 set 0x$($Mac.Substring(8)) pipe" }
+    }
+    [pscustomobject]@{ LinkName = "vex$I"; Priority = 10001; Protocol = 'ip'; Match = $matchDstM; Action = @(Rewrite dst $u) + 'mirred egress mirror dev vbr' }
     [pscustomobject]@{ LinkName = "vex$I"; Priority = 10002; Protocol = 'all'; Match = @('u8 0 0'); Action = @("mirred egress mirror dev vin$I") }
-    [pscustomobject]@{ LinkName = "vin$I"; Priority = 10001; Protocol = 'ip'; Match = $matchSrcM; Action = @('mirred egress mirror dev vbr') }
+    [pscustomobject]@{ LinkName = "vin$I"; Priority = 10001; Protocol = 'ip'; Match = $matchSrcM; Action = @(Rewrite src $u) + 'mirred egress mirror dev vbr' }
     [pscustomobject]@{ LinkName = "vin$I"; Priority = 10002; Protocol = 'all'; Match = @('u8 0 0'); Action = @("mirred egress mirror dev vex$I") }
-    [pscustomobject]@{ LinkName = 'vbr'; Priority = 2 * $I; Protocol = 'all'; Match = $matchDstU; Action = @("mirred egress mirror dev vin$I") }
-    [pscustomobject]@{ LinkName = 'vbr'; Priority = 2 * $I + 1; Protocol = 'all'; Match = $matchSrcU; Action = @("mirred egress mirror dev vex$I") }
+    [pscustomobject]@{ LinkName = 'vbr'; Priority = 2 * $I; Protocol = 'all'; Match = $matchDstU; Action = @(Rewrite dst $m) + "mirred egress mirror dev vin$I" }
+    [pscustomobject]@{ LinkName = 'vbr'; Priority = 2 * $I + 1; Protocol = 'all'; Match = $matchSrcU; Action = @(Rewrite src $m) + "mirred egress mirror dev vex$I" }
 }
 
 # The same rule as a tc command line (without "tc -n NS"), with the cookie the cmdlets add.
@@ -135,8 +147,9 @@ function Invoke-Phase([string]$Method, [string]$Ns, [object[]]$Rules, [string[]]
     & $methods[$Method] $Ns $Rules $file
     $sw.Stop()
     $state = Get-FilterState $Ns $Devices $Dir
-    if ($state.Nodes -ne $Rules.Count -or $state.Cookies -ne $Rules.Count) {
-        throw "$Method installed $($state.Nodes) u32 nodes ($($state.Cookies) with the cookie), expected $($Rules.Count)."
+    $actions = ($Rules | ForEach-Object { $_.Action.Count } | Measure-Object -Sum).Sum
+    if ($state.Nodes -ne $Rules.Count -or $state.Cookies -ne $actions) {
+        throw "$Method installed $($state.Nodes) u32 nodes with $($state.Cookies) cookies, expected $($Rules.Count) nodes with $actions (one per action)."
     }
     $key = "$($Rules.Count)"
     if (-not $Reference.ContainsKey($key)) { $Reference[$key] = @{ Hash = $state.Hash; Method = $Method } }
@@ -201,11 +214,12 @@ foreach ($n in $Count) {
 }
 
 $machine = Get-BenchMachine $loadBefore
+$form = if ($Pedit) { 'with pedit, as the seed has them' } else { 'mirred-only form' }
 if ($Markdown) {
     $runHeads = (1..$Runs | ForEach-Object { "run $_ (ms)" }) -join ' | '
-    "### tc filters: the seed's six rules (mirred-only form) for $($Count -join ', ') workloads"
+    "### tc filters: the seed's six rules ($form) for $($Count -join ', ') workloads"
     ''
-    "Measured $($machine.Date) with ``dotnet pwsh -NoProfile -File bench/filters.ps1 -Count $($Count -join ',') -Runs $Runs -Markdown``."
+    "Measured $($machine.Date) with ``dotnet pwsh -NoProfile -File bench/filters.ps1 -Count $($Count -join ',') -Runs $Runs$(if ($Pedit) { ' -Pedit' }) -Markdown``."
     ''
     "| workloads | filters | method | $runHeads | median (ms) | ms per filter | filters/s |"
     "|---:|---:|---|$('---:|' * $Runs)---:|---:|---:|"
@@ -220,7 +234,7 @@ if ($Markdown) {
 }
 else {
     ''
-    "tc filters: the seed's six rules (mirred-only form) per workload, $Runs runs (all runs in ms, median, per filter, filters per second)"
+    "tc filters: the seed's six rules ($form) per workload, $Runs runs (all runs in ms, median, per filter, filters per second)"
     $results | Format-Table -AutoSize Workloads, Filters, Method,
         @{ n = 'Runs (ms)'; e = { ($_.RunsMs | ForEach-Object { '{0:F0}' -f $_ }) -join ' / ' } },
         @{ n = 'Median (ms)'; e = { '{0:F0}' -f $_.MedianMs }; a = 'right' },
