@@ -190,8 +190,13 @@ public class RedirectFilterTests
         Assert.False(RedirectCookie.IsOurs("nvredir2\0\0\0\0\0\0\0\0"u8.ToArray()));
         Assert.False(RedirectCookie.IsOurs(Convert.FromHexString("00112233445566778899aabbccddeeff")));
         Assert.Null(RedirectCookie.TagText(Convert.FromHexString("4e5652")));
-        // an interception's binary tag ("ic" + the workload MAC) reads in hex
+        // an interception's binary tag ("ic" + the workload MAC) reads in hex, from a cookie or from a cls_bpf name
         Assert.Equal("0x69631a27f3873a27", RedirectCookie.TagText(RedirectCookie.Create(Convert.FromHexString("69631a27f3873a27"))));
+        var bpf = new BpfFilter { Name = "nvredir1:69631a27f3873a27:4e6575560002:entry:4b13b40f" };
+        Assert.True(RedirectCookie.IsOurs(bpf));
+        Assert.Equal("0x69631a27f3873a27", RedirectCookie.TagText(bpf));
+        Assert.False(RedirectCookie.IsOurs(new BpfFilter { Name = "rsprog:[*fsobj]" }));
+        Assert.Null(RedirectCookie.TagText(new BpfFilter { Name = "rsprog:[*fsobj]" }));
     }
 
     [Fact]

@@ -87,9 +87,19 @@ public static class RedirectCookie
         _ => Actions(filter) is { Count: > 0 } actions && actions.All(a => IsOurs(a.Cookie)),
     };
 
-    /// <summary>The tag of a filter of ours as <see cref="TagText(byte[])"/> shows it (from its first action), or null.</summary>
+    /// <summary>
+    /// The tag of a filter of ours as <see cref="TagText(byte[])"/> shows it: from its first action's cookie, or for a
+    /// cls_bpf filter from its name ("nvredir1:TAGHEX:..."); null when the filter is not ours.
+    /// </summary>
     public static string? TagText(TcFilter filter)
-        => IsOurs(filter) && Actions(filter) is { Count: > 0 } actions ? TagText(actions[0].Cookie) : null;
+    {
+        if (!IsOurs(filter)) return null;
+        if (Actions(filter) is { Count: > 0 } actions) return TagText(actions[0].Cookie);
+        var parts = (filter as BpfFilter)?.Name?.Split(':');
+        if (parts is { Length: >= 2 } && parts[1].Length == 2 * TagLength && parts[1].All(Uri.IsHexDigit))
+            return TagText(Create(Convert.FromHexString(parts[1])));
+        return "";
+    }
 
     private static IReadOnlyList<TcAction> Actions(TcFilter filter) => filter switch
     {
