@@ -85,11 +85,16 @@ function Remove-TestNamespace([string[]]$Name) {
 .SYNOPSIS
     Runs `ip ARGS`; throws with ip's own error text on a non-zero exit. Returns the standard output lines.
 #>
-function Invoke-Ip {
-    # stderr apart from stdout: `ip netns list` warns on stderr about a namespace another process removes meanwhile
-    $all = @(& ip @args 2>&1)
+function Invoke-Ip { Invoke-Checked ip @args }
+
+# Runs a program; throws with its own error text on a non-zero exit; returns the standard output lines. stderr is
+# kept apart from stdout: `ip netns list` warns on stderr about a namespace another process removes meanwhile.
+function Invoke-Checked {
+    $program, $arguments = $args
+    $arguments = @($arguments)
+    $all = @(& $program @arguments 2>&1)
     $stderr = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" })
-    if ($LASTEXITCODE -ne 0) { throw "ip $($args -join ' ') failed ($LASTEXITCODE): $($stderr -join ' ')" }
+    if ($LASTEXITCODE -ne 0) { throw "$program $($arguments -join ' ') failed ($LASTEXITCODE): $($stderr -join ' ')" }
     $all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" }
 }
 
@@ -269,12 +274,7 @@ function Get-ErrorRecord([Parameter(Mandatory)][scriptblock]$ScriptBlock) {
 .SYNOPSIS
     Runs `tc ARGS`; throws with tc's own error text on a non-zero exit. Returns the standard output lines.
 #>
-function Invoke-Tc {
-    $all = @(& tc @args 2>&1)
-    $stderr = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" })
-    if ($LASTEXITCODE -ne 0) { throw "tc $($args -join ' ') failed ($LASTEXITCODE): $($stderr -join ' ')" }
-    $all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" }
-}
+function Invoke-Tc { Invoke-Checked tc @args }
 
 <#
 .SYNOPSIS
