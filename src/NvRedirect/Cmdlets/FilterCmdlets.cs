@@ -247,22 +247,23 @@ public sealed class GetRedirectFilterCommand : TcCmdletBase
         Try(ns, () =>
         {
             var tc = Tc(ns);
-            var links = Select(tc.Handle.DumpLinks(), l => l.Name, LinkName, n => new LinkNotFoundException(n, ns));
+            var all = tc.Handle.DumpLinks();
+            var names = all.ToDictionary(l => l.Index, l => l.Name);
+            var links = Select(all, l => l.Name, LinkName, n => new LinkNotFoundException(n, ns));
             var withIngress = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => q.LinkIndex).ToHashSet();
+            var tag = Tag != null ? RedirectCookie.TagText(RedirectCookie.ForTag(Tag)) : null;
             foreach (var link in links.Where(l => withIngress.Contains(l.Index)).OrderBy(l => l.Index))
             {
-                foreach (var filter in tc.ListFilters(link.Index))
+                foreach (var filter in tc.ListFilters(link.Index, names: names))
                 {
                     if (Priority is { Length: > 0 } && !Priority.Contains(filter.Priority)) continue;
                     if (Owned && !RedirectCookie.IsOurs(filter)) continue;
-                    if (Tag != null && !(RedirectCookie.IsOurs(filter) && FilterActions(filter).All(a => RedirectCookie.HasTag(a.Cookie, Tag)))) continue;
+                    if (tag != null && RedirectCookie.TagText(filter) != tag) continue;
                     WriteObject(RedirectFilter.From(ns, filter));
                 }
             }
         });
     }
-
-    private static IReadOnlyList<TcAction> FilterActions(TcFilter f) => f switch { U32Filter u => u.Actions, BpfFilter b => b.Actions, _ => [] };
 }
 
 /// <summary>

@@ -67,8 +67,9 @@ public sealed class TrafficControl
     public List<Qdisc> ListQdiscs(int linkIndex = 0)
     {
         var qdiscs = ListQdiscsRaw(linkIndex);
-        var names = LinkNames();
-        return qdiscs.Select(q => q with { LinkName = names.GetValueOrDefault(q.LinkIndex) }).ToList();
+        // one device: its name alone; every device: one link dump
+        Func<int, string?> nameOf = linkIndex != 0 ? new LinkNameCache(Handle).NameOf : LinkNames().GetValueOrDefault;
+        return qdiscs.Select(q => q with { LinkName = nameOf(q.LinkIndex) }).ToList();
     }
 
     /// <summary>Whether the device has an ingress qdisc.</summary>
@@ -85,10 +86,19 @@ public sealed class TrafficControl
     /// node or bpf program, optionally only those at one priority; device and mirred target names filled in.
     /// A device without the qdisc has no filters.
     /// </summary>
-    public List<TcFilter> ListFilters(int linkIndex, ushort priority = 0, uint parent = Tca.IngressHandle)
+    /// <param name="linkIndex">The device.</param>
+    /// <param name="priority">Only this pref (0: all).</param>
+    /// <param name="parent">The parent (default: the ingress qdisc).</param>
+    /// <param name="names">
+    /// Device names by ifindex, when the caller already holds them (listing many devices); otherwise they are asked
+    /// of the kernel: one by one for a single pref (a few filters), by one link dump for a whole device.
+    /// </param>
+    public List<TcFilter> ListFilters(int linkIndex, ushort priority = 0, uint parent = Tca.IngressHandle, IReadOnlyDictionary<int, string>? names = null)
     {
-        var names = LinkNames();
-        return WithNames(ListFiltersRaw(linkIndex, priority, parent), names.GetValueOrDefault);
+        Func<int, string?> nameOf = names != null ? names.GetValueOrDefault
+            : priority != 0 ? new LinkNameCache(Handle).NameOf
+            : LinkNames().GetValueOrDefault;
+        return WithNames(ListFiltersRaw(linkIndex, priority, parent), nameOf);
     }
 
     private List<TcFilter> ListFiltersRaw(int linkIndex, ushort priority, uint parent)
