@@ -226,12 +226,7 @@ public static class Interception
     {
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
-        var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
-        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
-        foreach (var (index, name) in devices)
-            foreach (var f in tc.ListFilters(index))
-                if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
-        return found.Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
+        return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
     /// <summary>Removes exactly the rules of one workload (found by its tag); qdiscs stay.</summary>
@@ -240,14 +235,26 @@ public static class Interception
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
+        if (!Collect(tc).TryGetValue(tag, out var rules)) return [];
         var removed = new List<InterceptionRule>();
-        foreach (var q in tc.ListQdiscs().Where(q => q.IsIngress))
-            foreach (var f in tc.ListFilters(q.LinkIndex).Where(f => TagText(f) == tag).GroupBy(f => f.Priority).Select(g => g.First()))
-            {
-                tc.RemoveFilter(f.LinkIndex, f.Priority);
-                removed.Add(new InterceptionRule(RoleOf(f), q.LinkName ?? "", f.Priority, f.Kind, TcChange.Removed, f));
-            }
+        // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
+        foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+        {
+            tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
+            removed.Add(r with { Change = TcChange.Removed });
+        }
         return removed;
+    }
+
+    /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc)
+    {
+        var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
+        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        foreach (var (index, name) in devices)
+            foreach (var f in tc.ListFilters(index))
+                if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
+        return found;
     }
 
     private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules)
@@ -256,6 +263,11 @@ public static class Interception
         var mac = Convert.FromHexString(TagText(tagged)!)[2..];
         string Link(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Link ?? "";
         ushort Pref(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Filter?.Priority ?? 0;
+        var entryName = Link("entry: to datapath");
+        var innerName = Link("inner: to datapath");
+        // a catch-all carries no role of its own: it is the entry's or the inner port's by the device it sits on
+        string Role(TcFilter f, string link) => RoleOf(f) is not PassRole ? RoleOf(f)
+            : link == entryName ? "entry: straight in" : link == innerName ? "inner: straight out" : PassRole;
         var uc = rules.Select(r => UcMacOf(r.Filter)).FirstOrDefault(u => u != null);
         var monitorName = Link("monitor: to workload");
         var monitor = monitorName.Length > 0 ? handle.FindLink(monitorName) : null;
@@ -263,12 +275,12 @@ public static class Interception
         {
             Namespace = handle.Namespace,
             WorkloadMac = Parse.Mac(mac), UcMac = uc != null ? Parse.Mac(uc) : "", BcMac = uc != null ? Parse.Mac(BcMacFor(uc)) : "",
-            EntryLink = Link("entry: to datapath"), InnerLink = Link("inner: to datapath"), MonitorLink = monitorName,
+            EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
             DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null } ? handle.FindLink(monitor.PeerIndex)?.Name : null,
             Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
             ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
-            Rules = rules.Select(r => new InterceptionRule(RoleOf(r.Filter), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
         };
     }
 
@@ -383,6 +395,8 @@ public static class Interception
         return null;
     }
 
+    private const string PassRole = "pass";
+
     private static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
@@ -390,7 +404,7 @@ public static class Interception
         if (f is U32Filter u)
         {
             if (u.Priority == PassPriority && u.Keys.All(k => k.Mask == 0))
-                return "pass";
+                return PassRole;
             var munge = u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges?.FirstOrDefault();
             bool dst = munge is { } m && m.Offset is -14 or -12;
             return (u.Priority, u.Protocol, dst) switch
