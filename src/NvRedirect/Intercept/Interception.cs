@@ -161,31 +161,30 @@ public static class Interception
             ("inner: straight out", new U32Filter { LinkIndex = inner.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(entry.Index) with { Cookie = cookie }] }, inner.Name),
         };
 
-        foreach (var link in new[] { inner, entry, monitor }) tc.EnsureIngressQdisc(link.Index);
-
-        // Decide the backend before touching anything: a failed pedit add must never cost an existing rule.
+        var installed = new List<InterceptionRule>();
+        var addedQdiscs = new List<int>();
         var backend = request.Backend;
         string reason = "requested";
-        if (backend != InterceptionBackend.Bpf)
-        {
-            var (pedit, kernelText) = ProbePedit(tc, monitor.Index);
-            if (backend == InterceptionBackend.Auto)
-            {
-                backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
-                reason = pedit ? "the kernel has act_pedit"
-                    : $"the kernel has no act_pedit (\"{kernelText}\"), so cls_bpf programs do the MAC rewrite";
-            }
-            else if (!pedit)
-                throw new InvalidOperationException(
-                    $"The Pedit backend needs the kernel's act_pedit action, and this kernel has none (it says \"{kernelText}\"). " +
-                    "Load it (modprobe act_pedit) or use -Backend Bpf (or Auto, which picks Bpf here). Nothing was changed.");
-        }
-
-        foreach (var link in new[] { inner, entry, monitor }) tc.EnsureIngressQdisc(link.Index);
-
-        var installed = new List<InterceptionRule>();
         try
         {
+            foreach (var link in new[] { inner, entry, monitor })
+                if (tc.EnsureIngressQdisc(link.Index) == TcChange.Added) addedQdiscs.Add(link.Index);
+
+            // Decide the backend before touching any rule: a failed pedit add must never cost an existing one.
+            if (backend != InterceptionBackend.Bpf)
+            {
+                var (pedit, refusal) = ProbePedit(tc, monitor.Index);
+                if (backend == InterceptionBackend.Auto)
+                {
+                    backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
+                    reason = pedit ? "the kernel has act_pedit"
+                        : $"the kernel has no act_pedit (\"{refusal?.KernelMessage ?? TrafficControl.MissingActionModuleText}\"), so cls_bpf programs do the MAC rewrite";
+                }
+                else if (!pedit)
+                    throw new TcActionUnavailableException(refusal!, $"Pedit backend's rules for {Parse.Mac(request.WorkloadMac)}", ["pedit"],
+                        "Nothing was changed. -Backend Auto picks Bpf on such a kernel.");
+            }
+
             // return paths first, then the catch-alls, then the steering: traffic is never steered to a dead end
             foreach (var (role, rule, linkName) in new[] { rewrites[2], rewrites[3] })
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
@@ -196,7 +195,7 @@ public static class Interception
         }
         catch
         {
-            Rollback(tc, installed);
+            Rollback(tc, installed, addedQdiscs);
             throw;
         }
 
@@ -301,7 +300,7 @@ public static class Interception
     /// Whether the kernel runs pedit actions: adds, then removes, a pedit filter at a free pref of the monitor port for an
     /// ethertype no frame carries (0x88b5, IEEE local experimental), so no traffic ever meets it.
     /// </summary>
-    public static (bool Available, string? KernelText) ProbePedit(TrafficControl tc, int linkIndex)
+    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex)
     {
         var used = tc.ListFilters(linkIndex).Select(f => f.Priority).ToHashSet();
         ushort pref = 65535;
@@ -317,7 +316,7 @@ public static class Interception
             tc.RemoveFilter(linkIndex, pref);
             return (true, null);
         }
-        catch (TcActionUnavailableException e) { return (false, e.KernelMessage ?? TrafficControl.MissingActionModuleText); }
+        catch (TcActionUnavailableException e) { return (false, e); }
     }
 
     private static InterceptionRule AddU32(TrafficControl tc, string role, string linkName, U32Filter filter)
@@ -345,12 +344,18 @@ public static class Interception
         return new InterceptionRule(role, linkName, rule.Priority, "bpf", change, readBack);
     }
 
-    private static void Rollback(TrafficControl tc, List<InterceptionRule> installed)
+    /// <summary>Undoes a failed Add: the rules it added, then the qdiscs it added (only while they hold no filter).</summary>
+    private static void Rollback(TrafficControl tc, List<InterceptionRule> installed, List<int> addedQdiscs)
     {
         foreach (var r in installed.Where(r => r.Change != TcChange.Unchanged).Reverse())
         {
             try { if (r.Filter != null) tc.RemoveFilter(r.Filter.LinkIndex, r.Priority); }
             catch (NetlinkException) { /* best effort: the original error matters more */ }
+        }
+        foreach (var index in addedQdiscs)
+        {
+            try { if (tc.ListFilters(index).Count == 0) tc.RemoveIngressQdisc(index); }
+            catch (NetlinkException) { /* best effort, as above */ }
         }
     }
 
