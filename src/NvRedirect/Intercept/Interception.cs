@@ -88,6 +88,22 @@ public sealed class InterceptionInfo
     public bool OffloadsDisabled { get; init; }
 }
 
+/// <summary>A pref an interception needs already holds a filter that is not this workload's; nothing was changed.</summary>
+public sealed class InterceptionPriorityInUseException : InvalidOperationException
+{
+    /// <summary>The device.</summary>
+    public string LinkName { get; }
+    /// <summary>The pref in use.</summary>
+    public ushort Priority { get; }
+
+    /// <summary>Creates the exception.</summary>
+    public InterceptionPriorityInUseException(string linkName, ushort priority, string message) : base(message)
+    {
+        LinkName = linkName;
+        Priority = priority;
+    }
+}
+
 /// <summary>
 /// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring):
 /// <code>
@@ -288,9 +304,9 @@ public static class Interception
         var tagText = Convert.ToHexString(tag).ToLowerInvariant();
         foreach (var f in tc.ListFilters(link.Index, pref))
             if (TagText(f) != tagText)
-                throw new InvalidOperationException(
+                throw new InterceptionPriorityInUseException(link.Name, pref,
                     $"pref {pref} of {tc.Handle.Describe(link.Name)} already holds a filter that is not this workload's ({(RedirectCookie.IsOurs(f) ? "another interception's" : "installed by someone else")}): " +
-                    "remove it, or choose other prefs with -ToWorkloadPriority/-FromWorkloadPriority.");
+                    "remove it, or choose other prefs with -ToWorkloadPriority/-FromWorkloadPriority. Nothing was changed.");
     }
 
     private static InterceptionRule AddRewrite(TrafficControl tc, InterceptionBackend backend, string role, string linkName, MacRule rule, byte[] cookie, byte[] tag, byte[] uc)
