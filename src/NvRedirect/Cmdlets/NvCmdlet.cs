@@ -41,6 +41,7 @@ public abstract class NvCmdlet : PSCmdlet
         ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
         ItemNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
         NvRedirect.Tc.TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
+        NvRedirect.Intercept.InterceptionPriorityInUseException => ("PriorityInUse", ErrorCategory.ResourceExists),
         NvRedirect.Bpf.BpfVerifierException => ("VerifierRejected", ErrorCategory.InvalidData),
         NetlinkException { Errno: 1 or 13 } => ("PermissionDenied", ErrorCategory.PermissionDenied),
         NetlinkException { Errno: 17 } => ("AlreadyExists", ErrorCategory.ResourceExists),
