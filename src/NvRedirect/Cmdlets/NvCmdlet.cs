@@ -48,6 +48,7 @@ public abstract class NvCmdlet : PSCmdlet
         NetlinkException { Errno: 2 or 19 or 99 } => ("NotFound", ErrorCategory.ObjectNotFound),
         NetlinkException { Errno: 22 or 34 or 90 } => ("InvalidArgument", ErrorCategory.InvalidArgument),
         NetlinkException { Errno: 16 } => ("Busy", ErrorCategory.ResourceBusy),
+        NetlinkException { Errno: 100 } => ("LinkDown", ErrorCategory.ResourceUnavailable),
         NetlinkException { Errno: 95 or 93 or 97 } => ("NotSupported", ErrorCategory.NotImplemented),
         NetlinkException => ("KernelError", ErrorCategory.NotSpecified),
         _ => ("Failed", ErrorCategory.NotSpecified),
