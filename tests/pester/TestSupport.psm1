@@ -219,15 +219,85 @@ function Wait-TestCondition([Parameter(Mandatory)][scriptblock]$Condition, [doub
 .SYNOPSIS
     Sends ICMP echo requests to an address from inside a namespace (`ip netns exec NS ...`); true when one is answered.
 .DESCRIPTION
-    The machine has no iputils ping, so the echo is sent by .NET's Ping (a raw ICMP socket, we are root) in a child
-    pwsh started under `ip netns exec`: the child's sockets live in that namespace, exactly as ping's would.
+    With iputils ping installed (build.ps1 installs it), `ping -c COUNT -i 0.2 -W TIMEOUT`; otherwise .NET's Ping (a
+    raw ICMP socket, we are root) in a child pwsh started under `ip netns exec`: the child's sockets live in that
+    namespace, exactly as ping's would.
 #>
 function Test-IcmpEcho([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [int]$Count = 3, [int]$TimeoutMilliseconds = 1000) {
+    if (Get-Command ping -CommandType Application -ErrorAction Ignore) {
+        $wait = ([double]$TimeoutMilliseconds / 1000).ToString([System.Globalization.CultureInfo]::InvariantCulture)
+        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W $wait $Address 2>&1 | Out-Null
+        return $LASTEXITCODE -eq 0
+    }
     $dotnet = (Get-Process -Id $PID).Path
     $pwshDll = Join-Path $PSHOME 'pwsh.dll'
     $script = "`$p = [System.Net.NetworkInformation.Ping]::new(); foreach (`$i in 1..$Count) { if (`$p.Send('$Address', $TimeoutMilliseconds).Status -eq 'Success') { exit 0 } }; exit 1"
     & ip netns exec $Namespace $dotnet $pwshDll -NoProfile -NonInteractive -Command $script 2>&1 | Out-Null
     $LASTEXITCODE -eq 0
+}
+
+<#
+.SYNOPSIS
+    tc's view of the ingress filters of a device (`tc -j -n NS filter show dev DEV ingress`): one object per rule
+    (a u32 key node or a bpf program; the chain and hash-table header lines are left out) with Priority, Protocol,
+    Kind, BpfName (bpf) and Cookie and MirredTo of the first action (u32).
+#>
+function Get-TcFilter([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$LinkName) {
+    $json = (& tc -j -n $Namespace filter show dev $LinkName ingress 2>&1 | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }) -join "`n"
+    if ($LASTEXITCODE -ne 0) { throw "tc -n $Namespace filter show dev $LinkName ingress failed ($LASTEXITCODE)" }
+    foreach ($f in @(if ($json.Trim()) { $json | ConvertFrom-Json } else { @() })) {
+        $o = if ($f.PSObject.Properties['options']) { $f.options } else { $null }
+        if (-not $o) { continue }
+        $isRule = ($f.kind -eq 'bpf' -and $o.PSObject.Properties['bpf_name']) -or ($f.kind -eq 'u32' -and $o.PSObject.Properties['fh'] -and $o.fh -match '::')
+        if (-not $isRule) { continue }
+        $action = if ($o.PSObject.Properties['actions']) { @($o.actions)[0] } else { $null }
+        [pscustomobject]@{
+            LinkName = $LinkName; Priority = [int]$f.pref; Protocol = $f.protocol; Kind = $f.kind
+            BpfName  = if ($o.PSObject.Properties['bpf_name']) { $o.bpf_name } else { $null }
+            Cookie   = if ($action -and $action.PSObject.Properties['cookie']) { $action.cookie } else { $null }
+            MirredTo = if ($action -and $action.PSObject.Properties['to_dev']) { $action.to_dev } else { $null }
+        }
+    }
+}
+
+<#
+.SYNOPSIS
+    The devices of a namespace that have an ingress qdisc, by tc (`tc -j -n NS qdisc show`).
+#>
+function Get-TcIngressLinkName([Parameter(Mandatory)][string]$Namespace) {
+    $json = (& tc -j -n $Namespace qdisc show 2>&1 | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }) -join "`n"
+    if ($LASTEXITCODE -ne 0) { throw "tc -n $Namespace qdisc show failed ($LASTEXITCODE)" }
+    @(if ($json.Trim()) { $json | ConvertFrom-Json } else { @() }) | Where-Object kind -EQ 'ingress' | ForEach-Object dev | Sort-Object
+}
+
+<#
+.SYNOPSIS
+    Starts a shell command inside a namespace in the background (`ip netns exec NS sh -c COMMAND`, output discarded)
+    and returns its process: traffic that must flow while a capture runs. Stop it with Stop-TestProcess.
+.DESCRIPTION
+    `ip netns exec` execs the shell in place (no fork), so the returned process is the shell itself; a command that
+    starts with `exec` (e.g. 'exec ping -i 0.2 10.10.10.88') makes it that program.
+#>
+function Start-TestProcess([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Command) {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new('ip')
+    foreach ($a in @('netns', 'exec', $Namespace, 'sh', '-c', "exec >/dev/null 2>&1; $Command")) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    [System.Diagnostics.Process]::Start($psi)
+}
+
+<#
+.SYNOPSIS
+    Ends processes started by Start-TestProcess, with their children (by process id, never by name), and waits
+    for them. Ignores nulls and processes that already ended.
+#>
+function Stop-TestProcess([Parameter(ValueFromPipeline)][AllowNull()][System.Diagnostics.Process[]]$Process) {
+    process {
+        foreach ($p in @($Process | Where-Object { $null -ne $_ })) {
+            try { if (-not $p.HasExited) { $p.Kill($true) } } catch [System.InvalidOperationException] { }
+            [void]$p.WaitForExit(10000)
+            $p.Dispose()
+        }
+    }
 }
 
 <#
@@ -267,4 +337,4 @@ function Get-ErrorRecord([Parameter(Mandatory)][scriptblock]$ScriptBlock) {
 
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
     Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
-    Wait-TestCondition, Test-IcmpEcho, Assert-AgentError, Get-ErrorRecord
+    Wait-TestCondition, Test-IcmpEcho, Get-TcFilter, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord
