@@ -310,10 +310,11 @@ function Invoke-Ping([string]$FromNs, [int]$Count) {
 }
 
 function Invoke-Iperf([string]$FromNs, [string[]]$Extra) {
+    $what = "iperf3 -c $WorkloadIp -t $Seconds $($Extra -join ' ')".TrimEnd()
     $text = & ip netns exec $FromNs iperf3 -c $WorkloadIp -t $Seconds -J @Extra 2>&1 | Out-String
     $j = try { $text | ConvertFrom-Json } catch { $null }
-    if ($null -eq $j) { throw "iperf3 $Extra gave no JSON (exit code $LASTEXITCODE): $text" }
-    if ($j.PSObject.Properties['error']) { throw "iperf3 $Extra failed: $($j.error)" }
+    if ($null -eq $j) { throw "$what gave no JSON (exit code $LASTEXITCODE): $text" }
+    if ($j.PSObject.Properties['error']) { throw "$what failed: $($j.error)" }
     $j
 }
 
