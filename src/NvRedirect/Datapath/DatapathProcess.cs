@@ -104,8 +104,7 @@ public static class DatapathProcess
         starter.WaitForExit();
         if (starter.ExitCode != 0)
         {
-            var reason = string.Join("; ", (stderr.Result + stdout.Result).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(l => l.StartsWith("nvr-dp: ", StringComparison.Ordinal) ? l[8..] : l).Where(l => !l.StartsWith("usage:", StringComparison.Ordinal)));
+            var reason = Reason(stderr.Result + stdout.Result);
             if (reason.Contains("another datapath daemon is serving", StringComparison.Ordinal))
                 throw new DatapathAlreadyRunningException($"another datapath is already serving {r.ControlSocket} (nvr-dp: {reason}); stop it with Stop-Datapath, or give this one another -ControlSocket");
             throw new DatapathStartException($"nvr-dp could not start (exit code {starter.ExitCode}): {(reason.Length == 0 ? "no message" : reason)}");
@@ -119,6 +118,21 @@ public static class DatapathProcess
             Thread.Sleep(100);
         }
         return client.Query();
+    }
+
+    // What nvr-dp printed when it could not start, without its log lines' timestamps: the ERROR lines and its own
+    // "nvr-dp: ..." lines (the usage text left out).
+    private static string Reason(string output)
+    {
+        var reasons = new List<string>();
+        foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var log = System.Text.RegularExpressions.Regex.Match(line, @"^\S+ nvr-dp\[\d+\] (INFO|WARN|ERROR) (.*)$");
+            if (log.Success) { if (log.Groups[1].Value == "ERROR") reasons.Add(log.Groups[2].Value); }
+            else if (line.StartsWith("nvr-dp: ", StringComparison.Ordinal)) reasons.Add(line[8..]);
+            else if (!line.StartsWith("usage:", StringComparison.Ordinal) && !line.StartsWith("--", StringComparison.Ordinal)) reasons.Add(line);
+        }
+        return string.Join("; ", reasons.Distinct());
     }
 
     /// <summary>nvr-dp processes by their command lines in /proc: pid and the control socket each was given.</summary>

@@ -210,6 +210,6 @@ public static class DpRequests
             using var doc = JsonDocument.Parse(request.ToArray());
             return doc.RootElement.ValueKind == JsonValueKind.Object ? doc.RootElement.EnumerateObject().Select(p => p.Name).ToList() : [];
         }
-        catch (JsonException) { return []; }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException) { return []; } // not JSON, or not UTF-8
     }
 }
