@@ -27,7 +27,8 @@ public enum DpProbe
 /// <summary>
 /// A client of the datapath's control socket, as NeuVector's agent is one: a unix datagram socket bound to a path of
 /// its own (/tmp/nvr-dp-client.PID.RANDOM, mode 0600 from the first instant, removed on dispose) so replies can reach
-/// it, one JSON object per datagram out, binary replies in. Queries wait at most <see cref="Timeout"/>.
+/// it, connected to the control socket (so only the datapath's datagrams arrive), one JSON object per datagram out,
+/// binary replies in. Queries wait at most <see cref="Timeout"/>.
 /// </summary>
 public sealed unsafe class DpClient : IDisposable
 {
@@ -40,7 +41,7 @@ public sealed unsafe class DpClient : IDisposable
     private readonly SafeFd _fd;
     private readonly byte[] _server;
     private readonly byte[] _buffer = new byte[ReceiveBufferSize];
-    private bool _disposed;
+    private bool _disposed, _connected;
 
     /// <summary>The datapath's control socket.</summary>
     public string ControlSocket { get; }
@@ -104,15 +105,36 @@ public sealed unsafe class DpClient : IDisposable
         return b;
     }
 
+    // connect() once, as NeuVector's agent does: the kernel then delivers only the datapath's datagrams to this socket
+    private int Connect()
+    {
+        if (_connected) return 0;
+        int rc;
+        fixed (byte* a = _server) rc = connect(_fd.Fd, (sockaddr*)a, (uint)_server.Length);
+        if (rc < 0) return Native.LastErrno;
+        _connected = true;
+        return 0;
+    }
+
+    private int SendRaw(ReadOnlySpan<byte> datagram)
+    {
+        int errno = Connect();
+        if (errno != 0) return errno;
+        fixed (byte* d = datagram)
+            while (true)
+            {
+                if (send(_fd.Fd, d, datagram.Length, 0) >= 0) return 0;
+                errno = Native.LastErrno;
+                if (errno != EINTR) return errno;
+            }
+    }
+
     /// <summary>Sends one datagram to the datapath.</summary>
     public void Send(ReadOnlySpan<byte> datagram)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        long n;
-        fixed (byte* d = datagram) fixed (byte* a = _server)
-            n = sendto(_fd.Fd, d, datagram.Length, 0, (sockaddr*)a, (uint)_server.Length);
-        if (n >= 0) return;
-        int errno = Native.LastErrno;
+        int errno = SendRaw(datagram);
+        if (errno == 0) return;
         if (errno == ENOENT) throw new DatapathNotRespondingException(ControlSocket, "it does not exist");
         if (errno == ECONNREFUSED) throw new DatapathNotRespondingException(ControlSocket, "nothing is bound to it: its daemon is gone");
         if (errno == ENOTDIR) throw new DatapathNotRespondingException(ControlSocket, "a part of the path is not a directory");
@@ -162,14 +184,11 @@ public sealed unsafe class DpClient : IDisposable
     /// <summary>Sends a keep-alive: answered, nothing bound to the path (a stale socket or none), or bound but silent.</summary>
     public DpProbe Probe()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         uint seq = (uint)Random.Shared.Next(1, int.MaxValue);
-        long n;
-        var request = DpRequests.KeepAlive(seq);
-        fixed (byte* d = request) fixed (byte* a = _server)
-            n = sendto(_fd.Fd, d, request.Length, 0, (sockaddr*)a, (uint)_server.Length);
-        if (n < 0)
+        int errno = SendRaw(DpRequests.KeepAlive(seq));
+        if (errno != 0)
         {
-            int errno = Native.LastErrno;
             if (errno == ECONNREFUSED) return DpProbe.Stale;
             if (errno == ENOENT || errno == ENOTDIR) return DpProbe.Missing;
             if (errno == EAGAIN) return DpProbe.Silent;
