@@ -49,6 +49,11 @@ BeforeAll {
         $LASTEXITCODE -eq 0
     }
 
+    # true once a ping gets through (bounded polling: the first echo may wait for ARP on a busy machine)
+    function Wait-Ping([string]$Namespace, [string]$Address = '10.10.10.88') {
+        Wait-TestCondition { Test-Ping $Namespace $Address -Count 1 } -TimeoutSeconds 15
+    }
+
     # The seed's script, unchanged, against our socket (run_seed_client.py redirects its fixed path)
     function Invoke-SeedScript([string]$Socket) {
         $env:DP_SERVER_PATH = $Socket
@@ -174,7 +179,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
 
     It 'ping and a 50 MB TCP transfer from the host side reach the container through the datapath, content intact, while vbr carries the ucmac' {
         $before = Get-Datapath -ControlSocket $sock
-        Test-Ping $hostNs | Should -BeTrue
+        Wait-Ping $hostNs | Should -BeTrue
 
         # capture on vbr in a thread job; it is open once it has seen a frame (a ping), then the transfer runs
         $psd1 = Join-Path $PSScriptRoot '../../NvRedirect.psd1'
@@ -238,7 +243,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
 
         # a workload object binds Mac and ControlSocket from the pipeline
         (Get-Datapath -ControlSocket $sock).Workloads | Set-DpMac -Tap $false
-        Test-Ping $hostNs | Should -BeTrue
+        Wait-Ping $hostNs | Should -BeTrue
     }
 
     It 'Remove-DpMac: the ping fails' {
@@ -257,7 +262,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         $w.BcMac | Should -BeExactly $SeedBcMac
         $w.Interface | Should -BeExactly 'vth'
         $w.Tap | Should -BeFalse
-        Test-Ping $hostNs | Should -BeTrue
+        Wait-Ping $hostNs | Should -BeTrue
     }
 
     It 'Get-DpSession lists the ping''s session, Clear-DpSession removes sessions piped to it, then every one' {
@@ -284,7 +289,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         $new.Pid | Should -Not -Be $old.Pid
         Test-Ping $hostNs -Count 2 | Should -BeFalse -Because 'a fresh datapath knows no workload yet'
         Set-SeedConfiguration $sock $agent
-        Test-Ping $hostNs | Should -BeTrue
+        Wait-Ping $hostNs | Should -BeTrue
         Get-DpConfigurationText $sock | Should -BeExactly ((@('ports=vth', "workload $SeedMac uc=$SeedUcMac bc=$SeedBcMac p= pips= iface=vth tap=False apps=",
                     "nets=$($SeedNetworks -join ',') pending=", 'xff=False nopolicy=False unmanaged=False icmp=False strict=False debug=')) -join "`n")
         (Get-Content $log -Raw) | Should -BeLike '*replacing stale control socket*'
@@ -329,7 +334,7 @@ Describe 'The typed cmdlets and the seed''s Python script are interchangeable' {
         $byCmdlets = Get-DpConfigurationText $sock
         $byCmdlets | Should -BeExactly $byScript
         $byCmdlets | Should -BeLike "*workload $SeedMac uc=$SeedUcMac bc=$SeedBcMac*tap=False*"
-        Test-Ping $hostNs | Should -BeTrue
+        Wait-Ping $hostNs | Should -BeTrue
     }
 
     It 'an independent Python query client reads what the cmdlets configured' {
@@ -361,7 +366,7 @@ Describe 'The typed cmdlets and the seed''s Python script are interchangeable' {
         Test-Ping $hostNs -Count 2 | Should -BeFalse
         (Invoke-SeedScript $sock).ExitCode | Should -Be 0   # its cfg_mac puts the workload inline again
         (Get-Datapath -ControlSocket $sock).Workloads[0].Tap | Should -BeFalse
-        Test-Ping $hostNs | Should -BeTrue
+        Wait-Ping $hostNs | Should -BeTrue
         Remove-DpMac $SeedMac -ControlSocket $sock
         Test-Ping $hostNs -Count 2 | Should -BeFalse
     }
@@ -564,6 +569,22 @@ Describe 'Error ids of the datapath cmdlets' {
         @{ Id = 'RemoveDpMacNotFound'; Invoke = { param($s) Remove-DpMac 02:00:00:00:00:09 -ControlSocket $s } }
     ) {
         Assert-AgentError (Get-ErrorRecord { & $Invoke $sock }) -Id (Get-QualifiedErrorId $Id) -Category ObjectNotFound -Message "*02:00:00:00:00:09 is not registered with the datapath at $sock*"
+    }
+
+    It 'a daemon that stopped answering: Stop-Datapath finds its pid by its command line; SIGTERM cannot stop it (StopDatapathStopFailed), -Force kills it and removes its socket' {
+        $hung = New-DpPath '.sock'
+        $other = Start-TestDatapath $ns $hung "$hung.log"
+        $DpFiles.Add("$hung.log")
+        & kill -STOP $other.Pid
+        try {
+            Assert-AgentError (Get-ErrorRecord { Stop-Datapath -ControlSocket $hung -TimeoutSeconds 0.5 -StopTimeoutSeconds 1 }) -Id (Get-QualifiedErrorId 'StopDatapathStopFailed') `
+                -Category OperationTimeout -Message "*nvr-dp (pid $($other.Pid)) did not stop within 1 s of SIGTERM; Stop-Datapath -Force kills it*"
+            Test-DaemonProcess $other.Pid | Should -BeTrue
+            Stop-Datapath -ControlSocket $hung -TimeoutSeconds 0.5 -Force
+            Test-DaemonProcess $other.Pid | Should -BeFalse
+            Test-Path $hung | Should -BeFalse
+        }
+        finally { if (Test-DaemonProcess $other.Pid) { & kill -CONT $other.Pid } }
     }
 
     It 'Send-DpMessage -ExpectReply for a message that produces no reply: SendDpMessageNoReply' {

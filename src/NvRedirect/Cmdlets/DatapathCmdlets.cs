@@ -178,13 +178,12 @@ public sealed class StopDatapathCommand : DpCmdlet
             catch (DatapathNotRespondingException)
             {
                 // a hung daemon: its pid from /proc; a killed one left a stale socket, which -Force removes
-                var started = DatapathProcess.Processes().Where(p => p.ControlSocket == socket).Select(p => p.Pid).ToList();
-                if (started.Count == 0)
+                if (DatapathProcess.FindPid(socket) is not int found)
                 {
                     if (Force && ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) return;
                     throw;
                 }
-                pid = started.Max(); // a background start's starter and daemon share the command line; the daemon is the younger
+                pid = found;
             }
             if (!ShouldProcess($"nvr-dp (pid {pid}) serving {socket}", Force ? "Kill datapath" : "Stop datapath")) return;
             DatapathProcess.Stop(pid, socket, TimeSpan.FromSeconds(StopTimeoutSeconds), Force);

@@ -156,6 +156,30 @@ public static class DatapathProcess
         return found;
     }
 
+    /// <summary>
+    /// The pid of the nvr-dp process started for <paramref name="controlSocket"/>, found by its command line (for a
+    /// daemon that does not answer). A background start's starter has the same command line while it waits for its
+    /// child: the parent of another candidate is left out.
+    /// </summary>
+    public static int? FindPid(string controlSocket)
+    {
+        var candidates = Processes().Where(p => p.ControlSocket == controlSocket).Select(p => p.Pid).Where(IsAlive).ToList();
+        var parents = candidates.Select(ParentOf).ToHashSet();
+        var daemons = candidates.Where(p => !parents.Contains(p)).ToList();
+        return daemons.Count > 0 ? daemons[0] : null;
+    }
+
+    private static int ParentOf(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException) { return 0; }
+    }
+
     // the arguments after nvr-dp.dll, or null when the process is not nvr-dp (or is gone)
     private static List<string>? DaemonArguments(int pid)
     {

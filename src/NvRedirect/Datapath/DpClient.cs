@@ -267,7 +267,7 @@ public sealed unsafe class DpClient : IDisposable
             replies.Add(d);
         }
         // what follows the marker is its state; a datapath that does not know nvr_get_state sends nothing more
-        var first = Receive(Math.Min(deadline, Stopwatch.GetTimestamp() + Stopwatch.Frequency));
+        var first = Receive(deadline);
         if (first == null) return new DpExchange { Replies = replies };
         var chunks = new List<byte[]> { first };
         while (DpReplyReader.Header(chunks[^1]).More) chunks.Add(Next(deadline, false));
