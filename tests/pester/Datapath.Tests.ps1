@@ -6,6 +6,8 @@ BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     $Fixtures = Join-Path $PSScriptRoot 'Fixtures'
+    # the seed's script and its socket redirection are shared with the xunit daemon tests
+    $SeedFixtures = Join-Path $PSScriptRoot '../NvRedirect.Tests/Fixtures'
     $SeedMac = '1a:27:f3:87:3a:27'
     $SeedUcMac = '4e:65:75:56:00:b4'
     $SeedBcMac = 'ff:ff:ff:00:00:b4'
@@ -57,7 +59,7 @@ BeforeAll {
     # The seed's script, unchanged, against our socket (run_seed_client.py redirects its fixed path)
     function Invoke-SeedScript([string]$Socket) {
         $env:DP_SERVER_PATH = $Socket
-        try { $out = & python3 (Join-Path $Fixtures 'run_seed_client.py') (Join-Path $Fixtures 'seed_dp_client.py') 2>&1 }
+        try { $out = & python3 (Join-Path $SeedFixtures 'run_seed_client.py') (Join-Path $SeedFixtures 'dp_seed_client.py') 2>&1 }
         finally { Remove-Item Env:DP_SERVER_PATH }
         [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = @($out | ForEach-Object { "$_" }) }
     }
@@ -111,11 +113,10 @@ Describe 'The seed''s Python client' {
         $start = [Array]::IndexOf($lines, 'import socket')
         $end = [Array]::LastIndexOf($lines, 'cfg_mac()')
         $start | Should -BeGreaterThan 0
-        $fixture = @(Get-Content (Join-Path $Fixtures 'seed_dp_client.py'))
+        $fixture = @(Get-Content (Join-Path $SeedFixtures 'dp_seed_client.py'))
         @($fixture | ForEach-Object TrimStart) | Should -Be $lines[$start..$end]
-        & python3 -m py_compile (Join-Path $Fixtures 'seed_dp_client.py')
-        $LASTEXITCODE | Should -Be 0
-        Remove-Item (Join-Path $Fixtures '__pycache__') -Recurse -Force -ErrorAction Ignore
+        & python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" (Join-Path $SeedFixtures 'dp_seed_client.py')
+        $LASTEXITCODE | Should -Be 0 -Because 'the restored indentation is valid Python'
     }
 }
 
