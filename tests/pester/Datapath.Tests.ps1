@@ -45,6 +45,14 @@ BeforeAll {
         foreach ($f in @($DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
     }
 
+    # A Describe's cleanup: its daemons stopped cleanly where they answer, then every daemon of this file still
+    # running killed by pid, its files and namespaces removed
+    function Clear-DpTest([string[]]$Socket) {
+        foreach ($s in $Socket) { Stop-Datapath -ControlSocket $s -ErrorAction Ignore }
+        Stop-TestDatapath
+        Remove-TestNamespace
+    }
+
     # ping from a namespace; true when an echo came back
     function Test-Ping([string]$Namespace, [string]$Address = '10.10.10.88', [int]$Count = 3) {
         & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W 1 $Address *> $null
@@ -129,11 +137,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         $sock = New-DpPath '.sock'
         $log = New-DpPath '.log'
     }
-    AfterAll {
-        Stop-Datapath -ControlSocket $sock -ErrorAction Ignore
-        Stop-TestDatapath
-        Remove-TestNamespace
-    }
+    AfterAll { Clear-DpTest $sock }
 
     It 'Start-Datapath starts nvr-dp in the agent namespace and returns it once its socket answers' {
         $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log
@@ -318,11 +322,7 @@ Describe 'The typed cmdlets and the seed''s Python script are interchangeable' {
         $sock = New-DpPath '.sock'
         $log = New-DpPath '.log'
     }
-    AfterAll {
-        foreach ($s in $pySock, $sock) { Stop-Datapath -ControlSocket $s -ErrorAction Ignore }
-        Stop-TestDatapath
-        Remove-TestNamespace
-    }
+    AfterAll { Clear-DpTest $pySock, $sock }
 
     It 'configure with the script or with the cmdlets: the same datapath configuration' {
         $null = Start-TestDatapath $agent $pySock $log
@@ -380,11 +380,7 @@ Describe 'A long internal-network list goes out in START/END chunks' {
         $log = New-DpPath '.log'
         $null = Start-TestDatapath $ns $sock $log
     }
-    AfterAll {
-        Stop-Datapath -ControlSocket $sock -ErrorAction Ignore
-        Stop-TestDatapath
-        Remove-TestNamespace
-    }
+    AfterAll { Clear-DpTest $sock }
 
     It 'sets 512 entries in order through several requests' {
         $subnets = @(0..255 | ForEach-Object { "10.10.10.$_/32" })
@@ -440,11 +436,7 @@ Describe 'Bad control messages, sent with Send-DpMessage' {
         Add-DpMac $SeedMac -UcMac $SeedUcMac -BcMac $SeedBcMac -Tap $false -ControlSocket $sock
         $configured = Get-DpConfigurationText $sock
     }
-    AfterAll {
-        Stop-Datapath -ControlSocket $sock -ErrorAction Ignore
-        Stop-TestDatapath
-        Remove-TestNamespace
-    }
+    AfterAll { Clear-DpTest $sock }
 
     It 'rejects <Name>, nothing applied, the daemon alive with its state unchanged' -ForEach $corpus {
         $rejected = (Get-Datapath -ControlSocket $sock).RequestsRejected
@@ -497,11 +489,7 @@ Describe 'Error ids of the datapath cmdlets' {
         $log = New-DpPath '.log'
         $dp = Start-TestDatapath $ns $sock $log
     }
-    AfterAll {
-        Stop-Datapath -ControlSocket $sock -ErrorAction Ignore
-        Stop-TestDatapath
-        Remove-TestNamespace
-    }
+    AfterAll { Clear-DpTest $sock }
 
     It '<Command> reports NotResponding when no datapath serves the socket' -ForEach $clients {
         $missing = New-DpPath '.sock'
@@ -614,11 +602,7 @@ Describe 'A datapath outlives the PowerShell session that started it' {
         $sock = New-DpPath '.sock'
         $log = New-DpPath '.log'
     }
-    AfterAll {
-        Stop-Datapath -ControlSocket $sock -ErrorAction Ignore
-        Stop-TestDatapath
-        Remove-TestNamespace
-    }
+    AfterAll { Clear-DpTest $sock }
 
     It 'keeps serving after the pwsh that ran Start-Datapath exited; Get-Datapath finds it, Stop-Datapath stops it' {
         $psd1 = (Resolve-Path (Join-Path $PSScriptRoot '../../NvRedirect.psd1')).Path
