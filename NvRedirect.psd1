@@ -14,7 +14,9 @@
         'New-AgentLink', 'Get-AgentLink', 'Set-AgentLink', 'Rename-AgentLink', 'Move-AgentLink', 'Remove-AgentLink',
         'Add-AgentAddress', 'Get-AgentAddress', 'Remove-AgentAddress',
         'Watch-AgentTraffic',
-        'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology'
+        'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology',
+        'Start-Datapath', 'Get-Datapath', 'Stop-Datapath',
+        'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
