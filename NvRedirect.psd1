@@ -16,7 +16,9 @@
         'Add-AgentQdisc', 'Get-AgentQdisc', 'Remove-AgentQdisc',
         'Add-RedirectFilter', 'Get-RedirectFilter', 'Remove-RedirectFilter',
         'Watch-AgentTraffic',
-        'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology'
+        'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology',
+        'Start-Datapath', 'Get-Datapath', 'Stop-Datapath',
+        'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -6,7 +6,7 @@ namespace NvRedirect.Datapath;
 internal sealed class Options
 {
     /// <summary>NeuVector's fixed command socket path.</summary>
-    public const string DefaultSocket = "/tmp/dp_listen.sock";
+    public const string DefaultSocket = DpWire.DefaultControlSocket;
     /// <summary>Where a daemon started in the background logs when --log is not given.</summary>
     public const string DefaultBackgroundLog = "/var/log/nvr-dp.log";
 

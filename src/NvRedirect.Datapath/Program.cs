@@ -40,10 +40,10 @@ public static class Program
         Logger log;
         try { log = new Logger(options.LogPath ?? (child ? Options.DefaultBackgroundLog : null), stderr: true); } // a child's stderr reaches the starter until it detaches
         catch (Exception e) { Console.Error.WriteLine($"nvr-dp: cannot open the log: {e.Message}"); return 1; }
-        using (log) return Serve(options, log, child);
+        using (log) return Serve(options, log, child, options.LogPath ?? (child ? Options.DefaultBackgroundLog : null));
     }
 
-    private static int Serve(Options options, Logger log, bool child)
+    private static int Serve(Options options, Logger log, bool child, string? logPath)
     {
         if (options.Namespace.Length > 0 && !NetworkNamespace.Exists(options.Namespace))
         {
@@ -51,7 +51,11 @@ public static class Program
             return 1;
         }
         using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log);
-        var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log);
+        var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log)
+        {
+            Identity = new DaemonIdentity(Environment.ProcessId, typeof(Program).Assembly.GetName().Version?.ToString() ?? "", options.Namespace,
+                System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow),
+        };
         ControlSocket socket;
         try { socket = ControlSocket.Bind(options.SocketPath, log); }
         catch (Exception e) when (e is ControlSocketException or NetlinkException)

@@ -3,7 +3,10 @@
     The seed scenario, end to end, with NvRedirect's cmdlets; removes everything it created.
 .DESCRIPTION
     Builds the seed's topology: agent-ns and container-ns, the vex/vex-peer, vin/vin-peer(->eth0) and vbr/vth pairs,
-    all up, 10.10.10.66/24 on the host side and 10.10.10.88/24 in the container. By default the host side lives in a
+    all up, 10.10.10.66/24 on the host side and 10.10.10.88/24 in the container; then the interception (the six
+    redirect rules), the observation that pings are steered to vbr with the ucmac and get no reply, the datapath
+    (nvr-dp) started in agent-ns and configured with the seed's four messages, and the ping passing through it.
+    Everything it created is removed at the end, also on failure. By default the host side lives in a
     third namespace (host-ns) so the demo never touches this machine's own addresses or routes; -InRootNamespace puts
     vex-peer in the root namespace exactly as the seed does.
 .EXAMPLE
@@ -14,7 +17,9 @@ param(
     [string]$AgentNamespace = 'agent-ns',
     [string]$ContainerNamespace = 'container-ns',
     [string]$HostNamespace = 'host-ns',
-    [switch]$InRootNamespace
+    [switch]$InRootNamespace,
+    # NeuVector's default control socket, the one the seed's Python client talks to.
+    [string]$ControlSocket = '/tmp/dp_listen.sock'
 )
 $ErrorActionPreference = 'Stop'
 $PSStyle.OutputRendering = 'PlainText'
@@ -82,10 +87,34 @@ try {
     Write-Host (Get-Content (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") | Select-String 'transmitted')
     Remove-Item (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") -ErrorAction Ignore
     Write-Host 'No reply: unicast IPv4 to the container now goes through vth, and no datapath runs there yet.'
+
+    Step "7. The datapath: nvr-dp in '$AgentNamespace', control socket $ControlSocket"
+    $dp = Start-Datapath -Namespace $AgentNamespace -ControlSocket $ControlSocket
+    $created.Add("dp:$ControlSocket")
+    Show ($dp | Format-List Pid, Namespace, ControlSocket, LogPath)
+
+    Step "8. The seed's four messages, through the cmdlets (the seed's Python client sends the same datagrams)"
+    Set-DpInternalNetwork -Subnet 172.17.0.0/16, 179.20.23.0/24, 10.10.10.0/24, 172.20.166.0/24 -DeviceAddress 10.10.10.66/24, 10.10.10.88/24 -ControlSocket $ControlSocket
+    Add-DpServicePort vth -ControlSocket $ControlSocket
+    Add-DpMac 1a:27:f3:87:3a:27 -UcMac 4e:65:75:56:00:b4 -BcMac ff:ff:ff:00:00:b4 -Interface vth -ControlSocket $ControlSocket
+    Set-DpMac 1a:27:f3:87:3a:27 -Tap $false -ControlSocket $ControlSocket
+    Show (Get-Datapath -ControlSocket $ControlSocket | Select-Object -ExpandProperty Workloads)
+
+    Step '9. Ping again: the datapath writes the steered frames back, tc restores the real MAC, the container answers'
+    $ping = Start-Process -FilePath $(if ($hostNs) { 'ip' } else { 'ping' }) -ArgumentList $(if ($hostNs) { $pingArgs } else { $pingArgs[1..($pingArgs.Count - 1)] }) -PassThru -RedirectStandardOutput (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt")
+    $seen = Watch-AgentTraffic vbr -Namespace $AgentNamespace -Count 40 -TimeoutSeconds 2.5 | Where-Object Protocol -eq ICMP
+    $ping.WaitForExit()
+    Write-Host 'on vbr (to the datapath and back, always with the ucmac):'
+    $seen | Select-Object -First 4 | ForEach-Object { Write-Host "  $($_.Summary)" }
+    Write-Host (Get-Content (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") | Select-String 'transmitted')
+    Remove-Item (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") -ErrorAction Ignore
+    Show (Get-DpSession -ControlSocket $ControlSocket)
+    Write-Host 'The container is reachable only through the datapath now: Set-DpMac -Tap $true, Remove-DpMac or Stop-Datapath cut it off.'
 }
 finally {
     Step 'Cleanup: removing everything this demo created'
+    foreach ($socket in $created | Where-Object { $_ -like 'dp:*' }) { Stop-Datapath -ControlSocket $socket.Substring(3) -ErrorAction Continue }
     if ($created.Contains('link:vex-peer')) { Remove-AgentLink vex-peer -ErrorAction Continue }
-    foreach ($ns in $created | Where-Object { $_ -notlike 'link:*' }) { Remove-AgentNamespace $ns -ErrorAction Continue }
+    foreach ($ns in $created | Where-Object { $_ -notlike 'link:*' -and $_ -notlike 'dp:*' }) { Remove-AgentNamespace $ns -ErrorAction Continue }
     Write-Host "removed: $($created -join ', ')"
 }

@@ -161,11 +161,13 @@ public class DatapathDaemonTests
         return p;
     }
 
-    private static (int Code, string Output) RunPython(string script, params string[] args)
+    // the seed's script as the seed has it, its fixed /tmp/dp_listen.sock pointed at the test's socket by run_seed_client.py
+    private static (int Code, string Output) RunSeedScript(string socketPath)
     {
         var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(script);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add(DatapathRepo.Fixture("run_seed_client.py"));
+        psi.ArgumentList.Add(DatapathRepo.Fixture("dp_seed_client.py"));
+        psi.Environment["DP_SERVER_PATH"] = socketPath;
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         var output = p.StandardOutput.ReadToEnd();
@@ -188,7 +190,7 @@ public class DatapathDaemonTests
             Assert.False(daemon.HasExited, $"the daemon exited: {output}");
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socketPath));
 
-            var (code, text) = RunPython(DatapathRepo.Fixture("dp_seed_client.py"), socketPath);
+            var (code, text) = RunSeedScript(socketPath);
             Assert.True(code == 0, text);
 
             using (var client = new DatapathClient(socketPath))

@@ -23,9 +23,9 @@ Describe 'The seed''s tc filters on the seed topology' {
         $ourCookie = '6e76726564697231' + ('0' * 16)   # "nvredir1" + 8 zero tag bytes
         # the seed's MACs: M (the container's) and U (NeuVector's "NeuV" unicast MAC for it)
         $seedPedit = @(
-            @{ Link = 'vex'; Pref = 10001; Protocol = 'ip'; Match = @('u8 0 1 at -14', 'u16 0x1a27 0xffff at -14', 'u32 0xf3873a27 0xffffffff at -12')
+            @{ Link = 'vex'; Priority = 10001; Protocol = 'ip'; Match = @('u8 0 1 at -14', 'u16 0x1a27 0xffff at -14', 'u32 0xf3873a27 0xffffffff at -12')
                Action = @('pedit munge offset -14 u16 set 0x4e65 munge offset -12 u32 set 0x755600b4 pipe', 'mirred egress mirror dev vbr') }
-            @{ Link = 'vbr'; Pref = 5; Protocol = 'all'; Match = @('u16 0x4e65 0xffff at -14', 'u32 0x755600b4 0xffffffff at -12')
+            @{ Link = 'vbr'; Priority = 5; Protocol = 'all'; Match = @('u16 0x4e65 0xffff at -14', 'u32 0x755600b4 0xffffffff at -12')
                Action = @('pedit munge offset -14 u16 set 0x1a27 munge offset -12 u32 set 0xf3873a27 pipe', 'mirred egress mirror dev vin') }
         )
         $seedPeditTyped = @(
@@ -40,7 +40,7 @@ Describe 'The seed''s tc filters on the seed topology' {
                 $o = $Ours[$i]; $t = $theirs[$i]
                 $o.LinkName | Should -BeExactly $Link
                 $o.Namespace | Should -BeExactly $agentNs
-                $o.Priority | Should -Be $t.Pref
+                $o.Priority | Should -Be $t.Priority
                 $o.Protocol | Should -BeExactly $t.Protocol
                 $o.Kind | Should -BeExactly $t.Kind
                 $o.Handle | Should -BeExactly $t.Handle
@@ -123,7 +123,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         if (-not $peditAvailable) {
             $before = Get-Shape vex, vin, vbr
             foreach ($f in $seedPedit) {
-                $result = Add-RedirectFilter $f.Link -Namespace $agentNs -Priority $f.Pref -Protocol $f.Protocol -Match $f.Match -Action $f.Action -ErrorVariable err -ErrorAction SilentlyContinue
+                $result = Add-RedirectFilter $f.Link -Namespace $agentNs -Priority $f.Priority -Protocol $f.Protocol -Match $f.Match -Action $f.Action -ErrorVariable err -ErrorAction SilentlyContinue
                 $result | Should -BeNullOrEmpty
                 Assert-AgentError $err -Id 'AddRedirectFilterActionUnavailable,NvRedirect.Cmdlets.AddRedirectFilterCommand' -Category NotInstalled `
                     -Message '*act_pedit*', '*Failed to load TC action module*', '*modprobe act_pedit*', '*Bpf backend*', '*Nothing was installed*'
@@ -138,7 +138,7 @@ Describe 'The seed''s tc filters on the seed topology' {
             return
         }
         # a kernel with act_pedit (Debian's stock kernel, shared/tools/stock-kernel)
-        foreach ($f in $seedPedit) { (Add-RedirectFilter $f.Link -Namespace $agentNs -Priority $f.Pref -Protocol $f.Protocol -Match $f.Match -Action $f.Action).Change | Should -Be 'Added' }
+        foreach ($f in $seedPedit) { (Add-RedirectFilter $f.Link -Namespace $agentNs -Priority $f.Priority -Protocol $f.Protocol -Match $f.Match -Action $f.Action).Change | Should -Be 'Added' }
         foreach ($f in $seedPeditTyped) { (Add-RedirectFilter -Namespace $agentNs @f).Change | Should -Be 'Added' }
         (Get-RedirectFilter vex -Namespace $agentNs -Priority 10001).Actions | Should -Be @('pedit dst-mac := 4e:65:75:56:00:b4 pipe', 'mirred egress mirror dev vbr')
         (Get-RedirectFilter vin -Namespace $agentNs -Priority 10001).Actions | Should -Be @('pedit src-mac := 4e:65:75:56:00:b4 pipe', 'mirred egress mirror dev vbr')
@@ -156,7 +156,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         (Get-RedirectFilter vin -Namespace $agentNs -Priority 10001).Matches | Should -Be @('dst-mac-unicast', "src-mac $M")
         (Get-RedirectFilter vbr -Namespace $agentNs -Priority 5).Matches | Should -Be @("dst-mac $U")
         (Get-RedirectFilter vbr -Namespace $agentNs -Priority 172).Matches | Should -Be @("src-mac $U")
-        @(Get-TcFilter $agentNs vin | Where-Object Pref -EQ 10001)[0].Matches | Should -Be @('00000000/00000100 at -16', '1a27f387/ffffffff at -8', '3a270000/ffff0000 at -4')
+        @(Get-TcFilter $agentNs vin | Where-Object Priority -EQ 10001)[0].Matches | Should -Be @('00000000/00000100 at -16', '1a27f387/ffffffff at -8', '3a270000/ffff0000 at -4')
         foreach ($l in 'vex', 'vin', 'vbr') { Assert-SameAsTc @(Get-RedirectFilter $l -Namespace $agentNs) $l }
         @(Get-RedirectFilter -Namespace $agentNs).Count | Should -Be 6
     }
@@ -166,7 +166,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         $again = Add-RedirectFilter vex -Namespace $agentNs -Priority 10002 -Action 'mirred egress mirror dev vin'
         $again.Change | Should -Be 'Unchanged'
         Get-Shape vex | Should -Be $before
-        @(Get-TcFilter $agentNs vex | Where-Object Pref -EQ 10002).Count | Should -Be 1
+        @(Get-TcFilter $agentNs vex | Where-Object Priority -EQ 10002).Count | Should -Be 1
         # the typed form of the same filter is the same filter
         (Add-RedirectFilter vex -Namespace $agentNs -Priority 10002 -MirrorTo vin).Change | Should -Be 'Unchanged'
     }
@@ -175,7 +175,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         $r = Add-RedirectFilter vbr -Namespace $agentNs -Priority 172 -SourceMac 4e:65:75:56:00:b4 -RedirectTo vex
         $r.Change | Should -Be 'Replaced'
         $r.Actions | Should -Be @('mirred egress redirect dev vex')
-        $nodes = @(Get-TcFilter $agentNs vbr | Where-Object Pref -EQ 172)
+        $nodes = @(Get-TcFilter $agentNs vbr | Where-Object Priority -EQ 172)
         $nodes.Count | Should -Be 1
         $nodes[0].Actions[0].Mode | Should -BeExactly 'redirect'
         (Add-RedirectFilter vbr -Namespace $agentNs -Priority 172 -SourceMac 4e:65:75:56:00:b4 -MirrorTo vex).Change | Should -Be 'Replaced'
@@ -185,7 +185,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         $before = @{}
         foreach ($l in 'vex', 'vin', 'vbr') { $before[$l] = @(Get-TcFilterShape $agentNs $l) }
         Remove-RedirectFilter vex 10001 -Namespace $agentNs | Should -BeNullOrEmpty
-        @(Get-TcFilter $agentNs vex).Pref | Should -Be @(10002)
+        @(Get-TcFilter $agentNs vex).Priority | Should -Be @(10002)
         @(Get-TcFilterShape $agentNs vex) | Should -Be @($before['vex'] | Where-Object { $_ -notlike '* pref 10001 *' })
         @(Get-TcFilterShape $agentNs vin) | Should -Be $before['vin']
         @(Get-TcFilterShape $agentNs vbr) | Should -Be $before['vbr']
@@ -218,12 +218,12 @@ Describe 'The seed''s tc filters on the seed topology' {
         Assert-AgentError $err -Id 'RemoveRedirectFilterNotOwned,NvRedirect.Cmdlets.RemoveRedirectFilterCommand' -Category PermissionDenied
         Add-RedirectFilter vbr -Namespace $agentNs -Priority 300 -MirrorTo vth -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         Assert-AgentError $err -Id 'AddRedirectFilterNotOwned,NvRedirect.Cmdlets.AddRedirectFilterCommand' -Category PermissionDenied -Message '*not replaced*'
-        @(Get-TcFilter $agentNs vbr | Where-Object Pref -EQ 300).Count | Should -Be 1
-        (@(Get-TcFilter $agentNs vbr | Where-Object Pref -EQ 300)[0]).Actions[0].Cookie | Should -BeNullOrEmpty
+        @(Get-TcFilter $agentNs vbr | Where-Object Priority -EQ 300).Count | Should -Be 1
+        (@(Get-TcFilter $agentNs vbr | Where-Object Priority -EQ 300)[0]).Actions[0].Cookie | Should -BeNullOrEmpty
 
         # cleaning up NvRedirect's filters of vbr leaves the other one
         Get-RedirectFilter vbr -Namespace $agentNs -Owned | Remove-RedirectFilter
-        @(Get-TcFilter $agentNs vbr).Pref | Should -Be @(300)
+        @(Get-TcFilter $agentNs vbr).Priority | Should -Be @(300)
         Remove-RedirectFilter vbr 300 -Namespace $agentNs -Force
         @(Get-TcFilter $agentNs vbr) | Should -BeNullOrEmpty
     }
@@ -233,7 +233,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         $b = Add-RedirectFilter vbr -Namespace $agentNs -Priority 172 -SourceMac 4e:65:75:56:00:b4 -MirrorTo vex -Tag 'a tag longer than eight bytes'
         $a.Tag | Should -BeExactly 'web-1'
         $b.Tag | Should -Match '^0x[0-9a-f]{16}$'
-        (@(Get-TcFilter $agentNs vbr | Where-Object Pref -EQ 5)[0]).Actions[0].Cookie | Should -BeExactly ('6e76726564697231' + '7765622d31000000')
+        (@(Get-TcFilter $agentNs vbr | Where-Object Priority -EQ 5)[0]).Actions[0].Cookie | Should -BeExactly ('6e76726564697231' + '7765622d31000000')
         @(Get-RedirectFilter -Namespace $agentNs -Tag web-1).Priority | Should -Be @(5)
         @(Get-RedirectFilter -Namespace $agentNs -Tag 'a tag longer than eight bytes').Priority | Should -Be @(172)
         # the same filter with another tag is another filter: replaced

@@ -36,7 +36,7 @@ Describe 'Ingress qdiscs' {
     It 'keeps the filters of a qdisc that is already there' {
         Invoke-Tc -n $ns filter add dev q0 pref 7 parent ffff: protocol all u32 match u8 0 0 action mirred egress mirror dev q2 | Out-Null
         (Add-AgentQdisc q0 -Namespace $ns).Change | Should -Be 'Unchanged'
-        @(Get-TcFilter $ns q0).Pref | Should -Be @(7)
+        @(Get-TcFilter $ns q0).Priority | Should -Be @(7)
     }
 
     It 'lists every qdisc of the namespace exactly as tc does' {
@@ -70,7 +70,7 @@ Describe 'Ingress qdiscs' {
         Remove-AgentQdisc q0 -Namespace $ns -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-AgentError $err -Id 'RemoveAgentQdiscNotOwned,NvRedirect.Cmdlets.RemoveAgentQdiscCommand' -Category PermissionDenied -Message '*pref 7*', '*-Force*'
         Get-QdiscState | Should -Be $before
-        @(Get-TcFilter $ns q0).Pref | Should -Be @(7)
+        @(Get-TcFilter $ns q0).Priority | Should -Be @(7)
         Remove-AgentQdisc q0 -Namespace $ns -Force
         (Get-Ingress q0).Count | Should -Be 0
         Get-QdiscState | Should -Be @($before | Where-Object { $_ -notlike 'q0 ingress *' })

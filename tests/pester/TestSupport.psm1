@@ -224,15 +224,61 @@ function Wait-TestCondition([Parameter(Mandatory)][scriptblock]$Condition, [doub
 .SYNOPSIS
     Sends ICMP echo requests to an address from inside a namespace (`ip netns exec NS ...`); true when one is answered.
 .DESCRIPTION
-    The machine has no iputils ping, so the echo is sent by .NET's Ping (a raw ICMP socket, we are root) in a child
-    pwsh started under `ip netns exec`: the child's sockets live in that namespace, exactly as ping's would.
+    With iputils ping installed (build.ps1 installs it), `ping -c COUNT -i 0.2 -W TIMEOUT`; otherwise .NET's Ping (a
+    raw ICMP socket, we are root) in a child pwsh started under `ip netns exec`: the child's sockets live in that
+    namespace, exactly as ping's would.
 #>
 function Test-IcmpEcho([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [int]$Count = 3, [int]$TimeoutMilliseconds = 1000) {
+    if (Get-Command ping -CommandType Application -ErrorAction Ignore) {
+        $wait = ([double]$TimeoutMilliseconds / 1000).ToString([System.Globalization.CultureInfo]::InvariantCulture)
+        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W $wait $Address 2>&1 | Out-Null
+        return $LASTEXITCODE -eq 0
+    }
     $dotnet = (Get-Process -Id $PID).Path
     $pwshDll = Join-Path $PSHOME 'pwsh.dll'
     $script = "`$p = [System.Net.NetworkInformation.Ping]::new(); foreach (`$i in 1..$Count) { if (`$p.Send('$Address', $TimeoutMilliseconds).Status -eq 'Success') { exit 0 } }; exit 1"
     & ip netns exec $Namespace $dotnet $pwshDll -NoProfile -NonInteractive -Command $script 2>&1 | Out-Null
     $LASTEXITCODE -eq 0
+}
+
+<#
+.SYNOPSIS
+    The devices of a namespace that have an ingress qdisc, by tc (`tc -j -n NS qdisc show`).
+#>
+function Get-TcIngressLinkName([Parameter(Mandatory)][string]$Namespace) {
+    $json = (& tc -j -n $Namespace qdisc show 2>&1 | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }) -join "`n"
+    if ($LASTEXITCODE -ne 0) { throw "tc -n $Namespace qdisc show failed ($LASTEXITCODE)" }
+    @(if ($json.Trim()) { $json | ConvertFrom-Json } else { @() }) | Where-Object kind -EQ 'ingress' | ForEach-Object dev | Sort-Object
+}
+
+<#
+.SYNOPSIS
+    Starts a shell command inside a namespace in the background (`ip netns exec NS sh -c COMMAND`, output discarded)
+    and returns its process: traffic that must flow while a capture runs. Stop it with Stop-TestProcess.
+.DESCRIPTION
+    `ip netns exec` execs the shell in place (no fork), so the returned process is the shell itself; a command that
+    starts with `exec` (e.g. 'exec ping -i 0.2 10.10.10.88') makes it that program.
+#>
+function Start-TestProcess([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Command) {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new('ip')
+    foreach ($a in @('netns', 'exec', $Namespace, 'sh', '-c', "exec >/dev/null 2>&1; $Command")) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    [System.Diagnostics.Process]::Start($psi)
+}
+
+<#
+.SYNOPSIS
+    Ends processes started by Start-TestProcess, with their children (by process id, never by name), and waits
+    for them. Ignores nulls and processes that already ended.
+#>
+function Stop-TestProcess([Parameter(ValueFromPipeline)][AllowNull()][System.Diagnostics.Process[]]$Process) {
+    process {
+        foreach ($p in @($Process | Where-Object { $null -ne $_ })) {
+            try { if (-not $p.HasExited) { $p.Kill($true) } } catch [System.InvalidOperationException] { }
+            [void]$p.WaitForExit(10000)
+            $p.Dispose()
+        }
+    }
 }
 
 <#
@@ -278,9 +324,11 @@ function Invoke-Tc { Invoke-Checked tc @args }
 
 <#
 .SYNOPSIS
-    tc's view of the ingress filters of a device: `tc -s [-n NS] filter show dev DEV ingress`, one object per u32 node
-    or other filter (Pref, Protocol, Kind, Handle, Matches as tc prints them - '00001a27/0000ffff at -16' - and Actions
-    with Order, Kind, Direction, Mode, Device, Control, Index, Cookie, Packets, Bytes and pedit's Keys as tc prints them).
+    tc's view of the ingress filters of a device: `tc -s [-n NS] filter show dev DEV ingress`, one object per rule (a
+    u32 key node or a bpf program; the pref and hash-table header lines are left out) with LinkName, Parent, Priority,
+    Protocol, Kind, Handle, BpfName (bpf), Matches as tc prints them ('00001a27/0000ffff at -16'), Actions (Order, Kind,
+    Direction, Mode, Device, Control, Index, Cookie, Packets, Bytes, and pedit's Keys as tc prints them), and Cookie and
+    MirredTo of the first action.
 .DESCRIPTION
     Read from tc's text output: `tc -j` prints one "match" key per u32 key in the same JSON object, and a JSON reader
     keeps only the last of them.
@@ -291,13 +339,17 @@ function Get-TcFilter([string]$Namespace = '', [Parameter(Mandatory)][string]$Li
     foreach ($line in $lines) {
         if ($line -match '^filter parent (\S+) protocol (\S+) pref (\d+) (\S+) chain (\d+)(.*)$') {
             $head = $Matches.Clone()
-            $handle = if ($head[6] -match '\bfh (\S+)') { $Matches[1] } else { $null }
+            $handle = if ($head[6] -match '\b(?:fh|handle) (\S+)') { $Matches[1] } else { $null }
+            $bpfName = if ($head[4] -eq 'bpf' -and $head[6] -match '\bhandle \S+ (\S+)' -and $Matches[1] -notin 'direct-action', 'not_in_hw', 'in_hw', 'skip_hw', 'skip_sw', 'id') { $Matches[1] } else { $null }
             if ($node) { $node }
             $node = $null
-            # u32 announces each pref and its hash table apart from its nodes; only nodes (800::800) are filters
-            if ($head[4] -eq 'u32' -and ($null -eq $handle -or $handle -notlike '*::*')) { continue }
-            $node = [pscustomobject]@{ Parent = $head[1]; Protocol = $head[2]; Pref = [int]$head[3]; Kind = $head[4]; Handle = $handle
-                Matches = [System.Collections.Generic.List[string]]::new(); Actions = [System.Collections.Generic.List[object]]::new() }
+            # every pref is announced apart from its rules, and u32 also lists its hash table: only u32 nodes (800::800)
+            # and programs with a handle are rules
+            if ($null -eq $handle -or ($head[4] -eq 'u32' -and $handle -notlike '*::*')) { continue }
+            $node = [pscustomobject]@{ LinkName = $LinkName; Parent = $head[1]; Priority = [int]$head[3]; Protocol = $head[2]; Kind = $head[4]; Handle = $handle
+                BpfName = $bpfName; Matches = [System.Collections.Generic.List[string]]::new(); Actions = [System.Collections.Generic.List[object]]::new() }
+            $node | Add-Member -MemberType ScriptProperty -Name Cookie -Value { if ($this.Actions.Count) { $this.Actions[0].Cookie } }
+            $node | Add-Member -MemberType ScriptProperty -Name MirredTo -Value { if ($this.Actions.Count) { $this.Actions[0].Device } }
             $action = $null
         }
         elseif (-not $node) { continue }
@@ -326,7 +378,7 @@ function Get-TcFilter([string]$Namespace = '', [Parameter(Mandatory)][string]$Li
 function Get-TcFilterShape([string]$Namespace = '', [Parameter(Mandatory)][string]$LinkName) {
     foreach ($f in Get-TcFilter $Namespace $LinkName) {
         $actions = ($f.Actions | ForEach-Object { "$($_.Order): $($_.Kind) $($_.Text) $($_.Keys -join '; ') cookie=$($_.Cookie)" }) -join ' | '
-        "$($f.Parent) $($f.Protocol) pref $($f.Pref) $($f.Kind) match $($f.Matches -join ', ') action $actions"
+        "$($f.Parent) $($f.Protocol) pref $($f.Priority) $($f.Kind) $($f.BpfName) match $($f.Matches -join ', ') action $actions"
     }
 }
 
@@ -359,4 +411,5 @@ function Test-TcAction([ValidateSet('pedit', 'mirred')][string]$Kind = 'pedit') 
 
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
     Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
-    Wait-TestCondition, Test-IcmpEcho, Assert-AgentError, Get-ErrorRecord, Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction
+    Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
+    Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction

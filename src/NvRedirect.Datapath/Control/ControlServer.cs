@@ -41,9 +41,10 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
         while ((length = socket.Receive(_buffer, _sender, out int senderLength)) >= 0)
         {
             var sender = _sender.AsSpan(0, senderLength);
+            bool bound = senderLength > 2;
             var replies = length > Controller.MaxRequestSize
-                ? controller.RejectOversized(length, ControlSocket.DescribeAddress(sender))
-                : controller.Handle(_buffer.AsSpan(0, length));
+                ? controller.RejectOversized(length, ControlSocket.DescribeAddress(sender), bound)
+                : controller.Handle(_buffer.AsSpan(0, length), bound ? ControlSocket.DescribeAddress(sender) : null);
             if (replies.Count == 0) continue;
             if (senderLength <= 2)
             {

@@ -74,6 +74,12 @@ internal sealed unsafe class ControlSocket : IDisposable
                 throw SyscallException.FromLastError($"restrict {path} to mode 0600");
             int size = 1 << 20;
             setsockopt(fd.Fd, SOL_SOCKET, SO_RCVBUF, &size, 4);
+            // replies are sent blocking, at most this long each: a long session list outruns the client's receive
+            // queue (10 datagrams by default), and a client that stops reading must not stall the control thread
+            long* timeout = stackalloc long[2]; // struct timeval
+            timeout[0] = ReplyTimeoutSeconds;
+            timeout[1] = 0;
+            setsockopt(fd.Fd, SOL_SOCKET, SO_SNDTIMEO, timeout, 16);
             return new ControlSocket(fd, path, (ulong)bound.st_dev, (ulong)bound.st_ino);
         }
         catch
@@ -100,11 +106,22 @@ internal sealed unsafe class ControlSocket : IDisposable
         throw new SyscallException(errno, "receive a control request");
     }
 
-    /// <summary>Sends <paramref name="data"/> to <paramref name="address"/>; returns 0 or errno.</summary>
+    /// <summary>How long one reply may wait for room in the client's receive queue.</summary>
+    public const int ReplyTimeoutSeconds = 2;
+
+    /// <summary>
+    /// Sends <paramref name="data"/> to <paramref name="address"/>, waiting up to <see cref="ReplyTimeoutSeconds"/> while
+    /// the client's queue is full; returns 0 or errno (EAGAIN when the client did not read in time).
+    /// </summary>
     public int SendTo(ReadOnlySpan<byte> data, ReadOnlySpan<byte> address)
     {
         fixed (byte* d = data) fixed (byte* a = address)
-            return sendto(_fd.Fd, d, data.Length, MSG_DONTWAIT, (sockaddr*)a, (uint)address.Length) < 0 ? Native.LastErrno : 0;
+            while (true)
+            {
+                if (sendto(_fd.Fd, d, data.Length, 0, (sockaddr*)a, (uint)address.Length) >= 0) return 0;
+                int errno = Native.LastErrno;
+                if (errno != EINTR) return errno;
+            }
     }
 
     /// <summary>A sender address as text: the path, "@name" for an abstract one, or "(unbound)".</summary>

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Text;
 using System.Text.Json;
 using NvRedirect.Datapath.Engine;
+using System.Threading;
 
 namespace NvRedirect.Datapath.Control;
 
@@ -34,6 +35,15 @@ internal sealed class Controller
     /// <summary>Requests executed and requests rejected so far.</summary>
     public long Accepted { get; private set; }
     public long Rejected { get; private set; }
+    /// <summary>Why the last rejected request was rejected (null when none was).</summary>
+    public string? LastRejection { get; private set; }
+    /// <summary>Who this daemon is, for nvr_get_state.</summary>
+    public DaemonIdentity Identity { get; init; } = DaemonIdentity.OfThisProcess();
+
+    // the outcome of the datagram being handled, and of each recent sender's previous datagram (for nvr_get_state)
+    private RequestOutcome _outcome = RequestOutcome.Success;
+    private RequestOutcome? _previousOfSender;
+    private readonly RecentOutcomes _outcomes = new(256);
 
     /// <summary>Controls <paramref name="datapath"/>; service ports come from <paramref name="openPort"/>.</summary>
     public Controller(PacketEngine datapath, ServicePortOpener openPort, Logger log)
@@ -52,8 +62,20 @@ internal sealed class Controller
         public readonly List<string> Notes = [];
     }
 
-    /// <summary>Executes one datagram and returns the reply datagrams (usually none: only queries answer).</summary>
-    public List<byte[]> Handle(ReadOnlySpan<byte> datagram)
+    /// <summary>
+    /// Executes one datagram and returns the reply datagrams (usually none: only queries answer).
+    /// <paramref name="sender"/> names a bound client; its outcome is kept for its next nvr_get_state.
+    /// </summary>
+    public List<byte[]> Handle(ReadOnlySpan<byte> datagram, string? sender = null)
+    {
+        _previousOfSender = sender == null ? null : _outcomes.Find(sender);
+        _outcome = RequestOutcome.Success;
+        var replies = Execute(datagram);
+        if (sender != null) _outcomes.Remember(sender, _outcome);
+        return replies;
+    }
+
+    private List<byte[]> Execute(ReadOnlySpan<byte> datagram)
     {
         var replies = new List<byte[]>();
         if (datagram.Length > MaxRequestSize)
@@ -92,12 +114,18 @@ internal sealed class Controller
     }
 
     /// <summary>Rejects a datagram that was longer than <see cref="MaxRequestSize"/> (only its length is known).</summary>
-    public List<byte[]> RejectOversized(int length, string sender)
-        => Reject([], $"request of {length} bytes from {sender} exceeds the {MaxRequestSize}-byte limit");
+    public List<byte[]> RejectOversized(int length, string sender, bool bound = false)
+    {
+        var replies = Reject([], $"request of {length} bytes from {sender} exceeds the {MaxRequestSize}-byte limit");
+        if (bound) _outcomes.Remember(sender, _outcome);
+        return replies;
+    }
 
     private List<byte[]> Reject(List<byte[]> replies, string reason)
     {
         Rejected++;
+        LastRejection = reason.Length > 2000 ? reason[..2000] + "..." : reason;
+        _outcome = new RequestOutcome(false, LastRejection);
         _log.Error($"request rejected, nothing applied: {reason}");
         return replies;
     }
@@ -114,7 +142,11 @@ internal sealed class Controller
         foreach (var effect in request.Effects)
         {
             try { effect(replies); }
-            catch (Exception e) { _log.Error($"applying a command failed: {e.Message}"); }
+            catch (Exception e)
+            {
+                _log.Error($"applying a command failed: {e.Message}");
+                _outcome = new RequestOutcome(true, (_outcome.Error == null ? "" : _outcome.Error + "; ") + $"applying a command failed: {e.Message}");
+            }
         }
     }
 
@@ -139,6 +171,7 @@ internal sealed class Controller
             case "ctrl_enable_icmp_policy": r.State.EnableIcmpPolicy = Toggle(value, "enable_icmp_policy", name, r); break;
             case "ctrl_strict_group_mode": r.State.StrictGroupMode = Toggle(value, "strict_group_mode", name, r); break;
             case "ctrl_set_debug": SetDebug(Fields.Object(value), r); break;
+            case "nvr_get_state": Fields.Object(value); GetState(r); break;
             default: throw new CommandException("unknown command (not supported by this nvr-dp)");
         }
     }
@@ -385,6 +418,108 @@ internal sealed class Controller
         r.Notes.Add($"ctrl_set_debug: {(names.Count == 0 ? "none" : string.Join(", ", names))}");
     }
 
+    // nvr-dp's extension: the configuration, identity and request counters as JSON, and the outcome of the sender's
+    // previous datagram (so a client can tell whether what it sent was applied). Built when the effects run, after
+    // the earlier commands of the same datagram.
+    private void GetState(Request r)
+    {
+        var previous = _previousOfSender;
+        r.Effects.Add(replies => replies.AddRange(Replies.State(StateJson(previous))));
+    }
+
+    private byte[] StateJson(RequestOutcome? previous)
+    {
+        var s = State;
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("daemon");
+            w.WriteNumber("pid", Identity.Pid);
+            w.WriteString("version", Identity.Version);
+            w.WriteString("netns", Identity.Namespace);
+            w.WriteString("socket", Identity.SocketPath);
+            if (Identity.LogPath == null) w.WriteNull("log"); else w.WriteString("log", Identity.LogPath);
+            w.WriteNumber("sessions_capacity", Identity.SessionCapacity);
+            w.WriteString("started", Identity.Started.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+            w.WriteEndObject();
+            if (s.ServicePort == null) w.WriteNull("service_port"); else w.WriteString("service_port", s.ServicePort);
+            w.WriteStartArray("workloads");
+            foreach (var wl in s.Workloads.Values.OrderBy(x => x.Mac))
+            {
+                w.WriteStartObject();
+                w.WriteString("mac", Fields.FormatMac(wl.Mac));
+                w.WriteString("iface", wl.Interface);
+                WriteMac(w, "ucmac", wl.UnicastAlias);
+                WriteMac(w, "bcmac", wl.BroadcastAlias);
+                WriteMac(w, "pmac", wl.ProxyMeshMac);
+                w.WriteStartArray("pips");
+                foreach (var ip in wl.ProxyMeshIPs) w.WriteStringValue(Fields.FormatIPv4(ip));
+                w.WriteEndArray();
+                w.WriteBoolean("tap", s.Tap.TryGetValue(wl.Mac, out var tap) && tap);
+                w.WriteStartArray("apps");
+                foreach (var a in wl.Apps)
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("port", a.Port);
+                    w.WriteNumber("ip_proto", a.IpProtocol);
+                    w.WriteNumber("app", a.Application);
+                    w.WriteNumber("server", a.Server);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                var c = wl.State; // written by the packet thread: a recent snapshot, each value whole (64-bit reads)
+                w.WriteNumber("packets_in", Volatile.Read(ref c.PacketsIn));
+                w.WriteNumber("packets_out", Volatile.Read(ref c.PacketsOut));
+                w.WriteNumber("bytes_in", Volatile.Read(ref c.BytesIn));
+                w.WriteNumber("bytes_out", Volatile.Read(ref c.BytesOut));
+                w.WriteNumber("sessions_in", Volatile.Read(ref c.SessionsIn));
+                w.WriteNumber("sessions_out", Volatile.Read(ref c.SessionsOut));
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("internal_nets");
+            foreach (var n in s.InternalNets)
+            {
+                w.WriteStartObject();
+                w.WriteString("ip", Fields.FormatIPv4(n.Ip));
+                w.WriteString("mask", Fields.FormatIPv4(n.Mask));
+                if (n.IpType != null) w.WriteString("iptype", n.IpType);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            if (s.PendingInternalNets == null) w.WriteNull("internal_nets_pending"); else w.WriteNumber("internal_nets_pending", s.PendingInternalNets.Count);
+            w.WriteBoolean("xff_enabled", s.XffEnabled);
+            w.WriteBoolean("disable_net_policy", s.DisableNetPolicy);
+            w.WriteBoolean("detect_unmanaged_wl", s.DetectUnmanagedWorkloads);
+            w.WriteBoolean("enable_icmp_policy", s.EnableIcmpPolicy);
+            w.WriteBoolean("strict_group_mode", s.StrictGroupMode);
+            w.WriteStartArray("debug");
+            foreach (var d in s.DebugCategories) w.WriteStringValue(d);
+            w.WriteEndArray();
+            w.WriteStartObject("requests");
+            w.WriteNumber("accepted", Accepted);
+            w.WriteNumber("rejected", Rejected);
+            if (LastRejection == null) w.WriteNull("last_rejection"); else w.WriteString("last_rejection", LastRejection);
+            w.WriteEndObject();
+            if (previous is not { } p) w.WriteNull("your_last_request");
+            else
+            {
+                w.WriteStartObject("your_last_request");
+                w.WriteBoolean("accepted", p.Accepted);
+                if (p.Error == null) w.WriteNull("error"); else w.WriteString("error", p.Error);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteMac(Utf8JsonWriter w, string name, ulong mac)
+    {
+        if (mac == 0) w.WriteNull(name); else w.WriteString(name, Fields.FormatMac(mac));
+    }
+
     /// <summary>A one-line summary of the configuration, for the log.</summary>
     public string Summary()
     {
@@ -394,4 +529,37 @@ internal sealed class Controller
         b.Append($"{s.InternalNets.Length} internal subnets");
         return b.ToString();
     }
+}
+
+/// <summary>Whether a request was applied, and why not (or what failed while applying it).</summary>
+internal readonly record struct RequestOutcome(bool Accepted, string? Error)
+{
+    public static readonly RequestOutcome Success = new(true, null);
+}
+
+/// <summary>The outcome of each recent bound sender's last datagram; the oldest sender is forgotten beyond the capacity.</summary>
+internal sealed class RecentOutcomes(int capacity)
+{
+    private readonly Dictionary<string, RequestOutcome> _bySender = [];
+    private readonly Queue<string> _order = new();
+
+    public RequestOutcome? Find(string sender) => _bySender.TryGetValue(sender, out var o) ? o : null;
+
+    public void Remember(string sender, RequestOutcome outcome)
+    {
+        if (!_bySender.ContainsKey(sender))
+        {
+            _order.Enqueue(sender);
+            while (_order.Count > capacity) _bySender.Remove(_order.Dequeue());
+        }
+        _bySender[sender] = outcome;
+    }
+}
+
+/// <summary>What nvr_get_state reports about the daemon itself.</summary>
+internal sealed record DaemonIdentity(int Pid, string Version, string Namespace, string SocketPath, string? LogPath, int SessionCapacity, DateTime Started)
+{
+    /// <summary>Defaults for a controller that is not a daemon (tests).</summary>
+    public static DaemonIdentity OfThisProcess() => new(Environment.ProcessId, typeof(Controller).Assembly.GetName().Version?.ToString() ?? "",
+        "", DpWire.DefaultControlSocket, null, 0, DateTime.UtcNow);
 }

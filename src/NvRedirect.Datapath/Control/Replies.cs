@@ -5,66 +5,15 @@ using NvRedirect.Datapath.Engine;
 
 namespace NvRedirect.Datapath.Control;
 
-/// <summary>DP_KIND_* values of the binary reply header (NeuVector defs.h).</summary>
-internal static class MessageKind
-{
-    public const byte SessionList = 2, SessionCount = 3, DeviceCounter = 4, KeepAlive = 10;
-}
-
-/// <summary>
-/// The byte layout of NeuVector's DPMsgSession (defs.h) as the C compiler lays it out on x86-64: natural alignment,
-/// 140 bytes, every multi-byte field big-endian on the wire. One constant per field; <see cref="Replies"/> is the only writer.
-/// </summary>
-internal static class SessionLayout
-{
-    public const int Id = 0, EndpointMac = 4, EtherType = 10, ClientMac = 12, ServerMac = 18, ClientIP = 24, ServerIP = 40,
-        ClientPort = 56, ServerPort = 58, IcmpCode = 60, IcmpType = 61, IPProto = 62, Padding = 63,
-        ClientPkts = 64, ServerPkts = 68, ClientBytes = 72, ServerBytes = 76,
-        ClientAsmPkts = 80, ServerAsmPkts = 84, ClientAsmBytes = 88, ServerAsmBytes = 92,
-        ClientState = 96, ServerState = 97, Idle = 98, Age = 100, Life = 104, Application = 106,
-        ThreatId = 108, PolicyId = 112, PolicyAction = 116, Severity = 117, Flags = 118,
-        XffIP = 120, XffApp = 136, XffPort = 138;
-    /// <summary>sizeof(DPMsgSession).</summary>
-    public const int Size = 140;
-}
-
-/// <summary>
-/// The 64-bit counters that open NeuVector's DPMsgDeviceCounter (defs.h), in declaration order: 27 x u64 from offset 0,
-/// then ParserSessions[20] and ParserPackets[20] (u64), four u32 policy counts and two u64 rate-limit counters.
-/// </summary>
-internal enum DeviceCounter
-{
-    RXPackets, RXDropPackets, TXPackets, TXDropPackets, ErrorPackets, NoWorkloadPackets, IPv4Packets, IPv6Packets,
-    TCPPackets, TCPNoSessionPackets, UDPPackets, ICMPPackets, OtherPackets, Assemblys, FreedAssemblys, Fragments,
-    FreedFragments, TimeoutFragments, TotalSessions, TCPSessions, UDPSessions, ICMPSessions, IPSessions, DropMeters,
-    ProxyMeters, CurMeters, CurLogCaches,
-}
-
-/// <summary>Offsets in DPMsgDeviceCounter after the leading <see cref="DeviceCounter"/> block.</summary>
-internal static class DeviceCounterLayout
-{
-    public const int ParserSessions = 27 * 8, ParserPackets = ParserSessions + 20 * 8, PolicyType1Rules = ParserPackets + 20 * 8,
-        PolicyType2Rules = PolicyType1Rules + 4, PolicyDomains = PolicyType2Rules + 4, PolicyDomainIPs = PolicyDomains + 4,
-        LimitDropConns = PolicyDomainIPs + 4, LimitPassConns = LimitDropConns + 8;
-    /// <summary>sizeof(DPMsgDeviceCounter) on x86-64.</summary>
-    public const int Size = LimitPassConns + 8;
-}
-
 /// <summary>
 /// Encoders of the binary replies: DPMsgHdr {u8 Kind; u8 More; u16 Length (header included)} followed by a body.
 /// All sizes and orders as NeuVector's agent parses them (cgo structs read with binary.BigEndian).
 /// </summary>
 internal static class Replies
 {
-    /// <summary>DP_MSG_SIZE: no datagram is larger.</summary>
-    public const int MaxMessageSize = 8192;
-    /// <summary>sizeof(DPMsgHdr) and sizeof(DPMsgSessionHdr) {u16 Sessions; u16 Reserved}.</summary>
-    public const int HeaderSize = 4, SessionHeaderSize = 4;
-    /// <summary>DPMsgSession records per SESSION_LIST datagram: (8192 - 4 - 4) / 140 = 58.</summary>
-    public const int SessionsPerMessage = (MaxMessageSize - HeaderSize - SessionHeaderSize) / SessionLayout.Size;
-
-    // DPSESS_FLAG_*
-    private const ushort FlagIngress = 0x0001, FlagTap = 0x0002, FlagMid = 0x0004;
+    private const int MaxMessageSize = DpWire.MaxMessageSize, HeaderSize = DpWire.HeaderSize, SessionHeaderSize = DpWire.SessionHeaderSize,
+        SessionsPerMessage = DpWire.SessionsPerMessage;
+    private const ushort FlagIngress = DpWire.SessionFlagIngress, FlagTap = DpWire.SessionFlagTap, FlagMid = DpWire.SessionFlagMidStream;
 
     private static void WriteHeader(Span<byte> b, byte kind, bool more, int length)
     {
@@ -126,6 +75,27 @@ internal static class Replies
         var end = new byte[HeaderSize + SessionHeaderSize];
         WriteHeader(end, MessageKind.SessionList, false, end.Length);
         messages.Add(end);
+        return messages;
+    }
+
+    /// <summary>
+    /// nvr-dp's extension reply to nvr_get_state (kind <see cref="MessageKind.State"/>): the UTF-8 JSON text cut into
+    /// datagrams of at most 8192 bytes, More=1 on every one but the last. The reader joins the bodies, then parses.
+    /// </summary>
+    public static List<byte[]> State(ReadOnlySpan<byte> json)
+    {
+        const int chunk = MaxMessageSize - HeaderSize;
+        var messages = new List<byte[]>();
+        int offset = 0;
+        do
+        {
+            int count = Math.Min(chunk, json.Length - offset);
+            var b = new byte[HeaderSize + count];
+            WriteHeader(b, MessageKind.State, offset + count < json.Length, b.Length);
+            json.Slice(offset, count).CopyTo(b.AsSpan(HeaderSize));
+            messages.Add(b);
+            offset += count;
+        } while (offset < json.Length);
         return messages;
     }
 

@@ -14,11 +14,15 @@ public abstract class LinkCmdletBase : NvCmdlet, IDisposable
     /// <summary>Handles and object building for this invocation.</summary>
     protected LinkQuery Query => _query ??= new LinkQuery();
 
-    /// <summary>Disposes cached sockets after every item (state may change between items).</summary>
-    protected void Reset() { _query?.Dispose(); _query = null; }
+    /// <summary>
+    /// Called after every pipeline item. Namespace sockets stay open for the next item (opening one costs a thread and a
+    /// setns round trip); a handle whose namespace was removed or replaced meanwhile is reopened (LinkQuery checks the
+    /// namespace's inode). The namespace-id map is rebuilt, since namespaces may have come or gone.
+    /// </summary>
+    protected void Reset() => _query?.ForgetNamespaceIds();
 
-    /// <inheritdoc/>
-    public void Dispose() { Reset(); GC.SuppressFinalize(this); }
+    /// <summary>Closes every socket at the end of the pipeline: an open socket would keep its namespace alive.</summary>
+    public void Dispose() { _query?.Dispose(); _query = null; GC.SuppressFinalize(this); }
 }
 
 /// <summary>

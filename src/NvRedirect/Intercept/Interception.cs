@@ -88,6 +88,22 @@ public sealed class InterceptionInfo
     public bool OffloadsDisabled { get; init; }
 }
 
+/// <summary>A pref an interception needs already holds a filter that is not this workload's; nothing was changed.</summary>
+public sealed class InterceptionPriorityInUseException : InvalidOperationException
+{
+    /// <summary>The device.</summary>
+    public string LinkName { get; }
+    /// <summary>The pref in use.</summary>
+    public ushort Priority { get; }
+
+    /// <summary>Creates the exception.</summary>
+    public InterceptionPriorityInUseException(string linkName, ushort priority, string message) : base(message)
+    {
+        LinkName = linkName;
+        Priority = priority;
+    }
+}
+
 /// <summary>
 /// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring):
 /// <code>
@@ -161,31 +177,30 @@ public static class Interception
             ("inner: straight out", new U32Filter { LinkIndex = inner.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(entry.Index) with { Cookie = cookie }] }, inner.Name),
         };
 
-        foreach (var link in new[] { inner, entry, monitor }) tc.EnsureIngressQdisc(link.Index);
-
-        // Decide the backend before touching anything: a failed pedit add must never cost an existing rule.
+        var installed = new List<InterceptionRule>();
+        var addedQdiscs = new List<int>();
         var backend = request.Backend;
         string reason = "requested";
-        if (backend != InterceptionBackend.Bpf)
-        {
-            var (pedit, kernelText) = ProbePedit(tc, monitor.Index);
-            if (backend == InterceptionBackend.Auto)
-            {
-                backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
-                reason = pedit ? "the kernel has act_pedit"
-                    : $"the kernel has no act_pedit (\"{kernelText}\"), so cls_bpf programs do the MAC rewrite";
-            }
-            else if (!pedit)
-                throw new InvalidOperationException(
-                    $"The Pedit backend needs the kernel's act_pedit action, and this kernel has none (it says \"{kernelText}\"). " +
-                    "Load it (modprobe act_pedit) or use -Backend Bpf (or Auto, which picks Bpf here). Nothing was changed.");
-        }
-
-        foreach (var link in new[] { inner, entry, monitor }) tc.EnsureIngressQdisc(link.Index);
-
-        var installed = new List<InterceptionRule>();
         try
         {
+            foreach (var link in new[] { inner, entry, monitor })
+                if (tc.EnsureIngressQdisc(link.Index) == TcChange.Added) addedQdiscs.Add(link.Index);
+
+            // Decide the backend before touching any rule: a failed pedit add must never cost an existing one.
+            if (backend != InterceptionBackend.Bpf)
+            {
+                var (pedit, refusal) = ProbePedit(tc, monitor.Index);
+                if (backend == InterceptionBackend.Auto)
+                {
+                    backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
+                    reason = pedit ? "the kernel has act_pedit"
+                        : $"the kernel has no act_pedit (\"{refusal?.KernelMessage ?? TrafficControl.MissingActionModuleText}\"), so cls_bpf programs do the MAC rewrite";
+                }
+                else if (!pedit)
+                    throw new TcActionUnavailableException(refusal!, $"Pedit backend's rules for {Parse.Mac(request.WorkloadMac)}", ["pedit"],
+                        "Nothing was changed. -Backend Auto picks Bpf on such a kernel.");
+            }
+
             // return paths first, then the catch-alls, then the steering: traffic is never steered to a dead end
             foreach (var (role, rule, linkName) in new[] { rewrites[2], rewrites[3] })
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
@@ -196,7 +211,7 @@ public static class Interception
         }
         catch
         {
-            Rollback(tc, installed);
+            Rollback(tc, installed, addedQdiscs);
             throw;
         }
 
@@ -226,12 +241,7 @@ public static class Interception
     {
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
-        var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
-        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
-        foreach (var (index, name) in devices)
-            foreach (var f in tc.ListFilters(index))
-                if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
-        return found.Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
+        return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
     /// <summary>Removes exactly the rules of one workload (found by its tag); qdiscs stay.</summary>
@@ -240,14 +250,26 @@ public static class Interception
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
+        if (!Collect(tc).TryGetValue(tag, out var rules)) return [];
         var removed = new List<InterceptionRule>();
-        foreach (var q in tc.ListQdiscs().Where(q => q.IsIngress))
-            foreach (var f in tc.ListFilters(q.LinkIndex).Where(f => TagText(f) == tag).GroupBy(f => f.Priority).Select(g => g.First()))
-            {
-                tc.RemoveFilter(f.LinkIndex, f.Priority);
-                removed.Add(new InterceptionRule(RoleOf(f), q.LinkName ?? "", f.Priority, f.Kind, TcChange.Removed, f));
-            }
+        // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
+        foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+        {
+            tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
+            removed.Add(r with { Change = TcChange.Removed });
+        }
         return removed;
+    }
+
+    /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc)
+    {
+        var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
+        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        foreach (var (index, name) in devices)
+            foreach (var f in tc.ListFilters(index))
+                if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
+        return found;
     }
 
     private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules)
@@ -256,6 +278,11 @@ public static class Interception
         var mac = Convert.FromHexString(TagText(tagged)!)[2..];
         string Link(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Link ?? "";
         ushort Pref(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Filter?.Priority ?? 0;
+        var entryName = Link("entry: to datapath");
+        var innerName = Link("inner: to datapath");
+        // a catch-all carries no role of its own: it is the entry's or the inner port's by the device it sits on
+        string Role(TcFilter f, string link) => RoleOf(f) is not PassRole ? RoleOf(f)
+            : link == entryName ? "entry: straight in" : link == innerName ? "inner: straight out" : PassRole;
         var uc = rules.Select(r => UcMacOf(r.Filter)).FirstOrDefault(u => u != null);
         var monitorName = Link("monitor: to workload");
         var monitor = monitorName.Length > 0 ? handle.FindLink(monitorName) : null;
@@ -263,12 +290,12 @@ public static class Interception
         {
             Namespace = handle.Namespace,
             WorkloadMac = Parse.Mac(mac), UcMac = uc != null ? Parse.Mac(uc) : "", BcMac = uc != null ? Parse.Mac(BcMacFor(uc)) : "",
-            EntryLink = Link("entry: to datapath"), InnerLink = Link("inner: to datapath"), MonitorLink = monitorName,
+            EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
             DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null } ? handle.FindLink(monitor.PeerIndex)?.Name : null,
             Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
             ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
-            Rules = rules.Select(r => new InterceptionRule(RoleOf(r.Filter), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
         };
     }
 
@@ -277,9 +304,9 @@ public static class Interception
         var tagText = Convert.ToHexString(tag).ToLowerInvariant();
         foreach (var f in tc.ListFilters(link.Index, pref))
             if (TagText(f) != tagText)
-                throw new InvalidOperationException(
+                throw new InterceptionPriorityInUseException(link.Name, pref,
                     $"pref {pref} of {tc.Handle.Describe(link.Name)} already holds a filter that is not this workload's ({(RedirectCookie.IsOurs(f) ? "another interception's" : "installed by someone else")}): " +
-                    "remove it, or choose other prefs with -ToWorkloadPriority/-FromWorkloadPriority.");
+                    "remove it, or choose other prefs with -ToWorkloadPriority/-FromWorkloadPriority. Nothing was changed.");
     }
 
     private static InterceptionRule AddRewrite(TrafficControl tc, InterceptionBackend backend, string role, string linkName, MacRule rule, byte[] cookie, byte[] tag, byte[] uc)
@@ -289,7 +316,7 @@ public static class Interception
     /// Whether the kernel runs pedit actions: adds, then removes, a pedit filter at a free pref of the monitor port for an
     /// ethertype no frame carries (0x88b5, IEEE local experimental), so no traffic ever meets it.
     /// </summary>
-    public static (bool Available, string? KernelText) ProbePedit(TrafficControl tc, int linkIndex)
+    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex)
     {
         var used = tc.ListFilters(linkIndex).Select(f => f.Priority).ToHashSet();
         ushort pref = 65535;
@@ -305,7 +332,7 @@ public static class Interception
             tc.RemoveFilter(linkIndex, pref);
             return (true, null);
         }
-        catch (TcActionUnavailableException e) { return (false, e.KernelMessage ?? TrafficControl.MissingActionModuleText); }
+        catch (TcActionUnavailableException e) { return (false, e); }
     }
 
     private static InterceptionRule AddU32(TrafficControl tc, string role, string linkName, U32Filter filter)
@@ -333,12 +360,18 @@ public static class Interception
         return new InterceptionRule(role, linkName, rule.Priority, "bpf", change, readBack);
     }
 
-    private static void Rollback(TrafficControl tc, List<InterceptionRule> installed)
+    /// <summary>Undoes a failed Add: the rules it added, then the qdiscs it added (only while they hold no filter).</summary>
+    private static void Rollback(TrafficControl tc, List<InterceptionRule> installed, List<int> addedQdiscs)
     {
         foreach (var r in installed.Where(r => r.Change != TcChange.Unchanged).Reverse())
         {
             try { if (r.Filter != null) tc.RemoveFilter(r.Filter.LinkIndex, r.Priority); }
             catch (NetlinkException) { /* best effort: the original error matters more */ }
+        }
+        foreach (var index in addedQdiscs)
+        {
+            try { if (tc.ListFilters(index).Count == 0) tc.RemoveIngressQdisc(index); }
+            catch (NetlinkException) { /* best effort, as above */ }
         }
     }
 
@@ -383,6 +416,8 @@ public static class Interception
         return null;
     }
 
+    private const string PassRole = "pass";
+
     private static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
@@ -390,7 +425,7 @@ public static class Interception
         if (f is U32Filter u)
         {
             if (u.Priority == PassPriority && u.Keys.All(k => k.Mask == 0))
-                return "pass";
+                return PassRole;
             var munge = u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges?.FirstOrDefault();
             bool dst = munge is { } m && m.Offset is -14 or -12;
             return (u.Priority, u.Protocol, dst) switch

@@ -69,6 +69,8 @@ public static class SeedTopology
     {
         var (hostIp, hostPrefix) = Parse.Cidr(r.HostAddress);
         var (wlIp, wlPrefix) = Parse.Cidr(r.WorkloadAddress);
+        if (hostIp.Equals(wlIp))
+            throw new ArgumentException($"The host side and the workload need different addresses (both are {hostIp}): the host would answer its own pings.");
         var names = new[] { r.AgentNamespace, r.ContainerNamespace, r.HostNamespace }.Where(n => n.Length > 0).ToList();
         if (names.Distinct().Count() != names.Count) throw new ArgumentException("The agent, container and host namespaces need different names.");
         foreach (var n in names)

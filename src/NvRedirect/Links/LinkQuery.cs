@@ -22,9 +22,19 @@ public sealed class LinkQuery : IDisposable
     public RouteHandle Handle(string? ns)
     {
         ns ??= "";
-        if (!_handles.TryGetValue(ns, out var h)) _handles[ns] = h = RouteHandle.Open(ns);
+        if (_handles.TryGetValue(ns, out var h) && !h.IsCurrent())
+        {
+            // removed or replaced since it was opened: never talk to a namespace that is no longer under this name
+            h.Dispose();
+            _handles.Remove(ns);
+            _nsidNames.Remove(ns);
+        }
+        if (!_handles.TryGetValue(ns, out h)) _handles[ns] = h = RouteHandle.Open(ns);
         return h;
     }
+
+    /// <summary>Forgets the namespace-id map (namespaces may come and go between pipeline items); sockets stay open.</summary>
+    public void ForgetNamespaceIds() => _nsidNames.Clear();
 
     /// <summary>Links of a namespace as objects, optionally only those whose names pass <paramref name="filter"/>.</summary>
     public List<AgentLink> Links(string? ns, Func<string, bool>? filter = null)

@@ -20,19 +20,26 @@ public sealed class RouteHandle : IDisposable
     /// <summary>The socket; usable from any thread.</summary>
     public NetlinkSocket Socket { get; }
 
-    private RouteHandle(string ns, NetlinkSocket socket) { Namespace = ns; Socket = socket; }
+    /// <summary>The nsfs inode of the namespace the socket lives in (its identity: a namespace removed and created again under the same name has another).</summary>
+    public ulong NamespaceInode { get; }
+
+    private RouteHandle(string ns, NetlinkSocket socket, ulong inode) { Namespace = ns; Socket = socket; NamespaceInode = inode; }
 
     /// <summary>Opens a handle in a namespace; a missing namespace gives a clear error.</summary>
     public static RouteHandle Open(string? ns)
     {
         ns ??= "";
-        if (ns.Length == 0) return new RouteHandle("", NetlinkSocket.OpenInCurrentNamespace());
+        if (ns.Length == 0) return new RouteHandle("", NetlinkSocket.OpenInCurrentNamespace(), NetworkNamespace.CurrentInode());
         NetworkNamespace.ThrowIfInvalid(ns);
         if (!NetworkNamespace.Exists(ns))
             throw new NamespaceNotFoundException(ns);
-        var socket = NamespaceThread.RunIn(NetworkNamespace.PathOf(ns), NetlinkSocket.OpenInCurrentNamespace);
-        return new RouteHandle(ns, socket);
+        var (socket, inode) = NamespaceThread.RunIn(NetworkNamespace.PathOf(ns), () => (NetlinkSocket.OpenInCurrentNamespace(), NetworkNamespace.CurrentInode()));
+        return new RouteHandle(ns, socket, inode);
     }
+
+    /// <summary>Whether the name still denotes the namespace this handle's socket lives in (not removed, not replaced).</summary>
+    public bool IsCurrent()
+        => Namespace.Length == 0 || NetworkNamespace.Describe(Namespace) is { IsMounted: true } info && info.Inode == NamespaceInode;
 
     /// <summary>"link X" or "link X in namespace N", for messages.</summary>
     public string Describe(string linkName) => Namespace.Length == 0 ? $"link '{linkName}' in the root namespace" : $"link '{linkName}' in namespace '{Namespace}'";

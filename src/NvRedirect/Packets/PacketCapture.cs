@@ -34,6 +34,7 @@ public sealed unsafe class PacketCapture : IDisposable
 {
     private const int EthPAll = 0x0003;
     private const byte PacketOutgoing = 4;
+    private const uint IffUp = 1;
     private readonly SafeFd _fd;
 
     /// <summary>The namespace ("" = root).</summary>
@@ -48,7 +49,13 @@ public sealed unsafe class PacketCapture : IDisposable
     {
         ns ??= "";
         int ifindex;
-        using (var handle = RouteHandle.Open(ns)) ifindex = handle.GetLink(iface).Index;
+        using (var handle = RouteHandle.Open(ns))
+        {
+            var link = handle.GetLink(iface);
+            // a socket bound to a down link reports ENETDOWN on its first read; say so up front, with the way out
+            if ((link.Flags & IffUp) == 0) throw new SyscallException(ENETDOWN, $"capture on {handle.Describe(iface)}: it is down, so nothing crosses it; bring it up first (Set-AgentLink -Up)");
+            ifindex = link.Index;
+        }
         Func<SafeFd> open = () =>
         {
             int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(EthPAll));
@@ -86,7 +93,14 @@ public sealed unsafe class PacketCapture : IDisposable
             long n;
             fixed (byte* b = buffer) fixed (byte* f = from)
                 n = recvfrom(_fd.Fd, b, buffer.Length, MSG_TRUNC, (sockaddr*)f, (socklen_t*)&fromLen);
-            if (n < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("receive a frame"); }
+            if (n < 0)
+            {
+                if (Interrupted()) continue;
+                int errno = Native.LastErrno;
+                throw new SyscallException(errno, errno == ENETDOWN
+                    ? $"capture on link '{Interface}' in {(Namespace.Length == 0 ? "the root namespace" : $"namespace '{Namespace}'")}: the link went down; bring it up again (Set-AgentLink -Up)"
+                    : "receive a frame");
+            }
             int captured = (int)Math.Min(n, buffer.Length);
             frames.Add(new CapturedFrame
             {
@@ -116,7 +130,7 @@ public sealed unsafe class PacketCapture : IDisposable
             fixed (pollfd* p = fds) r = Native.poll(p, (ulong)fds.Length, (int)Math.Min(left.TotalMilliseconds + 1, 200));
             if (r < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("wait for frames"); }
             for (int i = 0; i < fds.Length; i++)
-                if ((fds[i].revents & POLLIN) != 0)
+                if ((fds[i].revents & (POLLIN | POLLERR)) != 0) // POLLERR: the link went down, and Read says so
                     foreach (var f in captures[i].Read(1, TimeSpan.FromMilliseconds(1), null, snapLength))
                         return (captures[i], f);
         }

@@ -1,13 +1,7 @@
-# The seed article's dp client, unchanged except that the socket path may be given as the first argument
-# (the tests run their own daemon on a unique path). It connects without binding, so it gets no replies.
 import socket
 import json
-import sys
-
-DP_SERVER_PATH = sys.argv[1] if len(sys.argv) > 1 else '/tmp/dp_listen.sock'
+DP_SERVER_PATH = '/tmp/dp_listen.sock'
 SOCK = None
-
-
 def connect_dp():
     global SOCK
     if SOCK:
@@ -19,24 +13,18 @@ def connect_dp():
     SOCK = sock
     print("dp connected")
     return sock
-
-
 def send_msg(msg):
     sock = connect_dp()
     sock.sendall(json.dumps(msg).encode())
     # data = sock.recv(1024)
     # print("receive data:", data)
     print('send msg: %s success' % msg)
-
-
 def add_srvc_port():
     data = {
         "iface": "vth",
         "jumboframe": False
     }
     send_msg({'ctrl_add_srvc_port': data})
-
-
 def add_internal_net():
     data = {
         "flag": 3,
@@ -50,8 +38,6 @@ def add_internal_net():
         ]
     }
     send_msg({'ctrl_cfg_internal_net': data})
-
-
 def add_mac():
     data = {
         "iface": "vth",
@@ -63,16 +49,12 @@ def add_mac():
         "pips": None,
     }
     send_msg({'ctrl_add_mac': data})
-
-
 def cfg_mac():
     data = {
         "tap": False,
         "macs": ["1a:27:f3:87:3a:27"],
     }
     send_msg({'ctrl_cfg_mac': data})
-
-
 add_internal_net()
 add_srvc_port()
 add_mac()
