@@ -9,33 +9,13 @@ using NvRedirect.Tc;
 namespace NvRedirect.Cmdlets;
 
 /// <summary>
-/// Shared plumbing of the qdisc and filter cmdlets: one namespace handle and <see cref="TrafficControl"/> per
-/// namespace, kept for the whole pipeline (unlike the link cmdlets, which reopen per item: a pipeline of thousands of
-/// filters would otherwise pay a thread switch and a socket per filter) and closed when the command ends.
+/// Shared plumbing of the qdisc and filter cmdlets: the link cmdlets' handle cache (one namespace socket per
+/// namespace for the whole pipeline, reopened when the namespace was replaced), with the traffic-control operations on it.
 /// </summary>
-public abstract class TcCmdletBase : NvCmdlet, IDisposable
+public abstract class TcCmdletBase : LinkCmdletBase
 {
-    private readonly Dictionary<string, TrafficControl> _controls = new();
-
-    /// <summary>The traffic-control operations of a namespace ("" = root), opened on first use.</summary>
-    protected TrafficControl Tc(string? ns)
-    {
-        ns ??= "";
-        if (!_controls.TryGetValue(ns, out var tc)) _controls[ns] = tc = new TrafficControl(RouteHandle.Open(ns));
-        return tc;
-    }
-
-    /// <inheritdoc/>
-    protected override void EndProcessing() => Close();
-
-    /// <inheritdoc/>
-    public void Dispose() { Close(); GC.SuppressFinalize(this); }
-
-    private void Close()
-    {
-        foreach (var tc in _controls.Values) tc.Handle.Dispose();
-        _controls.Clear();
-    }
+    /// <summary>The traffic-control operations of a namespace ("" = root), on its cached handle.</summary>
+    protected TrafficControl Tc(string? ns) => new(Query.Handle(ns));
 }
 
 /// <summary>
