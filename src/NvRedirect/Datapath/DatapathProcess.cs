@@ -244,7 +244,12 @@ public static class DatapathProcess
                     : $"nvr-dp (pid {pid}) did not stop within {timeout.TotalSeconds:0} s of SIGTERM; Stop-Datapath -Force kills it");
             Thread.Sleep(50);
         }
-        if (force) RemoveStaleSocket(controlSocket);
+        if (!force) return;
+        // The leader turns zombie before its other threads have closed the shared file table, so the socket can stay
+        // bound for a moment after IsAlive says the daemon is gone: retry until it is stale (or gone).
+        var settle = Stopwatch.StartNew();
+        while (!RemoveStaleSocket(controlSocket) && IsSocket(controlSocket) && settle.Elapsed < TimeSpan.FromSeconds(3))
+            Thread.Sleep(50);
     }
 
     /// <summary>Removes a control socket file that nothing is bound to (what a killed daemon leaves); true when it did.</summary>
