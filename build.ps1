@@ -38,8 +38,9 @@ function Invoke-Native([string]$What, [scriptblock]$Command) {
     if ($LASTEXITCODE -ne 0) { throw "$What failed with exit code $LASTEXITCODE." }
 }
 
-# Debian packages the tests and the demo call (iproute2 for cross-checks, ping and strace for traffic and byte captures).
-$prerequisites = [ordered]@{ ip = 'iproute2'; tc = 'iproute2'; ping = 'iputils-ping'; strace = 'strace'; python3 = 'python3' }
+# Debian packages the tests and the demo call (iproute2 for cross-checks, ping for traffic, strace for byte captures,
+# tcpdump to read our pcap files back, ethtool to check offloads, python3 for the seed's client).
+$prerequisites = [ordered]@{ ip = 'iproute2'; tc = 'iproute2'; ping = 'iputils-ping'; strace = 'strace'; python3 = 'python3'; tcpdump = 'tcpdump'; ethtool = 'ethtool' }
 
 function Install-Prerequisites {
     $missing = @($prerequisites.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -CommandType Application -ErrorAction SilentlyContinue) } | ForEach-Object Value | Select-Object -Unique)
