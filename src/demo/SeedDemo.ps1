@@ -35,6 +35,7 @@ if ($taken) { throw "Namespace(s) $($taken.Name -join ', ') already exist; remov
 if ($InRootNamespace -and (Get-AgentLink -Name vex-peer -ErrorAction SilentlyContinue)) { throw 'vex-peer already exists in the root namespace.' }
 
 $created = [System.Collections.Generic.List[string]]::new()
+$pingLog = Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt"
 try {
     Step "1. Namespaces: '$AgentNamespace' steers, '$ContainerNamespace' stands in for a container$(if ($hostNs) { ", '$hostNs' stands in for the host" })"
     foreach ($ns in $ours) { $null = New-AgentNamespace $ns; $created.Add($ns) }
@@ -75,7 +76,7 @@ try {
     Step '6. Observation before any datapath runs: ping 10.10.10.88 from the host side'
     $pingArgs = @('netns', 'exec', $(if ($hostNs) { $hostNs } else { $AgentNamespace }), 'ping', '-c', '3', '-i', '0.3', '-W', '1', '10.10.10.88')
     if (-not $hostNs) { $pingArgs = @('ping', '-c', '3', '-i', '0.3', '-W', '1', '10.10.10.88') }
-    $ping = Start-Process -FilePath $(if ($hostNs) { 'ip' } else { 'ping' }) -ArgumentList $(if ($hostNs) { $pingArgs } else { $pingArgs[1..($pingArgs.Count - 1)] }) -PassThru -RedirectStandardOutput (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt")
+    $ping = Start-Process -FilePath $(if ($hostNs) { 'ip' } else { 'ping' }) -ArgumentList $(if ($hostNs) { $pingArgs } else { $pingArgs[1..($pingArgs.Count - 1)] }) -PassThru -RedirectStandardOutput $pingLog
     $seen = Watch-AgentTraffic vex, vbr -Namespace $AgentNamespace -Count 40 -TimeoutSeconds 2.5 | Where-Object Protocol -eq ICMP
     $onVex = $seen | Where-Object Interface -eq vex | Select-Object -First 2
     $onVbr = $seen | Where-Object Interface -eq vbr | Select-Object -First 2
@@ -84,8 +85,8 @@ try {
     $onVex | ForEach-Object { Write-Host "  $($_.Summary)" }
     Write-Host 'on vbr (rewritten to the ucmac and steered to the datapath):'
     $onVbr | ForEach-Object { Write-Host "  $($_.Summary)" }
-    Write-Host (Get-Content (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") | Select-String 'transmitted')
-    Remove-Item (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") -ErrorAction Ignore
+    Write-Host (Get-Content $pingLog | Select-String 'transmitted')
+    Remove-Item $pingLog -ErrorAction Ignore
     Write-Host 'No reply: unicast IPv4 to the container now goes through vth, and no datapath runs there yet.'
 
     Step "7. The datapath: nvr-dp in '$AgentNamespace', control socket $ControlSocket"
@@ -101,17 +102,18 @@ try {
     Show (Get-Datapath -ControlSocket $ControlSocket | Select-Object -ExpandProperty Workloads)
 
     Step '9. Ping again: the datapath writes the steered frames back, tc restores the real MAC, the container answers'
-    $ping = Start-Process -FilePath $(if ($hostNs) { 'ip' } else { 'ping' }) -ArgumentList $(if ($hostNs) { $pingArgs } else { $pingArgs[1..($pingArgs.Count - 1)] }) -PassThru -RedirectStandardOutput (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt")
+    $ping = Start-Process -FilePath $(if ($hostNs) { 'ip' } else { 'ping' }) -ArgumentList $(if ($hostNs) { $pingArgs } else { $pingArgs[1..($pingArgs.Count - 1)] }) -PassThru -RedirectStandardOutput $pingLog
     $seen = Watch-AgentTraffic vbr -Namespace $AgentNamespace -Count 40 -TimeoutSeconds 2.5 | Where-Object Protocol -eq ICMP
     $ping.WaitForExit()
     Write-Host 'on vbr (to the datapath and back, always with the ucmac):'
     $seen | Select-Object -First 4 | ForEach-Object { Write-Host "  $($_.Summary)" }
-    Write-Host (Get-Content (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") | Select-String 'transmitted')
-    Remove-Item (Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt") -ErrorAction Ignore
+    Write-Host (Get-Content $pingLog | Select-String 'transmitted')
+    Remove-Item $pingLog -ErrorAction Ignore
     Show (Get-DpSession -ControlSocket $ControlSocket)
     Write-Host 'The container is reachable only through the datapath now: Set-DpMac -Tap $true, Remove-DpMac or Stop-Datapath cut it off.'
 }
 finally {
+    Remove-Item $pingLog -ErrorAction Ignore
     Step 'Cleanup: removing everything this demo created'
     foreach ($socket in $created | Where-Object { $_ -like 'dp:*' }) { Stop-Datapath -ControlSocket $socket.Substring(3) -ErrorAction Continue }
     if ($created.Contains('link:vex-peer')) { Remove-AgentLink vex-peer -ErrorAction Continue }
