@@ -1,5 +1,5 @@
-# The filter cmdlets' pedit path, proven under Debian's stock kernel (act_pedit as a module): the seed's four pedit
-# filters, given as tc text and typed, install, read back as MAC rewrites exactly as `tc filter show` prints their
+# The filter cmdlets' pedit path, proven under Debian's stock kernel (act_pedit as a module): the seed's six filters
+# (four with pedit), given as tc text and typed, install, read back as MAC rewrites exactly as `tc filter show` prints their
 # keys, stay single on a second add, and survive a Get | Remove | Add round trip unchanged. Runs inside
 #   tests/stock-kernel/pester.sh tests/stock-kernel/Filters.StockKernel.Tests.ps1
 # (the mirred-only half of the story and every error case run on this machine: tests/pester/Filters.Tests.ps1, which
@@ -26,7 +26,7 @@ Describe 'Redirect filters with pedit (stock kernel)' {
         if (-not $pedit) { Set-ItResult -Skipped -Because 'this kernel has no act_pedit; the test runs under tests/stock-kernel/pester.sh' }
     }
 
-    It 'installs the seed''s four pedit filters, as tc text and typed' {
+    It 'installs the seed''s six filters (four with pedit), as tc text and typed; tc shows exactly them' {
         if (-not $pedit) { return }
         $added = @(
             Add-RedirectFilter vex -Namespace $ns -Priority 10001 -Protocol ip -Match 'u8 0 1 at -14', 'u16 0x1a27 0xffff at -14', 'u32 0xf3873a27 0xffffffff at -12' `
@@ -35,9 +35,15 @@ Describe 'Redirect filters with pedit (stock kernel)' {
                 -Action 'pedit munge offset -14 u16 set 0x1a27 munge offset -12 u32 set 0xf3873a27 pipe', 'mirred egress mirror dev vin'
             Add-RedirectFilter vin -Namespace $ns -Priority 10001 -Protocol ip -UnicastOnly -SourceMac 1a:27:f3:87:3a:27 -RewriteSourceMac 4e:65:75:56:00:b4 -MirrorTo vbr
             Add-RedirectFilter vbr -Namespace $ns -Priority 172 -SourceMac 4e:65:75:56:00:b4 -RewriteSourceMac 1a:27:f3:87:3a:27 -MirrorTo vex
+            Add-RedirectFilter vex -Namespace $ns -Priority 10002 -Protocol all -Match 'u8 0 0' -Action 'mirred egress mirror dev vin'
+            Add-RedirectFilter vin -Namespace $ns -Priority 10002 -Protocol all -Match 'u8 0 0' -Action 'mirred egress mirror dev vex'
         )
-        $added.Change | Should -Be @('Added', 'Added', 'Added', 'Added')
+        $added.Change | Should -Be @('Added', 'Added', 'Added', 'Added', 'Added', 'Added')
         $added | ForEach-Object { $_.IsOwned | Should -BeTrue }
+        # exactly these nodes, nothing else, as tc itself lists them
+        foreach ($case in @(@{ L = 'vex'; P = '10001 10002' }, @{ L = 'vin'; P = '10001 10002' }, @{ L = 'vbr'; P = '5 172' })) {
+            ((@(Get-TcFilter $ns $case.L | Where-Object Handle -Match '::') | ForEach-Object Priority | Sort-Object) -join ' ') | Should -Be (($case.P -split ' ' | ForEach-Object { [int]$_ } | Sort-Object) -join ' ')
+        }
     }
 
     It 'reads their keys back as MAC rewrites, as tc prints them' {
@@ -68,10 +74,10 @@ Describe 'Redirect filters with pedit (stock kernel)' {
         if (-not $pedit) { return }
         $before = Get-Shape
         $saved = @(Get-RedirectFilter -Namespace $ns)
-        $saved.Count | Should -Be 4
+        $saved.Count | Should -Be 6
         $saved | Remove-RedirectFilter
         @(Get-RedirectFilter -Namespace $ns) | Should -BeNullOrEmpty
-        @($saved | Add-RedirectFilter).Change | Should -Be @('Added', 'Added', 'Added', 'Added')
+        @($saved | Add-RedirectFilter).Change | Should -Be @('Added', 'Added', 'Added', 'Added', 'Added', 'Added')
         Get-Shape | Should -Be $before
     }
 }
