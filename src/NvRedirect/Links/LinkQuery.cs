@@ -104,7 +104,7 @@ public sealed class LinkQuery : IDisposable
             Name = r.Name,
             Index = r.Index,
             Kind = r.Kind,
-            MacAddress = r.Address.Length == 6 ? Parse.Mac(r.Address) : Convert.ToHexString(r.Address).ToLowerInvariant(),
+            MacAddress = Parse.Mac(r.Address),
             Mtu = r.Mtu,
             State = (r.Flags & Rtnl.IFF_UP) != 0 ? "Up" : "Down",
             OperState = r.OperState switch { 1 => "notpresent", 2 => "down", 3 => "lowerlayerdown", 4 => "testing", 5 => "dormant", 6 => "up", _ => "unknown" },

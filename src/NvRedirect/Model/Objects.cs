@@ -84,7 +84,8 @@ public sealed class AgentAddress
 public static class Parse
 {
     /// <summary>Formats 6 bytes as aa:bb:cc:dd:ee:ff.</summary>
-    public static string Mac(ReadOnlySpan<byte> mac) => string.Join(':', mac.ToArray().Select(b => b.ToString("x2")));
+    public static string Mac(ReadOnlySpan<byte> mac)
+        => mac.Length == 6 ? Packets.FrameParser.FormatMac(Packets.FrameParser.ReadMac(mac)) : Convert.ToHexString(mac).ToLowerInvariant();
 
     /// <summary>Parses aa:bb:cc:dd:ee:ff (or with '-'); throws an ArgumentException that says what is wrong.</summary>
     public static byte[] Mac(string text, string what = "MAC address")
