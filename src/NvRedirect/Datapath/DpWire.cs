@@ -12,6 +12,10 @@ public static class MessageKind
     /// <summary>nvr-dp's extension: the reply to nvr_get_state, a UTF-8 JSON text split over datagrams (More=1 until the last).
     /// Far above NeuVector's kinds (1-13), so a NeuVector agent never mistakes it.</summary>
     public const byte State = 200;
+    /// <summary>nvr-dp's extension: the reply to nvr_get_policy (the workloads' policies as JSON), chunked like <see cref="State"/>.</summary>
+    public const byte Policy = 201;
+    /// <summary>nvr-dp's extension: the reply to nvr_list_connection (the connections seen per workload as JSON), chunked like <see cref="State"/>.</summary>
+    public const byte Connections = 202;
 }
 
 /// <summary>Sizes shared by every binary reply.</summary>
