@@ -223,17 +223,20 @@ function Wait-TestCondition([Parameter(Mandatory)][scriptblock]$Condition, [doub
 <#
 .SYNOPSIS
     Sends ICMP echo requests to an address from inside a namespace (`ip netns exec NS ...`); true when one is answered.
+    -Source picks the sender's address (ping -I), for rules on address ranges.
 .DESCRIPTION
     With iputils ping installed (build.ps1 installs it), `ping -c COUNT -i 0.2 -W TIMEOUT`; otherwise .NET's Ping (a
     raw ICMP socket, we are root) in a child pwsh started under `ip netns exec`: the child's sockets live in that
     namespace, exactly as ping's would.
 #>
-function Test-IcmpEcho([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [int]$Count = 3, [int]$TimeoutMilliseconds = 1000) {
+function Test-IcmpEcho([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [int]$Count = 3, [int]$TimeoutMilliseconds = 1000, [string]$Source) {
     if (Get-Command ping -CommandType Application -ErrorAction Ignore) {
         $wait = ([double]$TimeoutMilliseconds / 1000).ToString([System.Globalization.CultureInfo]::InvariantCulture)
-        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W $wait $Address 2>&1 | Out-Null
+        $from = if ($Source) { @('-I', $Source) } else { @() }
+        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W $wait @from $Address 2>&1 | Out-Null
         return $LASTEXITCODE -eq 0
     }
+    if ($Source) { throw 'Test-IcmpEcho -Source needs iputils ping (build.ps1 installs it).' }
     $dotnet = (Get-Process -Id $PID).Path
     $pwshDll = Join-Path $PSHOME 'pwsh.dll'
     $script = "`$p = [System.Net.NetworkInformation.Ping]::new(); foreach (`$i in 1..$Count) { if (`$p.Send('$Address', $TimeoutMilliseconds).Status -eq 'Success') { exit 0 } }; exit 1"
@@ -409,7 +412,165 @@ function Test-TcAction([ValidateSet('pedit', 'mirred')][string]$Kind = 'pedit') 
     finally { Remove-TestNamespace $ns }
 }
 
+# ---- Traffic between namespaces (Fixtures/traffic.py), for verdicts proved by their outcome ----
+# Every process and file made here is registered and removed by Stop-TestTraffic (call it in AfterAll); every
+# python process also ends by itself after its --lifetime, so nothing outlives a killed test run for long.
+$script:TrafficScript = Join-Path $PSScriptRoot 'Fixtures/traffic.py'
+$script:TrafficProcesses = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
+$script:TrafficFiles = [System.Collections.Generic.List[string]]::new()
+
+function ConvertFrom-TrafficResult([string]$Line, [string]$What) {
+    if (-not $Line) { throw "traffic.py ($What) printed no result" }
+    $r = $Line | ConvertFrom-Json
+    [pscustomobject]@{
+        Result = $r.result
+        Stage  = $r.stage
+        Local  = $r.local
+        Detail = if ($r.PSObject.Properties['detail']) { $r.detail } else { $null }
+    }
+}
+
+function Get-TrafficArgument([string]$Address, [int]$Port, [string]$Source, [double]$TimeoutSeconds) {
+    $a = @('--to', $Address, '--port', "$Port", '--timeout', $TimeoutSeconds.ToString([System.Globalization.CultureInfo]::InvariantCulture))
+    if ($Source) { $a += @('--source', $Source) }
+    $a
+}
+
+function Start-TrafficProcess([string]$Namespace, [string[]]$Arguments, [switch]$Interactive) {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new('ip')
+    foreach ($a in @('netns', 'exec', $Namespace, 'python3', $script:TrafficScript) + $Arguments) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardError = $true
+    $psi.RedirectStandardOutput = [bool]$Interactive
+    $psi.RedirectStandardInput = [bool]$Interactive
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $script:TrafficProcesses.Add($p)
+    $p
+}
+
+# A line of a process's output, waiting at most TimeoutSeconds (a missing line is an error, never a hang).
+function Read-TrafficLine([System.Diagnostics.Process]$Process, [double]$TimeoutSeconds) {
+    $task = $Process.StandardOutput.ReadLineAsync()
+    if (-not $task.Wait([TimeSpan]::FromSeconds($TimeoutSeconds))) { throw "traffic.py (pid $($Process.Id)) printed nothing within $TimeoutSeconds s" }
+    $task.Result
+}
+
+<#
+.SYNOPSIS
+    Starts an echo server in a namespace (TCP and/or UDP ports on 0.0.0.0) and returns once it listens:
+    an object with Namespace, TcpPort, UdpPort, Process and LogPath (its events, read with Get-TestEchoServerEvent).
+#>
+function Start-TestEchoServer([Parameter(Mandatory)][string]$Namespace, [int[]]$TcpPort = @(), [int[]]$UdpPort = @()) {
+    $log = "/tmp/$(Get-TestRunStem)traffic-$(New-RandomToken 6).log"
+    $script:TrafficFiles.Add($log)
+    $p = Start-TrafficProcess $Namespace @('serve', '--log', $log, '--tcp', ($TcpPort -join ','), '--udp', ($UdpPort -join ','))
+    $listening = Wait-TestCondition { $p.HasExited -or ((Test-Path -LiteralPath $log) -and (Select-String -LiteralPath $log -Pattern '^listening' -Quiet)) } -TimeoutSeconds 15
+    if (-not $listening -or $p.HasExited) {
+        $err = if ($p.HasExited) { $p.StandardError.ReadToEnd() } else { 'it did not report listening within 15 s' }
+        throw "echo server in '$Namespace' (tcp $($TcpPort -join ','), udp $($UdpPort -join ',')) did not start: $err"
+    }
+    [pscustomobject]@{ Namespace = $Namespace; TcpPort = $TcpPort; UdpPort = $UdpPort; Process = $p; LogPath = $log }
+}
+
+<#
+.SYNOPSIS
+    The events an echo server logged, as objects: Event (accept, close, reset, error, udp), Protocol, Port, Peer ('ip:port').
+#>
+function Get-TestEchoServerEvent([Parameter(Mandatory)][object]$Server) {
+    foreach ($line in @(Get-Content -LiteralPath $Server.LogPath -ErrorAction Ignore)) {
+        if ($line -match '^(accept|close|reset|error) tcp (\d+) (\S+)') { [pscustomobject]@{ Event = $Matches[1]; Protocol = 'TCP'; Port = [int]$Matches[2]; Peer = $Matches[3] } }
+        elseif ($line -match '^udp (\d+) (\S+)$') { [pscustomobject]@{ Event = 'udp'; Protocol = 'UDP'; Port = [int]$Matches[1]; Peer = $Matches[2] } }
+    }
+}
+
+<#
+.SYNOPSIS
+    One TCP connection from a namespace with one round trip through an echo server. Returns Result: 'connected'
+    (the echo came back), 'refused' (RST to the SYN), 'reset', 'closed' or 'timeout' (nothing within TimeoutSeconds);
+    Stage ('connect'), Local ('ip:port' of the client) and Detail.
+#>
+function Invoke-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
+    [string]$Source, [double]$TimeoutSeconds = 3) {
+    $out = @(& ip netns exec $Namespace python3 $script:TrafficScript tcp @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds) 2>&1)
+    if ($LASTEXITCODE -ne 0) { throw "traffic.py tcp to ${Address}:$Port in '$Namespace' failed ($LASTEXITCODE): $($out -join ' ')" }
+    ConvertFrom-TrafficResult ($out | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | Select-Object -Last 1) "tcp to ${Address}:$Port"
+}
+
+<#
+.SYNOPSIS
+    One UDP request from a namespace to an echo server (resent every 0.5 s until TimeoutSeconds). Result: 'answered',
+    'refused' (ICMP port unreachable) or 'timeout'; Local is the client's 'ip:port'.
+#>
+function Invoke-TestUdpRequest([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
+    [string]$Source, [double]$TimeoutSeconds = 3) {
+    $out = @(& ip netns exec $Namespace python3 $script:TrafficScript udp @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds) 2>&1)
+    if ($LASTEXITCODE -ne 0) { throw "traffic.py udp to ${Address}:$Port in '$Namespace' failed ($LASTEXITCODE): $($out -join ' ')" }
+    ConvertFrom-TrafficResult ($out | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | Select-Object -Last 1) "udp to ${Address}:$Port"
+}
+
+<#
+.SYNOPSIS
+    Opens a TCP connection from a namespace to an echo server and keeps it open: returns an object with Result (of the
+    first round trip, as Invoke-TestTcpConnection), Local, and the client Process. Send-TestTcpData makes it send
+    again later; Close-TestTcpConnection (or Stop-TestTraffic) ends it.
+#>
+function Open-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
+    [string]$Source, [double]$TimeoutSeconds = 3) {
+    $p = Start-TrafficProcess $Namespace (@('hold') + @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds)) -Interactive
+    $line = Read-TrafficLine $p ($TimeoutSeconds + 15)
+    if (-not $line) { throw "traffic.py hold to ${Address}:$Port in '$Namespace' ended without a result: $($p.StandardError.ReadToEnd())" }
+    $first = ConvertFrom-TrafficResult $line "hold to ${Address}:$Port"
+    [pscustomobject]@{ Namespace = $Namespace; Address = $Address; Port = $Port; TimeoutSeconds = $TimeoutSeconds; Result = $first.Result; Local = $first.Local; Process = $p }
+}
+
+<#
+.SYNOPSIS
+    Makes a connection opened by Open-TestTcpConnection send more data and wait for its echo. Result: 'answered',
+    'reset' (ECONNRESET or EPIPE: the client saw a reset), 'closed' (FIN) or 'timeout' (it hangs: nothing came back).
+#>
+function Send-TestTcpData([Parameter(Mandatory)][object]$Connection) {
+    $p = $Connection.Process
+    if ($p.HasExited) { throw "the connection to $($Connection.Address):$($Connection.Port) is closed already" }
+    $p.StandardInput.WriteLine('send')
+    $p.StandardInput.Flush()
+    $line = Read-TrafficLine $p ($Connection.TimeoutSeconds + 15)
+    ConvertFrom-TrafficResult $line "send on $($Connection.Local)"
+}
+
+<#
+.SYNOPSIS
+    Closes a connection opened by Open-TestTcpConnection and ends its process.
+#>
+function Close-TestTcpConnection([Parameter(Mandatory, ValueFromPipeline)][AllowNull()][object]$Connection) {
+    process {
+        if (-not $Connection) { return }
+        $p = $Connection.Process
+        if (-not $p.HasExited) {
+            try { $p.StandardInput.WriteLine('close'); $p.StandardInput.Close() } catch [System.IO.IOException] { }
+            if (-not $p.WaitForExit(5000)) { $p.Kill($true) }
+        }
+        [void]$p.WaitForExit(10000)
+    }
+}
+
+<#
+.SYNOPSIS
+    Ends every traffic process this import started (by process object, with its children) and removes their files.
+#>
+function Stop-TestTraffic {
+    foreach ($p in @($script:TrafficProcesses)) {
+        try { if (-not $p.HasExited) { $p.Kill($true) } } catch [System.InvalidOperationException] { }
+        [void]$p.WaitForExit(10000)
+        $p.Dispose()
+    }
+    $script:TrafficProcesses.Clear()
+    foreach ($f in @($script:TrafficFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
+    $script:TrafficFiles.Clear()
+}
+
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
     Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
     Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
-    Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction
+    Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction,
+    Start-TestEchoServer, Get-TestEchoServerEvent, Invoke-TestTcpConnection, Invoke-TestUdpRequest, Open-TestTcpConnection, Send-TestTcpData,
+    Close-TestTcpConnection, Stop-TestTraffic
