@@ -1,11 +1,17 @@
 <#
 .SYNOPSIS
-    The seed scenario, end to end, with NvRedirect's cmdlets; removes everything it created.
+    The seed scenario, end to end, with NvRedirect's cmdlets, then the policy story (Discover, Protect, learned
+    connections as allow rules, Monitor) with real traffic; removes everything it created.
 .DESCRIPTION
     Builds the seed's topology: agent-ns and container-ns, the vex/vex-peer, vin/vin-peer(->eth0) and vbr/vth pairs,
     all up, 10.10.10.66/24 on the host side and 10.10.10.88/24 in the container; then the interception (the six
     redirect rules), the observation that pings are steered to vbr with the ucmac and get no reply, the datapath
     (nvr-dp) started in agent-ns and configured with the seed's four messages, and the ping passing through it.
+    Then the workload's modes with ping, TCP and UDP between the host side and the container: Discover learns every
+    connection; Protect with no rules blocks new ones and resets an open one; the learned connections turned into
+    allow rules pass again while the rest stays blocked; a rule by hand and its removal; Monitor lets everything pass
+    and lists the violations. Each step prints what it does, what the traffic did and Get-DpConnection's table; an
+    outcome the story does not expect is marked and makes the demo fail at the end.
     Everything it created is removed at the end, also on failure. By default the host side lives in a
     third namespace (host-ns) so the demo never touches this machine's own addresses or routes; -InRootNamespace puts
     vex-peer in the root namespace exactly as the seed does.
@@ -35,6 +41,65 @@ if ($taken) { throw "Namespace(s) $($taken.Name -join ', ') already exist; remov
 if ($InRootNamespace -and (Get-AgentLink -Name vex-peer -ErrorAction SilentlyContinue)) { throw 'vex-peer already exists in the root namespace.' }
 
 $created = [System.Collections.Generic.List[string]]::new()
+
+# Traffic for the policy story: the test suite's echo server and clients (tests/pester/Fixtures/traffic.py), run in
+# a namespace ('' = this one). Every process and log is tracked and removed at the end.
+$trafficScript = Join-Path $PSScriptRoot '../../tests/pester/Fixtures/traffic.py'
+$demoProcesses = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
+$demoFiles = [System.Collections.Generic.List[string]]::new()
+$surprises = [System.Collections.Generic.List[string]]::new()
+function Get-InNamespace([string]$Namespace) { if ($Namespace) { @('ip', 'netns', 'exec', $Namespace) } else { @() } }
+function Start-DemoProcess([string]$Namespace, [string[]]$Arguments, [switch]$Interactive) {
+    $command = @(Get-InNamespace $Namespace) + @('python3', $trafficScript) + $Arguments
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($command[0])
+    foreach ($a in $command | Select-Object -Skip 1) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardInput = [bool]$Interactive
+    $psi.RedirectStandardOutput = [bool]$Interactive
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $demoProcesses.Add($p)
+    $p
+}
+function Start-DemoEcho([string]$Namespace, [int[]]$TcpPort = @(), [int[]]$UdpPort = @()) {
+    $log = Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-echo-$PID-$($demoFiles.Count).log"
+    $demoFiles.Add($log)
+    $p = Start-DemoProcess $Namespace @('serve', '--log', $log, '--tcp', ($TcpPort -join ','), '--udp', ($UdpPort -join ','), '--lifetime', '600')
+    $deadline = [DateTime]::UtcNow.AddSeconds(15)
+    while (-not ((Test-Path $log) -and (Select-String -LiteralPath $log -Pattern '^listening' -Quiet))) {
+        if ($p.HasExited -or [DateTime]::UtcNow -gt $deadline) { throw "the echo server in '$Namespace' did not start" }
+        Start-Sleep -Milliseconds 100
+    }
+    $p
+}
+function Invoke-DemoTraffic([ValidateSet('tcp', 'udp')][string]$Kind, [string]$Namespace, [string]$To, [int]$Port) {
+    $command = @(Get-InNamespace $Namespace) + @('python3', $trafficScript, $Kind, '--to', $To, '--port', "$Port", '--timeout', '2')
+    $line = & $command[0] @($command | Select-Object -Skip 1) | Select-Object -Last 1
+    ($line | ConvertFrom-Json).result
+}
+function Invoke-DemoPing([string]$Namespace, [string]$To) {
+    $command = @(Get-InNamespace $Namespace) + @('ping', '-n', '-q', '-c', '2', '-i', '0.2', '-W', '1', $To)
+    & $command[0] @($command | Select-Object -Skip 1) *> $null
+    if ($LASTEXITCODE -eq 0) { 'passes' } else { 'blocked' }
+}
+function Open-DemoConnection([string]$Namespace, [string]$To, [int]$Port) {
+    $p = Start-DemoProcess $Namespace @('hold', '--to', $To, '--port', "$Port", '--timeout', '2', '--lifetime', '600') -Interactive
+    $r = $p.StandardOutput.ReadLine() | ConvertFrom-Json
+    [pscustomobject]@{ Process = $p; Result = $r.result; Local = $r.local }
+}
+function Send-DemoConnection($Connection) {
+    if ($Connection.Process.HasExited) { return 'closed' }
+    $Connection.Process.StandardInput.WriteLine('send')
+    ($Connection.Process.StandardOutput.ReadLine() | ConvertFrom-Json).result
+}
+function Stop-DemoTraffic {
+    foreach ($p in $demoProcesses) { if (-not $p.HasExited) { $p.Kill($true) }; [void]$p.WaitForExit(5000) }
+    foreach ($f in $demoFiles) { Remove-Item -LiteralPath $f -ErrorAction Ignore }
+}
+# One line per traffic check: what was tried, what happened, and whether that is what the story expects.
+function Show-Traffic([string]$What, [string]$Outcome, [string]$Expected) {
+    $mark = if ($Outcome -eq $Expected) { '' } else { "   <-- UNEXPECTED, the story expects: $Expected"; $surprises.Add("$What -> $Outcome (expected $Expected)") }
+    Write-Host ('  {0,-72} {1}{2}' -f $What, $Outcome, $mark)
+}
 $pingLog = Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt"
 try {
     Step "1. Namespaces: '$AgentNamespace' steers, '$ContainerNamespace' stands in for a container$(if ($hostNs) { ", '$hostNs' stands in for the host" })"
@@ -111,9 +176,75 @@ try {
     Remove-Item $pingLog -ErrorAction Ignore
     Show (Get-DpSession -ControlSocket $ControlSocket)
     Write-Host 'The container is reachable only through the datapath now: Set-DpMac -Tap $true, Remove-DpMac or Stop-Datapath cut it off.'
+
+    # ---- The policy story: Discover, Protect, learned connections as allow rules, Monitor ----
+    $mac = '1a:27:f3:87:3a:27'
+    Step "10. Echo servers in '$ContainerNamespace' (TCP 8080 and 8081, UDP 9999) and on the host side (TCP 7070)"
+    $containerEcho = Start-DemoEcho $ContainerNamespace -TcpPort 8080, 8081 -UdpPort 9999
+    $hostEcho = Start-DemoEcho $hostNs -TcpPort 7070
+    Write-Host "listening: pids $($containerEcho.Id) and $($hostEcho.Id)"
+    Write-Host 'Without a policy the workload is in Mode None: nothing is policed.'
+    Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
+
+    Step '11. Discover (Set-DpWorkloadMode -Mode Discover): everything passes and every connection is learned'
+    Set-DpWorkloadMode -Mac $mac -Mode Discover -ControlSocket $ControlSocket
+    Clear-DpConnection -Mac $mac -ControlSocket $ControlSocket
+    Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
+    Show-Traffic 'ping host -> container' (Invoke-DemoPing $hostNs 10.10.10.88) 'passes'
+    Show-Traffic 'TCP host -> container:8080' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
+    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic udp $hostNs 10.10.10.88 9999) 'answered'
+    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'connected'
+    $held = Open-DemoConnection $hostNs 10.10.10.88 8080
+    Show-Traffic "TCP host -> container:8080, kept open (client $($held.Local))" $held.Result 'connected'
+    Write-Host 'Get-DpConnection -Learned:'
+    Show (Get-DpConnection -Mac $mac -Learned -ControlSocket $ControlSocket)
+
+    Step '12. Protect with no rules (Set-DpWorkloadMode -Mode Protect): new connections are blocked, the open one is reset'
+    Set-DpWorkloadMode -Mac $mac -Mode Protect -ControlSocket $ControlSocket
+    Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
+    Show-Traffic 'ping host -> container' (Invoke-DemoPing $hostNs 10.10.10.88) 'blocked'
+    Show-Traffic 'TCP host -> container:8080 (new)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'timeout'
+    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic udp $hostNs 10.10.10.88 9999) 'timeout'
+    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'timeout'
+    Show-Traffic "the connection kept open since Discover sends again ($($held.Local))" (Send-DemoConnection $held) 'reset'
+    Write-Host 'Get-DpConnection -Blocked:'
+    Show (Get-DpConnection -Mac $mac -Blocked -ControlSocket $ControlSocket)
+
+    Step '13. The learned connections become allow rules: Get-DpConnection -Learned | ConvertTo-DpRule | Set-DpPolicy'
+    Get-DpConnection -Mac $mac -Learned -ControlSocket $ControlSocket | ConvertTo-DpRule | Set-DpPolicy -ControlSocket $ControlSocket
+    Show (Get-DpPolicy $mac -ControlSocket $ControlSocket)
+    Show (Get-DpPolicy $mac -ControlSocket $ControlSocket).Rules
+    Clear-DpConnection -Mac $mac -ControlSocket $ControlSocket
+    Show-Traffic 'ping host -> container' (Invoke-DemoPing $hostNs 10.10.10.88) 'passes'
+    Show-Traffic 'TCP host -> container:8080' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
+    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic udp $hostNs 10.10.10.88 9999) 'answered'
+    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'connected'
+    Show-Traffic 'TCP host -> container:8081 (never learned)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'timeout'
+    Write-Host 'Get-DpConnection (the allowed ones name their rule, the blocked one rule 0):'
+    Show (Get-DpConnection -Mac $mac -ControlSocket $ControlSocket)
+
+    Step '14. Rules by hand: TCP 8081-8089 from 10.10.10.64/28 (New-DpRule | Add-DpPolicyRule), then removed again'
+    New-DpRule -Id 100 -Source 10.10.10.64/28 -Destination 10.10.10.88 -Port 8081-8089 -Protocol TCP -Direction Ingress | Add-DpPolicyRule -Mac $mac -ControlSocket $ControlSocket
+    Show (Get-DpPolicy $mac -ControlSocket $ControlSocket).Rules
+    Show-Traffic 'TCP host -> container:8081' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'connected'
+    Remove-DpPolicyRule -Mac $mac -Id 100 -ControlSocket $ControlSocket
+    Show-Traffic 'TCP host -> container:8081 after Remove-DpPolicyRule -Id 100' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'timeout'
+
+    Step '15. Monitor (Set-DpWorkloadMode -Mode Monitor): everything passes, what no rule allows is a violation'
+    Set-DpWorkloadMode -Mac $mac -Mode Monitor -ControlSocket $ControlSocket
+    Clear-DpConnection -Mac $mac -ControlSocket $ControlSocket
+    Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
+    Show-Traffic 'TCP host -> container:8081 (no rule)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'connected'
+    Show-Traffic 'ping container -> host (no rule for egress ICMP)' (Invoke-DemoPing $ContainerNamespace 10.10.10.66) 'passes'
+    Show-Traffic 'TCP host -> container:8080 (allowed by its rule)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
+    Write-Host 'Get-DpConnection -Violation:'
+    Show (Get-DpConnection -Mac $mac -Violation -ControlSocket $ControlSocket)
+    if ($surprises.Count) { throw "The policy story did not hold: $($surprises -join '; ')" }
+    Write-Host 'The story held: every outcome above is the expected one.'
 }
 finally {
     Remove-Item $pingLog -ErrorAction Ignore
+    Stop-DemoTraffic
     Step 'Cleanup: removing everything this demo created'
     foreach ($socket in $created | Where-Object { $_ -like 'dp:*' }) { Stop-Datapath -ControlSocket $socket.Substring(3) -ErrorAction Continue }
     if ($created.Contains('link:vex-peer')) { Remove-AgentLink vex-peer -ErrorAction Continue }
