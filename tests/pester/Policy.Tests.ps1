@@ -11,7 +11,7 @@ BeforeAll {
     $HostIp = '10.10.10.66'
     $ContainerIp = '10.10.10.88'
     # more host-side addresses (on vex-peer) for rules on address ranges: .67 is inside 10.10.10.64/28 and
-    # 10.10.10.66-10.10.10.67, .100 outside both
+    # 10.10.10.65-10.10.10.70, .100 outside both
     $HostIp2 = '10.10.10.67'
     $FarIp = '10.10.10.100'
     $Proto = @{ ICMP = 1; TCP = 6; UDP = 17 }
@@ -234,10 +234,10 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
 
     It 'rules with address ranges (CIDR and a-b) and port ranges: inside passes, outside is blocked, ends included' {
         $cidr = New-DpRule -Id 10 -Source 10.10.10.64/28 -Destination $ContainerIp -Port 8000-8100 -Protocol TCP -Action Allow -Direction Ingress
-        $span = New-DpRule -Id 11 -Source "$HostIp-$HostIp2" -Destination 10.10.10.80-10.10.10.90 -Port $RangeUdp -Protocol UDP -Direction Ingress
+        $span = New-DpRule -Id 11 -Source 10.10.10.65-10.10.10.70 -Destination 10.10.10.80-10.10.10.90 -Port $RangeUdp -Protocol UDP -Direction Ingress
         $cidr.Source | Should -Be '10.10.10.64/28'
         $cidr.Port | Should -Be '8000-8100'
-        $span.Source | Should -Be "$HostIp-$HostIp2"
+        $span.Source | Should -Be '10.10.10.65-10.10.10.70' -Because 'a range that is no CIDR is shown as first-last'
         "$($span.Action)" | Should -Be 'Allow'
         Set-DpPolicy -Mac $SeedMac -Rule $cidr, $span -ControlSocket $sock
         $policy = Get-DpPolicy $SeedMac -ControlSocket $sock
@@ -283,6 +283,25 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         TcpOut $BothTcp | Should -Be 'connected'
         $null = Assert-Verdict $ContainerIp $HostIp $BothTcp TCP -Direction Egress -Action Allow -RuleId 21
         @(Get-TestEchoServerEvent $hostServer | Where-Object { $_.Event -eq 'accept' -and $_.Port -eq $BothTcp }).Count | Should -Be 1 -Because 'only the allowed egress connection reached the host side'
+    }
+
+    It 'a policy that polices ingress only (-Direction Ingress) leaves the connections the container initiates open; -Direction Both polices them again' {
+        $rules = (Get-DpPolicy $SeedMac -ControlSocket $sock).Rules
+        $rules | Set-DpPolicy -Direction Ingress -ControlSocket $sock
+        $policy = Get-DpPolicy $SeedMac -ControlSocket $sock
+        "$($policy.Direction)" | Should -Be 'Ingress'
+        $policy.Mode | Should -Be 'Protect'
+        $policy.Rules.Id | Should -Be @(10, 11, 20, 21)
+        Clear-DpConnection -Mac $SeedMac -ControlSocket $sock
+        TcpOut $OutTcp | Should -Be 'connected' -Because 'no rule allows it, but egress is not policed'
+        TcpIn $OtherTcp | Should -Be 'timeout' -Because 'ingress still is'
+        $null = Assert-Verdict $ContainerIp $HostIp $OutTcp TCP -Direction Egress -Action Open
+        $null = Assert-Verdict $HostIp $ContainerIp $OtherTcp TCP -Action Deny
+
+        $rules | Set-DpPolicy -Direction Both -ControlSocket $sock
+        "$((Get-DpPolicy $SeedMac -ControlSocket $sock).Direction)" | Should -Be 'Both'
+        TcpOut $OutTcp | Should -Be 'timeout'
+        $null = Assert-Verdict $ContainerIp $HostIp $OutTcp TCP -Direction Egress -Action Deny
     }
 
     It 'ICMP rules: the TCP and UDP rules do not cover ping; an ICMP rule for one client lets only its pings pass, one way' {
