@@ -32,12 +32,13 @@ internal static class TestFrames
     public const ulong HostMac = 0x06829c025491;
     public const uint HostIp = 0x0a0a0a42, ContainerIp = 0x0a0a0a58; // 10.10.10.66, 10.10.10.88
 
-    public static byte[] Tcp(ulong dst, ulong src, uint srcIp, uint dstIp, ushort sport, ushort dport, byte flags, int payload = 0, uint seq = 1)
+    public static byte[] Tcp(ulong dst, ulong src, uint srcIp, uint dstIp, ushort sport, ushort dport, byte flags, int payload = 0, uint seq = 1, uint ack = 0)
     {
         var l4 = new byte[20 + payload];
         BinaryPrimitives.WriteUInt16BigEndian(l4, sport);
         BinaryPrimitives.WriteUInt16BigEndian(l4.AsSpan(2), dport);
         BinaryPrimitives.WriteUInt32BigEndian(l4.AsSpan(4), seq);
+        BinaryPrimitives.WriteUInt32BigEndian(l4.AsSpan(8), ack);
         l4[12] = 0x50;
         l4[13] = flags;
         BinaryPrimitives.WriteUInt16BigEndian(l4.AsSpan(14), 0xffff);

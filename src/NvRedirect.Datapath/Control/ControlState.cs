@@ -8,6 +8,16 @@ namespace NvRedirect.Datapath.Control;
 /// <summary>One ctrl_cfg_internal_net entry: NeuVector tests (ip &amp; mask) == Ip, so Ip should be the network address.</summary>
 internal readonly record struct InternalSubnet(uint Ip, uint Mask, string? IpType);
 
+/// <summary>A ctrl_cfg_policy list between its START and END chunks.</summary>
+internal sealed class PendingPolicy
+{
+    public required uint Command;
+    public required byte DefaultAction, Direction;
+    public required ulong[] Macs;
+    public List<PolicyRule> Rules { get; init; } = [];
+    public PendingPolicy Clone() => new() { Command = Command, DefaultAction = DefaultAction, Direction = Direction, Macs = Macs, Rules = [.. Rules] };
+}
+
 /// <summary>
 /// Everything the control protocol configures, as plain data. A request is applied to a copy; only when every
 /// command of the datagram validated does the copy replace this and get published to the packet thread.
@@ -22,12 +32,24 @@ internal sealed class ControlState
     public InternalSubnet[] InternalNets { get; set; } = [];
     /// <summary>Chunks received since a START and not yet closed by an END.</summary>
     public List<InternalSubnet>? PendingInternalNets { get; set; }
-    /// <summary>The global toggles (accepted and kept; no policy engine uses them yet).</summary>
+    /// <summary>The global toggles. DisableNetPolicy and EnableIcmpPolicy steer policy; the others are kept and reported.
+    /// ICMP is policed unless switched off (nvr-dp's default; NeuVector's is off, and its agent sends the toggle).</summary>
     public bool XffEnabled { get; set; }
     public bool DisableNetPolicy { get; set; }
     public bool DetectUnmanagedWorkloads { get; set; }
-    public bool EnableIcmpPolicy { get; set; }
+    public bool EnableIcmpPolicy { get; set; } = true;
     public bool StrictGroupMode { get; set; }
+    /// <summary>The last policy version handed out (every ADD/MODIFY/DELETE takes the next).</summary>
+    public uint PolicyVersion { get; set; }
+    /// <summary>A chunked ctrl_cfg_policy in progress (START seen, END not yet).</summary>
+    public PendingPolicy? PendingPolicy { get; set; }
+    /// <summary>ctrl_cfg_policy_addr: the addresses whose policy the agent pushed (kept and reported; no grace period uses them).</summary>
+    public uint[] PolicyAddresses { get; set; } = [];
+    public List<uint>? PendingPolicyAddresses { get; set; }
+    /// <summary>Generation of the settings policy decisions depend on (toggles, internal nets); bumped when they change.</summary>
+    public uint SettingsGeneration { get; set; }
+    /// <summary>Whether those settings changed in this request (a new table must be published).</summary>
+    public bool SettingsChanged { get; set; }
     /// <summary>ctrl_set_debug categories.</summary>
     public string[] DebugCategories { get; set; } = [];
     /// <summary>The service port's interface, when one is open.</summary>
@@ -42,8 +64,13 @@ internal sealed class ControlState
         PendingInternalNets = PendingInternalNets is null ? null : [.. PendingInternalNets],
         XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy, DetectUnmanagedWorkloads = DetectUnmanagedWorkloads,
         EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode, DebugCategories = DebugCategories,
-        ServicePort = ServicePort,
+        ServicePort = ServicePort, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
+        PolicyAddresses = PolicyAddresses, PendingPolicyAddresses = PendingPolicyAddresses is null ? null : [.. PendingPolicyAddresses],
+        SettingsGeneration = SettingsGeneration,
     };
+
+    /// <summary>The settings the packet path decides policy with.</summary>
+    public PolicySettings Settings() => new(SettingsGeneration, DisableNetPolicy, EnableIcmpPolicy, InternalNets.Select(n => (n.Ip, n.Mask)).ToArray());
 
     /// <summary>The workload registered under <paramref name="mac"/> as real MAC or alias.</summary>
     public Workload? FindByAnyMac(ulong mac)
@@ -62,13 +89,16 @@ internal sealed class ControlState
              .Append(" pmac=").Append(w.ProxyMeshMac == 0 ? "-" : Fields.FormatMac(w.ProxyMeshMac))
              .Append(" pips=").Append(string.Join(',', w.ProxyMeshIPs.Select(Fields.FormatIPv4)))
              .Append(" apps=").Append(string.Join(',', w.Apps.Select(a => $"{a.Port}/{a.IpProtocol}:{a.Application}:{a.Server}")))
-             .Append(" tap=").Append(Tap.TryGetValue(w.Mac, out var t) && t).AppendLine();
+             .Append(" tap=").Append(Tap.TryGetValue(w.Mac, out var t) && t)
+             .Append(" policy=").Append(w.Policy is { } p ? $"v{p.Version}:{p.DefaultAction}:{p.Direction}:{p.Rules.Length}" : "-").AppendLine();
         }
         b.Append("internal_net=").AppendJoin(',', InternalNets.Select(Format)).AppendLine();
         b.Append("internal_net_pending=").Append(PendingInternalNets is null ? "-" : string.Join(',', PendingInternalNets.Select(Format))).AppendLine();
         b.Append($"xff={XffEnabled} disable_net_policy={DisableNetPolicy} detect_unmanaged_wl={DetectUnmanagedWorkloads} ")
          .Append($"enable_icmp_policy={EnableIcmpPolicy} strict_group_mode={StrictGroupMode}").AppendLine();
         b.Append("debug=").AppendJoin(',', DebugCategories).AppendLine();
+        b.Append("policy_addr=").AppendJoin(',', PolicyAddresses.Select(Fields.FormatIPv4)).AppendLine();
+        b.Append("policy_pending=").Append(PendingPolicy is null ? "-" : $"{PendingPolicy.Rules.Count}").AppendLine();
         return b.ToString();
     }
 

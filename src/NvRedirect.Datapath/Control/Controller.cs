@@ -135,8 +135,10 @@ internal sealed class Controller
         Accepted++;
         var state = request.State;
         foreach (var w in state.Workloads.Values) w.State.Tap = state.Tap[w.Mac]; // before publishing: a new MAC starts with its tap setting
-        if (state.WorkloadsChanged) _datapath.Workloads.Publish(new WorkloadTable(state.Workloads.Values));
+        if (state.SettingsChanged) state.SettingsGeneration++;
+        if (state.WorkloadsChanged || state.SettingsChanged) _datapath.Workloads.Publish(new WorkloadTable(state.Workloads.Values, state.Settings()));
         state.WorkloadsChanged = false;
+        state.SettingsChanged = false;
         State = state;
         foreach (var note in request.Notes) _log.Info(note);
         foreach (var effect in request.Effects)
@@ -166,12 +168,25 @@ internal sealed class Controller
             case "ctrl_clear_session": ClearSession(Fields.Object(value), r); break;
             case "ctrl_counter_device": Fields.Object(value); r.Effects.Add(DeviceCounters); break;
             case "ctrl_sys_conf": r.State.XffEnabled = Toggle(value, "xff_enabled", name, r); break;
-            case "ctrl_disable_net_policy": r.State.DisableNetPolicy = Toggle(value, "disable_net_policy", name, r); break;
+            case "ctrl_disable_net_policy":
+                bool disable = Toggle(value, "disable_net_policy", name, r);
+                r.State.SettingsChanged |= disable != r.State.DisableNetPolicy;
+                r.State.DisableNetPolicy = disable;
+                break;
             case "ctrl_detect_unmanaged_wl": r.State.DetectUnmanagedWorkloads = Toggle(value, "detect_unmanaged_wl", name, r); break;
-            case "ctrl_enable_icmp_policy": r.State.EnableIcmpPolicy = Toggle(value, "enable_icmp_policy", name, r); break;
+            case "ctrl_enable_icmp_policy":
+                bool icmp = Toggle(value, "enable_icmp_policy", name, r);
+                r.State.SettingsChanged |= icmp != r.State.EnableIcmpPolicy;
+                r.State.EnableIcmpPolicy = icmp;
+                break;
             case "ctrl_strict_group_mode": r.State.StrictGroupMode = Toggle(value, "strict_group_mode", name, r); break;
             case "ctrl_set_debug": SetDebug(Fields.Object(value), r); break;
+            case "ctrl_cfg_policy": ConfigurePolicy(Fields.Object(value), r); break;
+            case "ctrl_cfg_policy_addr": ConfigurePolicyAddresses(Fields.Object(value), r); break;
             case "nvr_get_state": Fields.Object(value); GetState(r); break;
+            case "nvr_get_policy": GetPolicy(Fields.Object(value), r); break;
+            case "nvr_list_connection": ListConnections(Fields.Object(value), r); break;
+            case "nvr_clear_connection": ClearConnections(Fields.Object(value), r); break;
             default: throw new CommandException("unknown command (not supported by this nvr-dp)");
         }
     }
@@ -238,7 +253,8 @@ internal sealed class Controller
         Workload? existing = null;
         if (oldmac != 0) s.Workloads.TryGetValue(oldmac, out existing);
         if (existing == null) s.Workloads.TryGetValue(mac, out existing);
-        var workload = new Workload(iface, mac, ucmac, bcmac, pmac, pips.ToArray(), existing?.Apps ?? [], existing?.State ?? new WorkloadState());
+        var workload = new Workload(iface, mac, ucmac, bcmac, pmac, pips.ToArray(), existing?.Apps ?? [], existing?.State ?? new WorkloadState(),
+            existing?.Policy); // a re-add keeps the policy, as NeuVector carries the endpoint's state over
         foreach (var key in workload.Keys)
             foreach (var other in s.Workloads.Values)
                 if (other != existing && other.Keys.Contains(key))
@@ -267,8 +283,8 @@ internal sealed class Controller
         r.Notes.Add($"ctrl_del_mac: removed {Fields.FormatMac(mac)}");
         r.Effects.Add(_ =>
         {
-            int n = _datapath.OnPacketThread(() => _datapath.Sessions.RemoveEndpoint(mac));
-            if (n > 0) _log.Info($"ctrl_del_mac: removed {n} sessions of {Fields.FormatMac(mac)}");
+            var (n, connections) = _datapath.OnPacketThread(() => (_datapath.Sessions.RemoveEndpoint(mac), _datapath.Connections.Clear(mac)));
+            if (n > 0 || connections > 0) _log.Info($"ctrl_del_mac: removed {n} sessions and {connections} connection entries of {Fields.FormatMac(mac)}");
         });
     }
 
@@ -334,9 +350,233 @@ internal sealed class Controller
         {
             s.InternalNets = s.PendingInternalNets.ToArray();
             s.PendingInternalNets = null;
+            s.SettingsChanged = true;
             r.Notes.Add($"ctrl_cfg_internal_net: {s.InternalNets.Length} internal subnets in force");
         }
         else r.Notes.Add($"ctrl_cfg_internal_net: {chunk.Count} entries pending ({s.PendingInternalNets!.Count} so far)");
+    }
+
+    // ctrl_cfg_policy (reference §1.2): rules of one or more workloads, in chunks START (1) ... END (2), or one
+    // message (3). At END the policy is built with a new version and replaces the listed workloads' policies; DELETE
+    // removes them. Stricter than NeuVector: unregistered MACs, empty ranges and features nvr-dp lacks are refused.
+    private static void ConfigurePolicy(JsonElement o, Request r)
+    {
+        const uint Start = 1, End = 2, Add = 1, Delete = 3;
+        uint cmd = Fields.UInt(o, "cmd", 3);
+        if (cmd is < Add or > Delete) throw new CommandException($"\"cmd\" {cmd} is not 1 (add), 2 (modify) or 3 (delete)");
+        uint flag = Fields.UInt(o, "flag", 3);
+        byte defact = (byte)(Fields.OptionalUInt(o, "defact", PolicyAction.Deny) ?? (cmd == Delete ? 0u : throw new CommandException("\"defact\" is missing (the default action, 0-7)")));
+        byte dir = (byte)(Fields.OptionalUInt(o, "dir", PolicyDirection.Both) ?? (cmd == Delete ? 0u : throw new CommandException("\"dir\" is missing (1 egress, 2 ingress, 3 both)")));
+        var s = r.State;
+        var macs = new List<ulong>();
+        if (Fields.OptionalArray(o, "mac") is { } list)
+            foreach (var item in list)
+            {
+                if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"mac\" must hold MAC strings, got {Fields.Describe(item)}");
+                ulong mac = Fields.ParseMac(item.GetString()!) ?? throw new CommandException($"\"mac\" holds something that is not a MAC address: \"{Fields.Clip(item.GetString()!)}\"");
+                var w = s.FindByAnyMac(mac) ?? throw new CommandException($"{Fields.FormatMac(mac)} is not a registered workload (ctrl_add_mac it first)");
+                if (!macs.Contains(w.Mac)) macs.Add(w.Mac);
+            }
+        var rules = new List<PolicyRule>();
+        if (Fields.OptionalArray(o, "rules") is { } ruleList)
+            foreach (var item in ruleList) rules.Add(Rule(Fields.Object(item)));
+
+        if ((flag & Start) != 0)
+        {
+            if (macs.Count == 0) throw new CommandException("\"mac\" lists no workload");
+            if (s.PendingPolicy != null) r.Notes.Add($"ctrl_cfg_policy: a new START drops {s.PendingPolicy.Rules.Count} pending rules of an unfinished policy");
+            s.PendingPolicy = new PendingPolicy { Command = cmd, DefaultAction = defact, Direction = dir, Macs = macs.ToArray(), Rules = rules };
+        }
+        else if (s.PendingPolicy == null) throw new CommandException($"flag {flag} continues a policy, but none was started (flag 1)");
+        else s.PendingPolicy.Rules.AddRange(rules);
+
+        if ((flag & End) == 0)
+        {
+            r.Notes.Add($"ctrl_cfg_policy: {rules.Count} rules pending ({s.PendingPolicy.Rules.Count} so far)");
+            return;
+        }
+        var pending = s.PendingPolicy;
+        s.PendingPolicy = null;
+        uint version = ++s.PolicyVersion;
+        var policy = pending.Command == Delete ? null : new Policy(version, pending.DefaultAction, pending.Direction, pending.Rules);
+        foreach (var mac in pending.Macs)
+        {
+            if (!s.Workloads.TryGetValue(mac, out var w))
+                throw new CommandException($"{Fields.FormatMac(mac)} was removed before the policy's END chunk");
+            s.Workloads[mac] = w.WithPolicy(policy);
+        }
+        s.WorkloadsChanged = true;
+        string targets = string.Join(", ", pending.Macs.Select(Fields.FormatMac));
+        r.Notes.Add(policy == null
+            ? $"ctrl_cfg_policy: policy of {targets} deleted (everything open)"
+            : $"ctrl_cfg_policy: version {version} for {targets}: {policy.Rules.Length} rules, default {PolicyAction.Names[policy.DefaultAction]}, dir {policy.Direction}");
+    }
+
+    private static PolicyRule Rule(JsonElement o)
+    {
+        if (Fields.Has(o, "fqdn")) throw new CommandException("rules with \"fqdn\" are not supported by nvr-dp");
+        if (Fields.OptionalArray(o, "apps") is { } apps && apps.Any())
+            throw new CommandException("rules with \"apps\" (application checks) are not supported by nvr-dp");
+        Fields.OptionalBool(o, "vhost");
+        uint id = Fields.UInt(o, "id");
+        uint sip = Fields.IPv4(o, "sip"), dip = Fields.IPv4(o, "dip");
+        uint sipr = Fields.Has(o, "sipr") ? Fields.IPv4(o, "sipr") : sip;
+        uint dipr = Fields.Has(o, "dipr") ? Fields.IPv4(o, "dipr") : dip;
+        ushort port = (ushort)Fields.UInt(o, "port", ushort.MaxValue);
+        ushort portr = (ushort)(Fields.OptionalUInt(o, "portr", ushort.MaxValue) ?? port);
+        byte proto = (byte)Fields.UInt(o, "proto", byte.MaxValue);
+        byte action = (byte)Fields.UInt(o, "action", PolicyAction.Deny);
+        bool ingress = Fields.OptionalBool(o, "ingress") ?? throw new CommandException($"rule {id}: \"ingress\" is missing (true or false)");
+        if (sipr < sip) throw new CommandException($"rule {id}: \"sipr\" {Fields.FormatIPv4(sipr)} is below \"sip\" {Fields.FormatIPv4(sip)}");
+        if (dipr < dip) throw new CommandException($"rule {id}: \"dipr\" {Fields.FormatIPv4(dipr)} is below \"dip\" {Fields.FormatIPv4(dip)}");
+        if (portr < port) throw new CommandException($"rule {id}: \"portr\" {portr} is below \"port\" {port}");
+        return new PolicyRule(id, sip, sipr, dip, dipr, port, portr, proto, action, ingress);
+    }
+
+    private static void ConfigurePolicyAddresses(JsonElement o, Request r)
+    {
+        const uint Start = 1, End = 2;
+        uint flag = Fields.UInt(o, "flag", 3);
+        var chunk = new List<uint>();
+        foreach (var item in Fields.Array(o, "subnet_addr"))
+        {
+            var e = Fields.Object(item);
+            chunk.Add(Fields.IPv4(e, "ip"));
+            if (Fields.Has(e, "mask")) Fields.IPv4(e, "mask"); // NeuVector compares the address alone
+        }
+        var s = r.State;
+        if ((flag & Start) != 0) s.PendingPolicyAddresses = chunk;
+        else if (s.PendingPolicyAddresses == null) throw new CommandException($"flag {flag} continues a list, but no list was started (flag 1)");
+        else s.PendingPolicyAddresses.AddRange(chunk);
+        if ((flag & End) != 0)
+        {
+            s.PolicyAddresses = s.PendingPolicyAddresses.Distinct().ToArray();
+            s.PendingPolicyAddresses = null;
+            r.Notes.Add($"ctrl_cfg_policy_addr: {s.PolicyAddresses.Length} policy addresses (kept for reporting; nvr-dp has no unknown-address grace period)");
+        }
+    }
+
+    private static ulong[] MacFilter(JsonElement o, Request r)
+    {
+        var macs = new List<ulong>();
+        if (Fields.OptionalArray(o, "macs") is { } list)
+            foreach (var item in list)
+            {
+                if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"macs\" must hold MAC strings, got {Fields.Describe(item)}");
+                ulong mac = Fields.ParseMac(item.GetString()!) ?? throw new CommandException($"\"macs\" holds something that is not a MAC address: \"{Fields.Clip(item.GetString()!)}\"");
+                var w = r.State.FindByAnyMac(mac) ?? throw new CommandException($"{Fields.FormatMac(mac)} is not a registered workload");
+                macs.Add(w.Mac);
+            }
+        return macs.ToArray();
+    }
+
+    private void GetPolicy(JsonElement o, Request r)
+    {
+        var macs = MacFilter(o, r);
+        r.Effects.Add(replies =>
+        {
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>(4096);
+            using (var w = new Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                w.WriteStartArray("policies");
+                foreach (var wl in State.Workloads.Values.OrderBy(x => x.Mac))
+                {
+                    if (wl.Policy is not { } p || (macs.Length > 0 && !macs.Contains(wl.Mac))) continue;
+                    w.WriteStartObject();
+                    w.WriteString("mac", Fields.FormatMac(wl.Mac));
+                    w.WriteNumber("version", p.Version);
+                    w.WriteNumber("defact", p.DefaultAction);
+                    w.WriteNumber("dir", p.Direction);
+                    w.WriteStartArray("rules");
+                    foreach (var rule in p.Rules)
+                    {
+                        w.WriteStartObject();
+                        w.WriteNumber("id", rule.Id);
+                        w.WriteString("sip", Fields.FormatIPv4(rule.SourceFrom));
+                        w.WriteString("sipr", Fields.FormatIPv4(rule.SourceTo));
+                        w.WriteString("dip", Fields.FormatIPv4(rule.DestinationFrom));
+                        w.WriteString("dipr", Fields.FormatIPv4(rule.DestinationTo));
+                        w.WriteNumber("port", rule.PortFrom);
+                        w.WriteNumber("portr", rule.PortTo);
+                        w.WriteNumber("proto", rule.Protocol);
+                        w.WriteNumber("action", rule.Action);
+                        w.WriteBoolean("ingress", rule.Ingress);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            replies.AddRange(Replies.Json(MessageKind.Policy, buffer.WrittenSpan));
+        });
+    }
+
+    private void ListConnections(JsonElement o, Request r)
+    {
+        var macs = MacFilter(o, r);
+        r.Effects.Add(replies =>
+        {
+            var (list, capacity, evicted, now) = _datapath.OnPacketThread(() =>
+                (_datapath.Connections.Snapshot(), _datapath.Connections.Capacity, _datapath.Connections.Evicted, _datapath.Clock.NowSeconds));
+            var wallNow = DateTime.UtcNow;
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>(4096);
+            using (var w = new Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                w.WriteStartArray("connections");
+                foreach (var c in list)
+                {
+                    var k = c.Key;
+                    if (macs.Length > 0 && !macs.Contains(k.EndpointMac)) continue;
+                    w.WriteStartObject();
+                    w.WriteString("mac", Fields.FormatMac(k.EndpointMac));
+                    w.WriteBoolean("ingress", k.Ingress);
+                    w.WriteString("client", FormatAddress(k.ClientHigh, k.ClientLow, k.IPv6));
+                    w.WriteString("server", FormatAddress(k.ServerHigh, k.ServerLow, k.IPv6));
+                    w.WriteNumber("server_port", k.ServerPort);
+                    w.WriteNumber("proto", k.Protocol);
+                    w.WriteNumber("rule_id", k.RuleId);
+                    w.WriteNumber("action", k.Action);
+                    w.WriteNumber("sessions", c.Sessions);
+                    w.WriteNumber("packets", c.Packets);
+                    w.WriteNumber("bytes", c.Bytes);
+                    w.WriteNumber("dropped", c.Dropped);
+                    w.WriteString("first_seen", Wall(wallNow, now, c.FirstSeen));
+                    w.WriteString("last_seen", Wall(wallNow, now, c.LastSeen));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteNumber("capacity", capacity);
+                w.WriteNumber("evicted", evicted);
+                w.WriteEndObject();
+            }
+            replies.AddRange(Replies.Json(MessageKind.Connections, buffer.WrittenSpan));
+        });
+    }
+
+    private static string Wall(DateTime wallNow, long now, long then)
+        => wallNow.AddSeconds(then - now).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string FormatAddress(ulong high, ulong low, bool v6)
+    {
+        if (!v6) return Fields.FormatIPv4((uint)low);
+        Span<byte> b = stackalloc byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b, high);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b[8..], low);
+        return new System.Net.IPAddress(b).ToString();
+    }
+
+    private void ClearConnections(JsonElement o, Request r)
+    {
+        var macs = MacFilter(o, r);
+        r.Effects.Add(_ =>
+        {
+            int n = _datapath.OnPacketThread(() => macs.Length == 0 ? _datapath.Connections.Clear(0) : macs.Sum(m => _datapath.Connections.Clear(m)));
+            _log.Info($"nvr_clear_connection: forgot {n} connection entries");
+        });
     }
 
     private void CountSessions(List<byte[]> replies)
@@ -475,6 +715,16 @@ internal sealed class Controller
                 w.WriteNumber("bytes_out", Volatile.Read(ref c.BytesOut));
                 w.WriteNumber("sessions_in", Volatile.Read(ref c.SessionsIn));
                 w.WriteNumber("sessions_out", Volatile.Read(ref c.SessionsOut));
+                if (wl.Policy is not { } policy) w.WriteNull("policy");
+                else
+                {
+                    w.WriteStartObject("policy");
+                    w.WriteNumber("version", policy.Version);
+                    w.WriteNumber("defact", policy.DefaultAction);
+                    w.WriteNumber("dir", policy.Direction);
+                    w.WriteNumber("rules", policy.Rules.Length);
+                    w.WriteEndObject();
+                }
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -497,6 +747,27 @@ internal sealed class Controller
             w.WriteStartArray("debug");
             foreach (var d in s.DebugCategories) w.WriteStringValue(d);
             w.WriteEndArray();
+            w.WriteStartArray("policy_addr");
+            foreach (var a in s.PolicyAddresses) w.WriteStringValue(Fields.FormatIPv4(a));
+            w.WriteEndArray();
+            if (s.PendingPolicy is not { } pp) w.WriteNull("policy_pending");
+            else
+            {
+                w.WriteStartObject("policy_pending");
+                w.WriteStartArray("macs");
+                foreach (var m in pp.Macs) w.WriteStringValue(Fields.FormatMac(m));
+                w.WriteEndArray();
+                w.WriteNumber("rules", pp.Rules.Count);
+                w.WriteEndObject();
+            }
+            var dc = _datapath.Counters;
+            w.WriteStartObject("policy_counters");
+            w.WriteNumber("denied_packets", Volatile.Read(ref dc.DeniedPackets));
+            w.WriteNumber("denied_sessions", Volatile.Read(ref dc.DeniedSessions));
+            w.WriteNumber("blocked_sessions", Volatile.Read(ref dc.BlockedSessions));
+            w.WriteNumber("resets_sent", Volatile.Read(ref dc.ResetsSent));
+            w.WriteNumber("reevaluations", Volatile.Read(ref dc.Reevaluations));
+            w.WriteEndObject();
             w.WriteStartObject("requests");
             w.WriteNumber("accepted", Accepted);
             w.WriteNumber("rejected", Rejected);

@@ -82,7 +82,10 @@ internal static class Replies
     /// nvr-dp's extension reply to nvr_get_state (kind <see cref="MessageKind.State"/>): the UTF-8 JSON text cut into
     /// datagrams of at most 8192 bytes, More=1 on every one but the last. The reader joins the bodies, then parses.
     /// </summary>
-    public static List<byte[]> State(ReadOnlySpan<byte> json)
+    public static List<byte[]> State(ReadOnlySpan<byte> json) => Json(MessageKind.State, json);
+
+    /// <summary>One of nvr-dp's JSON replies (kinds 200-202): the text cut into datagrams, More=1 on all but the last.</summary>
+    public static List<byte[]> Json(byte kind, ReadOnlySpan<byte> json)
     {
         const int chunk = MaxMessageSize - HeaderSize;
         var messages = new List<byte[]>();
@@ -91,7 +94,7 @@ internal static class Replies
         {
             int count = Math.Min(chunk, json.Length - offset);
             var b = new byte[HeaderSize + count];
-            WriteHeader(b, MessageKind.State, offset + count < json.Length, b.Length);
+            WriteHeader(b, kind, offset + count < json.Length, b.Length);
             json.Slice(offset, count).CopyTo(b.AsSpan(HeaderSize));
             messages.Add(b);
             offset += count;
@@ -131,7 +134,9 @@ internal static class Replies
         if ((s.Flags & SessionFlags.Tap) != 0) flags |= FlagTap;
         if ((s.Flags & SessionFlags.MidStream) != 0) flags |= FlagMid;
         BinaryPrimitives.WriteUInt16BigEndian(b[SessionLayout.Flags..], flags);
-        // reassembly, application, threat, policy and XFF fields stay 0: this datapath has none of those yet
+        BinaryPrimitives.WriteUInt32BigEndian(b[SessionLayout.PolicyId..], s.PolicyId);
+        b[SessionLayout.PolicyAction] = s.PolicyAction;
+        // reassembly, application, threat and XFF fields stay 0: this datapath has none of those
     }
 
     private static void WriteMac(Span<byte> b, ulong mac)

@@ -15,7 +15,14 @@ internal enum FrameVerdict : byte
     NoWorkload,
     /// <summary>A workload frame whose headers do not parse: dropped.</summary>
     Malformed,
+    /// <summary>Denied by policy (a new session refused, or a session blocked after a policy change): dropped.</summary>
+    Deny,
+    /// <summary>A TCP session that became denied: dropped, and a RST is to be sent to each end.</summary>
+    Reset,
 }
+
+/// <summary>What session tracking and policy decided for a packet.</summary>
+internal enum PolicyResult : byte { Pass, Drop, Reset }
 
 /// <summary>Datapath-wide counters. Written by the packet thread only; other threads read them (64-bit reads are atomic on x64).</summary>
 internal sealed class DatapathCounters
@@ -35,6 +42,10 @@ internal sealed class DatapathCounters
     public long RingDrops;
     /// <summary>TCP segments that neither matched nor opened a session (RST/FIN of an unknown conversation).</summary>
     public long TcpNoSessionPackets;
+    /// <summary>Packets withheld by policy, new sessions refused, sessions blocked after a policy change, and RST pairs sent.</summary>
+    public long DeniedPackets, DeniedSessions, BlockedSessions, ResetsSent;
+    /// <summary>Sessions decided again because the policy or its settings changed.</summary>
+    public long Reevaluations;
 }
 
 /// <summary>
@@ -42,7 +53,7 @@ internal sealed class DatapathCounters
 /// (source = egress from the workload, else destination = ingress), find the workload by the full MAC, parse, count,
 /// track the session, and say whether to forward. Allocates nothing.
 /// </summary>
-internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters counters)
+internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters counters, ConnectionTable? connections = null)
 {
     /// <summary>"NeuV" (4e:65:75:56): the first four bytes of every MAC tc rewrites a steered frame to.</summary>
     public const ulong NeuVPrefix = 0x4e657556;
@@ -51,6 +62,8 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
     public SessionTable Sessions { get; } = sessions;
     /// <summary>The counters.</summary>
     public DatapathCounters Counters { get; } = counters;
+    /// <summary>The connections seen per workload (owned by the packet thread).</summary>
+    public ConnectionTable Connections { get; } = connections ?? new ConnectionTable();
 
     /// <summary>Decides about one frame (<paramref name="wireLength"/> may exceed the span for truncated captures).</summary>
     public FrameVerdict Process(ReadOnlySpan<byte> frame, int wireLength, WorkloadTable workloads, long now, out FrameInfo info)
@@ -76,14 +89,19 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         if (ingress) { state.PacketsIn++; state.BytesIn += wireLength; }
         else { state.PacketsOut++; state.BytesOut += wireLength; }
 
-        if (info.IpVersion != 0) Track(frame, in info, ingress, wireLength, workload, now);
+        var result = info.IpVersion != 0 ? Track(frame, in info, ingress, wireLength, workload, workloads.Settings, now) : PolicyResult.Pass;
 
-        if (state.Tap) { c.TapPackets++; return FrameVerdict.Tap; }
+        if (state.Tap) { c.TapPackets++; return FrameVerdict.Tap; } // verdicts are computed and recorded, nothing is sent
+        if (result != PolicyResult.Pass)
+        {
+            c.DeniedPackets++;
+            return result == PolicyResult.Reset ? FrameVerdict.Reset : FrameVerdict.Deny;
+        }
         c.ForwardPackets++;
         return FrameVerdict.Forward;
     }
 
-    private void Track(ReadOnlySpan<byte> frame, in FrameInfo info, bool ingress, int wireLength, Workload workload, long now)
+    private PolicyResult Track(ReadOnlySpan<byte> frame, in FrameInfo info, bool ingress, int wireLength, Workload workload, PolicySettings settings, long now)
     {
         var c = Counters;
         int l3 = info.L3Offset;
@@ -92,7 +110,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         {
             c.IPv4Packets++;
             uint dst = info.DestinationIPv4;
-            if (dst == 0xffffffff || dst >> 28 == 0xe) return; // broadcast / multicast: forwarded, not tracked (as NeuVector)
+            if (dst == 0xffffffff || dst >> 28 == 0xe) return PolicyResult.Pass; // broadcast / multicast: forwarded, not tracked (as NeuVector)
             const ulong V4Mapped = 0xffff00000000UL;
             t.SourceLow = V4Mapped | info.SourceIPv4;
             t.DestinationLow = V4Mapped | dst;
@@ -100,14 +118,14 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         else
         {
             c.IPv6Packets++;
-            if (frame[l3 + 24] == 0xff) return; // multicast
+            if (frame[l3 + 24] == 0xff) return PolicyResult.Pass; // multicast
             t.IPv6 = true;
             t.SourceHigh = BinaryPrimitives.ReadUInt64BigEndian(frame[(l3 + 8)..]);
             t.SourceLow = BinaryPrimitives.ReadUInt64BigEndian(frame[(l3 + 16)..]);
             t.DestinationHigh = BinaryPrimitives.ReadUInt64BigEndian(frame[(l3 + 24)..]);
             t.DestinationLow = BinaryPrimitives.ReadUInt64BigEndian(frame[(l3 + 32)..]);
         }
-        if (info.IsLaterFragment) { c.Fragments++; return; } // no ports: passes with the conversation, untracked
+        if (info.IsLaterFragment) { c.Fragments++; return PolicyResult.Pass; } // no ports: passes with the conversation, untracked
 
         t.Protocol = info.Protocol;
         t.Ingress = ingress;
@@ -134,7 +152,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             case 1:
             case 58:
                 c.IcmpPackets++;
-                if (IsIcmpError(info)) return; // errors belong to another conversation: forwarded, not tracked
+                if (IsIcmpError(info)) return PolicyResult.Pass; // errors belong to another conversation: forwarded, not tracked
                 t.SourcePort = t.DestinationPort = info.SourcePort; // echo identifier, equal both ways
                 t.IcmpTypeCode = (ushort)(info.IcmpType << 8 | info.IcmpCode);
                 break;
@@ -142,7 +160,105 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
                 c.OtherPackets++;
                 break;
         }
-        if (Sessions.Track(in t, workload, now) < 0) c.TcpNoSessionPackets++;
+        return Police(in t, workload, settings, now);
+    }
+
+    // The session and policy step (reference §3.4): a new session is decided before it exists, and a DENY creates
+    // none; an existing one is decided again when its workload's policy or the settings changed since, and one that
+    // became denied is blocked (TCP: reset both ways).
+    private PolicyResult Police(in PacketTuple t, Workload workload, PolicySettings settings, long now)
+    {
+        var c = Counters;
+        var policy = workload.Policy;
+        ulong stamp = 1UL << 63 | (ulong)settings.Generation << 32 | (policy?.Version ?? 0);
+        var key = Sessions.KeyOf(in t);
+        int index = Sessions.Find(in key, in t, out bool fromClient);
+        if (index < 0)
+        {
+            if (!SessionTable.Open(in t, out var opening)) { c.TcpNoSessionPackets++; return PolicyResult.Pass; }
+            bool sessionIngress = opening.SenderIsClient ? t.Ingress : !t.Ingress;
+            var verdict = PolicyVerdict.Open;
+            ConnectionKey ck;
+            ck.EndpointMac = workload.Mac;
+            ck.Ingress = sessionIngress;
+            ck.IPv6 = t.IPv6;
+            ck.Protocol = t.Protocol;
+            if (opening.SenderIsClient) { ck.ClientHigh = t.SourceHigh; ck.ClientLow = t.SourceLow; ck.ServerHigh = t.DestinationHigh; ck.ServerLow = t.DestinationLow; ck.ServerPort = t.DestinationPort; }
+            else { ck.ClientHigh = t.DestinationHigh; ck.ClientLow = t.DestinationLow; ck.ServerHigh = t.SourceHigh; ck.ServerLow = t.SourceLow; ck.ServerPort = t.SourcePort; }
+            if (t.Protocol is 1 or 58) ck.ServerPort = 0;
+            if (!t.IPv6) verdict = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
+            ck.RuleId = verdict.RuleId;
+            ck.Action = verdict.Action;
+            if (verdict.Action == PolicyAction.Deny)
+            {
+                // refused: no session, so every retransmission is decided (and counted) again
+                c.DeniedSessions++;
+                int refused = Connections.Find(in ck, now);
+                Connections.Account(refused, t.Length, dropped: true, now);
+                return PolicyResult.Drop;
+            }
+            index = Sessions.Create(in key, in t, in opening, workload, now);
+            ref var n = ref Sessions[index];
+            n.PolicyStamp = stamp;
+            n.PolicyId = verdict.RuleId;
+            n.PolicyAction = verdict.Action;
+            int ci = Connections.Find(in ck, now);
+            Connections[ci].Sessions++;
+            n.Connection = ci;
+            n.ConnectionGeneration = Connections.Generation;
+            Connections.Account(ci, t.Length, dropped: false, now);
+            return PolicyResult.Pass;
+        }
+
+        ref var s = ref Sessions[index];
+        var result = PolicyResult.Pass;
+        bool verdictChanged = false;
+        if (s.PolicyStamp != stamp)
+        {
+            c.Reevaluations++;
+            var verdict = s.IsIPv6 ? PolicyVerdict.Open
+                : PolicyEngine.Decide(policy, settings, s.ClientIPv4, s.ServerIPv4, s.Protocol is 1 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0);
+            s.PolicyStamp = stamp;
+            verdictChanged = verdict.RuleId != s.PolicyId || verdict.Action != s.PolicyAction;
+            s.PolicyId = verdict.RuleId;
+            s.PolicyAction = verdict.Action;
+            if (verdict.Action == PolicyAction.Deny)
+            {
+                if (!s.Blocked)
+                {
+                    s.Blocked = true;
+                    c.BlockedSessions++;
+                    if (s.Protocol == 6 && !workload.State.Tap) result = PolicyResult.Reset; // NeuVector sends no resets for tapped sessions
+                }
+            }
+            else s.Blocked = false; // a later policy allowed it again
+        }
+        if (s.Blocked && result == PolicyResult.Pass) result = PolicyResult.Drop;
+        Sessions.Account(index, in t, fromClient, now);
+        if (verdictChanged || s.Connection < 0 || s.ConnectionGeneration != Connections.Generation)
+        {
+            ConnectionKey ck;
+            ck.EndpointMac = s.EndpointMac;
+            ck.Ingress = (s.Flags & SessionFlags.Ingress) != 0;
+            ck.IPv6 = s.IsIPv6;
+            ck.Protocol = s.Protocol;
+            if (s.ClientIsLo) { ck.ClientHigh = s.LoHigh; ck.ClientLow = s.LoLow; ck.ServerHigh = s.HiHigh; ck.ServerLow = s.HiLow; }
+            else { ck.ClientHigh = s.HiHigh; ck.ClientLow = s.HiLow; ck.ServerHigh = s.LoHigh; ck.ServerLow = s.LoLow; }
+            ck.ServerPort = s.Protocol is 1 or 58 ? (ushort)0 : s.ServerPort;
+            ck.RuleId = s.PolicyId;
+            ck.Action = s.PolicyAction;
+            int ci = Connections.Find(in ck, now);
+            if (verdictChanged || s.Connection < 0) Connections[ci].Sessions++;
+            s.Connection = ci;
+            s.ConnectionGeneration = Connections.Generation;
+        }
+        Connections.Account(s.Connection, t.Length, dropped: result != PolicyResult.Pass, now);
+        if (result == PolicyResult.Reset)
+        {
+            Sessions.MarkReset(index, now);
+            c.ResetsSent++;
+        }
+        return result;
     }
 
     private static bool IsIcmpError(in FrameInfo info)

@@ -16,6 +16,8 @@ internal sealed class PacketEngine : IDisposable
     public SessionTable Sessions { get; }
     /// <summary>Datapath-wide counters.</summary>
     public DatapathCounters Counters { get; } = new();
+    /// <summary>Connections seen per workload (packet thread's, like <see cref="Sessions"/>).</summary>
+    public ConnectionTable Connections => Processor.Connections;
     /// <summary>The per-frame logic.</summary>
     public FrameProcessor Processor { get; }
     /// <summary>The session clock.</summary>

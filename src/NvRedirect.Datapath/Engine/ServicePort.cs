@@ -44,6 +44,7 @@ internal sealed unsafe class ServicePort : IServicePort
     private readonly Logger _log;
     private readonly byte[] _large = new byte[LargeBufferSize];
     private readonly byte[] _largeTx = new byte[LargeBufferSize + VnetHeaderLength + 4];
+    private readonly byte[] _reset = new byte[TcpReset.FrameLength];
     private readonly SafeFd _wake;
     private readonly object _invokeGate = new();
     private readonly ManualResetEventSlim _requestDone = new(false);
@@ -227,8 +228,9 @@ internal sealed unsafe class ServicePort : IServicePort
             else
             {
                 var frame = new ReadOnlySpan<byte>(slot + *(ushort*)(slot + TPacket.OffMac), captured);
-                if (_processor.Process(frame, length, workloads, now, out var info) == FrameVerdict.Forward)
-                    Transmit(frame, in info, status, vlan, vlanTci, vlanTpid);
+                var verdict = _processor.Process(frame, length, workloads, now, out var info);
+                if (verdict == FrameVerdict.Forward) Transmit(frame, in info, status, vlan, vlanTci, vlanTpid);
+                else if (verdict == FrameVerdict.Reset) SendResets(frame, in info, vlan, vlanTci, vlanTpid);
             }
             _ring.ReleaseRx(slot);
         }
@@ -278,8 +280,20 @@ internal sealed unsafe class ServicePort : IServicePort
         var c = _processor.Counters;
         c.LargeFrames++;
         var frame = _large.AsSpan(0, length);
-        if (_processor.Process(frame, length, workloads, now, out var info) == FrameVerdict.Forward)
-            SendLarge(frame, in info, status, vlan, tci, tpid);
+        var verdict = _processor.Process(frame, length, workloads, now, out var info);
+        if (verdict == FrameVerdict.Forward) SendLarge(frame, in info, status, vlan, tci, tpid);
+        else if (verdict == FrameVerdict.Reset) SendResets(frame, in info, vlan, tci, tpid);
+    }
+
+    /// <summary>Writes a TCP reset to each end of the session <paramref name="frame"/> belongs to (it became denied).</summary>
+    private void SendResets(ReadOnlySpan<byte> frame, in FrameInfo info, bool vlan, ushort tci, ushort tpid)
+    {
+        for (int i = 0; i < 2; i++)
+        {
+            int n = TcpReset.Build(frame, in info, towardsSender: i == 1, _reset);
+            if (n == 0) return;
+            Transmit(_reset.AsSpan(0, n), in info, 0, vlan, tci, tpid);
+        }
     }
 
     /// <summary>

@@ -79,6 +79,41 @@ internal struct Session
     public int Prev, Next;
     public ulong EndpointMac, ClientMac, ServerMac;
     public WorkloadState? Endpoint;
+    /// <summary>What the session was decided under (policy version and settings generation; 0 = not decided yet).</summary>
+    public ulong PolicyStamp;
+    /// <summary>The deciding rule (0 = default action or built-in) and its action.</summary>
+    public uint PolicyId;
+    public byte PolicyAction;
+    /// <summary>Denied after it started: every packet is dropped until it expires or a policy change allows it.</summary>
+    public bool Blocked;
+    /// <summary>The connection entry the session is counted in, valid while the table's generation is unchanged.</summary>
+    public int Connection;
+    public uint ConnectionGeneration;
+
+    /// <summary>The client's and server's IPv4 addresses (IPv4 sessions) and the server's port.</summary>
+    public readonly uint ClientIPv4 => (uint)(ClientIsLo ? LoLow : HiLow);
+    public readonly uint ServerIPv4 => (uint)(ClientIsLo ? HiLow : LoLow);
+    public readonly ushort ServerPort => ClientIsLo ? HiPort : LoPort;
+    public readonly bool IsIPv6 => (KeyFlags & 2) != 0;
+}
+
+/// <summary>A packet's conversation key in canonical order (see <see cref="SessionTable.KeyOf"/>).</summary>
+internal struct SessionKey
+{
+    public ulong LoHigh, LoLow, HiHigh, HiLow;
+    public ushort LoPort, HiPort;
+    public byte Protocol, KeyFlags;
+    public uint Hash;
+    /// <summary>The packet travels from Lo to Hi.</summary>
+    public bool FromLo;
+}
+
+/// <summary>How a packet without a session opens one (see <see cref="SessionTable.Open"/>).</summary>
+internal struct Opening
+{
+    public bool SenderIsClient, MidStream;
+    public TimeoutClass Initial;
+    public byte ClientState, ServerState;
 }
 
 /// <summary>A session copied out for the control side (list replies, tests).</summary>
@@ -86,7 +121,7 @@ internal sealed record SessionRecord(
     uint Id, ulong EndpointMac, bool IPv6, byte[] ClientIP, byte[] ServerIP, ushort ClientPort, ushort ServerPort,
     byte Protocol, ushort IcmpTypeCode, ulong ClientMac, ulong ServerMac, uint ClientPackets, uint ServerPackets,
     ulong ClientBytes, ulong ServerBytes, byte ClientState, byte ServerState, long Age, long Idle, long Life,
-    SessionFlags Flags, TimeoutClass Class);
+    SessionFlags Flags, TimeoutClass Class, uint PolicyId = 0, byte PolicyAction = 0, bool Blocked = false);
 
 /// <summary>
 /// The session table: a fixed number of sessions preallocated, found through an open-addressing index (linear
@@ -150,96 +185,119 @@ internal sealed class SessionTable
 
     /// <summary>
     /// Finds or creates the session of <paramref name="p"/> and accounts the packet to it. Returns the session index,
-    /// or -1 when the packet opens nothing (a TCP RST or FIN without a session, as in NeuVector).
+    /// or -1 when the packet opens nothing (a TCP RST or FIN without a session, as in NeuVector). The frame processor
+    /// uses the steps separately (<see cref="KeyOf"/>, <see cref="Find"/>, <see cref="Open"/>, <see cref="Create"/>,
+    /// <see cref="Account"/>) so that policy can refuse a new session before it exists.
     /// </summary>
     public int Track(in PacketTuple p, Workload workload, long now)
     {
-        bool fromLo = Compare(p.SourceHigh, p.SourceLow, p.SourcePort, p.DestinationHigh, p.DestinationLow, p.DestinationPort) <= 0;
-        ulong loHigh, loLow, hiHigh, hiLow;
-        ushort loPort, hiPort;
-        if (fromLo) { loHigh = p.SourceHigh; loLow = p.SourceLow; loPort = p.SourcePort; hiHigh = p.DestinationHigh; hiLow = p.DestinationLow; hiPort = p.DestinationPort; }
-        else { loHigh = p.DestinationHigh; loLow = p.DestinationLow; loPort = p.DestinationPort; hiHigh = p.SourceHigh; hiLow = p.SourceLow; hiPort = p.SourcePort; }
-        byte keyFlags = (byte)(((fromLo ? p.Ingress : !p.Ingress) ? FlagLoToHiIngress : 0) | (p.IPv6 ? FlagIPv6 : 0));
-        uint hash = Hash(loHigh, loLow, hiHigh, hiLow, loPort, hiPort, p.Protocol, keyFlags);
+        var key = KeyOf(in p);
+        int index = Find(in key, in p, out bool fromClient);
+        if (index >= 0) { Account(index, in p, fromClient, now); return index; }
+        if (!Open(in p, out var opening)) return -1;
+        return Create(in key, in p, in opening, workload, now);
+    }
 
-        int index = Find(hash, loHigh, loLow, hiHigh, hiLow, loPort, hiPort, p.Protocol, keyFlags);
-        if (index >= 0)
-        {
-            ref var s = ref _sessions[index];
-            bool fromClient = fromLo == s.ClientIsLo;
-            // a fresh SYN from the client on a closed conversation (port reuse) starts a new session
-            bool restart = p.Protocol == 6 && (p.TcpFlags & (Syn | Ack)) == Syn && fromClient && s.Class == TimeoutClass.TcpClosed;
-            if (!restart)
-            {
-                Account(index, in p, fromClient, now);
-                return index;
-            }
-            Remove(index);
-            Removed++;
-        }
+    /// <summary>The canonical key of a packet's conversation (both orientations give the same key).</summary>
+    public SessionKey KeyOf(in PacketTuple p)
+    {
+        SessionKey k;
+        k.FromLo = Compare(p.SourceHigh, p.SourceLow, p.SourcePort, p.DestinationHigh, p.DestinationLow, p.DestinationPort) <= 0;
+        if (k.FromLo) { k.LoHigh = p.SourceHigh; k.LoLow = p.SourceLow; k.LoPort = p.SourcePort; k.HiHigh = p.DestinationHigh; k.HiLow = p.DestinationLow; k.HiPort = p.DestinationPort; }
+        else { k.LoHigh = p.DestinationHigh; k.LoLow = p.DestinationLow; k.LoPort = p.DestinationPort; k.HiHigh = p.SourceHigh; k.HiLow = p.SourceLow; k.HiPort = p.SourcePort; }
+        k.Protocol = p.Protocol;
+        k.KeyFlags = (byte)(((k.FromLo ? p.Ingress : !p.Ingress) ? FlagLoToHiIngress : 0) | (p.IPv6 ? FlagIPv6 : 0));
+        k.Hash = Hash(k.LoHigh, k.LoLow, k.HiHigh, k.HiLow, k.LoPort, k.HiPort, k.Protocol, k.KeyFlags);
+        return k;
+    }
 
-        bool senderIsClient;
-        bool midStream = false;
-        TimeoutClass initial;
-        byte clientState = TcpState.None, serverState = TcpState.None;
+    /// <summary>
+    /// The live session of <paramref name="key"/>, or -1. A fresh SYN from the client of a closed TCP conversation
+    /// (port reuse) ends the old session here, so the packet opens a new one.
+    /// </summary>
+    public int Find(in SessionKey key, in PacketTuple p, out bool fromClient)
+    {
+        fromClient = false;
+        int index = Find(key.Hash, key.LoHigh, key.LoLow, key.HiHigh, key.HiLow, key.LoPort, key.HiPort, key.Protocol, key.KeyFlags);
+        if (index < 0) return -1;
+        ref var s = ref _sessions[index];
+        fromClient = key.FromLo == s.ClientIsLo;
+        bool restart = p.Protocol == 6 && (p.TcpFlags & (Syn | Ack)) == Syn && fromClient && s.Class == TimeoutClass.TcpClosed;
+        if (!restart) return index;
+        Remove(index);
+        Removed++;
+        return -1;
+    }
+
+    /// <summary>
+    /// How a packet without a session would open one: who is the client, the first timeout class and TCP states.
+    /// False when it opens nothing (a TCP RST or FIN).
+    /// </summary>
+    public static bool Open(in PacketTuple p, out Opening o)
+    {
+        o = default;
+        o.Initial = TimeoutClass.OtherIp;
+        o.SenderIsClient = true;
         switch (p.Protocol)
         {
             case 6:
                 byte f = p.TcpFlags;
-                if ((f & Syn) == 0 && (f & (Rst | Fin)) != 0) return -1;
-                initial = TimeoutClass.TcpOpening;
+                if ((f & Syn) == 0 && (f & (Rst | Fin)) != 0) return false;
+                o.Initial = TimeoutClass.TcpOpening;
                 if ((f & Syn) != 0)
                 {
-                    senderIsClient = (f & Ack) == 0;
-                    clientState = TcpState.SynSent;
-                    serverState = senderIsClient ? TcpState.Listen : TcpState.SynRecv;
+                    o.SenderIsClient = (f & Ack) == 0;
+                    o.ClientState = TcpState.SynSent;
+                    o.ServerState = o.SenderIsClient ? TcpState.Listen : TcpState.SynRecv;
                 }
                 else
                 {
                     // mid-stream: the side talking from a well-known port to an ephemeral one is the server
-                    senderIsClient = !(p.SourcePort < 1024 && p.DestinationPort >= 1024);
-                    clientState = serverState = TcpState.Established;
-                    initial = TimeoutClass.TcpEstablished;
-                    midStream = true;
+                    o.SenderIsClient = !(p.SourcePort < 1024 && p.DestinationPort >= 1024);
+                    o.ClientState = o.ServerState = TcpState.Established;
+                    o.Initial = TimeoutClass.TcpEstablished;
+                    o.MidStream = true;
                 }
                 break;
             case 17:
-                senderIsClient = true;
-                initial = TimeoutClass.Udp;
+                o.Initial = TimeoutClass.Udp;
                 break;
             case 1:
             case 58:
-                senderIsClient = (p.IcmpTypeCode >> 8) is not (0 or 129); // an echo reply seen first: its receiver asked
-                initial = TimeoutClass.Icmp;
-                break;
-            default:
-                senderIsClient = true;
-                initial = TimeoutClass.OtherIp;
+                o.SenderIsClient = (p.IcmpTypeCode >> 8) is not (0 or 129); // an echo reply seen first: its receiver asked
+                o.Initial = TimeoutClass.Icmp;
                 break;
         }
+        return true;
+    }
 
-        index = Allocate();
+    /// <summary>Creates the session <paramref name="o"/> describes for <paramref name="p"/> and accounts the packet to it.</summary>
+    public int Create(in SessionKey key, in PacketTuple p, in Opening o, Workload workload, long now)
+    {
+        int index = Allocate();
         ref var n = ref _sessions[index];
-        n.LoHigh = loHigh; n.LoLow = loLow; n.HiHigh = hiHigh; n.HiLow = hiLow; n.LoPort = loPort; n.HiPort = hiPort;
-        n.Protocol = p.Protocol; n.KeyFlags = keyFlags; n.Hash = hash;
+        n.LoHigh = key.LoHigh; n.LoLow = key.LoLow; n.HiHigh = key.HiHigh; n.HiLow = key.HiLow; n.LoPort = key.LoPort; n.HiPort = key.HiPort;
+        n.Protocol = key.Protocol; n.KeyFlags = key.KeyFlags; n.Hash = key.Hash;
         n.InUse = true;
-        n.ClientIsLo = senderIsClient == fromLo;
+        n.ClientIsLo = o.SenderIsClient == key.FromLo;
         n.ClientSentData = false;
         if (++_nextId == 0) _nextId = 1;
         n.Id = _nextId;
-        bool workloadIsServer = senderIsClient ? p.Ingress : !p.Ingress;
-        n.Flags = (workloadIsServer ? SessionFlags.Ingress : 0) | (workload.State.Tap ? SessionFlags.Tap : 0) | (midStream ? SessionFlags.MidStream : 0);
-        n.ClientState = clientState; n.ServerState = serverState;
+        bool workloadIsServer = o.SenderIsClient ? p.Ingress : !p.Ingress;
+        n.Flags = (workloadIsServer ? SessionFlags.Ingress : 0) | (workload.State.Tap ? SessionFlags.Tap : 0) | (o.MidStream ? SessionFlags.MidStream : 0);
+        n.ClientState = o.ClientState; n.ServerState = o.ServerState;
         n.IcmpTypeCode = p.IcmpTypeCode;
         n.ClientPackets = n.ServerPackets = 0;
         n.ClientBytes = n.ServerBytes = 0;
         n.CreatedAt = now;
         n.EndpointMac = workload.Mac;
-        n.ClientMac = senderIsClient ? p.SourceMac : p.DestinationMac;
-        n.ServerMac = senderIsClient ? p.DestinationMac : p.SourceMac;
+        n.ClientMac = o.SenderIsClient ? p.SourceMac : p.DestinationMac;
+        n.ServerMac = o.SenderIsClient ? p.DestinationMac : p.SourceMac;
         n.Endpoint = workload.State;
-        n.Class = initial;
-        Append(index, initial);
+        n.PolicyStamp = 0; n.PolicyId = 0; n.PolicyAction = 0; n.Blocked = false;
+        n.Connection = -1; n.ConnectionGeneration = 0;
+        n.Class = o.Initial;
+        Append(index, o.Initial);
         Insert(index);
 
         Count++;
@@ -255,11 +313,23 @@ internal sealed class SessionTable
         if (workloadIsServer) { workload.State.SessionsIn++; workload.State.CurrentSessionsIn++; }
         else { workload.State.SessionsOut++; workload.State.CurrentSessionsOut++; }
 
-        Account(index, in p, senderIsClient, now);
+        Account(index, in p, o.SenderIsClient, now);
         return index;
     }
 
-    private void Account(int index, in PacketTuple p, bool fromClient, long now)
+    /// <summary>A session the datapath reset (RSTs sent both ways): both wings closed, the closed timeout runs.</summary>
+    public void MarkReset(int index, long now)
+    {
+        ref var s = ref _sessions[index];
+        s.ClientState = s.ServerState = TcpState.Close;
+        Unlink(index);
+        s.Class = TimeoutClass.TcpClosed;
+        s.ExpiresAt = now + TimeoutSeconds[(int)TimeoutClass.TcpClosed];
+        Append(index, TimeoutClass.TcpClosed);
+    }
+
+    /// <summary>Accounts a packet to session <paramref name="index"/>: counters, TCP state, timeout.</summary>
+    public void Account(int index, in PacketTuple p, bool fromClient, long now)
     {
         ref var s = ref _sessions[index];
         if (fromClient) { s.ClientPackets++; s.ClientBytes += (ulong)p.Length; }
@@ -387,7 +457,8 @@ internal sealed class SessionTable
                 s.Id, s.EndpointMac, v6, s.ClientIsLo ? lo : hi, s.ClientIsLo ? hi : lo,
                 icmp ? (ushort)0 : s.ClientIsLo ? s.LoPort : s.HiPort, icmp ? (ushort)0 : s.ClientIsLo ? s.HiPort : s.LoPort,
                 s.Protocol, s.IcmpTypeCode, s.ClientMac, s.ServerMac, s.ClientPackets, s.ServerPackets, s.ClientBytes, s.ServerBytes,
-                s.ClientState, s.ServerState, now - s.CreatedAt, now - s.LastSeen, Math.Max(0, s.ExpiresAt - now), s.Flags, s.Class));
+                s.ClientState, s.ServerState, now - s.CreatedAt, now - s.LastSeen, Math.Max(0, s.ExpiresAt - now), s.Flags, s.Class,
+                s.PolicyId, s.PolicyAction, s.Blocked));
         }
         list.Sort((a, b) => a.Id.CompareTo(b.Id));
         return list;

@@ -31,7 +31,7 @@ internal readonly record struct AppPort(ushort Port, byte IpProtocol, uint Appli
 /// a change builds a new object around the same <see cref="WorkloadState"/>.
 /// </summary>
 internal sealed class Workload(string iface, ulong mac, ulong unicastAlias, ulong broadcastAlias, ulong proxyMeshMac,
-    uint[] proxyMeshIPs, AppPort[] apps, WorkloadState state)
+    uint[] proxyMeshIPs, AppPort[] apps, WorkloadState state, Policy? policy = null)
 {
     /// <summary>The iface the agent named (stored, not used for lookup, as in NeuVector).</summary>
     public string Interface { get; } = iface;
@@ -49,6 +49,8 @@ internal sealed class Workload(string iface, ulong mac, ulong unicastAlias, ulon
     public AppPort[] Apps { get; } = apps;
     /// <summary>Tap switch and counters.</summary>
     public WorkloadState State { get; } = state;
+    /// <summary>Its policy (ctrl_cfg_policy); null = none, everything OPEN.</summary>
+    public Policy? Policy { get; } = policy;
 
     /// <summary>The MACs this workload is found by: mac, then the aliases that are set.</summary>
     public IEnumerable<ulong> Keys
@@ -65,7 +67,11 @@ internal sealed class Workload(string iface, ulong mac, ulong unicastAlias, ulon
     public Workload With(string? iface = null, ulong? mac = null, ulong? unicastAlias = null, ulong? broadcastAlias = null,
         ulong? proxyMeshMac = null, uint[]? proxyMeshIPs = null, AppPort[]? apps = null)
         => new(iface ?? Interface, mac ?? Mac, unicastAlias ?? UnicastAlias, broadcastAlias ?? BroadcastAlias,
-            proxyMeshMac ?? ProxyMeshMac, proxyMeshIPs ?? ProxyMeshIPs, apps ?? Apps, State);
+            proxyMeshMac ?? ProxyMeshMac, proxyMeshIPs ?? ProxyMeshIPs, apps ?? Apps, State, Policy);
+
+    /// <summary>A copy with another policy (null removes it), sharing the state.</summary>
+    public Workload WithPolicy(Policy? policy)
+        => new(Interface, Mac, UnicastAlias, BroadcastAlias, ProxyMeshMac, ProxyMeshIPs, Apps, State, policy);
 }
 
 /// <summary>
@@ -82,9 +88,13 @@ internal sealed class WorkloadTable
     /// <summary>The workloads, each once, by real MAC.</summary>
     public IReadOnlyList<Workload> Workloads { get; }
 
+    /// <summary>The settings policy decisions depend on.</summary>
+    public PolicySettings Settings { get; }
+
     /// <summary>Builds the table (every key of every workload; keys must not collide, which the control layer checks).</summary>
-    public WorkloadTable(IEnumerable<Workload> workloads)
+    public WorkloadTable(IEnumerable<Workload> workloads, PolicySettings? settings = null)
     {
+        Settings = settings ?? PolicySettings.Default;
         Workloads = workloads.OrderBy(w => w.Mac).ToArray();
         _byMac = Workloads.SelectMany(w => w.Keys.Select(k => KeyValuePair.Create(k, w))).ToFrozenDictionary();
     }

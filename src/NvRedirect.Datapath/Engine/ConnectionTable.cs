@@ -1,0 +1,195 @@
+using System;
+using System.Collections.Generic;
+using System.Numerics;
+using System.Security.Cryptography;
+
+namespace NvRedirect.Datapath.Engine;
+
+/// <summary>What identifies a connection: a workload, a direction, client and server, server port, protocol, and the
+/// verdict (rule id and action), so a conversation whose verdict changes gets a second entry.</summary>
+internal struct ConnectionKey
+{
+    public ulong EndpointMac;
+    public ulong ClientHigh, ClientLow, ServerHigh, ServerLow;
+    public ushort ServerPort;
+    public byte Protocol;
+    public bool Ingress, IPv6;
+    public uint RuleId;
+    public byte Action;
+
+    public readonly bool SameAs(in ConnectionKey o)
+        => EndpointMac == o.EndpointMac && ClientLow == o.ClientLow && ServerLow == o.ServerLow && ServerPort == o.ServerPort
+           && Protocol == o.Protocol && Ingress == o.Ingress && RuleId == o.RuleId && Action == o.Action && IPv6 == o.IPv6
+           && ClientHigh == o.ClientHigh && ServerHigh == o.ServerHigh;
+}
+
+/// <summary>One connection entry (stored by value).</summary>
+internal struct Connection
+{
+    public ConnectionKey Key;
+    public uint Hash;
+    public bool InUse;
+    public long Sessions, Packets, Bytes, Dropped;
+    public long FirstSeen, LastSeen;
+    /// <summary>Neighbours in the least-recently-seen list, or the next free entry.</summary>
+    public int Prev, Next;
+}
+
+/// <summary>A connection copied out for the control side.</summary>
+internal sealed record ConnectionRecord(ConnectionKey Key, long Sessions, long Packets, long Bytes, long Dropped, long FirstSeen, long LastSeen);
+
+/// <summary>
+/// The connections the datapath saw, per workload: what NeuVector's dp reports to its agent as connection messages
+/// and the agent aggregates, kept here in the daemon (there is no agent). Preallocated, open-addressing index like the
+/// session table, least recently seen entry evicted when full. Owned by the packet thread; nothing allocates after
+/// construction. <see cref="Generation"/> changes when entries are forgotten, so indexes kept in sessions go stale
+/// safely.
+/// </summary>
+internal sealed class ConnectionTable
+{
+    private readonly Connection[] _entries;
+    private readonly int[] _index; // entry + 1; 0 = empty
+    private readonly int _indexMask;
+    private readonly ulong _seed;
+    private int _freeHead, _oldest = -1, _newest = -1;
+
+    /// <summary>Most entries held.</summary>
+    public int Capacity { get; }
+    /// <summary>Entries held now.</summary>
+    public int Count { get; private set; }
+    /// <summary>Entries dropped to make room.</summary>
+    public long Evicted { get; private set; }
+    /// <summary>Changes whenever entries are removed (clear, workload deleted, eviction).</summary>
+    public uint Generation { get; private set; } = 1;
+
+    public ConnectionTable(int capacity = 16384)
+    {
+        if (capacity < 1 || capacity > 1 << 22) throw new ArgumentOutOfRangeException(nameof(capacity), "1 to 4194304 connections");
+        Capacity = capacity;
+        _entries = new Connection[capacity];
+        _index = new int[(int)BitOperations.RoundUpToPowerOf2((uint)capacity * 2)];
+        _indexMask = _index.Length - 1;
+        _seed = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        for (int i = 0; i < capacity; i++) _entries[i].Next = i + 1 < capacity ? i + 1 : -1;
+    }
+
+    /// <summary>The entry at <paramref name="index"/>.</summary>
+    public ref Connection this[int index] => ref _entries[index];
+
+    /// <summary>Finds or creates the entry for <paramref name="key"/>; a new one counts as seen now.</summary>
+    public int Find(in ConnectionKey key, long now)
+    {
+        uint hash = Hash(in key);
+        for (int slot = (int)hash & _indexMask; ; slot = (slot + 1) & _indexMask)
+        {
+            int e = _index[slot];
+            if (e == 0) break;
+            ref var c = ref _entries[e - 1];
+            if (c.Hash == hash && c.Key.SameAs(in key)) return e - 1;
+        }
+        if (_freeHead < 0) { Remove(_oldest); Evicted++; }
+        int index = _freeHead;
+        ref var n = ref _entries[index];
+        _freeHead = n.Next;
+        n.Key = key;
+        n.Hash = hash;
+        n.InUse = true;
+        n.Sessions = n.Packets = n.Bytes = n.Dropped = 0;
+        n.FirstSeen = n.LastSeen = now;
+        Append(index);
+        int s = (int)hash & _indexMask;
+        while (_index[s] != 0) s = (s + 1) & _indexMask;
+        _index[s] = index + 1;
+        Count++;
+        return index;
+    }
+
+    /// <summary>Accounts a packet (forwarded or, with <paramref name="dropped"/>, withheld) to entry <paramref name="index"/>.</summary>
+    public void Account(int index, int bytes, bool dropped, long now)
+    {
+        ref var c = ref _entries[index];
+        c.Packets++;
+        c.Bytes += bytes;
+        if (dropped) c.Dropped++;
+        if (c.LastSeen != now)
+        {
+            c.LastSeen = now;
+            if (_newest != index) { Unlink(index); Append(index); }
+        }
+    }
+
+    /// <summary>Removes the entries of the workload <paramref name="mac"/>, or all when it is 0.</summary>
+    public int Clear(ulong mac)
+    {
+        int n = 0;
+        for (int i = 0; i < _entries.Length; i++)
+            if (_entries[i].InUse && (mac == 0 || _entries[i].Key.EndpointMac == mac)) { Remove(i); n++; }
+        return n;
+    }
+
+    /// <summary>Copies the entries out (control path; allocates), oldest first.</summary>
+    public List<ConnectionRecord> Snapshot(ulong mac = 0)
+    {
+        var list = new List<ConnectionRecord>(Count);
+        for (int i = _oldest; i >= 0; i = _entries[i].Next)
+        {
+            ref var c = ref _entries[i];
+            if (mac != 0 && c.Key.EndpointMac != mac) continue;
+            list.Add(new ConnectionRecord(c.Key, c.Sessions, c.Packets, c.Bytes, c.Dropped, c.FirstSeen, c.LastSeen));
+        }
+        return list;
+    }
+
+    private void Remove(int index)
+    {
+        ref var c = ref _entries[index];
+        int i = (int)c.Hash & _indexMask;
+        while (_index[i] != index + 1) i = (i + 1) & _indexMask;
+        int j = i;
+        while (true)
+        {
+            j = (j + 1) & _indexMask;
+            int e = _index[j];
+            if (e == 0) break;
+            int home = (int)_entries[e - 1].Hash & _indexMask;
+            bool movable = i <= j ? home <= i || home > j : home <= i && home > j;
+            if (movable) { _index[i] = e; i = j; }
+        }
+        _index[i] = 0;
+        Unlink(index);
+        c.InUse = false;
+        c.Next = _freeHead;
+        _freeHead = index;
+        Count--;
+        if (++Generation == 0) Generation = 1;
+    }
+
+    private void Append(int index)
+    {
+        ref var c = ref _entries[index];
+        c.Prev = _newest;
+        c.Next = -1;
+        if (_newest >= 0) _entries[_newest].Next = index; else _oldest = index;
+        _newest = index;
+    }
+
+    private void Unlink(int index)
+    {
+        ref var c = ref _entries[index];
+        if (c.Prev >= 0) _entries[c.Prev].Next = c.Next; else _oldest = c.Next;
+        if (c.Next >= 0) _entries[c.Next].Prev = c.Prev; else _newest = c.Prev;
+        c.Prev = c.Next = -1;
+    }
+
+    private uint Hash(in ConnectionKey k)
+    {
+        ulong h = _seed ^ (k.EndpointMac * 0x9E3779B97F4A7C15UL) ^ (k.ClientLow * 0xC2B2AE3D27D4EB4FUL) ^ (k.ServerLow * 0x165667B19E3779F9UL)
+            ^ (k.ClientHigh * 0xD6E8FEB86659FD93UL) ^ (k.ServerHigh * 0x27D4EB2F165667C5UL)
+            ^ (((ulong)k.ServerPort << 48 | (ulong)k.Protocol << 40 | (ulong)k.Action << 32 | k.RuleId) * 0xFF51AFD7ED558CCDUL)
+            ^ (k.Ingress ? 0x5bd1e995UL : 0) ^ (k.IPv6 ? 0x1b873593UL << 20 : 0);
+        h ^= h >> 33;
+        h *= 0xC4CEB9FE1A85EC53UL;
+        h ^= h >> 33;
+        return (uint)h;
+    }
+}

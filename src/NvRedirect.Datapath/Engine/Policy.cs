@@ -1,0 +1,194 @@
+using System;
+using System.Collections.Frozen;
+using System.Collections.Generic;
+using System.Linq;
+
+namespace NvRedirect.Datapath.Engine;
+
+/// <summary>NeuVector's policy actions (DP_POLICY_ACTION_*, defs.h), the values rules and default actions carry on the wire.</summary>
+internal static class PolicyAction
+{
+    public const byte Open = 0, Learn = 1, Allow = 2, CheckVh = 3, CheckNbe = 4, CheckApp = 5, Violate = 6, Deny = 7;
+
+    /// <summary>Names by value, for logs and state.</summary>
+    public static readonly string[] Names = ["open", "learn", "allow", "check_vh", "check_nbe", "check_app", "violate", "deny"];
+
+    /// <summary>A violation is reported (VIOLATE or DENY), as NeuVector's "action > CHECK_APP".</summary>
+    public static bool IsViolation(byte action) => action > CheckApp;
+}
+
+/// <summary>The "dir" bits of ctrl_cfg_policy: which orientation of session the policy applies to.</summary>
+internal static class PolicyDirection
+{
+    public const byte Egress = 1, Ingress = 2, Both = 3;
+}
+
+/// <summary>
+/// One rule of a workload's policy, IPv4 addresses and ports as inclusive ranges. The session is seen from client to
+/// server: Source is the client, Destination the server, the port the server's; <see cref="Ingress"/> says the rule
+/// is for sessions towards the workload (the workload is the server). Protocol 0 matches TCP, UDP and ICMP.
+/// </summary>
+internal readonly record struct PolicyRule(
+    uint Id, uint SourceFrom, uint SourceTo, uint DestinationFrom, uint DestinationTo,
+    ushort PortFrom, ushort PortTo, byte Protocol, byte Action, bool Ingress)
+{
+    /// <summary>A single address, port and protocol: goes to the exact-match index.</summary>
+    public bool IsExact => SourceFrom == SourceTo && DestinationFrom == DestinationTo && PortFrom == PortTo && Protocol != 0;
+
+    public bool Matches(uint client, uint server, ushort port)
+        => client >= SourceFrom && client <= SourceTo && server >= DestinationFrom && server <= DestinationTo
+           && port >= PortFrom && port <= PortTo;
+}
+
+/// <summary>The outcome of a policy lookup: the rule that decided (0 = the default action or a built-in) and its action.</summary>
+internal readonly record struct PolicyVerdict(uint RuleId, byte Action)
+{
+    /// <summary>No policy applies: everything passes.</summary>
+    public static readonly PolicyVerdict Open = new(0, PolicyAction.Open);
+    /// <summary>The built-in rule that allows ICMP when ICMP is not policed (NeuVector adds it with id 0).</summary>
+    public static readonly PolicyVerdict IcmpAllowed = new(0, PolicyAction.Allow);
+}
+
+/// <summary>
+/// A workload's policy as one ctrl_cfg_policy ADD/MODIFY built it: immutable, with a version that changes with every
+/// build (sessions remember the version they were decided under and are decided again when it changed). Lookups are
+/// first match in rule order and allocate nothing: single-address rules sit in a hash by (client, server, port,
+/// protocol, direction); the others in per-direction, per-protocol lists in rule order, scanned only up to the
+/// position of an exact hit.
+/// </summary>
+internal sealed class Policy
+{
+    private const int Tcp = 0, Udp = 1, Icmp = 2;
+
+    private readonly FrozenDictionary<ExactKey, int> _exact;
+    // [direction * 3 + protocol bucket] -> positions of range rules in rule order
+    private readonly int[][] _ranges = new int[6][];
+
+    /// <summary>Version of this build (unique across the daemon's life).</summary>
+    public uint Version { get; }
+    /// <summary>The action when no rule matches.</summary>
+    public byte DefaultAction { get; }
+    /// <summary><see cref="PolicyDirection"/> bits.</summary>
+    public byte Direction { get; }
+    /// <summary>The rules in order.</summary>
+    public PolicyRule[] Rules { get; }
+
+    private readonly record struct ExactKey(uint Client, uint Server, ushort Port, byte Protocol, bool Ingress);
+
+    /// <summary>Builds a policy (rules are kept in the given order; the first match wins).</summary>
+    public Policy(uint version, byte defaultAction, byte direction, IReadOnlyList<PolicyRule> rules)
+    {
+        Version = version;
+        DefaultAction = defaultAction;
+        Direction = direction;
+        Rules = rules.ToArray();
+        var exact = new Dictionary<ExactKey, int>();
+        var ranges = Enumerable.Range(0, 6).Select(_ => new List<int>()).ToArray();
+        for (int i = 0; i < Rules.Length; i++)
+        {
+            var r = Rules[i];
+            if (r.IsExact)
+            {
+                exact.TryAdd(new ExactKey(r.SourceFrom, r.DestinationFrom, r.PortFrom, r.Protocol, r.Ingress), i); // the first such rule wins
+                continue;
+            }
+            int d = r.Ingress ? 3 : 0;
+            switch (r.Protocol)
+            {
+                case 0: ranges[d + Tcp].Add(i); ranges[d + Udp].Add(i); ranges[d + Icmp].Add(i); break;
+                case 6: ranges[d + Tcp].Add(i); break;
+                case 17: ranges[d + Udp].Add(i); break;
+                case 1: ranges[d + Icmp].Add(i); break;
+                // other protocols are never policed, so their rules can never match
+            }
+        }
+        _exact = exact.ToFrozenDictionary();
+        for (int i = 0; i < 6; i++) _ranges[i] = ranges[i].ToArray();
+    }
+
+    /// <summary>
+    /// The first rule matching a session from <paramref name="client"/> to <paramref name="server"/>:<paramref name="port"/>
+    /// (ICMP: port 0), or -1. <paramref name="icmpPolicy"/> false: rules for any protocol do not apply to ICMP.
+    /// </summary>
+    public int Match(uint client, uint server, ushort port, byte protocol, bool ingress, bool icmpPolicy)
+    {
+        int bucket = protocol switch { 6 => Tcp, 17 => Udp, 1 => Icmp, _ => -1 };
+        if (bucket < 0) return -1;
+        int best = _exact.TryGetValue(new ExactKey(client, server, port, protocol, ingress), out int e) ? e : int.MaxValue;
+        var list = _ranges[(ingress ? 3 : 0) + bucket];
+        for (int i = 0; i < list.Length; i++)
+        {
+            int position = list[i];
+            if (position >= best) break;
+            ref readonly var r = ref Rules[position];
+            if (!icmpPolicy && bucket == Icmp && r.Protocol == 0) continue;
+            if (r.Matches(client, server, port)) return position;
+        }
+        return best == int.MaxValue ? -1 : best;
+    }
+}
+
+/// <summary>
+/// The datapath-wide settings policy decisions depend on, published with the workload table: the global toggles and
+/// the internal subnets. <see cref="Generation"/> changes whenever any of them does, so sessions are decided again.
+/// </summary>
+internal sealed class PolicySettings(uint generation, bool disableNetPolicy, bool icmpPolicy, (uint Ip, uint Mask)[] internalNets)
+{
+    /// <summary>Defaults: policy on, ICMP policed, no internal subnets (every address internal).</summary>
+    public static readonly PolicySettings Default = new(0, false, true, []);
+
+    public uint Generation { get; } = generation;
+    /// <summary>ctrl_disable_net_policy: everything is OPEN.</summary>
+    public bool DisableNetPolicy { get; } = disableNetPolicy;
+    /// <summary>ctrl_enable_icmp_policy (nvr-dp's default is on; see docs/datapath.md).</summary>
+    public bool IcmpPolicy { get; } = icmpPolicy;
+    /// <summary>ctrl_cfg_internal_net; empty = every address is internal (as NeuVector).</summary>
+    public (uint Ip, uint Mask)[] InternalNets { get; } = internalNets;
+
+    /// <summary>Whether <paramref name="ip"/> is internal: no subnets configured, or (ip &amp; mask) == subnet.</summary>
+    public bool IsInternal(uint ip)
+    {
+        var nets = InternalNets;
+        if (nets.Length == 0) return true;
+        for (int i = 0; i < nets.Length; i++)
+            if ((ip & nets[i].Mask) == nets[i].Ip) return true;
+        return false;
+    }
+}
+
+/// <summary>
+/// The decision for a session (reference §3.3, with nvr-dp's choices): no policy or policy disabled -> OPEN;
+/// link-local peers -> OPEN; a direction the policy does not cover ("dir") with an internal peer -> OPEN; otherwise the
+/// first matching rule, for an external peer also the rules written for "any external" (peer address 0.0.0.0) with the
+/// earlier rule winning, else the default action. ICMP not policed -> the built-in allow. No unknown-IP grace period.
+/// </summary>
+internal static class PolicyEngine
+{
+    /// <summary>Decides a session of a workload with <paramref name="policy"/> (null = none).</summary>
+    public static PolicyVerdict Decide(Policy? policy, PolicySettings settings, uint client, uint server, ushort port, byte protocol, bool ingress)
+    {
+        if (policy is null || settings.DisableNetPolicy) return PolicyVerdict.Open;
+        if (protocol is not (6 or 17 or 1)) return PolicyVerdict.Open;
+        uint peer = ingress ? client : server;
+        if (peer >> 16 == 0xa9fe) return PolicyVerdict.Open; // 169.254/16, link-local
+        bool internalPeer = settings.IsInternal(peer);
+        byte needed = ingress ? PolicyDirection.Ingress : PolicyDirection.Egress;
+        if (internalPeer && (policy.Direction & needed) == 0) return PolicyVerdict.Open;
+        if (protocol == 1) port = 0;
+
+        int position = policy.Match(client, server, port, protocol, ingress, settings.IcmpPolicy);
+        if (!internalPeer)
+        {
+            int external = ingress ? policy.Match(0, server, port, protocol, ingress, settings.IcmpPolicy)
+                                   : policy.Match(client, 0, port, protocol, ingress, settings.IcmpPolicy);
+            if (external >= 0 && (position < 0 || external < position)) position = external;
+        }
+        if (position >= 0)
+        {
+            ref readonly var r = ref policy.Rules[position];
+            return new PolicyVerdict(r.Id, r.Action);
+        }
+        if (protocol == 1 && !settings.IcmpPolicy) return PolicyVerdict.IcmpAllowed;
+        return new PolicyVerdict(0, policy.DefaultAction);
+    }
+}

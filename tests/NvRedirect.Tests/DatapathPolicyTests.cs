@@ -1,0 +1,430 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using System.Text.Json;
+using NvRedirect.Datapath;
+using NvRedirect.Datapath.Engine;
+using NvRedirect.Packets;
+using Xunit;
+
+namespace NvRedirect.Tests;
+
+/// <summary>
+/// The policy engine alone on synthetic sessions (first match in order, ranges, directions, default action, settings),
+/// ctrl_cfg_policy through the controller (chunks, versions, delete, the nvr_get_policy reply), verdicts of the frame
+/// processor across policy changes (re-evaluation, block, reset, unblock), the resets' bytes, the connection table,
+/// and no allocation on the policed packet path.
+/// </summary>
+public class DatapathPolicyTests
+{
+    private const byte Tcp = 6, Udp = 17, Icmp = 1;
+    private const byte Open = PolicyAction.Open, Learn = PolicyAction.Learn, Allow = PolicyAction.Allow, Violate = PolicyAction.Violate, Deny = PolicyAction.Deny;
+    private const byte Fin = 1, Syn = 2, Rst = 4, Ack = 16;
+    private const string Mac = "1a:27:f3:87:3a:27";
+    private const ulong U = TestFrames.UnicastAlias, H = TestFrames.HostMac;
+    private const uint C = TestFrames.ContainerIp, Hip = TestFrames.HostIp; // 10.10.10.88 (workload), 10.10.10.66 (host side)
+
+    private static uint Ip(string text) => BinaryPrimitives.ReadUInt32BigEndian(System.Net.IPAddress.Parse(text).GetAddressBytes());
+
+    private static PolicyRule R(uint id, string src, string dst, ushort port, byte proto, byte action, bool ingress, ushort? portTo = null)
+    {
+        static (uint, uint) Range(string t) => t.Contains('-') ? (Ip(t.Split('-')[0]), Ip(t.Split('-')[1])) : (Ip(t), Ip(t));
+        var (sf, st) = Range(src);
+        var (df, dt) = Range(dst);
+        return new PolicyRule(id, sf, st, df, dt, port, portTo ?? port, proto, action, ingress);
+    }
+
+    private static PolicyVerdict Decide(Policy? p, string client, string server, ushort port, byte proto, bool ingress, PolicySettings? settings = null)
+        => PolicyEngine.Decide(p, settings ?? PolicySettings.Default, Ip(client), Ip(server), port, proto, ingress);
+
+    // --- the engine alone ---
+
+    [Fact]
+    public void The_first_matching_rule_in_list_order_decides_whether_it_is_exact_or_a_range()
+    {
+        var p = new Policy(1, Deny, PolicyDirection.Both, [
+            R(10, "10.10.10.0-10.10.10.255", "10.10.10.88", 80, Tcp, Violate, true),   // range first
+            R(11, "10.10.10.66", "10.10.10.88", 80, Tcp, Allow, true),                  // exact, later: shadowed
+            R(12, "10.10.10.67", "10.10.10.88", 81, Tcp, Allow, true),                  // exact, earlier than the range below
+            R(13, "10.10.10.0-10.10.10.255", "10.10.10.88", 81, Tcp, Deny, true),
+        ]);
+        Assert.Equal(new PolicyVerdict(10, Violate), Decide(p, "10.10.10.66", "10.10.10.88", 80, Tcp, true));
+        Assert.Equal(new PolicyVerdict(12, Allow), Decide(p, "10.10.10.67", "10.10.10.88", 81, Tcp, true));
+        Assert.Equal(new PolicyVerdict(13, Deny), Decide(p, "10.10.10.68", "10.10.10.88", 81, Tcp, true));
+        // two exact rules with the same key: the first wins
+        var twice = new Policy(2, Deny, 3, [R(1, "10.10.10.66", "10.10.10.88", 80, Tcp, Allow, true), R(2, "10.10.10.66", "10.10.10.88", 80, Tcp, Deny, true)]);
+        Assert.Equal(new PolicyVerdict(1, Allow), Decide(twice, "10.10.10.66", "10.10.10.88", 80, Tcp, true));
+    }
+
+    [Fact]
+    public void Address_and_port_ranges_include_both_ends_and_nothing_outside()
+    {
+        var p = new Policy(1, Deny, 3, [R(5, "10.10.10.10-10.10.10.20", "10.10.10.88", 8000, Tcp, Allow, true, portTo: 8100)]);
+        foreach (var (client, port, match) in new[] {
+            ("10.10.10.10", 8000, true), ("10.10.10.20", 8100, true), ("10.10.10.15", 8050, true),
+            ("10.10.10.9", 8050, false), ("10.10.10.21", 8050, false), ("10.10.10.15", 7999, false), ("10.10.10.15", 8101, false) })
+            Assert.Equal(match ? new PolicyVerdict(5, Allow) : new PolicyVerdict(0, Deny), Decide(p, client, "10.10.10.88", (ushort)port, Tcp, true));
+        Assert.Equal(new PolicyVerdict(0, Deny), Decide(p, "10.10.10.15", "10.10.10.89", 8050, Tcp, true));
+    }
+
+    [Fact]
+    public void No_match_gives_the_default_action_with_rule_id_0()
+    {
+        foreach (var defact in new[] { Open, Learn, Allow, Violate, Deny })
+            Assert.Equal(new PolicyVerdict(0, defact), Decide(new Policy(1, defact, 3, []), "10.10.10.66", "10.10.10.88", 22, Tcp, true));
+    }
+
+    [Fact]
+    public void Rules_apply_to_their_direction_and_protocol_only()
+    {
+        var p = new Policy(1, Deny, 3, [
+            R(1, "10.10.10.66", "10.10.10.88", 80, Tcp, Allow, ingress: true),
+            R(2, "10.10.10.88", "10.10.10.66", 53, Udp, Allow, ingress: false),
+            R(3, "10.10.10.0-10.10.10.255", "10.10.10.88", 0, 0, Violate, ingress: true, portTo: 65535),
+        ]);
+        Assert.Equal(1u, Decide(p, "10.10.10.66", "10.10.10.88", 80, Tcp, true).RuleId);
+        Assert.Equal(3u, Decide(p, "10.10.10.66", "10.10.10.88", 80, Udp, true).RuleId);   // wrong protocol for 1; 3 is any protocol
+        Assert.Equal(0u, Decide(p, "10.10.10.66", "10.10.10.88", 80, Tcp, false).RuleId);  // an egress session: ingress rules do not apply
+        Assert.Equal(2u, Decide(p, "10.10.10.88", "10.10.10.66", 53, Udp, false).RuleId);
+        Assert.Equal(0u, Decide(p, "10.10.10.88", "10.10.10.66", 53, Tcp, false).RuleId);
+        Assert.Equal(new PolicyVerdict(3, Violate), Decide(p, "10.10.10.66", "10.10.10.88", 0, Icmp, true)); // any protocol covers ICMP
+        Assert.Equal(PolicyVerdict.Open, Decide(p, "10.10.10.66", "10.10.10.88", 0, 47, true));            // GRE is not policed
+    }
+
+    [Fact]
+    public void Icmp_not_policed_gets_the_built_in_allow_after_explicit_icmp_rules()
+    {
+        var off = new PolicySettings(1, false, icmpPolicy: false, []);
+        var p = new Policy(1, Deny, 3, [
+            R(1, "10.10.10.0-10.10.10.255", "10.10.10.88", 0, 0, Violate, true, portTo: 65535),
+            R(2, "10.10.10.77", "10.10.10.88", 0, Icmp, Deny, true),
+        ]);
+        Assert.Equal(PolicyVerdict.IcmpAllowed, Decide(p, "10.10.10.66", "10.10.10.88", 0, Icmp, true, off)); // rule 1 (any protocol) skips ICMP
+        Assert.Equal(new PolicyVerdict(2, Deny), Decide(p, "10.10.10.77", "10.10.10.88", 0, Icmp, true, off)); // explicit ICMP rule applies
+        Assert.Equal(new PolicyVerdict(1, Violate), Decide(p, "10.10.10.66", "10.10.10.88", 0, Icmp, true)); // policed (nvr-dp's default)
+        Assert.Equal(new PolicyVerdict(0, Deny), Decide(new Policy(1, Deny, 3, []), "10.10.10.66", "10.10.10.88", 0, Icmp, true));
+    }
+
+    [Fact]
+    public void Direction_internal_peers_external_wildcards_link_local_and_the_switches()
+    {
+        var internalNets = new PolicySettings(1, false, true, [(Ip("10.10.10.0"), Ip("255.255.255.0"))]);
+        var ingressOnly = new Policy(1, Deny, PolicyDirection.Ingress, [R(7, "10.10.10.88", "0.0.0.0", 443, Tcp, Allow, false)]);
+        // egress to an internal peer with dir = ingress only: not policed
+        Assert.Equal(PolicyVerdict.Open, Decide(ingressOnly, "10.10.10.88", "10.10.10.66", 443, Tcp, false, internalNets));
+        // egress to an external peer is policed whatever dir says; the rule for "any external" (0.0.0.0) matches it
+        Assert.Equal(new PolicyVerdict(7, Allow), Decide(ingressOnly, "10.10.10.88", "192.0.2.9", 443, Tcp, false, internalNets));
+        Assert.Equal(new PolicyVerdict(0, Deny), Decide(ingressOnly, "10.10.10.88", "192.0.2.9", 80, Tcp, false, internalNets));
+        // with no internal nets every address is internal, so the wildcard never applies
+        Assert.Equal(PolicyVerdict.Open, Decide(ingressOnly, "10.10.10.88", "192.0.2.9", 443, Tcp, false));
+        var both = new Policy(2, Deny, PolicyDirection.Both, []);
+        Assert.Equal(PolicyVerdict.Open, Decide(both, "169.254.1.1", "10.10.10.88", 80, Tcp, true)); // link-local
+        Assert.Equal(PolicyVerdict.Open, Decide(null, "10.10.10.66", "10.10.10.88", 80, Tcp, true));  // no policy
+        Assert.Equal(PolicyVerdict.Open, Decide(both, "10.10.10.66", "10.10.10.88", 80, Tcp, true, new PolicySettings(1, true, true, []))); // disabled
+        Assert.Equal(new PolicyVerdict(0, Deny), Decide(both, "10.10.10.66", "10.10.10.88", 80, Tcp, true));
+    }
+
+    [Fact]
+    public void A_thousand_range_rules_still_find_the_first_match()
+    {
+        var rules = Enumerable.Range(0, 1000).Select(i => R((uint)(i + 1), "10.10.10.1-10.10.10.200", "10.10.10.88", (ushort)(1000 + i), Tcp, Allow, true, portTo: (ushort)(1000 + i))).ToList();
+        rules.Add(R(5000, "10.10.10.0-10.10.10.255", "10.10.10.88", 0, Tcp, Violate, true, portTo: 65535));
+        var p = new Policy(1, Deny, 3, rules);
+        Assert.Equal(new PolicyVerdict(1, Allow), Decide(p, "10.10.10.66", "10.10.10.88", 1000, Tcp, true));
+        Assert.Equal(new PolicyVerdict(1000, Allow), Decide(p, "10.10.10.66", "10.10.10.88", 1999, Tcp, true));
+        Assert.Equal(new PolicyVerdict(5000, Violate), Decide(p, "10.10.10.66", "10.10.10.88", 2000, Tcp, true));
+        Assert.Equal(new PolicyVerdict(0, Deny), Decide(p, "10.10.10.66", "10.10.10.88", 2000, Udp, true));
+    }
+
+    // --- ctrl_cfg_policy through the controller ---
+
+    private static string RuleJson(uint id, string sip, string dip, int port, int proto, int action, bool ingress, string extra = "")
+        => $$"""{"id": {{id}}, "sip": "{{sip}}", "dip": "{{dip}}", "port": {{port}}, "portr": {{port}}, "proto": {{proto}}, "action": {{action}}, "ingress": {{(ingress ? "true" : "false")}}{{extra}}}""";
+
+    private static string PolicyJson(int cmd, int flag, int defact, IEnumerable<string> rules, int dir = 3, string mac = Mac)
+        => $$"""{"ctrl_cfg_policy": {"cmd": {{cmd}}, "flag": {{flag}}, "defact": {{defact}}, "dir": {{dir}}, "mac": ["{{mac}}"], "rules": [""" + string.Join(", ", rules) + "]}}";
+
+    private static DatapathControlTests.Rig Seeded()
+    {
+        var rig = new DatapathControlTests.Rig();
+        rig.SendSeed();
+        return rig;
+    }
+
+    private static Workload Workload(DatapathControlTests.Rig rig) => rig.Engine.Workloads.Current.Workloads.Single();
+
+    [Fact]
+    public void Chunks_from_start_to_end_become_one_policy_in_order_and_only_at_the_end()
+    {
+        var rig = Seeded();
+        var rules = Enumerable.Range(1, 120).Select(i => RuleJson((uint)i, "10.10.10.66", "10.10.10.88", 1000 + i, 6, 2, true)).ToArray();
+        Assert.Empty(rig.Send(PolicyJson(1, 1, Deny, rules[..40])));
+        Assert.Null(Workload(rig).Policy);
+        Assert.Empty(rig.Send(PolicyJson(1, 0, Deny, rules[40..80])));
+        Assert.Null(Workload(rig).Policy);
+        Assert.Contains("policy_pending=80", rig.Controller.State.Describe());
+        Assert.Empty(rig.Send(PolicyJson(1, 2, Deny, rules[80..])));
+        var p = Workload(rig).Policy!;
+        Assert.Equal(Enumerable.Range(1, 120).Select(i => (uint)i), p.Rules.Select(r => r.Id));
+        Assert.Equal((Deny, PolicyDirection.Both), (p.DefaultAction, p.Direction));
+        Assert.Contains("policy_pending=-", rig.Controller.State.Describe());
+        Assert.Equal(0, rig.Controller.Rejected);
+    }
+
+    [Fact]
+    public void Every_change_makes_a_new_version_and_delete_removes_the_policy()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        var first = Workload(rig).Policy!;
+        rig.Send(PolicyJson(2, 3, Deny, [RuleJson(9, "10.10.10.66", "10.10.10.88", 80, 6, 2, true)]));
+        var second = Workload(rig).Policy!;
+        Assert.True(second.Version > first.Version);
+        Assert.Equal(Deny, second.DefaultAction);
+        // a re-add of the MAC keeps the policy, as NeuVector carries the endpoint over
+        rig.Send(DatapathControlTests.SeedAddMac);
+        Assert.Same(second, Workload(rig).Policy);
+        rig.Send("""{"ctrl_cfg_policy": {"cmd": 3, "flag": 3, "mac": ["4e:65:75:56:00:b4"]}}"""); // found by its alias too
+        Assert.Null(Workload(rig).Policy);
+        Assert.Equal(0, rig.Controller.Rejected);
+    }
+
+    [Fact]
+    public void Nvr_get_policy_returns_the_rules_in_the_wire_names_so_they_can_be_sent_back()
+    {
+        var rig = Seeded();
+        rig.Send("""{"ctrl_cfg_policy": {"cmd": 1, "flag": 3, "defact": 7, "dir": 2, "mac": ["1a:27:f3:87:3a:27"], "rules": [{"id": 4, "sip": "10.10.10.1", "sipr": "10.10.10.99", "dip": "10.10.10.88", "port": 8000, "portr": 8100, "proto": 6, "action": 2, "ingress": true}, {"id": 5, "sip": "10.10.10.88", "dip": "10.10.10.66", "port": 0, "proto": 1, "action": 6, "ingress": false}]}}""");
+        var replies = rig.Send("""{"nvr_get_policy": {}}""");
+        var reply = Assert.Single(replies);
+        Assert.Equal((MessageKind.Policy, 0), (reply[0], (int)reply[1]));
+        Assert.Equal(reply.Length, BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(2)));
+        using var doc = JsonDocument.Parse(reply.AsMemory(4));
+        var policy = doc.RootElement.GetProperty("policies").EnumerateArray().Single();
+        Assert.Equal((Mac, 7, 2), (policy.GetProperty("mac").GetString(), policy.GetProperty("defact").GetInt32(), policy.GetProperty("dir").GetInt32()));
+        var rules = policy.GetProperty("rules").EnumerateArray().ToArray();
+        Assert.Equal("""{"id":4,"sip":"10.10.10.1","sipr":"10.10.10.99","dip":"10.10.10.88","dipr":"10.10.10.88","port":8000,"portr":8100,"proto":6,"action":2,"ingress":true}""", rules[0].GetRawText());
+        Assert.Equal((0, 0), (rules[1].GetProperty("port").GetInt32(), rules[1].GetProperty("portr").GetInt32())); // portr defaults to port
+
+        // sent back unchanged, it builds the same rules
+        var before = Workload(rig).Policy!.Rules;
+        rig.Send("""{"ctrl_cfg_policy": {"cmd": 2, "flag": 3, "defact": 7, "dir": 2, "mac": ["1a:27:f3:87:3a:27"], "rules": [""" + string.Join(",", rules.Select(r => r.GetRawText())) + "]}}");
+        Assert.Equal(before, Workload(rig).Policy!.Rules);
+        Assert.Equal(0, rig.Controller.Rejected);
+
+        // a thousand rules come back in several datagrams, More=1 on all but the last
+        rig.Send(PolicyJson(2, 3, Deny, []));
+        var many = Enumerable.Range(1, 1000).Select(i => RuleJson((uint)i, "10.10.10.66", "10.10.10.88", i, 6, 2, true)).ToArray();
+        for (int i = 0; i < many.Length; i += 40)
+            rig.Send(PolicyJson(2, (i == 0 ? 1 : 0) | (i + 40 >= many.Length ? 2 : 0), Deny, many[i..Math.Min(i + 40, many.Length)]));
+        var chunks = rig.Send("""{"nvr_get_policy": {"macs": ["1a:27:f3:87:3a:27"]}}""");
+        Assert.True(chunks.Count > 1);
+        Assert.All(chunks, c => Assert.True(c.Length <= DpWire.MaxMessageSize));
+        Assert.Equal(Enumerable.Repeat(1, chunks.Count - 1).Append(0), chunks.Select(c => (int)c[1]));
+        using var joined = JsonDocument.Parse(chunks.SelectMany(c => c.Skip(4)).ToArray());
+        Assert.Equal(1000, joined.RootElement.GetProperty("policies")[0].GetProperty("rules").GetArrayLength());
+    }
+
+    [Fact]
+    public void The_state_reports_each_workloads_policy_and_the_policy_addresses()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Violate, [RuleJson(1, "10.10.10.66", "10.10.10.88", 80, 6, 2, true)], dir: 2));
+        rig.Send("""{"ctrl_cfg_policy_addr": {"flag": 3, "subnet_addr": [{"ip": "10.10.10.66", "mask": "255.255.255.255"}, {"ip": "10.10.10.88", "mask": "255.255.255.255"}]}}""");
+        var state = rig.Send("""{"nvr_get_state": {}}""");
+        using var doc = JsonDocument.Parse(state.SelectMany(c => c.Skip(4)).ToArray());
+        var policy = doc.RootElement.GetProperty("workloads")[0].GetProperty("policy");
+        Assert.Equal((6, 2, 1), (policy.GetProperty("defact").GetInt32(), policy.GetProperty("dir").GetInt32(), policy.GetProperty("rules").GetInt32()));
+        Assert.Equal(["10.10.10.66", "10.10.10.88"], doc.RootElement.GetProperty("policy_addr").EnumerateArray().Select(e => e.GetString()!));
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("policy_pending").ValueKind);
+    }
+
+    // --- verdicts on frames ---
+
+    private static byte[] InSyn(ushort sport = 40000, ushort dport = 80) => TestFrames.Tcp(U, H, Hip, C, sport, dport, Syn, seq: 100);
+    private static byte[] OutSynAck(ushort sport = 80, ushort dport = 40000) => TestFrames.Tcp(H, U, C, Hip, sport, dport, Syn | Ack, seq: 500, ack: 101);
+    private static byte[] InData(ushort sport = 40000, ushort dport = 80, uint seq = 101, int payload = 10) => TestFrames.Tcp(U, H, Hip, C, sport, dport, Ack | 8, payload, seq, ack: 501);
+    private static byte[] InUdp(ushort sport = 5000, ushort dport = 53) => TestFrames.Udp(U, H, Hip, C, sport, dport);
+    private static byte[] InPing(ushort id = 7) => TestFrames.Icmp(U, H, Hip, C, 8, id);
+
+    private static List<JsonElement> Connections(DatapathControlTests.Rig rig)
+    {
+        var chunks = rig.Send("""{"nvr_list_connection": {}}""");
+        Assert.All(chunks, c => Assert.Equal(MessageKind.Connections, c[0]));
+        var doc = JsonDocument.Parse(chunks.SelectMany(c => c.Skip(4)).ToArray());
+        return doc.RootElement.GetProperty("connections").EnumerateArray().ToList();
+    }
+
+    [Fact]
+    public void Discover_learns_protect_blocks_and_resets_an_open_connection_and_an_allow_rule_lets_it_pass_again()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InSyn()));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(OutSynAck()));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InData()));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InUdp()));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InPing()));
+        var learned = Connections(rig);
+        Assert.Equal(3, learned.Count);
+        Assert.All(learned, c => Assert.Equal((Learn, 0), (c.GetProperty("action").GetByte(), c.GetProperty("rule_id").GetInt32())));
+        var tcp = learned.Single(c => c.GetProperty("proto").GetInt32() == 6);
+        Assert.Equal(("10.10.10.66", "10.10.10.88", 80, true, 3, 1), (tcp.GetProperty("client").GetString(), tcp.GetProperty("server").GetString(),
+            tcp.GetProperty("server_port").GetInt32(), tcp.GetProperty("ingress").GetBoolean(), tcp.GetProperty("packets").GetInt32(), tcp.GetProperty("sessions").GetInt32()));
+        Assert.Equal(0, learned.Single(c => c.GetProperty("proto").GetInt32() == 1).GetProperty("server_port").GetInt32());
+
+        // Protect: the open TCP session is reset and blocked on its next packet; new sessions are refused
+        rig.Send(PolicyJson(2, 3, Deny, []));
+        Assert.Equal(FrameVerdict.Reset, rig.Frame(InData(seq: 111)));
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InData(seq: 121)));
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InUdp()));                 // UDP: blocked, no reset
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InSyn(sport: 40001)));     // new: refused
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InSyn(sport: 40001)));     // and again (retransmission, still no session)
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InPing(8)));
+        var counters = rig.Engine.Counters;
+        Assert.Equal((1L, 2L, 3L), (counters.ResetsSent, counters.BlockedSessions, counters.DeniedSessions));
+        var sessions = rig.Engine.Sessions.Snapshot(rig.Clock.NowSeconds);
+        Assert.DoesNotContain(sessions, s => s.ClientPort == 40001);
+        Assert.Contains(sessions, s => s.Protocol == 6 && s.Blocked && s.PolicyAction == Deny && s.ClientState == TcpState.Close);
+        var denied = Connections(rig).Where(c => c.GetProperty("action").GetByte() == Deny).ToList();
+        // one entry per (client, server, port, protocol, verdict): the blocked session's two segments and the two refused SYNs
+        var refused = denied.Single(c => c.GetProperty("proto").GetInt32() == 6);
+        Assert.Equal((1, 4), (refused.GetProperty("sessions").GetInt32(), refused.GetProperty("dropped").GetInt32()));
+        Assert.Equal(3, Connections(rig).Count(c => c.GetProperty("action").GetByte() == Learn)); // the learned entries stay
+
+        // an allow rule for the learned UDP conversation: it passes again (the blocked session is decided again)
+        rig.Send(PolicyJson(2, 3, Deny, [RuleJson(42, "10.10.10.66", "10.10.10.88", 53, 17, Allow, true)]));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InUdp()));
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InUdp(dport: 54)));
+        Assert.Contains(Connections(rig), c => c.GetProperty("rule_id").GetInt32() == 42 && c.GetProperty("action").GetByte() == Allow);
+
+        // Monitor: everything passes, reported as violations
+        rig.Send(PolicyJson(2, 3, Violate, []));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InSyn(sport: 40002)));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InUdp(dport: 54)));
+        Assert.Contains(Connections(rig), c => c.GetProperty("action").GetByte() == Violate && c.GetProperty("server_port").GetInt32() == 54);
+    }
+
+    [Fact]
+    public void Tapped_workloads_record_verdicts_but_send_nothing_and_reset_nothing()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        rig.Frame(InSyn());
+        rig.Frame(OutSynAck());
+        rig.Send("""{"ctrl_cfg_mac": {"macs": ["1a:27:f3:87:3a:27"], "tap": true}}""");
+        rig.Send(PolicyJson(2, 3, Deny, []));
+        Assert.Equal(FrameVerdict.Tap, rig.Frame(InData()));
+        Assert.Equal(FrameVerdict.Tap, rig.Frame(InSyn(sport: 41000)));
+        Assert.Equal(0L, rig.Engine.Counters.ResetsSent);
+        Assert.Equal(1L, rig.Engine.Counters.BlockedSessions);
+        var all = Connections(rig);
+        var denied = Assert.Single(all, c => c.GetProperty("action").GetByte() == Deny);
+        Assert.Equal((1, 2), (denied.GetProperty("sessions").GetInt32(), denied.GetProperty("dropped").GetInt32())); // the tapped session and the refused SYN
+    }
+
+    [Fact]
+    public void Deleting_a_workload_forgets_its_connections_and_clear_forgets_them_on_request()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        rig.Frame(InPing());
+        Assert.Single(Connections(rig));
+        rig.Send("""{"nvr_clear_connection": {"macs": ["1a:27:f3:87:3a:27"]}}""");
+        Assert.Empty(Connections(rig));
+        rig.Frame(InPing(9));
+        Assert.Single(Connections(rig));
+        rig.Send("""{"ctrl_del_mac": {"iface": "vth", "mac": "1a:27:f3:87:3a:27"}}""");
+        Assert.Empty(Connections(rig));
+    }
+
+    [Fact]
+    public void The_connection_table_evicts_the_least_recently_seen_entry_when_full()
+    {
+        var t = new ConnectionTable(4);
+        ConnectionKey K(ushort port) => new() { EndpointMac = 1, ServerPort = port, Protocol = 6 };
+        var idx = Enumerable.Range(0, 4).Select(i => t.Find(K((ushort)i), 100 + i)).ToArray();
+        t.Account(idx[0], 60, false, 200); // entry 0 is now the most recent
+        uint generation = t.Generation;
+        t.Find(K(9), 201);
+        Assert.Equal((4, 1L), (t.Count, t.Evicted));
+        Assert.NotEqual(generation, t.Generation);
+        Assert.DoesNotContain(t.Snapshot(), c => c.Key.ServerPort == 1);
+        Assert.Equal(new ushort[] { 2, 3, 0, 9 }, t.Snapshot().Select(c => c.Key.ServerPort));
+    }
+
+    // --- the resets ---
+
+    [Fact]
+    public void The_two_resets_mirror_the_dropped_segment_with_the_sequence_numbers_each_end_expects()
+    {
+        var segment = InData(seq: 1000, payload: 10); // host -> workload, ack 501
+        FrameParser.Parse(segment, out var info);
+        var toReceiver = new byte[TcpReset.FrameLength];
+        var toSender = new byte[TcpReset.FrameLength];
+        Assert.Equal(54, TcpReset.Build(segment, in info, towardsSender: false, toReceiver));
+        Assert.Equal(54, TcpReset.Build(segment, in info, towardsSender: true, toSender));
+        foreach (var f in new[] { toReceiver, toSender })
+        {
+            Assert.Equal(FrameError.None, FrameParser.Parse(f, out var r));
+            Assert.True(Checksum.VerifyTransportChecksum(f, 14));
+            Assert.Equal(0, Checksum.IPv4HeaderChecksum(f.AsSpan(14, 20)) - BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(24)));
+            Assert.Equal(Rst | Ack, r.TcpFlags);
+        }
+        FrameParser.Parse(toReceiver, out var a);
+        Assert.Equal((U, H, Hip, C, (ushort)40000, (ushort)80), (a.DestinationMac, a.SourceMac, a.SourceIPv4, a.DestinationIPv4, a.SourcePort, a.DestinationPort));
+        Assert.Equal((1000u, 501u), (BinaryPrimitives.ReadUInt32BigEndian(toReceiver.AsSpan(38)), BinaryPrimitives.ReadUInt32BigEndian(toReceiver.AsSpan(42))));
+        FrameParser.Parse(toSender, out var b);
+        Assert.Equal((H, U, C, Hip, (ushort)80, (ushort)40000), (b.DestinationMac, b.SourceMac, b.SourceIPv4, b.DestinationIPv4, b.SourcePort, b.DestinationPort));
+        Assert.Equal((501u, 1010u), (BinaryPrimitives.ReadUInt32BigEndian(toSender.AsSpan(38)), BinaryPrimitives.ReadUInt32BigEndian(toSender.AsSpan(42))));
+        var udp = InUdp();
+        FrameParser.Parse(udp, out var udpInfo);
+        Assert.Equal(0, TcpReset.Build(udp, in udpInfo, false, toSender)); // not TCP: nothing
+    }
+
+    // --- no allocation ---
+
+    [Fact]
+    public void The_policed_packet_path_allocates_nothing_across_policy_changes()
+    {
+        var rig = Seeded();
+        var rules = Enumerable.Range(1, 1000).Select(i => RuleJson((uint)i, "10.10.10.1", "10.10.10.88", 20000 + i, 6, 2, true)).ToList();
+        rules.Add(RuleJson(2000, "10.10.10.0", "10.10.10.88", 80, 6, 2, true, extra: "").Replace("\"sip\": \"10.10.10.0\"", "\"sip\": \"10.10.10.0\", \"sipr\": \"10.10.10.255\""));
+        for (int i = 0; i < rules.Count; i += 40)
+            rig.Send(PolicyJson(1, (i == 0 ? 1 : 0) | (i + 40 >= rules.Count ? 2 : 0), Deny, rules.Skip(i).Take(40)));
+        Assert.Equal(0, rig.Controller.Rejected);
+        var frames = new List<byte[]>();
+        for (ushort p = 0; p < 64; p++)
+        {
+            frames.Add(InSyn(sport: (ushort)(30000 + p)));
+            frames.Add(OutSynAck(dport: (ushort)(30000 + p)));
+            frames.Add(InData(sport: (ushort)(30000 + p)));
+            frames.Add(InSyn(sport: (ushort)(30000 + p), dport: 81)); // denied: no session
+        }
+        var allow = Workload(rig).Policy!;
+        var deny = new Policy(allow.Version + 1000, Deny, 3, []);
+        var table = rig.Engine.Workloads.Current;
+        var workload = table.Workloads.Single();
+        var flipped = new WorkloadTable([workload.WithPolicy(deny)], table.Settings);
+        var processor = rig.Engine.Processor;
+        long sum = 0;
+        void Run(int count)
+        {
+            for (int n = 0; n < count; n++)
+            {
+                var f = frames[n % frames.Count];
+                var t = (n / 20_000) % 2 == 0 ? table : flipped; // policy changes: sessions decided again, blocked, reset, unblocked
+                sum += (int)processor.Process(f, f.Length, t, rig.Clock.NowSeconds, out _);
+                if (n % 50_000 == 0) { rig.Clock.Advance(31); rig.Engine.Sessions.Expire(rig.Clock.NowSeconds); }
+            }
+        }
+        Run(frames.Count * 20);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run(1_000_000);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(sum > 0);
+        Assert.True(rig.Engine.Counters.ResetsSent > 0 && rig.Engine.Counters.Reevaluations > 0 && rig.Engine.Counters.DeniedSessions > 0);
+        Assert.Equal(0, allocated);
+    }
+}
