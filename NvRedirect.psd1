@@ -18,7 +18,9 @@
         'Watch-AgentTraffic',
         'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology',
         'Start-Datapath', 'Get-Datapath', 'Stop-Datapath',
-        'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage'
+        'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage',
+        'New-DpRule', 'ConvertTo-DpRule', 'Set-DpPolicy', 'Get-DpPolicy', 'Remove-DpPolicy', 'Add-DpPolicyRule', 'Remove-DpPolicyRule',
+        'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -38,6 +38,40 @@ public class DatapathTcpTests
     private static Socket SocketIn(string ns) => NamespaceThread.RunIn(NetworkNamespace.PathOf(ns),
         () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
 
+    // host h0 192.0.2.1 <-> vex | work (vbr<->vth, tc steering by the container's NeuV MAC) | vin <-> c0 192.0.2.2 container
+    private static void Build(string host, string container, string work)
+    {
+            foreach (var n in new[] { host, container, work }) NetworkNamespace.Create(n);
+        using (var w = RouteHandle.Open(work))
+        {
+            w.CreateVeth("vex", "h0", host);
+            w.CreateVeth("vin", "c0", container);
+            w.CreateVeth("vbr", "vth", work);
+            foreach (var l in new[] { "vex", "vin", "vbr", "vth" }) w.SetUp(w.GetLink(l), true);
+        }
+        using (var h = RouteHandle.Open(host))
+        {
+            h.AddAddress(h.GetLink("h0"), IPAddress.Parse("192.0.2.1"), 24);
+            h.SetUp(h.GetLink("h0"), true);
+        }
+        using (var c = RouteHandle.Open(container))
+        {
+            c.SetMacAddress(c.GetLink("c0"), Convert.FromHexString("4e6575560002"));
+            c.AddAddress(c.GetLink("c0"), IPAddress.Parse("192.0.2.2"), 24);
+            c.SetUp(c.GetLink("c0"), true);
+        }
+        foreach (var d in new[] { "vex", "vin", "vbr" }) Tc(work, $"qdisc add dev {d} ingress");
+        const string ToContainer = "match u16 0x4e65 0xffff at -14 match u32 0x75560002 0xffffffff at -12";
+        const string FromContainer = "match u32 0x4e657556 0xffffffff at -8 match u16 0x0002 0xffff at -4";
+        Tc(work, $"filter add dev vex parent ffff: pref 1 protocol ip u32 {ToContainer} action mirred egress redirect dev vbr");
+        Tc(work, "filter add dev vex parent ffff: pref 2 protocol all u32 match u8 0 0 action mirred egress redirect dev vin");
+        Tc(work, $"filter add dev vin parent ffff: pref 1 protocol ip u32 {FromContainer} action mirred egress redirect dev vbr");
+        Tc(work, "filter add dev vin parent ffff: pref 2 protocol all u32 match u8 0 0 action mirred egress redirect dev vex");
+        Tc(work, $"filter add dev vbr parent ffff: pref 1 protocol all u32 {FromContainer} action mirred egress redirect dev vex");
+        Tc(work, $"filter add dev vbr parent ffff: pref 2 protocol all u32 {ToContainer} action mirred egress redirect dev vin");
+
+    }
+
     [DatapathRootFact]
     public void Tcp_connects_through_the_datapath_and_delivers_every_byte_only_when_inline()
     {
@@ -47,35 +81,7 @@ public class DatapathTcpTests
         PacketEngine? engine = null;
         try
         {
-            foreach (var n in new[] { host, container, work }) NetworkNamespace.Create(n);
-            using (var w = RouteHandle.Open(work))
-            {
-                w.CreateVeth("vex", "h0", host);
-                w.CreateVeth("vin", "c0", container);
-                w.CreateVeth("vbr", "vth", work);
-                foreach (var l in new[] { "vex", "vin", "vbr", "vth" }) w.SetUp(w.GetLink(l), true);
-            }
-            using (var h = RouteHandle.Open(host))
-            {
-                h.AddAddress(h.GetLink("h0"), IPAddress.Parse("192.0.2.1"), 24);
-                h.SetUp(h.GetLink("h0"), true);
-            }
-            using (var c = RouteHandle.Open(container))
-            {
-                c.SetMacAddress(c.GetLink("c0"), Convert.FromHexString("4e6575560002"));
-                c.AddAddress(c.GetLink("c0"), IPAddress.Parse("192.0.2.2"), 24);
-                c.SetUp(c.GetLink("c0"), true);
-            }
-            foreach (var d in new[] { "vex", "vin", "vbr" }) Tc(work, $"qdisc add dev {d} ingress");
-            const string ToContainer = "match u16 0x4e65 0xffff at -14 match u32 0x75560002 0xffffffff at -12";
-            const string FromContainer = "match u32 0x4e657556 0xffffffff at -8 match u16 0x0002 0xffff at -4";
-            Tc(work, $"filter add dev vex parent ffff: pref 1 protocol ip u32 {ToContainer} action mirred egress redirect dev vbr");
-            Tc(work, "filter add dev vex parent ffff: pref 2 protocol all u32 match u8 0 0 action mirred egress redirect dev vin");
-            Tc(work, $"filter add dev vin parent ffff: pref 1 protocol ip u32 {FromContainer} action mirred egress redirect dev vbr");
-            Tc(work, "filter add dev vin parent ffff: pref 2 protocol all u32 match u8 0 0 action mirred egress redirect dev vex");
-            Tc(work, $"filter add dev vbr parent ffff: pref 1 protocol all u32 {FromContainer} action mirred egress redirect dev vex");
-            Tc(work, $"filter add dev vbr parent ffff: pref 2 protocol all u32 {ToContainer} action mirred egress redirect dev vin");
-
+            Build(host, container, work);
             engine = new PacketEngine(4096, DatapathClock.Monotonic, log);
             engine.AttachPort(engine.RealPorts(work)("vth", false));
             var state = new WorkloadState { Tap = true };
@@ -125,6 +131,77 @@ public class DatapathTcpTests
             var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
             Assert.Contains(sessions, s => s.Protocol == 6 && s.ServerPort == 9000 && (s.Flags & SessionFlags.Ingress) != 0
                 && s.ClientPackets > 0 && s.ServerPackets > 0);
+        }
+        finally
+        {
+            engine?.Dispose();
+            foreach (var n in new[] { host, container, work })
+                if (NetworkNamespace.Exists(n)) NetworkNamespace.Delete(n);
+        }
+    }
+
+    /// <summary>
+    /// Policy on real TCP: a connection that passed under a Learn default is reset when the policy turns to Deny (both
+    /// ends see ECONNRESET, neither hangs), a new connection is refused (its SYNs dropped), and an allow rule for the
+    /// port lets new connections through again.
+    /// </summary>
+    [DatapathRootFact]
+    public void A_policy_change_resets_an_open_connection_at_both_ends_and_refuses_new_ones_until_allowed()
+    {
+        string id = Guid.NewGuid().ToString("N")[..6];
+        string host = $"nvrdp-h-{id}", container = $"nvrdp-c-{id}", work = $"nvrdp-w-{id}";
+        var log = new Logger(null, false, keepInMemory: true);
+        PacketEngine? engine = null;
+        try
+        {
+            Build(host, container, work);
+            engine = new PacketEngine(4096, DatapathClock.Monotonic, log);
+            engine.AttachPort(engine.RealPorts(work)("vth", false));
+            var state = new WorkloadState { Tap = false };
+            Workload With(Policy p) => new("vth", 0x020000000002, 0x4e6575560002, 0, 0, [], [], state, p);
+            engine.Workloads.Publish(new WorkloadTable([With(new Policy(1, PolicyAction.Learn, PolicyDirection.Both, []))]));
+
+            using var listener = SocketIn(container);
+            listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+            listener.Listen(4);
+            using var client = SocketIn(host);
+            client.ReceiveTimeout = 5000;
+            client.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+            using var server = listener.Accept();
+            server.ReceiveTimeout = 5000;
+            var buffer = new byte[4096];
+            client.Send("hello"u8);
+            Assert.Equal(5, server.Receive(buffer));
+            server.Send("world"u8);
+            Assert.Equal(5, client.Receive(buffer));
+
+            engine.Workloads.Publish(new WorkloadTable([With(new Policy(2, PolicyAction.Deny, PolicyDirection.Both, []))]));
+            client.Send("more"u8); // dropped; dp resets both ends
+            var clientError = Assert.Throws<SocketException>(() => client.Receive(buffer));
+            Assert.Equal(SocketError.ConnectionReset, clientError.SocketErrorCode);
+            var serverError = Assert.Throws<SocketException>(() => server.Receive(buffer));
+            Assert.Equal(SocketError.ConnectionReset, serverError.SocketErrorCode);
+            Assert.Equal(1, engine.Counters.ResetsSent);
+
+            using (var refused = SocketIn(host))
+            {
+                var attempt = refused.ConnectAsync(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+                Assert.False(attempt.Wait(TimeSpan.FromSeconds(3)), "a new connection passed a Deny policy");
+                Assert.True(engine.Counters.DeniedSessions > 0);
+            }
+
+            uint hostIp = 0xc0000201, containerIp = 0xc0000202;
+            var allow = new PolicyRule(7, hostIp, hostIp, containerIp, containerIp, 9000, 9000, 6, PolicyAction.Allow, Ingress: true);
+            engine.Workloads.Publish(new WorkloadTable([With(new Policy(3, PolicyAction.Deny, PolicyDirection.Both, [allow]))]));
+            using var again = SocketIn(host);
+            again.ReceiveTimeout = 5000;
+            again.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+            using var accepted = listener.Accept();
+            again.Send("again"u8);
+            accepted.ReceiveTimeout = 5000;
+            Assert.Equal(5, accepted.Receive(buffer));
+            var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
+            Assert.Contains(sessions, s => s.PolicyId == 7 && s.PolicyAction == PolicyAction.Allow && !s.Blocked);
         }
         finally
         {

@@ -296,7 +296,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         Set-SeedConfiguration $sock $agent
         Wait-Ping $hostNs | Should -BeTrue
         Get-DpConfigurationText $sock | Should -BeExactly ((@('ports=vth', "workload $SeedMac uc=$SeedUcMac bc=$SeedBcMac p= pips= iface=vth tap=False apps=",
-                    "nets=$($SeedNetworks -join ',') pending=", 'xff=False nopolicy=False unmanaged=False icmp=False strict=False debug=')) -join "`n")
+                    "nets=$($SeedNetworks -join ',') pending=", 'xff=False nopolicy=False unmanaged=False icmp=True strict=False debug=')) -join "`n")
         (Get-Content $log -Raw) | Should -BeLike '*replacing stale control socket*'
     }
 
@@ -542,7 +542,7 @@ Describe 'Error ids of the datapath cmdlets' {
         Assert-AgentError (Get-ErrorRecord { & $Invoke $sock }) -Id (Get-QualifiedErrorId $Id) -Category InvalidArgument -Message $Pattern
         # only state queries were sent: the two before and after, plus at most the lookup of the service port
         (Get-Datapath -ControlSocket $sock).RequestsAccepted | Should -BeLessOrEqual ($accepted + 2)
-        Get-DpConfigurationText $sock | Should -BeExactly "ports=`nnets= pending=`nxff=False nopolicy=False unmanaged=False icmp=False strict=False debug="
+        Get-DpConfigurationText $sock | Should -BeExactly "ports=`nnets= pending=`nxff=False nopolicy=False unmanaged=False icmp=True strict=False debug="
     }
 
     It 'the datapath''s rejections: <Id>' -ForEach @(

@@ -7,7 +7,9 @@ Describe 'Module surface' {
         $manifest = Import-PowerShellDataFile (Join-Path $PSScriptRoot '../../NvRedirect.psd1')
         $module = Get-Module NvRedirect
         # Get and Watch only read; every other verb changes state
-        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch' }
+        # New-DpRule and ConvertTo-DpRule only build rule objects in memory (sending them is Set-DpPolicy's or
+        # Add-DpPolicyRule's job), so they change nothing and have no -WhatIf
+        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch' -and $_ -notin 'New-DpRule', 'ConvertTo-DpRule' }
         $outputTypes = $manifest.CmdletsToExport | ForEach-Object { (Get-Command $_).OutputType.Type } |
             Where-Object { $_ -and $_.Namespace -like 'NvRedirect*' } | Sort-Object FullName -Unique
     }
@@ -48,6 +50,9 @@ Describe 'Module surface' {
         @{ Type = 'NvRedirect.Model.AgentAddress' }
         @{ Type = 'NvRedirect.Model.AgentQdisc' }
         @{ Type = 'NvRedirect.Model.RedirectFilter' }
+        @{ Type = 'NvRedirect.Datapath.DpPolicy' }
+        @{ Type = 'NvRedirect.Datapath.DpRule' }
+        @{ Type = 'NvRedirect.Datapath.DpConnection' }
     ) {
         $data = Get-FormatData -TypeName $Type
         $data | Should -Not -BeNullOrEmpty

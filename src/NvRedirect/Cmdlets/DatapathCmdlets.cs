@@ -26,10 +26,17 @@ public sealed class ControlSocketCompleter : IArgumentCompleter
 /// <summary>What the datapath client cmdlets share: the control socket they talk to.</summary>
 public abstract class DpCmdlet : NvCmdlet
 {
-    /// <summary><para type="description">The datapath's control socket (default /tmp/dp_listen.sock, NeuVector's path). A datapath object from Start-Datapath or Get-Datapath, and the workloads and sessions they list, bind here by property name.</para></summary>
+    /// <summary><para type="description">The datapath's control socket (default /tmp/dp_listen.sock, NeuVector's path). A datapath object from Start-Datapath or Get-Datapath, and the workloads, sessions, policies, rules and connections they list, bind here by property name.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(ControlSocketCompleter))]
-    public string ControlSocket { get; set; } = DpWire.DefaultControlSocket;
+    [AllowNull, AllowEmptyString]
+    public string ControlSocket
+    {
+        get => _controlSocket;
+        // a rule built by New-DpRule has no control socket: binding its null by property name means "the default"
+        set => _controlSocket = string.IsNullOrEmpty(value) ? DpWire.DefaultControlSocket : value;
+    }
+    private string _controlSocket = DpWire.DefaultControlSocket;
 
     /// <summary><para type="description">How many seconds to wait for the datapath's answers (default 5, as NeuVector's agent waits).</para></summary>
     [Parameter]

@@ -283,6 +283,34 @@ public sealed unsafe class DpClient : IDisposable
         return result.State ?? throw new DatapathProtocolException($"the datapath on {ControlSocket} does not report its state (it is not nvr-dp?)");
     }
 
+    /// <summary>
+    /// Sends a query that answers with one of nvr-dp's chunked JSON replies of <paramref name="kind"/> and returns its
+    /// joined body with the state after it. A refused query (an unregistered MAC, a daemon without the extension)
+    /// throws <see cref="DatapathRejectedException"/> instead of waiting for a reply that never comes.
+    /// </summary>
+    public (byte[] Json, DatapathInfo State) Ask(ReadOnlySpan<byte> request, byte kind, string what)
+    {
+        var result = Exchange(request);
+        if (result.Accepted == false) throw new DatapathRejectedException(ControlSocket, result.Error ?? "no reason given");
+        var state = result.State ?? throw new DatapathProtocolException($"the datapath on {ControlSocket} does not report its state (it is not nvr-dp?)");
+        if (result.Replies.Count == 0) throw new DatapathProtocolException($"the datapath on {ControlSocket} accepted the {what} query but sent no {what} reply");
+        return (DpReplyReader.Join(result.Replies, kind, what), state);
+    }
+
+    /// <summary>The policies of the workloads that have one (nvr_get_policy; <paramref name="macs"/> filters), and the state after the query.</summary>
+    public (List<DpPolicy> Policies, DatapathInfo State) Policies(IEnumerable<string>? macs = null)
+    {
+        var (json, state) = Ask(DpRequests.GetPolicy(macs), MessageKind.Policy, "policy");
+        return (DpReplyReader.Policies(json, ControlSocket), state);
+    }
+
+    /// <summary>The connection table (nvr_list_connection; <paramref name="macs"/> filters), with the table's capacity and evictions.</summary>
+    public List<DpConnection> Connections(IEnumerable<string>? macs, out long capacity, out long evicted)
+    {
+        var (json, _) = Ask(DpRequests.ListConnections(macs), MessageKind.Connections, "connection");
+        return DpReplyReader.Connections(json, ControlSocket, out capacity, out evicted);
+    }
+
     /// <summary>Closes the socket and removes its path.</summary>
     public void Dispose()
     {

@@ -29,6 +29,10 @@ public sealed class DatapathInfo
     public string[] InternalNetworks { get; init; } = [];
     /// <summary>Entries of an internal-network list that was started (flag 1) but not finished yet; null when none.</summary>
     public int? InternalNetworksPending { get; init; }
+    /// <summary>The policy address map (ctrl_cfg_policy_addr): addresses of workloads whose policy was pushed.</summary>
+    public string[] PolicyAddresses { get; init; } = [];
+    /// <summary>A chunked policy that was started (flag 1) but not finished yet, as "N rules for MAC, ..."; null when none.</summary>
+    public string? PolicyPending { get; init; }
     /// <summary>The global switches: ctrl_sys_conf, ctrl_disable_net_policy, ctrl_detect_unmanaged_wl, ctrl_enable_icmp_policy, ctrl_strict_group_mode.</summary>
     public bool XffEnabled { get; init; }
     /// <summary>See <see cref="XffEnabled"/>.</summary>
@@ -57,7 +61,7 @@ public sealed class DatapathInfo
     {
         Pid = Pid, Namespace = Namespace, ControlSocket = ControlSocket, LogPath = LogPath, Version = Version, StartTime = StartTime,
         SessionCapacity = SessionCapacity, ServicePorts = ServicePorts, Workloads = Workloads, InternalNetworks = InternalNetworks,
-        InternalNetworksPending = InternalNetworksPending, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
+        InternalNetworksPending = InternalNetworksPending, PolicyAddresses = PolicyAddresses, PolicyPending = PolicyPending, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
         DetectUnmanagedWorkloads = DetectUnmanagedWorkloads, EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode,
         DebugCategories = DebugCategories, RequestsAccepted = RequestsAccepted, RequestsRejected = RequestsRejected,
         LastRejection = LastRejection, Sessions = sessions ?? Sessions, Counters = counters ?? Counters,
@@ -106,6 +110,16 @@ public sealed class DpWorkload
     public long SessionsOut { get; init; }
     /// <summary>Same as <see cref="Mac"/>: lets a workload bind where a workload MAC is expected.</summary>
     public string WorkloadMac => Mac;
+    /// <summary>The mode its policy's default action stands for (None without a policy).</summary>
+    public DpWorkloadMode Mode => DpPolicy.ModeOf(DefaultAction);
+    /// <summary>Its policy's default action; null without a policy.</summary>
+    public DpPolicyAction? DefaultAction { get; init; }
+    /// <summary>Which sessions its policy polices; null without a policy.</summary>
+    public DpDirection? PolicyDirection { get; init; }
+    /// <summary>Its policy's version (0 without a policy).</summary>
+    public uint PolicyVersion { get; init; }
+    /// <summary>How many rules its policy has.</summary>
+    public int RuleCount { get; init; }
 
     /// <inheritdoc/>
     public override string ToString() => Mac;

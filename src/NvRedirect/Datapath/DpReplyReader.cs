@@ -119,16 +119,132 @@ public static class DpReplyReader
     }
 
     /// <summary>Joins the bodies of a STATE reply's datagrams (More=1 until the last).</summary>
-    public static byte[] JoinState(IEnumerable<byte[]> datagrams)
+    public static byte[] JoinState(IEnumerable<byte[]> datagrams) => Join(datagrams, MessageKind.State, "state");
+
+    /// <summary>
+    /// Joins the bodies of one of nvr-dp's chunked JSON replies (<see cref="MessageKind.State"/>, <see cref="MessageKind.Policy"/>,
+    /// <see cref="MessageKind.Connections"/>): every datagram of <paramref name="kind"/>, More=1 on all but the last.
+    /// </summary>
+    public static byte[] Join(IEnumerable<byte[]> datagrams, byte kind, string what)
     {
         var body = new List<byte>();
+        bool ended = false;
         foreach (var d in datagrams)
         {
-            var (kind, _) = Header(d);
-            if (kind != MessageKind.State) throw new DatapathProtocolException($"expected a state reply (kind {MessageKind.State}), got kind {kind}");
+            var (k, more) = Header(d);
+            if (k != kind) throw new DatapathProtocolException($"expected a {what} reply (kind {kind}), got kind {k}");
+            if (ended) throw new DatapathProtocolException($"a {what} reply goes on after its last datagram (More=0)");
             body.AddRange(d.AsSpan(DpWire.HeaderSize).ToArray());
+            ended = !more;
         }
+        if (!ended) throw new DatapathProtocolException($"a {what} reply ends with a datagram that says more follow");
         return body.ToArray();
+    }
+
+    /// <summary>Reads the reply to nvr_get_policy (kind 201, joined): one policy per workload that has one.</summary>
+    public static List<DpPolicy> Policies(ReadOnlySpan<byte> json, string controlSocket)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json.ToArray());
+            return doc.RootElement.GetProperty("policies").EnumerateArray().Select(p =>
+            {
+                string mac = p.GetProperty("mac").GetString() ?? "";
+                return new DpPolicy
+                {
+                    ControlSocket = controlSocket,
+                    Mac = mac,
+                    HasPolicy = true,
+                    Version = p.GetProperty("version").GetUInt32(),
+                    DefaultAction = Action(p.GetProperty("defact")),
+                    Direction = PolicyDirection(p.GetProperty("dir")),
+                    Rules = p.GetProperty("rules").EnumerateArray().Select(r => Rule(r, mac, controlSocket)).ToArray(),
+                };
+            }).ToList();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new DatapathProtocolException($"the datapath's policy reply is not what nvr-dp sends: {e.Message}");
+        }
+    }
+
+    /// <summary>One rule as ctrl_cfg_policy and nvr_get_policy write it (sipr, dipr and portr default to sip, dip and port).</summary>
+    public static DpRule Rule(JsonElement r, string? mac, string? controlSocket)
+    {
+        var sip = Ipv4(r.GetProperty("sip"));
+        var dip = Ipv4(r.GetProperty("dip"));
+        ushort port = r.GetProperty("port").GetUInt16();
+        return new DpRule
+        {
+            ControlSocket = controlSocket,
+            Mac = mac,
+            Id = r.GetProperty("id").GetUInt32(),
+            SourceFrom = sip,
+            SourceTo = r.TryGetProperty("sipr", out var sipr) ? Ipv4(sipr) : sip,
+            DestinationFrom = dip,
+            DestinationTo = r.TryGetProperty("dipr", out var dipr) ? Ipv4(dipr) : dip,
+            PortFrom = port,
+            PortTo = r.TryGetProperty("portr", out var portr) ? portr.GetUInt16() : port,
+            Protocol = r.GetProperty("proto").GetByte(),
+            Action = Action(r.GetProperty("action")),
+            Direction = r.GetProperty("ingress").GetBoolean() ? DpDirection.Ingress : DpDirection.Egress,
+        };
+    }
+
+    /// <summary>Reads the reply to nvr_list_connection (kind 202, joined): the entries, the table's capacity and how many entries it evicted.</summary>
+    public static List<DpConnection> Connections(ReadOnlySpan<byte> json, string controlSocket, out long capacity, out long evicted)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json.ToArray());
+            var r = doc.RootElement;
+            capacity = r.TryGetProperty("capacity", out var c) ? c.GetInt64() : 0;
+            evicted = r.TryGetProperty("evicted", out var e) ? e.GetInt64() : 0;
+            return r.GetProperty("connections").EnumerateArray().Select(x => new DpConnection
+            {
+                ControlSocket = controlSocket,
+                Mac = x.GetProperty("mac").GetString() ?? "",
+                Direction = x.GetProperty("ingress").GetBoolean() ? DpDirection.Ingress : DpDirection.Egress,
+                Client = IPAddress.Parse(x.GetProperty("client").GetString() ?? ""),
+                Server = IPAddress.Parse(x.GetProperty("server").GetString() ?? ""),
+                ServerPort = x.GetProperty("server_port").GetUInt16(),
+                Protocol = x.GetProperty("proto").GetByte(),
+                RuleId = x.GetProperty("rule_id").GetUInt32(),
+                Action = Action(x.GetProperty("action")),
+                Sessions = x.GetProperty("sessions").GetInt64(),
+                Packets = x.GetProperty("packets").GetInt64(),
+                Bytes = x.GetProperty("bytes").GetInt64(),
+                DroppedPackets = x.GetProperty("dropped").GetInt64(),
+                FirstSeen = Utc(x.GetProperty("first_seen")),
+                LastSeen = Utc(x.GetProperty("last_seen")),
+            }).ToList();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new DatapathProtocolException($"the datapath's connection reply is not what nvr-dp sends: {e.Message}");
+        }
+    }
+
+    private static DateTime Utc(JsonElement e) => DateTime.Parse(e.GetString() ?? "", CultureInfo.InvariantCulture,
+        DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal);
+
+    private static IPAddress Ipv4(JsonElement e)
+    {
+        var text = e.GetString() ?? "";
+        return IPAddress.TryParse(text, out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? a
+            : throw new FormatException($"'{text}' is not an IPv4 address");
+    }
+
+    private static DpPolicyAction Action(JsonElement e)
+    {
+        byte v = e.GetByte();
+        return v <= (byte)DpPolicyAction.Deny ? (DpPolicyAction)v : throw new FormatException($"{v} is not a policy action (0-7)");
+    }
+
+    private static DpDirection PolicyDirection(JsonElement e)
+    {
+        byte v = e.GetByte();
+        return v is >= 1 and <= 3 ? (DpDirection)v : throw new FormatException($"{v} is not a policy direction (1-3)");
     }
 
     /// <summary>
@@ -165,6 +281,10 @@ public static class DpReplyReader
                 Workloads = r.GetProperty("workloads").EnumerateArray().Select(w => Workload(w, socket)).ToArray(),
                 InternalNetworks = r.GetProperty("internal_nets").EnumerateArray().Select(InternalNetwork).ToArray(),
                 InternalNetworksPending = r.GetProperty("internal_nets_pending") is { ValueKind: JsonValueKind.Number } p ? p.GetInt32() : null,
+                PolicyAddresses = r.TryGetProperty("policy_addr", out var pa) && pa.ValueKind == JsonValueKind.Array
+                    ? pa.EnumerateArray().Select(a => a.GetString() ?? "").ToArray() : [],
+                PolicyPending = r.TryGetProperty("policy_pending", out var pp) && pp.ValueKind == JsonValueKind.Object
+                    ? $"{pp.GetProperty("rules").GetInt32()} rules for {string.Join(", ", pp.GetProperty("macs").EnumerateArray().Select(m => m.GetString()))}" : null,
                 XffEnabled = r.GetProperty("xff_enabled").GetBoolean(),
                 DisableNetPolicy = r.GetProperty("disable_net_policy").GetBoolean(),
                 DetectUnmanagedWorkloads = r.GetProperty("detect_unmanaged_wl").GetBoolean(),
@@ -182,25 +302,34 @@ public static class DpReplyReader
         }
     }
 
-    private static DpWorkload Workload(JsonElement w, string socket) => new()
+    private static DpWorkload Workload(JsonElement w, string socket)
     {
-        ControlSocket = socket,
-        Mac = w.GetProperty("mac").GetString() ?? "",
-        Interface = w.GetProperty("iface").GetString() ?? "",
-        UcMac = OptionalString(w, "ucmac"),
-        BcMac = OptionalString(w, "bcmac"),
-        ProxyMac = OptionalString(w, "pmac"),
-        ProxyAddresses = w.GetProperty("pips").EnumerateArray().Select(p => p.GetString() ?? "").ToArray(),
-        Tap = w.GetProperty("tap").GetBoolean(),
-        Apps = w.GetProperty("apps").EnumerateArray().Select(a =>
-            $"{a.GetProperty("port").GetInt32()}/{a.GetProperty("ip_proto").GetInt32()} app={a.GetProperty("app").GetUInt32()} server={a.GetProperty("server").GetUInt32()}").ToArray(),
-        PacketsIn = w.GetProperty("packets_in").GetInt64(),
-        PacketsOut = w.GetProperty("packets_out").GetInt64(),
-        BytesIn = w.GetProperty("bytes_in").GetInt64(),
-        BytesOut = w.GetProperty("bytes_out").GetInt64(),
-        SessionsIn = w.GetProperty("sessions_in").GetInt64(),
-        SessionsOut = w.GetProperty("sessions_out").GetInt64(),
-    };
+        // "policy": null, or absent from a daemon older than policies
+        bool hasPolicy = w.TryGetProperty("policy", out var policy) && policy.ValueKind == JsonValueKind.Object;
+        return new()
+        {
+            ControlSocket = socket,
+            DefaultAction = hasPolicy ? Action(policy.GetProperty("defact")) : null,
+            PolicyDirection = hasPolicy ? PolicyDirection(policy.GetProperty("dir")) : null,
+            PolicyVersion = hasPolicy ? policy.GetProperty("version").GetUInt32() : 0,
+            RuleCount = hasPolicy ? policy.GetProperty("rules").GetInt32() : 0,
+            Mac = w.GetProperty("mac").GetString() ?? "",
+            Interface = w.GetProperty("iface").GetString() ?? "",
+            UcMac = OptionalString(w, "ucmac"),
+            BcMac = OptionalString(w, "bcmac"),
+            ProxyMac = OptionalString(w, "pmac"),
+            ProxyAddresses = w.GetProperty("pips").EnumerateArray().Select(p => p.GetString() ?? "").ToArray(),
+            Tap = w.GetProperty("tap").GetBoolean(),
+            Apps = w.GetProperty("apps").EnumerateArray().Select(a =>
+                $"{a.GetProperty("port").GetInt32()}/{a.GetProperty("ip_proto").GetInt32()} app={a.GetProperty("app").GetUInt32()} server={a.GetProperty("server").GetUInt32()}").ToArray(),
+            PacketsIn = w.GetProperty("packets_in").GetInt64(),
+            PacketsOut = w.GetProperty("packets_out").GetInt64(),
+            BytesIn = w.GetProperty("bytes_in").GetInt64(),
+            BytesOut = w.GetProperty("bytes_out").GetInt64(),
+            SessionsIn = w.GetProperty("sessions_in").GetInt64(),
+            SessionsOut = w.GetProperty("sessions_out").GetInt64(),
+        };
+    }
 
     // ADDRESS/PREFIX when the mask is a prefix, ADDRESS/MASK otherwise; " devip" (the iptype) appended when given
     private static string InternalNetwork(JsonElement n)

@@ -154,44 +154,160 @@ public static class DpRequests
     /// datagram with flag 3 and no entries (it clears the list).
     /// </summary>
     public static List<byte[]> InternalNetworks(IReadOnlyList<DpInternalNetwork> entries, int maxSize = MaxRequestSize)
-    {
-        var chunks = new List<List<DpInternalNetwork>> { new() };
-        foreach (var e in entries)
-        {
-            var current = chunks[^1];
-            current.Add(e);
-            if (current.Count > 1 && InternalNetChunk(current, 0).Length > maxSize)
+        => Chunked(entries.Select(e => Element(w =>
             {
-                current.RemoveAt(current.Count - 1);
-                chunks.Add([e]);
-            }
-            if (InternalNetChunk(chunks[^1], 0).Length > maxSize) throw new ArgumentException($"the internal network entry {e.Ip} does not fit in a request");
-        }
-        var result = new List<byte[]>();
-        for (int i = 0; i < chunks.Count; i++)
+                w.WriteStartObject();
+                w.WriteString("ip", e.Ip);
+                w.WriteString("mask", e.Mask);
+                if (e.IpType != null) w.WriteString("iptype", e.IpType);
+                w.WriteEndObject();
+            })).ToList(), (flag, items) => Write(w =>
+            {
+                w.WriteStartObject("ctrl_cfg_internal_net");
+                w.WriteNumber("flag", flag);
+                RawArray(w, "subnet_addr", items);
+                w.WriteEndObject();
+            }), maxSize, i => $"the internal network entry {entries[i].Ip}");
+
+    /// <summary>
+    /// ctrl_cfg_policy_addr (the policy address map: addresses of workloads whose policy was pushed), each address with
+    /// mask 255.255.255.255, chunked like <see cref="InternalNetworks"/>.
+    /// </summary>
+    public static List<byte[]> PolicyAddresses(IReadOnlyList<IPAddress> addresses, int maxSize = MaxRequestSize)
+        => Chunked(addresses.Select(a => Element(w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("ip", a.ToString());
+                w.WriteString("mask", "255.255.255.255");
+                w.WriteEndObject();
+            })).ToList(), (flag, items) => Write(w =>
+            {
+                w.WriteStartObject("ctrl_cfg_policy_addr");
+                w.WriteNumber("flag", flag);
+                RawArray(w, "subnet_addr", items);
+                w.WriteEndObject();
+            }), maxSize, i => $"the policy address {addresses[i]}");
+
+    /// <summary>ctrl_cfg_policy's cmd: CFG_ADD, CFG_MODIFY, CFG_DELETE (NeuVector defs.h).</summary>
+    public const int PolicyAdd = 1, PolicyModify = 2, PolicyDelete = 3;
+
+    /// <summary>
+    /// ctrl_cfg_policy for <paramref name="macs"/>: one datagram with flag 3 when it fits in <paramref name="maxSize"/>
+    /// bytes, else chunks flagged 1 (START), 0 (middle) ... 2 (END), each carrying cmd, defact, dir and mac, the rules
+    /// split between them in order. With <paramref name="modeSwitchTap"/>, the last datagram (the one that makes the
+    /// policy take effect) starts with ctrl_cfg_mac {tap, macs}, so the wire mode and the policy change together.
+    /// </summary>
+    public static List<byte[]> Policy(int cmd, IReadOnlyList<string> macs, DpPolicyAction defaultAction, DpDirection direction,
+        IReadOnlyList<DpRule> rules, bool? modeSwitchTap = null, int maxSize = MaxRequestSize)
+    {
+        if (cmd is < PolicyAdd or > PolicyDelete) throw new ArgumentException($"{cmd} is not a ctrl_cfg_policy cmd (1 ADD, 2 MODIFY, 3 DELETE).");
+        if (direction is < DpDirection.Egress or > DpDirection.Both) throw new ArgumentException($"{(int)direction} is not a policy direction (1-3).");
+        return Chunked(rules.Select(r => Element(w => PolicyRule(w, r))).ToList(), (flag, items) => Write(w =>
         {
-            int flag = (i == 0 ? 1 : 0) | (i == chunks.Count - 1 ? 2 : 0);
-            result.Add(InternalNetChunk(chunks[i], flag));
+            if (modeSwitchTap is bool tap && (flag & 2) != 0) ConfigureMac(w, macs, tap);
+            w.WriteStartObject("ctrl_cfg_policy");
+            w.WriteNumber("cmd", cmd);
+            w.WriteNumber("flag", flag);
+            w.WriteNumber("defact", (int)defaultAction);
+            w.WriteNumber("dir", (int)direction);
+            w.WriteStartArray("mac");
+            foreach (var m in macs) w.WriteStringValue(m);
+            w.WriteEndArray();
+            RawArray(w, "rules", items);
+            w.WriteEndObject();
+        }), maxSize, i => $"rule {rules[i].Id}");
+    }
+
+    /// <summary>One rule with every field, in ctrl_cfg_policy's names (the shape nvr_get_policy reports, so rules go back unchanged).</summary>
+    public static void PolicyRule(Utf8JsonWriter w, DpRule r)
+    {
+        if (r.Direction is not (DpDirection.Ingress or DpDirection.Egress)) throw new ArgumentException($"Rule {r.Id} has direction {r.Direction}: a rule is either Ingress or Egress.");
+        w.WriteStartObject();
+        w.WriteNumber("id", r.Id);
+        w.WriteString("sip", r.SourceFrom.ToString());
+        w.WriteString("sipr", r.SourceTo.ToString());
+        w.WriteString("dip", r.DestinationFrom.ToString());
+        w.WriteString("dipr", r.DestinationTo.ToString());
+        w.WriteNumber("port", r.PortFrom);
+        w.WriteNumber("portr", r.PortTo);
+        w.WriteNumber("proto", r.Protocol);
+        w.WriteNumber("action", (int)r.Action);
+        w.WriteBoolean("ingress", r.Direction == DpDirection.Ingress);
+        w.WriteEndObject();
+    }
+
+    /// <summary>{"nvr_get_policy": {"macs": [...]}} (no macs: every workload's policy).</summary>
+    public static byte[] GetPolicy(IEnumerable<string>? macs = null) => Write(w => MacFilter(w, "nvr_get_policy", macs));
+    /// <summary>{"nvr_list_connection": {"macs": [...]}} (no macs: every workload's connections).</summary>
+    public static byte[] ListConnections(IEnumerable<string>? macs = null) => Write(w => MacFilter(w, "nvr_list_connection", macs));
+    /// <summary>{"nvr_clear_connection": {"macs": [...]}} (no macs: every workload's connections).</summary>
+    public static byte[] ClearConnections(IEnumerable<string>? macs = null) => Write(w => MacFilter(w, "nvr_clear_connection", macs));
+
+    private static void MacFilter(Utf8JsonWriter w, string command, IEnumerable<string>? macs)
+    {
+        w.WriteStartObject(command);
+        if (macs != null)
+        {
+            w.WriteStartArray("macs");
+            foreach (var m in macs) w.WriteStringValue(m);
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
+    }
+
+    // one JSON value on its own, to be spliced into a chunk with WriteRawValue
+    private static byte[] Element(Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128);
+        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void RawArray(Utf8JsonWriter w, string name, IReadOnlyList<byte[]> items)
+    {
+        w.WriteStartArray(name);
+        foreach (var item in items) w.WriteRawValue(item, skipInputValidation: true);
+        w.WriteEndArray();
+    }
+
+    /// <summary>
+    /// Splits a list over datagrams of at most <paramref name="maxSize"/> bytes as the agent does: one datagram with
+    /// flag 3 when all fits, else flag 1 (START), 0 (middle) ... 2 (END). <paramref name="write"/> makes a datagram of
+    /// a flag and items (already serialized); the END datagram may be larger than the others (it may carry more), so
+    /// it is measured as such. A datagram is the envelope plus the items plus a comma between each two.
+    /// </summary>
+    private static List<byte[]> Chunked(IReadOnlyList<byte[]> items, Func<int, IReadOnlyList<byte[]>, byte[]> write, int maxSize, Func<int, string> name)
+    {
+        int middleEnvelope = write(0, []).Length, lastEnvelope = write(2, []).Length;
+        int Size(int envelope, int from, int count)
+        {
+            int size = envelope + Math.Max(0, count - 1);
+            for (int i = from; i < from + count; i++) size += items[i].Length;
+            return size;
+        }
+        var bounds = new List<(int From, int Count)>();
+        int next = 0;
+        while (true)
+        {
+            int left = items.Count - next;
+            if (Size(lastEnvelope, next, left) <= maxSize) { bounds.Add((next, left)); break; }
+            int take = 0;
+            while (take < left && Size(middleEnvelope, next, take + 1) <= maxSize) take++;
+            if (take == left) take--; // all would fit but for what the last datagram carries: leave one for it
+            if (take == 0) throw new ArgumentException($"{name(next)} does not fit in a request of {maxSize} bytes.");
+            bounds.Add((next, take));
+            next += take;
+        }
+        var result = new List<byte[]>(bounds.Count);
+        for (int i = 0; i < bounds.Count; i++)
+        {
+            int flag = (i == 0 ? 1 : 0) | (i == bounds.Count - 1 ? 2 : 0);
+            var datagram = write(flag, items.Skip(bounds[i].From).Take(bounds[i].Count).ToList());
+            if (datagram.Length > maxSize) throw new InvalidOperationException($"a chunk of {datagram.Length} bytes came out larger than the {maxSize} it was measured at");
+            result.Add(datagram);
         }
         return result;
     }
-
-    private static byte[] InternalNetChunk(List<DpInternalNetwork> entries, int flag) => Write(w =>
-    {
-        w.WriteStartObject("ctrl_cfg_internal_net");
-        w.WriteNumber("flag", flag);
-        w.WriteStartArray("subnet_addr");
-        foreach (var e in entries)
-        {
-            w.WriteStartObject();
-            w.WriteString("ip", e.Ip);
-            w.WriteString("mask", e.Mask);
-            if (e.IpType != null) w.WriteString("iptype", e.IpType);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-        w.WriteEndObject();
-    });
 
     /// <summary>The prefix length of a dotted mask, or null when the mask is not contiguous ones.</summary>
     public static int? PrefixOf(string mask)

@@ -1,0 +1,694 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using NvRedirect.Datapath;
+
+namespace NvRedirect.Cmdlets;
+
+/// <summary>Completes workload MACs with those registered with the datapath on -ControlSocket (default /tmp/dp_listen.sock).</summary>
+public sealed class DpWorkloadMacCompleter : IArgumentCompleter
+{
+    /// <inheritdoc/>
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var prefix = (wordToComplete ?? "").Trim('\'', '"');
+        var socket = fakeBoundParameters?["ControlSocket"] as string;
+        try
+        {
+            using var client = DpClient.Open(string.IsNullOrEmpty(socket) ? DpWire.DefaultControlSocket : socket, TimeSpan.FromSeconds(1));
+            return client.State().Workloads
+                .Where(w => w.Mac.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+                .OrderBy(w => w.Mac, StringComparer.Ordinal)
+                .Select(w => new CompletionResult(w.Mac, w.Mac, CompletionResultType.ParameterValue, $"{w.Mac} ({w.Mode}, {(w.Tap ? "tap" : "inline")})"))
+                .ToList();
+        }
+        catch (Exception) { return []; } // completion must never throw at the prompt
+    }
+}
+
+/// <summary>Completes a rule's protocol with the names New-DpRule knows.</summary>
+public sealed class DpProtocolCompleter : IArgumentCompleter
+{
+    /// <inheritdoc/>
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var prefix = (wordToComplete ?? "").Trim('\'', '"');
+        return new[] { "Any", "TCP", "UDP", "ICMP" }.Where(p => p.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+            .Select(p => new CompletionResult(p, p, CompletionResultType.ParameterValue, p));
+    }
+}
+
+/// <summary>What the policy cmdlets share: finding workloads and their policies, and sending a policy in its chunks.</summary>
+public abstract class DpPolicyCmdlet : DpCmdlet
+{
+    /// <summary>A client of the datapath on <paramref name="socket"/> (an absolute path).</summary>
+    protected DpClient OpenClient(string socket) => DpClient.Open(socket, TimeSpan.FromSeconds(TimeoutSeconds));
+
+    /// <summary>The workload registered under <paramref name="text"/> (its MAC or an alias); ItemNotFoundException when none is.</summary>
+    protected static DpWorkload Resolve(DatapathInfo state, string text, string socket)
+    {
+        var mac = FormatMac(text, "MAC");
+        return state.FindWorkload(mac)
+            ?? throw new ItemNotFoundException($"{mac} is not registered with the datapath at {socket}; register it with Add-DpMac, or list the workloads with Get-Datapath.");
+    }
+
+    /// <summary>The policy of <paramref name="w"/>, or one with Mode None (default Open, both directions, version 0, no rules).</summary>
+    protected static DpPolicy PolicyOf(IEnumerable<DpPolicy> policies, DpWorkload w, string socket)
+        => policies.FirstOrDefault(p => p.Mac == w.Mac) ?? new DpPolicy { ControlSocket = socket, Mac = w.Mac };
+
+    /// <summary>Sends the datagrams of one policy change in order; each must be applied. Returns the state after the last.</summary>
+    protected static DatapathInfo SendAll(DpClient client, IReadOnlyList<byte[]> datagrams)
+    {
+        DatapathInfo? state = null;
+        foreach (var d in datagrams) state = client.Apply(d);
+        return state!;
+    }
+
+    /// <summary>
+    /// Gives rules with id 0 the next free ids (after the highest id in use) and refuses two rules with the same id,
+    /// since the id is what connections report and what Remove-DpPolicyRule removes.
+    /// </summary>
+    protected static List<DpRule> NumberRules(IEnumerable<DpRule> rules)
+    {
+        var list = rules.ToList();
+        var seen = new HashSet<uint>();
+        foreach (var r in list)
+            if (r.Id != 0 && !seen.Add(r.Id))
+                throw new ArgumentException($"Two rules have id {r.Id}: ids must be unique within a policy (give id 0 to get the next free one).");
+        uint next = list.Count == 0 ? 1 : Math.Max(1, list.Max(r => r.Id) + 1);
+        return list.Select(r => r.Id != 0 ? r : r.With(id: next++)).ToList();
+    }
+
+    /// <summary>"N rules, default A, direction D", for ShouldProcess.</summary>
+    protected static string Describe(int rules, DpPolicyAction defaultAction, DpDirection direction, int datagrams)
+        => $"{rules} rule{(rules == 1 ? "" : "s")}, default {defaultAction}, direction {direction}{(datagrams > 1 ? $", in {datagrams} requests" : "")}";
+}
+
+/// <summary>
+/// <para type="synopsis">Builds a policy rule from text: source, destination, port, protocol, action and direction. Changes nothing.</para>
+/// <para type="description">A rule is matched against a session as the datapath sees it, client to server: Source is the client, Destination the server, Port the server's port (ICMP sessions have port 0, which -Port any covers), -Direction Ingress means the workload is the server, Egress that it is the client. Addresses are IPv4 (a.b.c.d, a CIDR such as 10.10.10.0/24, a range FIRST-LAST, or any / *); ports are N, FIRST-LAST or any / *; the protocol is Any (TCP, UDP and ICMP), TCP, UDP, ICMP or a number. The rule goes to a workload with Set-DpPolicy or Add-DpPolicyRule; -Mac names the workload it is meant for, so rules for several workloads can go down one pipeline. Id 0 (the default) gets the next free id when the rule is sent. Bad text is reported as NewDpRuleInvalidArgument with what is wrong.</para>
+/// </summary>
+/// <example><code>New-DpRule -Source 10.10.10.0/24 -Port 8000-8100 -Protocol TCP | Add-DpPolicyRule -Mac 1a:27:f3:87:3a:27 -ControlSocket $dp.ControlSocket</code><para>Allows TCP sessions from 10.10.10.0/24 to ports 8000-8100 of the workload, in addition to its rules.</para></example>
+/// <example><code>New-DpRule -Id 10 -Destination 192.0.2.1 -Port 53 -Protocol UDP -Direction Egress -Action Deny</code><para>Builds rule 10: the workload may not send DNS queries to 192.0.2.1.</para></example>
+/// <example><code>Import-Csv rules.csv | New-DpRule | Set-DpPolicy -Mac 1a:27:f3:87:3a:27 -DefaultAction Deny</code><para>Builds one rule per CSV row (columns Source, Destination, Port, Protocol, Action, Direction bind by name) and makes them the workload's whole policy, blocking everything else.</para></example>
+[Cmdlet(VerbsCommon.New, "DpRule")]
+[OutputType(typeof(DpRule))]
+public sealed class NewDpRuleCommand : NvCmdlet
+{
+    /// <summary><para type="description">The rule's id (reported with every connection it decides); 0, the default, gets the next free id when the rule is sent.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public uint Id { get; set; }
+
+    /// <summary><para type="description">The client addresses: a.b.c.d, NETWORK/PREFIX, FIRST-LAST, or any (default).</para></summary>
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    public string Source { get; set; } = "any";
+
+    /// <summary><para type="description">The server addresses: a.b.c.d, NETWORK/PREFIX, FIRST-LAST, or any (default).</para></summary>
+    [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
+    public string Destination { get; set; } = "any";
+
+    /// <summary><para type="description">The server ports: N, FIRST-LAST, or any (default; ICMP sessions have port 0).</para></summary>
+    [Parameter(Position = 2, ValueFromPipelineByPropertyName = true)]
+    public string Port { get; set; } = "any";
+
+    /// <summary><para type="description">Any (default: TCP, UDP and ICMP), TCP, UDP, ICMP, or an IP protocol number.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(DpProtocolCompleter))]
+    public string Protocol { get; set; } = "Any";
+
+    /// <summary><para type="description">What the rule does: Allow (default), Deny (block), Violate (pass and report), Learn, Open, or CheckVh/CheckNbe/CheckApp (which nvr-dp treats as Allow).</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public DpPolicyAction Action { get; set; } = DpPolicyAction.Allow;
+
+    /// <summary><para type="description">Ingress (default): sessions opened towards the workload. Egress: sessions the workload opens.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateSet("Ingress", "Egress")]
+    public DpDirection Direction { get; set; } = DpDirection.Ingress;
+
+    /// <summary><para type="description">The workload the rule is meant for (Set-DpPolicy and Add-DpPolicyRule group rules by it when they get no -Mac).</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [AllowNull, AllowEmptyString]
+    public string? Mac { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        Try($"{Source} -> {Destination}:{Port}", () =>
+        {
+            var mac = string.IsNullOrEmpty(Mac) ? null : Model.Parse.Mac(Model.Parse.Mac(Mac, "MAC"));
+            WriteObject(DpRule.Parse(Source, Destination, Port, Protocol, Action, Direction, Id, mac));
+        });
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Replaces the policy of workloads: their rules, default action and direction (ctrl_cfg_policy).</para>
+/// <para type="description">The rules, in the order given, become each workload's whole rule list (the datapath matches them first to last; a session no rule matches gets the default action). Rules from the pipeline are collected and sent once the pipeline ends: with -Mac they go to every workload named, without it each rule goes to the workload in its Mac property (rules from Get-DpPolicy, ConvertTo-DpRule or New-DpRule -Mac have one). Without -Rule the current rules are kept, so `Set-DpPolicy -Mac M -DefaultAction Deny` changes only the default. -DefaultAction and -Direction keep the current policy's values when omitted (a workload without a policy: Open and Both). Rules with id 0 get the next free ids; two rules with the same id are refused. The request is ADD for a workload without a policy and MODIFY otherwise, one datagram when it fits in 8120 bytes, else chunks flagged START, middle and END as NeuVector's agent sends them; the datapath swaps the new policy in at END and re-evaluates the workload's sessions on their next packet. A MAC the datapath does not know is reported as SetDpPolicyNotFound; a refused policy as SetDpPolicyRejected with the datapath's reason.</para>
+/// </summary>
+/// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Turns what the workload did in Discover mode into allow rules and makes them its policy (its mode is kept).</para></example>
+/// <example><code>Set-DpPolicy -Mac 1a:27:f3:87:3a:27 -Rule (New-DpRule -Source 10.10.10.66 -Port 5201 -Protocol TCP) -DefaultAction Deny -Direction Both -PassThru</code><para>Lets only 10.10.10.66 reach TCP port 5201 of the workload and blocks every other session both ways; returns the policy as the datapath then reports it.</para></example>
+/// <example><code>Set-DpPolicy -Mac 1a:27:f3:87:3a:27 -Rule @()</code><para>Removes every rule, keeping the default action: the workload's mode alone decides.</para></example>
+[Cmdlet(VerbsCommon.Set, "DpPolicy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(DpPolicy))]
+public sealed class SetDpPolicyCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias) whose policy is replaced; absent: each rule's own Mac.</para></summary>
+    [Parameter(Position = 0)]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[]? Mac { get; set; }
+
+    /// <summary><para type="description">The rules, in matching order (from New-DpRule, ConvertTo-DpRule, or a policy's Rules); from the pipeline they are collected first. Absent: the current rules are kept.</para></summary>
+    [Parameter(Position = 1, ValueFromPipeline = true)]
+    [AllowEmptyCollection]
+    public DpRule[]? Rule { get; set; }
+
+    /// <summary><para type="description">What happens to sessions no rule matches: Learn (Discover), Violate (Monitor), Deny (Protect), Open, Allow... Absent: the current default (Open without a policy).</para></summary>
+    [Parameter]
+    public DpPolicyAction? DefaultAction { get; set; }
+
+    /// <summary><para type="description">Which sessions are policed: Ingress, Egress or Both. Absent: the current direction (Both without a policy).</para></summary>
+    [Parameter]
+    public DpDirection? Direction { get; set; }
+
+    /// <summary><para type="description">Return each policy as the datapath then reports it.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    private readonly List<(string Socket, DpRule Rule)> _rules = [];
+    private readonly List<string> _sockets = [];
+    private bool _ruleGiven;
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        if (!_sockets.Contains(socket)) _sockets.Add(socket);
+        if (Rule == null) return;
+        _ruleGiven = true;
+        foreach (var r in Rule) if (r != null) _rules.Add((socket, r));
+    }
+
+    /// <inheritdoc/>
+    protected override void EndProcessing()
+    {
+        foreach (var socket in _sockets)
+        {
+            var rules = _rules.Where(x => x.Socket == socket).Select(x => x.Rule).ToList();
+            if (Mac == null && !_ruleGiven)
+            {
+                WriteFailure(new ArgumentException("Give -Mac (the workloads whose policy to set), -Rule, or both."), socket);
+                continue;
+            }
+            using var client = Open(socket);
+            if (client == null) continue;
+            List<DpPolicy>? policies = null;
+            DatapathInfo? state = null;
+            Try(socket, () => (policies, state) = client.Policies());
+            if (policies == null || state == null) continue;
+            // which rules go to which workload (resolved, so an alias and the MAC are one workload)
+            var targets = new List<(DpWorkload Workload, List<DpRule> Rules)>();
+            void Target(string text, IEnumerable<DpRule> given) => Try(text, () =>
+            {
+                var w = Resolve(state, text, socket);
+                var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
+                if (entry.Workload == null) targets.Add((w, given.ToList()));
+                else entry.Rules.AddRange(given);
+            });
+            if (Mac != null) foreach (var m in Mac) Target(m, rules);
+            else
+            {
+                foreach (var r in rules.Where(r => string.IsNullOrEmpty(r.Mac)))
+                    WriteFailure(new ArgumentException($"Rule {r} names no workload: give -Mac, or build it with New-DpRule -Mac."), r);
+                foreach (var g in rules.Where(r => !string.IsNullOrEmpty(r.Mac)).GroupBy(r => r.Mac!, StringComparer.OrdinalIgnoreCase)) Target(g.Key, g);
+            }
+            foreach (var (w, given) in targets)
+            {
+                Try(w.Mac, () =>
+                {
+                    var current = PolicyOf(policies, w, socket);
+                    var list = _ruleGiven ? NumberRules(given) : current.Rules.ToList();
+                    var defact = DefaultAction ?? current.DefaultAction;
+                    var dir = Direction ?? current.Direction;
+                    var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact, dir, list);
+                    if (!ShouldProcess($"{w.Mac} at {socket}", $"Set policy: {Describe(list.Count, defact, dir, chunks.Count)}")) return;
+                    SendAll(client, chunks);
+                    if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
+                });
+            }
+        }
+    }
+
+    private DpClient? Open(string socket)
+    {
+        DpClient? client = null;
+        Try(socket, () => client = OpenClient(socket));
+        return client;
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Shows the policy of registered workloads: mode, default action, direction, version and rules (nvr_get_policy).</para>
+/// <para type="description">One policy per workload, in the datapath's order; without -Mac, every registered workload's. A workload without a policy shows Mode None, default action Open, version 0 and no rules (all its sessions are open). The mode is read from the default action: Learn is Discover, Violate is Monitor, Deny is Protect, anything else Custom. The rules come in matching order with every field, so they can be sent back unchanged (`(Get-DpPolicy M).Rules | Set-DpPolicy`). Workloads from Get-Datapath bind by property name. A MAC the datapath does not know is reported as GetDpPolicyNotFound.</para>
+/// </summary>
+/// <example><code>Get-DpPolicy -ControlSocket $dp.ControlSocket</code><para>Shows the mode and rule count of every workload of the datapath in $dp.</para></example>
+/// <example><code>(Get-DpPolicy 1a:27:f3:87:3a:27).Rules</code><para>Lists the workload's rules as a table: id, direction, protocol, source, destination, port and action.</para></example>
+[Cmdlet(VerbsCommon.Get, "DpPolicy")]
+[OutputType(typeof(DpPolicy))]
+public sealed class GetDpPolicyCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias); absent: every registered workload. A workload or policy object binds its Mac here.</para></summary>
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[]? Mac { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        Try(socket, () =>
+        {
+            using var client = OpenClient(socket);
+            var (policies, state) = client.Policies();
+            if (Mac == null || Mac.Length == 0)
+            {
+                foreach (var w in state.Workloads) WriteObject(PolicyOf(policies, w, socket));
+                return;
+            }
+            foreach (var m in Mac) Try(m, () => WriteObject(PolicyOf(policies, Resolve(state, m, socket), socket)));
+        });
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Removes the policy of workloads (ctrl_cfg_policy DELETE): every session of theirs is open again.</para>
+/// <para type="description">The workload keeps its registration and its wire mode (tap or inline) but has no rules and no default action any more: Mode None. A workload that has no policy is left as it is (said with -Verbose). Workloads and policies bind by property name. A MAC the datapath does not know is reported as RemoveDpPolicyNotFound.</para>
+/// </summary>
+/// <example><code>Remove-DpPolicy -Mac 1a:27:f3:87:3a:27</code><para>Removes the workload's policy: blocked sessions pass again on their next packet.</para></example>
+/// <example><code>Get-DpPolicy -ControlSocket $dp.ControlSocket | Where-Object Mode -eq Protect | Remove-DpPolicy -WhatIf</code><para>Shows which workloads in Protect mode would lose their policy.</para></example>
+[Cmdlet(VerbsCommon.Remove, "DpPolicy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(DpPolicy))]
+public sealed class RemoveDpPolicyCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias); a workload or policy object binds its Mac here.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[] Mac { get; set; } = [];
+
+    /// <summary><para type="description">Return each removed policy as it was.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        Try(socket, () =>
+        {
+            using var client = OpenClient(socket);
+            var (policies, state) = client.Policies();
+            foreach (var m in Mac)
+            {
+                Try(m, () =>
+                {
+                    var w = Resolve(state, m, socket);
+                    var current = PolicyOf(policies, w, socket);
+                    if (!current.HasPolicy) { WriteVerbose($"{w.Mac} at {socket} has no policy."); return; }
+                    if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove policy ({current.Mode}, {current.Rules.Length} rules)")) return;
+                    SendAll(client, DpRequests.Policy(DpRequests.PolicyDelete, [w.Mac], current.DefaultAction, current.Direction, []));
+                    if (PassThru) WriteObject(current);
+                });
+            }
+        });
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Adds rules to the policy of workloads, keeping the other rules, the default action and the direction.</para>
+/// <para type="description">Each rule is appended to the end of the workload's rule list (so it is matched after the existing ones), except that a rule with the id of an existing rule replaces that rule in place. Rules with id 0 get the next free ids. Rules from the pipeline are collected and sent once the pipeline ends, one policy change per workload: with -Mac they go to every workload named, without it to the workload in each rule's Mac. A workload without a policy gets one (default action Open, both directions, Mode Custom); switch its mode with Set-DpWorkloadMode. A MAC the datapath does not know is reported as AddDpPolicyRuleNotFound.</para>
+/// </summary>
+/// <example><code>New-DpRule -Source 10.10.10.0/24 -Port 8000-8100 -Protocol TCP | Add-DpPolicyRule -Mac 1a:27:f3:87:3a:27 -ControlSocket $dp.ControlSocket</code><para>Also allows TCP from 10.10.10.0/24 to ports 8000-8100 of the workload.</para></example>
+/// <example><code>Add-DpPolicyRule 1a:27:f3:87:3a:27 (New-DpRule -Id 3 -Source 10.10.10.66 -Protocol ICMP -Action Deny) -PassThru</code><para>Replaces rule 3 (or appends it): pings from 10.10.10.66 are blocked; returns the policy afterwards.</para></example>
+[Cmdlet(VerbsCommon.Add, "DpPolicyRule", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(DpPolicy))]
+public sealed class AddDpPolicyRuleCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias); absent: each rule's own Mac.</para></summary>
+    [Parameter(Position = 0)]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[]? Mac { get; set; }
+
+    /// <summary><para type="description">The rules to add (from New-DpRule or ConvertTo-DpRule); from the pipeline they are collected first.</para></summary>
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipeline = true)]
+    public DpRule[] Rule { get; set; } = [];
+
+    /// <summary><para type="description">Return each policy as the datapath then reports it.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    private readonly List<(string Socket, DpRule Rule)> _rules = [];
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        foreach (var r in Rule) if (r != null) _rules.Add((socket, r));
+    }
+
+    /// <inheritdoc/>
+    protected override void EndProcessing()
+    {
+        foreach (var group in _rules.GroupBy(x => x.Socket))
+        {
+            var socket = group.Key;
+            Try(socket, () =>
+            {
+                using var client = OpenClient(socket);
+                var (policies, state) = client.Policies();
+                var targets = new List<(DpWorkload Workload, List<DpRule> Rules)>();
+                void Target(string text, IEnumerable<DpRule> given) => Try(text, () =>
+                {
+                    var w = Resolve(state, text, socket);
+                    var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
+                    if (entry.Workload == null) targets.Add((w, given.ToList()));
+                    else entry.Rules.AddRange(given);
+                });
+                var rules = group.Select(x => x.Rule).ToList();
+                if (Mac != null) foreach (var m in Mac) Target(m, rules);
+                else
+                {
+                    foreach (var r in rules.Where(r => string.IsNullOrEmpty(r.Mac)))
+                        WriteFailure(new ArgumentException($"Rule {r} names no workload: give -Mac, or build it with New-DpRule -Mac."), r);
+                    foreach (var g in rules.Where(r => !string.IsNullOrEmpty(r.Mac)).GroupBy(r => r.Mac!, StringComparer.OrdinalIgnoreCase)) Target(g.Key, g);
+                }
+                foreach (var (w, given) in targets)
+                {
+                    Try(w.Mac, () =>
+                    {
+                        var current = PolicyOf(policies, w, socket);
+                        var list = Merge(current.Rules, given);
+                        var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], current.DefaultAction, current.Direction, list);
+                        if (!ShouldProcess($"{w.Mac} at {socket}", $"Add {given.Count} rule{(given.Count == 1 ? "" : "s")} (policy: {Describe(list.Count, current.DefaultAction, current.Direction, chunks.Count)})")) return;
+                        SendAll(client, chunks);
+                        if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
+                    });
+                }
+            });
+        }
+    }
+
+    /// <summary>The current rules with the new ones: a new rule with an existing id replaces it in place, others are appended; id 0 gets the next free id.</summary>
+    internal static List<DpRule> Merge(IEnumerable<DpRule> current, IEnumerable<DpRule> added)
+    {
+        var list = current.ToList();
+        var fresh = new List<DpRule>();
+        foreach (var r in added)
+        {
+            int at = r.Id == 0 ? -1 : list.FindIndex(x => x.Id == r.Id);
+            if (at >= 0) list[at] = r;
+            else
+            {
+                int again = r.Id == 0 ? -1 : fresh.FindIndex(x => x.Id == r.Id);
+                if (again >= 0) fresh[again] = r; else fresh.Add(r);
+            }
+        }
+        return NumberRules(list.Concat(fresh));
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Removes rules, by id, from the policy of a workload, keeping the other rules, the default action and the direction.</para>
+/// <para type="description">Rules from Get-DpPolicy bind by property name (Mac, Id, ControlSocket), so `(Get-DpPolicy M).Rules | Where-Object Port -eq 80 | Remove-DpPolicyRule` removes the rules for port 80; they are collected and removed in one policy change per workload once the pipeline ends. An id that is not in the policy is reported as RemoveDpPolicyRuleNotFound and the others are still removed. Sessions that only a removed rule allowed get the default action on their next packet.</para>
+/// </summary>
+/// <example><code>Remove-DpPolicyRule -Mac 1a:27:f3:87:3a:27 -Id 3, 4</code><para>Removes rules 3 and 4 from the workload's policy.</para></example>
+/// <example><code>(Get-DpPolicy 1a:27:f3:87:3a:27).Rules | Where-Object Action -eq Deny | Remove-DpPolicyRule -WhatIf</code><para>Shows which deny rules would be removed.</para></example>
+[Cmdlet(VerbsCommon.Remove, "DpPolicyRule", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(DpPolicy))]
+public sealed class RemoveDpPolicyRuleCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workload (MAC or alias); a rule or policy object binds its Mac here.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string Mac { get; set; } = "";
+
+    /// <summary><para type="description">The ids of the rules to remove; a rule object binds its Id here.</para></summary>
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
+    [ValidateRange(1, uint.MaxValue)]
+    public uint[] Id { get; set; } = [];
+
+    /// <summary><para type="description">Return each policy as the datapath then reports it.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    private readonly List<(string Socket, string Mac, uint Id)> _ids = [];
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        foreach (var id in Id) _ids.Add((socket, Mac, id));
+    }
+
+    /// <inheritdoc/>
+    protected override void EndProcessing()
+    {
+        foreach (var group in _ids.GroupBy(x => x.Socket))
+        {
+            var socket = group.Key;
+            Try(socket, () =>
+            {
+                using var client = OpenClient(socket);
+                var (policies, state) = client.Policies();
+                var targets = new List<(DpWorkload Workload, List<uint> Ids)>();
+                foreach (var byMac in group.GroupBy(x => x.Mac, StringComparer.OrdinalIgnoreCase))
+                    Try(byMac.Key, () =>
+                    {
+                        var w = Resolve(state, byMac.Key, socket);
+                        var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
+                        if (entry.Workload == null) targets.Add((w, byMac.Select(x => x.Id).ToList()));
+                        else entry.Ids.AddRange(byMac.Select(x => x.Id));
+                    });
+                foreach (var (w, ids) in targets)
+                {
+                    Try(w.Mac, () =>
+                    {
+                        var current = PolicyOf(policies, w, socket);
+                        var present = ids.Distinct().Where(id => current.Rules.Any(r => r.Id == id)).ToList();
+                        foreach (var missing in ids.Distinct().Except(present))
+                            WriteFailure(new ItemNotFoundException($"The policy of {w.Mac} at {socket} has no rule {missing}{(current.HasPolicy ? $"; its rules are {(current.Rules.Length == 0 ? "none" : string.Join(", ", current.Rules.Select(r => r.Id)))}" : " (it has no policy)")}."), missing);
+                        if (present.Count == 0) return;
+                        var list = current.Rules.Where(r => !present.Contains(r.Id)).ToList();
+                        var chunks = DpRequests.Policy(DpRequests.PolicyModify, [w.Mac], current.DefaultAction, current.Direction, list);
+                        if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove rule{(present.Count == 1 ? "" : "s")} {string.Join(", ", present)}")) return;
+                        SendAll(client, chunks);
+                        if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
+                    });
+                }
+            });
+        }
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Switches workloads to Discover, Monitor or Protect mode, with their wire mode (inline or tap), in one request.</para>
+/// <para type="description">As NeuVector's agent expresses a mode: the workload's policy is sent again with the mode's default action (Discover Learn: everything passes and is recorded for learning; Monitor Violate: everything passes, what no rule allows is recorded as a violation; Protect Deny: what no rule allows is blocked, TCP sessions reset), its rules and direction unchanged (Both without a policy). The datagram that makes the policy take effect also carries ctrl_cfg_mac with the wire mode, so the datapath applies both or neither. -Wire Inline (the default) sends the frames on after the verdict; NvRedirect's interception leaves the workload no other path, so Tap cuts its traffic. -Wire Tap with Protect is refused: a tapped workload blocks nothing. Workloads from Get-Datapath bind by property name. Existing sessions are re-evaluated on their next packet.</para>
+/// </summary>
+/// <example><code>Get-Datapath -ControlSocket $dp.ControlSocket | Select-Object -ExpandProperty Workloads | Set-DpWorkloadMode -Mode Protect</code><para>Puts every workload of the datapath in Protect mode, inline: only what their rules allow passes.</para></example>
+/// <example><code>Set-DpWorkloadMode -Mac 1a:27:f3:87:3a:27 -Mode Discover -PassThru</code><para>Lets everything pass and records it (Get-DpConnection -Learned lists it); returns the workload with its new mode.</para></example>
+[Cmdlet(VerbsCommon.Set, "DpWorkloadMode", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(DpWorkload))]
+public sealed class SetDpWorkloadModeCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias); a workload, interception or policy object binds its Mac or WorkloadMac here.</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[] Mac { get; set; } = [];
+
+    /// <summary><para type="description">Discover (default action Learn), Monitor (Violate) or Protect (Deny).</para></summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateSet("Discover", "Monitor", "Protect")]
+    public DpWorkloadMode Mode { get; set; }
+
+    /// <summary><para type="description">Inline (default): frames are sent on after the verdict. Tap: inspected only, nothing is sent on (refused with Protect).</para></summary>
+    [Parameter]
+    public DpWireMode Wire { get; set; } = DpWireMode.Inline;
+
+    /// <summary><para type="description">Return each workload as the datapath then reports it.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc/>
+    protected override void BeginProcessing()
+    {
+        if (Mode == DpWorkloadMode.Protect && Wire == DpWireMode.Tap)
+            ThrowTerminatingError(ToErrorRecord(new ArgumentException("-Wire Tap cannot go with -Mode Protect: a tapped workload's frames are only inspected, so nothing could be blocked. Use -Wire Inline."), Wire));
+    }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        Try(socket, () =>
+        {
+            using var client = OpenClient(socket);
+            var (policies, state) = client.Policies();
+            foreach (var m in Mac)
+            {
+                Try(m, () =>
+                {
+                    var w = Resolve(state, m, socket);
+                    var current = PolicyOf(policies, w, socket);
+                    var defact = DpPolicy.DefaultActionOf(Mode);
+                    var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact,
+                        current.Direction, current.Rules, modeSwitchTap: Wire == DpWireMode.Tap);
+                    if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {defact}, {current.Rules.Length} rules)")) return;
+                    var after = SendAll(client, chunks);
+                    if (PassThru && after.FindWorkload(w.Mac) is { } updated) WriteObject(updated);
+                });
+            }
+        });
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Lists the connections the datapath has seen per workload, with the verdict each got (nvr_list_connection).</para>
+/// <para type="description">One entry per workload, direction, client, server, server port, protocol and verdict (rule id and action), with the sessions, packets and bytes it counts, the packets withheld (Deny) and when it was first and last seen. A connection whose verdict changed (say Learn in Discover, then Deny in Protect) has an entry for each. -Learned keeps the entries allowed for learning (action Learn: what a workload in Discover mode did), -Violation those reported as violations (Violate or Deny), -Blocked those blocked (Deny); given together, an entry that fits any of them is kept. Rule id 0 means the policy's default action decided. Workloads from Get-Datapath bind by property name; a MAC the datapath does not know is reported as GetDpConnectionNotFound.</para>
+/// </summary>
+/// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Makes what the workload did in Discover mode its allowed rules.</para></example>
+/// <example><code>Get-DpConnection -Blocked -ControlSocket $dp.ControlSocket | Format-Table Mac, Client, Server, ServerPort, DroppedPackets</code><para>Shows what was blocked, and how many packets each block withheld.</para></example>
+[Cmdlet(VerbsCommon.Get, "DpConnection")]
+[OutputType(typeof(DpConnection))]
+public sealed class GetDpConnectionCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias); absent: every workload. A workload or policy object binds its Mac here.</para></summary>
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[]? Mac { get; set; }
+
+    /// <summary><para type="description">Keep the entries with action Learn.</para></summary>
+    [Parameter] public SwitchParameter Learned { get; set; }
+
+    /// <summary><para type="description">Keep the entries with action Violate or Deny.</para></summary>
+    [Parameter] public SwitchParameter Violation { get; set; }
+
+    /// <summary><para type="description">Keep the entries with action Deny.</para></summary>
+    [Parameter] public SwitchParameter Blocked { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        Try(socket, () =>
+        {
+            using var client = OpenClient(socket);
+            List<string>? macs = null;
+            if (Mac is { Length: > 0 })
+            {
+                var state = client.State();
+                macs = [];
+                foreach (var m in Mac) Try(m, () => macs.Add(Resolve(state, m, socket).Mac));
+                if (macs.Count == 0) return;
+            }
+            var connections = client.Connections(macs?.Distinct(), out long capacity, out long evicted);
+            WriteVerbose($"{connections.Count} connection entries (table capacity {capacity}, {evicted} evicted)");
+            bool filter = Learned || Violation || Blocked;
+            foreach (var c in connections)
+                if (!filter || (Learned && c.Action == DpPolicyAction.Learn) || (Violation && c.Action is DpPolicyAction.Violate or DpPolicyAction.Deny)
+                    || (Blocked && c.Action == DpPolicyAction.Deny))
+                    WriteObject(c);
+        });
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Forgets the connection entries of workloads, or of every workload (nvr_clear_connection).</para>
+/// <para type="description">Only the record of what was seen is cleared: sessions, policies and verdicts stay as they are, and connections that go on are recorded again from their next session. Useful before a Discover run, so Get-DpConnection -Learned lists only what happened since. Workloads bind by property name; a MAC the datapath does not know is reported as ClearDpConnectionNotFound.</para>
+/// </summary>
+/// <example><code>Clear-DpConnection -ControlSocket $dp.ControlSocket</code><para>Forgets every connection entry of the datapath in $dp.</para></example>
+/// <example><code>Clear-DpConnection -Mac 1a:27:f3:87:3a:27 -PassThru | Measure-Object</code><para>Forgets the workload's entries and counts how many there were.</para></example>
+[Cmdlet(VerbsCommon.Clear, "DpConnection", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(DpConnection))]
+public sealed class ClearDpConnectionCommand : DpPolicyCmdlet
+{
+    /// <summary><para type="description">The workloads (MAC or alias); absent: every workload. A workload or policy object binds its Mac here.</para></summary>
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("WorkloadMac")]
+    [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
+    public string[]? Mac { get; set; }
+
+    /// <summary><para type="description">Return the entries as they were just before they were cleared.</para></summary>
+    [Parameter] public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        var socket = SocketPath;
+        Try(socket, () =>
+        {
+            using var client = OpenClient(socket);
+            List<string>? macs = null;
+            if (Mac is { Length: > 0 })
+            {
+                var state = client.State();
+                macs = [];
+                foreach (var m in Mac) Try(m, () => macs.Add(Resolve(state, m, socket).Mac));
+                if (macs.Count == 0) return;
+                macs = macs.Distinct().ToList();
+            }
+            if (!ShouldProcess($"the datapath at {socket}", macs == null ? "Forget every connection entry" : $"Forget the connection entries of {string.Join(", ", macs)}")) return;
+            var before = PassThru ? client.Connections(macs, out _, out _) : null;
+            client.Apply(DpRequests.ClearConnections(macs));
+            if (before != null) foreach (var c in before) WriteObject(c);
+        });
+    }
+}
+
+/// <summary>
+/// <para type="synopsis">Turns connections from Get-DpConnection into policy rules, one per distinct conversation. Changes nothing.</para>
+/// <para type="description">Each distinct workload, direction, client, server, server port and protocol gives one rule (entries that differ only in their verdict give one): Source is the client, Destination the server, Port the server port (for ICMP: any port), the protocol and direction those of the connection, the action -Action (Allow by default), id 0 (numbered when sent). The rule keeps the connection's workload (Mac) and control socket, so it can go straight to Set-DpPolicy or Add-DpPolicyRule. IPv6 connections are skipped with a warning: the datapath polices IPv4 only.</para>
+/// </summary>
+/// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Makes what the workload did in Discover mode its policy's rules.</para></example>
+/// <example><code>Get-DpConnection -Violation | ConvertTo-DpRule | Add-DpPolicyRule -WhatIf</code><para>Shows which allow rules would be added for the violations seen so far.</para></example>
+[Cmdlet(VerbsData.ConvertTo, "DpRule")]
+[OutputType(typeof(DpRule))]
+public sealed class ConvertToDpRuleCommand : NvCmdlet
+{
+    /// <summary><para type="description">The connections (from Get-DpConnection).</para></summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    public DpConnection[] Connection { get; set; } = [];
+
+    /// <summary><para type="description">The rules' action: Allow (default), Deny, Violate...</para></summary>
+    [Parameter]
+    public DpPolicyAction Action { get; set; } = DpPolicyAction.Allow;
+
+    private readonly HashSet<(string, string, DpDirection, string, string, ushort, byte)> _seen = [];
+
+    /// <inheritdoc/>
+    protected override void ProcessRecord()
+    {
+        foreach (var c in Connection)
+        {
+            if (c == null) continue;
+            if (c.Client.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || c.Server.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            {
+                WriteWarning($"Skipped {c}: the datapath polices IPv4 only.");
+                continue;
+            }
+            if (!_seen.Add((c.ControlSocket, c.Mac, c.Direction, c.Client.ToString(), c.Server.ToString(), c.ServerPort, c.Protocol))) continue;
+            bool icmp = c.Protocol == 1;
+            WriteObject(new DpRule
+            {
+                ControlSocket = string.IsNullOrEmpty(c.ControlSocket) ? null : c.ControlSocket,
+                Mac = string.IsNullOrEmpty(c.Mac) ? null : c.Mac,
+                SourceFrom = c.Client, SourceTo = c.Client, DestinationFrom = c.Server, DestinationTo = c.Server,
+                PortFrom = icmp ? (ushort)0 : c.ServerPort, PortTo = icmp ? ushort.MaxValue : c.ServerPort,
+                Protocol = c.Protocol, Action = Action, Direction = c.Direction,
+            });
+        }
+    }
+}
