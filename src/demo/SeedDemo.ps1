@@ -33,6 +33,8 @@ Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
 
 function Step([string]$Text) { Write-Host ''; Write-Host "### $Text" }
 function Show($Objects) { $Objects | Out-String -Width 140 | Write-Host }
+# A connection table sized to its content (addresses are not cut short)
+function Show-Connection($Connections) { $Connections | Format-Table -AutoSize | Out-String -Width 160 | Write-Host }
 
 $hostNs = if ($InRootNamespace) { '' } else { $HostNamespace }
 $ours = @($AgentNamespace, $ContainerNamespace) + @($hostNs | Where-Object { $_ })
@@ -197,7 +199,7 @@ try {
     $held = Open-DemoConnection $hostNs 10.10.10.88 8080
     Show-Traffic "TCP host -> container:8080, kept open (client $($held.Local))" $held.Result 'connected'
     Write-Host 'Get-DpConnection -Learned:'
-    Show (Get-DpConnection -Mac $mac -Learned -ControlSocket $ControlSocket)
+    Show-Connection (Get-DpConnection -Mac $mac -Learned -ControlSocket $ControlSocket)
 
     Step '12. Protect with no rules (Set-DpWorkloadMode -Mode Protect): new connections are blocked, the open one is reset'
     Set-DpWorkloadMode -Mac $mac -Mode Protect -ControlSocket $ControlSocket
@@ -208,7 +210,7 @@ try {
     Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'timeout'
     Show-Traffic "the connection kept open since Discover sends again ($($held.Local))" (Send-DemoConnection $held) 'reset'
     Write-Host 'Get-DpConnection -Blocked:'
-    Show (Get-DpConnection -Mac $mac -Blocked -ControlSocket $ControlSocket)
+    Show-Connection (Get-DpConnection -Mac $mac -Blocked -ControlSocket $ControlSocket)
 
     Step '13. The learned connections become allow rules: Get-DpConnection -Learned | ConvertTo-DpRule | Set-DpPolicy'
     Get-DpConnection -Mac $mac -Learned -ControlSocket $ControlSocket | ConvertTo-DpRule | Set-DpPolicy -ControlSocket $ControlSocket
@@ -221,7 +223,7 @@ try {
     Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'connected'
     Show-Traffic 'TCP host -> container:8081 (never learned)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'timeout'
     Write-Host 'Get-DpConnection (the allowed ones name their rule, the blocked one rule 0):'
-    Show (Get-DpConnection -Mac $mac -ControlSocket $ControlSocket)
+    Show-Connection (Get-DpConnection -Mac $mac -ControlSocket $ControlSocket)
 
     Step '14. Rules by hand: TCP 8081-8089 from 10.10.10.64/28 (New-DpRule | Add-DpPolicyRule), then removed again'
     New-DpRule -Id 100 -Source 10.10.10.64/28 -Destination 10.10.10.88 -Port 8081-8089 -Protocol TCP -Direction Ingress | Add-DpPolicyRule -Mac $mac -ControlSocket $ControlSocket
@@ -238,7 +240,7 @@ try {
     Show-Traffic 'ping container -> host (no rule for egress ICMP)' (Invoke-DemoPing $ContainerNamespace 10.10.10.66) 'passes'
     Show-Traffic 'TCP host -> container:8080 (allowed by its rule)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
     Write-Host 'Get-DpConnection -Violation:'
-    Show (Get-DpConnection -Mac $mac -Violation -ControlSocket $ControlSocket)
+    Show-Connection (Get-DpConnection -Mac $mac -Violation -ControlSocket $ControlSocket)
     if ($surprises.Count) { throw "The policy story did not hold: $($surprises -join '; ')" }
     Write-Host 'The story held: every outcome above is the expected one.'
 }
