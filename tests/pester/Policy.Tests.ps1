@@ -74,6 +74,11 @@ BeforeAll {
     function TcpOut([int]$Port) { (Invoke-TestTcpConnection $containerNs $HostIp $Port).Result }
     function UdpIn([int]$Port, [string]$Source = $HostIp) { (Invoke-TestUdpRequest $hostNs $ContainerIp $Port -Source $Source).Result }
 
+    # Connection entries as short text, for messages: 'Ingress TCP 10.10.10.66->10.10.10.88:5001 Deny/0'
+    function Format-TestConnection([object[]]$Connection) {
+        ($Connection | ForEach-Object { "$($_.Direction) $($_.ProtocolName) $($_.Client)->$($_.Server):$($_.ServerPort) $($_.Action)/$($_.RuleId)" }) -join '; '
+    }
+
     function Get-Mode { (Get-Datapath -ControlSocket $sock).Workloads | Where-Object Mac -EQ $SeedMac | ForEach-Object Mode }
 }
 AfterAll {
@@ -142,7 +147,7 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         $null = Assert-Verdict $HostIp $ContainerIp $LearnUdp UDP -Action Learn
         $null = Assert-Verdict $ContainerIp $HostIp $OutTcp TCP -Direction Egress -Action Learn
         $learned = @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock)
-        $learned.Count | Should -Be 5 -Because 'exactly the five connections above were learned'
+        $learned.Count | Should -Be 5 -Because "exactly the five connections above were learned (listed: $(Format-TestConnection $learned))"
         @($learned | Where-Object { "$($_.Action)" -ne 'Learn' }) | Should -BeNullOrEmpty
     }
 
@@ -162,7 +167,7 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         $null = Assert-Verdict $HostIp $ContainerIp $LearnUdp UDP -Action Deny
         $null = Assert-Verdict $ContainerIp $HostIp $OutTcp TCP -Direction Egress -Action Deny
         $blocked = @(Get-DpConnection -Mac $SeedMac -Blocked -ControlSocket $sock)
-        $blocked.Count | Should -Be 4
+        $blocked.Count | Should -Be 4 -Because "exactly the four connections above were blocked (listed: $(Format-TestConnection $blocked))"
         @($blocked | Where-Object { "$($_.Action)" -ne 'Deny' }) | Should -BeNullOrEmpty
         @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock).Count | Should -Be 5 -Because 'the learned entries stay listed'
         # no server saw the blocked connections
@@ -357,7 +362,7 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         TcpIn 8000 | Should -Be 'connected'
 
         $violations = @(Get-DpConnection -Mac $SeedMac -Violation -ControlSocket $sock)
-        $violations.Count | Should -Be 7
+        $violations.Count | Should -Be 7 -Because "exactly the seven connections above are violations (listed: $(Format-TestConnection $violations))"
         @($violations | Where-Object { "$($_.Action)" -ne 'Violate' }) | Should -BeNullOrEmpty -Because 'nothing is blocked in Monitor'
         $null = Assert-Verdict $HostIp $ContainerIp 0 ICMP -Action Violate
         $null = Assert-Verdict $FarIp $ContainerIp 0 ICMP -Action Violate
