@@ -170,6 +170,7 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         $blocked.Count | Should -Be 4 -Because "exactly the four connections above were blocked (listed: $(Format-TestConnection $blocked))"
         @($blocked | Where-Object { "$($_.Action)" -ne 'Deny' }) | Should -BeNullOrEmpty
         @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock).Count | Should -Be 5 -Because 'the learned entries stay listed'
+        @(Get-TestConnection $HostIp $ContainerIp $HeldTcp TCP -Action Deny) | Should -BeNullOrEmpty -Because 'the connection held open is idle: no packet of it has met the new policy yet'
         # no server saw the blocked connections
         @(Get-TestEchoServerEvent $containerServer | Where-Object { $_.Event -eq 'accept' -and $_.Port -eq $LearnTcp }).Count | Should -Be 2 -Because 'only the connections made without a policy and in Discover arrived'
     }
