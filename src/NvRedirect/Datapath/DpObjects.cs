@@ -284,6 +284,10 @@ public sealed class DpSession
     public bool Tap { get; init; }
     /// <summary>Picked up mid-stream (no handshake seen).</summary>
     public bool MidStream { get; init; }
+    /// <summary>The policy rule that decided the session (0 = the default action, or no policy).</summary>
+    public uint PolicyId { get; init; }
+    /// <summary>The policy verdict of the session (Open when the workload has no policy).</summary>
+    public DpPolicyAction PolicyAction { get; init; }
 
     private static string Endpoint(string address, ushort port) => address.Contains(':') ? $"[{address}]:{port}" : $"{address}:{port}";
 

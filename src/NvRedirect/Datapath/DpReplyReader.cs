@@ -99,6 +99,8 @@ public static class DpReplyReader
             ServerMac = Mac(SessionLayout.ServerMac),
             ClientAddress = Ip(SessionLayout.ClientIP),
             ServerAddress = Ip(SessionLayout.ServerIP),
+            PolicyId = U32(SessionLayout.PolicyId),
+            PolicyAction = b[SessionLayout.PolicyAction] <= (byte)DpPolicyAction.Deny ? (DpPolicyAction)b[SessionLayout.PolicyAction] : DpPolicyAction.Open,
             ClientPort = U16(SessionLayout.ClientPort),
             ServerPort = U16(SessionLayout.ServerPort),
             IcmpType = icmp ? b[SessionLayout.IcmpType] : null,
