@@ -39,7 +39,7 @@ public class DpClientCodecTests
         var records = Enumerable.Range(1, 130).Select(i => new SessionRecord(
             (uint)i, 0x1a27f3873a27, false, [10, 10, 10, 66], [10, 10, 10, 88], (ushort)(40000 + i), 5201, 6, 0,
             0x0a0b0c0d0e0f, 0x1a27f3873a27, 10, 20, 3000, 4000, 1, 1, 12, 3, 1188,
-            SessionFlags.Ingress | SessionFlags.MidStream, TimeoutClass.TcpEstablished)).ToList();
+            SessionFlags.Ingress | SessionFlags.MidStream, TimeoutClass.TcpEstablished, PolicyId: (uint)(1000 + i), PolicyAction: 2)).ToList();
         records.Add(new SessionRecord(999, 0x1a27f3873a27, true, new byte[16] { 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 },
             new byte[16] { 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 }, 7, 7, 58, 0x8000, 1, 2, 1, 1, 64, 64, 0, 0, 1, 1, 4,
             SessionFlags.Tap, TimeoutClass.Icmp));
@@ -64,6 +64,7 @@ public class DpClientCodecTests
         Assert.Equal(((ushort)3, 12u, (ushort)1188), (s.IdleSeconds, s.AgeSeconds, s.LifeSeconds));
         Assert.Equal((true, false, true), (s.Ingress, s.Tap, s.MidStream));
         Assert.Null(s.IcmpType);
+        Assert.Equal((1001u, DpPolicyAction.Allow), (s.PolicyId, s.PolicyAction));
 
         var v6 = sessions[^1];
         Assert.Equal(("IPv6", "ICMPv6"), (v6.Family, v6.Protocol));
@@ -71,6 +72,7 @@ public class DpClientCodecTests
         Assert.Equal(((byte?)0x80, (byte?)0), (v6.IcmpType, v6.IcmpCode));
         Assert.Equal("", v6.ClientState);
         Assert.True(v6.Tap);
+        Assert.Equal((0u, DpPolicyAction.Open), (v6.PolicyId, v6.PolicyAction));
     }
 
     [Fact]

@@ -414,7 +414,7 @@ internal sealed class Controller
 
     private static PolicyRule Rule(JsonElement o)
     {
-        if (Fields.Has(o, "fqdn")) throw new CommandException("rules with \"fqdn\" are not supported by nvr-dp");
+        if (Fields.OptionalString(o, "fqdn") is { Length: > 0 }) throw new CommandException("rules with \"fqdn\" are not supported by nvr-dp");
         if (Fields.OptionalArray(o, "apps") is { } apps && apps.Any())
             throw new CommandException("rules with \"apps\" (application checks) are not supported by nvr-dp");
         Fields.OptionalBool(o, "vhost");

@@ -597,7 +597,7 @@ public sealed class GetDpConnectionCommand : DpPolicyCmdlet
             var connections = client.Connections(macs?.Distinct(), out long capacity, out long evicted);
             WriteVerbose($"{connections.Count} connection entries (table capacity {capacity}, {evicted} evicted)");
             bool filter = Learned || Violation || Blocked;
-            foreach (var c in connections)
+            foreach (var c in connections.OrderBy(c => c.Mac, StringComparer.Ordinal).ThenBy(c => c.FirstSeen)) // grouped per workload, oldest first
                 if (!filter || (Learned && c.Action == DpPolicyAction.Learn) || (Violation && c.Action is DpPolicyAction.Violate or DpPolicyAction.Deny)
                     || (Blocked && c.Action == DpPolicyAction.Deny))
                     WriteObject(c);

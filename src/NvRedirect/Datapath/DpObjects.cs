@@ -33,6 +33,14 @@ public sealed class DatapathInfo
     public string[] PolicyAddresses { get; init; } = [];
     /// <summary>A chunked policy that was started (flag 1) but not finished yet, as "N rules for MAC, ..."; null when none.</summary>
     public string? PolicyPending { get; init; }
+    /// <summary>Packets withheld by policy since the daemon started.</summary>
+    public long DeniedPackets { get; init; }
+    /// <summary>New sessions refused by policy (each retransmission counts again).</summary>
+    public long DeniedSessions { get; init; }
+    /// <summary>Sessions blocked after a policy change denied them.</summary>
+    public long BlockedSessions { get; init; }
+    /// <summary>TCP sessions reset (a RST written to each end).</summary>
+    public long ResetsSent { get; init; }
     /// <summary>The global switches: ctrl_sys_conf, ctrl_disable_net_policy, ctrl_detect_unmanaged_wl, ctrl_enable_icmp_policy, ctrl_strict_group_mode.</summary>
     public bool XffEnabled { get; init; }
     /// <summary>See <see cref="XffEnabled"/>.</summary>
@@ -61,7 +69,8 @@ public sealed class DatapathInfo
     {
         Pid = Pid, Namespace = Namespace, ControlSocket = ControlSocket, LogPath = LogPath, Version = Version, StartTime = StartTime,
         SessionCapacity = SessionCapacity, ServicePorts = ServicePorts, Workloads = Workloads, InternalNetworks = InternalNetworks,
-        InternalNetworksPending = InternalNetworksPending, PolicyAddresses = PolicyAddresses, PolicyPending = PolicyPending, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
+        InternalNetworksPending = InternalNetworksPending, PolicyAddresses = PolicyAddresses, PolicyPending = PolicyPending,
+        DeniedPackets = DeniedPackets, DeniedSessions = DeniedSessions, BlockedSessions = BlockedSessions, ResetsSent = ResetsSent, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
         DetectUnmanagedWorkloads = DetectUnmanagedWorkloads, EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode,
         DebugCategories = DebugCategories, RequestsAccepted = RequestsAccepted, RequestsRejected = RequestsRejected,
         LastRejection = LastRejection, Sessions = sessions ?? Sessions, Counters = counters ?? Counters,
@@ -275,6 +284,10 @@ public sealed class DpSession
     public bool Tap { get; init; }
     /// <summary>Picked up mid-stream (no handshake seen).</summary>
     public bool MidStream { get; init; }
+    /// <summary>The policy rule that decided the session (0 = the default action, or no policy).</summary>
+    public uint PolicyId { get; init; }
+    /// <summary>The policy verdict of the session (Open when the workload has no policy).</summary>
+    public DpPolicyAction PolicyAction { get; init; }
 
     private static string Endpoint(string address, ushort port) => address.Contains(':') ? $"[{address}]:{port}" : $"{address}:{port}";
 

@@ -99,6 +99,8 @@ public static class DpReplyReader
             ServerMac = Mac(SessionLayout.ServerMac),
             ClientAddress = Ip(SessionLayout.ClientIP),
             ServerAddress = Ip(SessionLayout.ServerIP),
+            PolicyId = U32(SessionLayout.PolicyId),
+            PolicyAction = b[SessionLayout.PolicyAction] <= (byte)DpPolicyAction.Deny ? (DpPolicyAction)b[SessionLayout.PolicyAction] : DpPolicyAction.Open,
             ClientPort = U16(SessionLayout.ClientPort),
             ServerPort = U16(SessionLayout.ServerPort),
             IcmpType = icmp ? b[SessionLayout.IcmpType] : null,
@@ -167,6 +169,9 @@ public static class DpReplyReader
             throw new DatapathProtocolException($"the datapath's policy reply is not what nvr-dp sends: {e.Message}");
         }
     }
+
+    private static long PolicyCounter(JsonElement state, string name)
+        => state.TryGetProperty("policy_counters", out var c) && c.TryGetProperty(name, out var v) ? v.GetInt64() : 0;
 
     /// <summary>One rule as ctrl_cfg_policy and nvr_get_policy write it (sipr, dipr and portr default to sip, dip and port).</summary>
     public static DpRule Rule(JsonElement r, string? mac, string? controlSocket)
@@ -285,6 +290,10 @@ public static class DpReplyReader
                     ? pa.EnumerateArray().Select(a => a.GetString() ?? "").ToArray() : [],
                 PolicyPending = r.TryGetProperty("policy_pending", out var pp) && pp.ValueKind == JsonValueKind.Object
                     ? $"{pp.GetProperty("rules").GetInt32()} rules for {string.Join(", ", pp.GetProperty("macs").EnumerateArray().Select(m => m.GetString()))}" : null,
+                DeniedPackets = PolicyCounter(r, "denied_packets"),
+                DeniedSessions = PolicyCounter(r, "denied_sessions"),
+                BlockedSessions = PolicyCounter(r, "blocked_sessions"),
+                ResetsSent = PolicyCounter(r, "resets_sent"),
                 XffEnabled = r.GetProperty("xff_enabled").GetBoolean(),
                 DisableNetPolicy = r.GetProperty("disable_net_policy").GetBoolean(),
                 DetectUnmanagedWorkloads = r.GetProperty("detect_unmanaged_wl").GetBoolean(),
