@@ -1,7 +1,7 @@
 # Policy and modes (issue 6), proved with real traffic: ping, TCP and UDP between the host-side and container
 # namespaces of the seed topology, through the intercepted path and nvr-dp. The Describe tells the demo's story in
 # order (Discover, Protect with no rules, learned connections turned into allow rules, ranges, ingress versus egress,
-# ICMP, removing a rule, Monitor), and every verdict is checked twice: by what the traffic did (answered, reset,
+# ICMP, removing a rule, ICMP policing off, Monitor, no policy, tap), and every verdict is checked twice: by what the traffic did (answered, reset,
 # timed out) and by what Get-DpConnection lists for it (action, rule id, dropped packets).
 # Every name is this run's (namespaces, control socket, log, traffic logs); AfterAll removes all of it, also on failure.
 BeforeAll {
@@ -346,6 +346,23 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         (Get-DpPolicy $SeedMac -ControlSocket $sock).Rules.Id | Should -Be @(10, 11, 20)
     }
 
+    It 'with ICMP policing off (ctrl_enable_icmp_policy false, NeuVector''s own behaviour) ping passes in Protect by the built-in rule 0; on again, it is blocked' {
+        Get-Mode | Should -Be 'Protect'
+        (Get-Datapath -ControlSocket $sock).EnableIcmpPolicy | Should -BeTrue -Because 'nvr-dp polices ICMP by default'
+        Send-DpMessage '{"ctrl_enable_icmp_policy": {"enable_icmp_policy": false}}' -ControlSocket $sock
+        try {
+            (Get-Datapath -ControlSocket $sock).EnableIcmpPolicy | Should -BeFalse
+            Clear-DpConnection -Mac $SeedMac -ControlSocket $sock
+            Test-PingIn | Should -BeTrue
+            TcpIn $OtherTcp | Should -Be 'timeout' -Because 'only ICMP is exempt'
+            $null = Assert-Verdict $HostIp $ContainerIp 0 ICMP -Action Allow -RuleId 0
+        }
+        finally { Send-DpMessage '{"ctrl_enable_icmp_policy": {"enable_icmp_policy": true}}' -ControlSocket $sock }
+        (Get-Datapath -ControlSocket $sock).EnableIcmpPolicy | Should -BeTrue
+        Test-PingIn | Should -BeFalse
+        $null = Assert-Verdict $HostIp $ContainerIp 0 ICMP -Action Deny
+    }
+
     It 'Monitor: everything passes, the rules still match, and Get-DpConnection -Violation lists what the rules do not allow' {
         Set-DpWorkloadMode -Mac $SeedMac -Mode Monitor -ControlSocket $sock
         Get-Mode | Should -Be 'Monitor'
@@ -384,6 +401,26 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         TcpIn $OtherTcp | Should -Be 'connected'
         $null = Assert-Verdict $HostIp $ContainerIp $OtherTcp TCP -Action Open
         @(Get-DpConnection -Mac $SeedMac -Violation -ControlSocket $sock) | Should -BeNullOrEmpty
+    }
+
+    It 'Discover on a tapped workload (-Wire Tap): verdicts are computed and recorded, nothing is transmitted; Protect with -Wire Tap is refused' {
+        Set-DpWorkloadMode -Mac $SeedMac -Mode Discover -Wire Tap -ControlSocket $sock
+        $w = (Get-Datapath -ControlSocket $sock).Workloads[0]
+        $w.Mode | Should -Be 'Discover'
+        $w.Tap | Should -BeTrue
+        Clear-DpConnection -Mac $SeedMac -ControlSocket $sock
+        TcpIn $LearnTcp | Should -Be 'timeout' -Because 'a tapped workload''s frames are inspected only'
+        $null = Assert-Verdict $HostIp $ContainerIp $LearnTcp TCP -Action Learn
+
+        $errors = Get-ErrorRecord { Set-DpWorkloadMode -Mac $SeedMac -Mode Protect -Wire Tap -ControlSocket $sock }
+        @($errors).Count | Should -Be 1
+        $errors[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $errors[0].Exception.Message | Should -BeLike '*-Wire Tap cannot go with -Mode Protect*'
+        Get-Mode | Should -Be 'Discover' -Because 'nothing was sent'
+
+        Set-DpWorkloadMode -Mac $SeedMac -Mode Discover -ControlSocket $sock
+        (Get-Datapath -ControlSocket $sock).Workloads[0].Tap | Should -BeFalse -Because '-Wire defaults to Inline'
+        TcpIn $LearnTcp | Should -Be 'connected'
     }
 }
 
