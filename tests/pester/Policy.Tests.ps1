@@ -1,8 +1,9 @@
 # Policy and modes (issue 6), proved with real traffic: ping, TCP and UDP between the host-side and container
 # namespaces of the seed topology, through the intercepted path and nvr-dp. The Describe tells the demo's story in
-# order (Discover, Protect with no rules, learned connections turned into allow rules, ranges, ingress versus egress,
-# ICMP, removing a rule, ICMP policing off, Monitor, no policy, tap), and every verdict is checked twice: by what the traffic did (answered, reset,
-# timed out) and by what Get-DpConnection lists for it (action, rule id, dropped packets).
+# order (Discover, Protect with no rules, learned connections turned into allow rules, ranges, ingress versus
+# egress, ICMP, removing a rule, ICMP policing off, Monitor, no policy, tap), and every verdict is checked twice: by
+# what the traffic did (answered, reset, timed out) and by what Get-DpConnection lists for it (action, rule id,
+# dropped packets).
 # Every name is this run's (namespaces, control socket, log, traffic logs); AfterAll removes all of it, also on failure.
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
