@@ -17,27 +17,10 @@ BeforeAll {
     $FarIp = '10.10.10.100'
     $Proto = @{ ICMP = 1; TCP = 6; UDP = 17 }
 
-    # every daemon pid and file of this file, for the cleanup
-    $DpPids = [System.Collections.Generic.List[int]]::new()
-    $DpFiles = [System.Collections.Generic.List[string]]::new()
-    function New-DpPath([string]$Suffix) {
-        $path = "/tmp/$(Get-TestRunStem)dp-$(Get-Random -Maximum 999999)$Suffix"
-        $DpFiles.Add($path)
-        $path
-    }
-    function Test-DaemonProcess([int]$ProcessId) {
-        $cmdline = Get-Content "/proc/$ProcessId/cmdline" -Raw -ErrorAction Ignore
-        $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction Ignore
-        [bool]($cmdline -and $cmdline.Contains('nvr-dp.dll') -and $stat -and $stat.Substring($stat.LastIndexOf(')') + 2, 1) -ne 'Z')
-    }
-    # Stops the daemons of this file (cleanly where they answer, else SIGKILL by pid), removes their files, the
-    # traffic processes and the namespaces
+    # The cleanup: traffic processes, the daemons (cleanly where they answer, else by pid) with their files, namespaces
     function Clear-PolicyTest([string[]]$Socket) {
         Stop-TestTraffic
-        foreach ($s in $Socket) { if ($s) { Stop-Datapath -ControlSocket $s -ErrorAction Ignore } }
-        foreach ($p in @($DpPids)) { if (Test-DaemonProcess $p) { Stop-Process -Id $p -Force -ErrorAction Ignore } }
-        foreach ($p in @($DpPids)) { $null = Wait-TestCondition { -not (Test-DaemonProcess $p) } -TimeoutSeconds 10 }
-        foreach ($f in @($DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
+        Stop-TestDp $Socket
         Remove-TestNamespace
     }
 
@@ -94,10 +77,8 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
         $containerNs = $topo.ContainerNamespace
         Invoke-Ip -n $hostNs addr add "$HostIp2/24" dev vex-peer
         Invoke-Ip -n $hostNs addr add "$FarIp/24" dev vex-peer
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
-        $dp = Start-Datapath -Namespace $agent -ControlSocket $sock -LogPath $log
-        $DpPids.Add($dp.Pid)
+        $sock = New-TestDpPath '.sock'
+        $null = Start-TestDp $agent $sock (New-TestDpPath '.log')
         Add-DpServicePort vth -ControlSocket $sock
         Get-WorkloadInterception $agent | Add-DpMac -Tap $false -ControlSocket $sock
 
@@ -427,7 +408,6 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
 
 Describe 'After the policy tests' {
     It 'leaves no nvr-dp process, socket, log, traffic process or traffic log of this run' {
-        Clear-PolicyTest @()
         $stem = Get-TestRunStem
         $left = @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -Match '^\d+$' | ForEach-Object {
                 $cmd = Get-Content "/proc/$($_.Name)/cmdline" -Raw -ErrorAction Ignore

@@ -412,6 +412,54 @@ function Test-TcAction([ValidateSet('pedit', 'mirred')][string]$Kind = 'pedit') 
     finally { Remove-TestNamespace $ns }
 }
 
+# ---- Datapath daemons of a test file: paths of this run, pids remembered, everything stopped and removed ----
+$script:DpPids = [System.Collections.Generic.List[int]]::new()
+$script:DpFiles = [System.Collections.Generic.List[string]]::new()
+
+<#
+.SYNOPSIS
+    A control socket or log path of this run under /tmp ('/tmp/<run stem>dp-<random><Suffix>'), registered for Stop-TestDp.
+#>
+function New-TestDpPath([string]$Suffix) {
+    $path = "/tmp/$(Get-TestRunStem)dp-$(New-RandomToken 6)$Suffix"
+    $script:DpFiles.Add($path)
+    $path
+}
+
+<#
+.SYNOPSIS
+    Start-Datapath (of the NvRedirect module the test file imported), its pid registered for Stop-TestDp.
+#>
+function Start-TestDp([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$ControlSocket, [Parameter(Mandatory)][string]$LogPath) {
+    $dp = Start-Datapath -Namespace $Namespace -ControlSocket $ControlSocket -LogPath $LogPath
+    if ($dp) { $script:DpPids.Add($dp.Pid) }
+    $dp
+}
+
+<#
+.SYNOPSIS
+    Whether a process is a live nvr-dp daemon (its command line runs nvr-dp.dll and it is no zombie).
+#>
+function Test-TestDpProcess([int]$ProcessId) {
+    $cmdline = Get-Content "/proc/$ProcessId/cmdline" -Raw -ErrorAction Ignore
+    $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction Ignore
+    [bool]($cmdline -and $cmdline.Contains('nvr-dp.dll') -and $stat -and $stat.Substring($stat.LastIndexOf(')') + 2, 1) -ne 'Z')
+}
+
+<#
+.SYNOPSIS
+    Stops the daemons Start-TestDp started: cleanly through the given control sockets where they answer, then every
+    one still running by SIGKILL to its pid (only pids whose command line is nvr-dp's); removes the registered files.
+#>
+function Stop-TestDp([string[]]$ControlSocket = @()) {
+    foreach ($s in $ControlSocket | Where-Object { $_ }) { Stop-Datapath -ControlSocket $s -ErrorAction Ignore }
+    foreach ($p in @($script:DpPids)) { if (Test-TestDpProcess $p) { Stop-Process -Id $p -Force -ErrorAction Ignore } }
+    foreach ($p in @($script:DpPids)) { $null = Wait-TestCondition { -not (Test-TestDpProcess $p) } -TimeoutSeconds 10 }
+    $script:DpPids.Clear()
+    foreach ($f in @($script:DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
+    $script:DpFiles.Clear()
+}
+
 # ---- Traffic between namespaces (Fixtures/traffic.py), for verdicts proved by their outcome ----
 # Every process and file made here is registered and removed by Stop-TestTraffic (call it in AfterAll); every
 # python process also ends by itself after its --lifetime, so nothing outlives a killed test run for long.
@@ -434,6 +482,13 @@ function Get-TrafficArgument([string]$Address, [int]$Port, [string]$Source, [dou
     $a = @('--to', $Address, '--port', "$Port", '--timeout', $TimeoutSeconds.ToString([System.Globalization.CultureInfo]::InvariantCulture))
     if ($Source) { $a += @('--source', $Source) }
     $a
+}
+
+# Runs one traffic.py client (tcp or udp) to completion in a namespace and returns its result.
+function Invoke-TrafficClient([string]$Kind, [string]$Namespace, [string]$Address, [int]$Port, [string]$Source, [double]$TimeoutSeconds) {
+    $out = @(& ip netns exec $Namespace python3 $script:TrafficScript $Kind @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds) 2>&1)
+    if ($LASTEXITCODE -ne 0) { throw "traffic.py $Kind to ${Address}:$Port in '$Namespace' failed ($LASTEXITCODE): $($out -join ' ')" }
+    ConvertFrom-TrafficResult ($out | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | Select-Object -Last 1) "$Kind to ${Address}:$Port"
 }
 
 function Start-TrafficProcess([string]$Namespace, [string[]]$Arguments, [switch]$Interactive) {
@@ -491,9 +546,7 @@ function Get-TestEchoServerEvent([Parameter(Mandatory)][object]$Server) {
 #>
 function Invoke-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
     [string]$Source, [double]$TimeoutSeconds = 3) {
-    $out = @(& ip netns exec $Namespace python3 $script:TrafficScript tcp @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds) 2>&1)
-    if ($LASTEXITCODE -ne 0) { throw "traffic.py tcp to ${Address}:$Port in '$Namespace' failed ($LASTEXITCODE): $($out -join ' ')" }
-    ConvertFrom-TrafficResult ($out | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | Select-Object -Last 1) "tcp to ${Address}:$Port"
+    Invoke-TrafficClient tcp $Namespace $Address $Port $Source $TimeoutSeconds
 }
 
 <#
@@ -503,9 +556,7 @@ function Invoke-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Par
 #>
 function Invoke-TestUdpRequest([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
     [string]$Source, [double]$TimeoutSeconds = 3) {
-    $out = @(& ip netns exec $Namespace python3 $script:TrafficScript udp @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds) 2>&1)
-    if ($LASTEXITCODE -ne 0) { throw "traffic.py udp to ${Address}:$Port in '$Namespace' failed ($LASTEXITCODE): $($out -join ' ')" }
-    ConvertFrom-TrafficResult ($out | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | Select-Object -Last 1) "udp to ${Address}:$Port"
+    Invoke-TrafficClient udp $Namespace $Address $Port $Source $TimeoutSeconds
 }
 
 <#
@@ -573,4 +624,4 @@ Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkNam
     Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
     Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction,
     Start-TestEchoServer, Get-TestEchoServerEvent, Invoke-TestTcpConnection, Invoke-TestUdpRequest, Open-TestTcpConnection, Send-TestTcpData,
-    Close-TestTcpConnection, Stop-TestTraffic
+    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Test-TestDpProcess, Stop-TestDp
