@@ -29,6 +29,16 @@
       dp    (c only) CPU per forwarded packet during the TCP and the UDP test: the daemon process's utime+stime
             (/proc/PID/stat) and its packet thread's ("nvr-dp packets", /proc/PID/task/TID/stat), divided by the
             delta of the daemon's forwarded-packet counter (TXPackets of ctrl_counter_device).
+    With -Rules N, mode (c) also gets a policy on the workload after the seed's messages, installed the way NeuVector's
+    agent does (bench/PolicyBench.psm1): ctrl_cfg_policy chunks of at most 8120 bytes (flag 1, 0 ..., 2), cmd 1,
+    default action DENY, dir 3, N-3 rules that do not match the benchmark's traffic (exact and range rules, other ports
+    and other sources), then the three that allow it (TCP and UDP 10.10.10.66 -> 10.10.10.88:5201, ICMP), so every new
+    session is decided after all rules before them. Every chunk goes through Send-DpMessage (a rejection is an
+    error), and nvr_get_state must show N rules; after the tests nvr_list_connection must show the traffic decided by
+    the allow rules, with nothing dropped. nvr-dp decides a session once when it opens, so the figures here (a few
+    sessions, millions of packets) show the per-packet path with a policy in force; bench/policy.ps1 measures the cost
+    per new session.
+
     The machine (nproc, CPU, memory, kernel, .NET, commit, load) and every interface's offloads (ethtool -k) are
     printed as well. Modes are interleaved (a b c, a b c, ...) so that load from other work on the machine spreads
     over all of them; every run is reported, then the medians and the targets.
@@ -50,6 +60,8 @@
                   $false), the conditions of the C datapath's figures in the issue (reference/kernel-facts.md).
       AllDefault  veth defaults on every interface, the agent ports included (ethtool -K tx on sg on tso on gso on
                   gro off): GSO frames and partial checksums reach the datapath.
+.PARAMETER Rules
+    Policy rules to install on the workload in mode (c) (default 0: no policy, as the seed; otherwise at least 3).
 .PARAMETER PingCount
     Echo requests per ping test.
 .PARAMETER MarkdownPath
@@ -65,6 +77,7 @@ param(
     [ValidateRange(1, 120)][int]$Seconds = 5,
     [string[]]$Modes = @('a', 'b', 'c'),
     [string[]]$Offloads = @('Topology', 'AllOff', 'AllDefault'),
+    [ValidateRange(0, 100000)][int]$Rules = 0,
     [ValidateRange(5, 10000)][int]$PingCount = 50,
     [string]$MarkdownPath,
     [string]$JsonPath
@@ -78,6 +91,7 @@ $root = Split-Path $PSScriptRoot -Parent
 $Modes = @($Modes -split ',' | ForEach-Object Trim | Where-Object { $_ })
 $Offloads = @($Offloads -split ',' | ForEach-Object Trim | Where-Object { $_ })
 foreach ($m in $Modes) { if ($m -notin 'a', 'b', 'c') { throw "Unknown mode '$m': use a, b or c." } }
+if ($Rules -gt 0 -and $Rules -lt 3) { throw "Rules $Rules`: use 0 (no policy) or at least 3 (the last three allow the benchmark's traffic)." }
 foreach ($o in $Offloads) { if ($o -notin 'Topology', 'AllOff', 'AllDefault') { throw "Unknown offload setting '$o': use Topology, AllOff or AllDefault." } }
 
 # ---- constants of the seed topology -------------------------------------------------------------------------------
@@ -86,6 +100,7 @@ $WorkloadMac = '1a:27:f3:87:3a:27'; $UcMac = '4e:65:75:56:00:b4'
 $UdpPayload = 18   # 18 + 8 (UDP) + 20 (IPv4) + 14 (Ethernet) = 60 bytes on veth, 64 with an FCS
 $ClockTicks = [int](getconf CLK_TCK)
 $ModeTitle = @{ a = '(a) direct veth'; b = '(b) interception, kernel bounce on vth'; c = '(c) interception, nvr-dp on vth' }
+if ($Rules -gt 0) { $ModeTitle.c += ", $('{0:N0}' -f $Rules) policy rules" }
 
 # ---- small helpers ------------------------------------------------------------------------------------------------
 function Invoke-Native([string]$What, [scriptblock]$Command) {
@@ -361,7 +376,7 @@ function Measure-Mode([string]$Mode, [int]$Run, [string]$Config, [string]$TempDi
     $prefix = "nvb-$PID-$($Config.ToLowerInvariant())$Run$Mode"
     $cleanup = [Collections.Generic.List[scriptblock]]::new()
     $dp = $null
-    $result = [ordered]@{ Config = $Config; Mode = $Mode; Run = $Run; Load = Get-LoadAverage }
+    $result = [ordered]@{ Config = $Config; Mode = $Mode; Run = $Run; Load = Get-LoadAverage; Policy = $null; Connections = @() }
     try {
         $ctx = if ($Mode -eq 'a') { New-DirectTopology $prefix $cleanup } else { New-InterceptedTopology $prefix $cleanup }
         Set-Offloads $ctx $Config
@@ -378,6 +393,7 @@ function Measure-Mode([string]$Mode, [int]$Run, [string]$Config, [string]$TempDi
             Wait-Until { if ($dpRef.Process.HasExited) { throw "nvr-dp exited with code $($dpRef.Process.ExitCode): $(Get-Content -Raw -ErrorAction SilentlyContinue $dpRef.Log)" }
                 (Test-Path $dpRef.SocketPath) -and (Test-DpAlive $dpRef.Client $dpRef.SocketPath 1) } 60 'nvr-dp to serve its socket'
             Set-DpSeedConfig $dp.Client $sock
+            if ($Rules -gt 0) { $result.Policy = Install-BenchPolicy -ControlSocket $sock -Mac $WorkloadMac -Count $Rules }
         }
         $result.Backend = $ctx.PSObject.Properties['Backend'] ? $ctx.Backend : $null
         $result.Offloads = [ordered]@{}
@@ -422,6 +438,13 @@ function Measure-Mode([string]$Mode, [int]$Run, [string]$Config, [string]$TempDi
             AppKpps = $appPackets / $recv.seconds / 1e3
             SenderCpu = $udp.end.cpu_utilization_percent.host_total; ReceiverCpu = $udp.end.cpu_utilization_percent.remote_total }
         $result.UdpDp = Measure-DpDelta $before $after
+        if ($Mode -eq 'c' -and $Rules -gt 0) {
+            # the traffic must have been decided by the three allow rules at the end of the list, and nothing dropped
+            $connections = @(Get-BenchDpConnection $dp.SocketPath | Where-Object { $_.client -eq $HostIp -and $_.server -eq $WorkloadIp })
+            $result.Connections = @($connections | ForEach-Object { "proto $($_.proto) port $($_.server_port): rule $($_.rule_id), action $($_.action), $($_.sessions) sessions, $($_.packets) packets, $($_.dropped) dropped" })
+            $bad = @($connections | Where-Object { $_.rule_id -lt $Rules - 2 -or $_.action -ne 2 -or $_.dropped -ne 0 })
+            if ($bad -or -not $connections) { throw "The policy did not decide the benchmark's traffic as expected: $($result.Connections -join '; ')" }
+        }
         [pscustomobject]$result
     }
     finally {
@@ -468,6 +491,15 @@ function Format-Report($Machine, $Results, [string]$LoadBefore, [string]$LoadAft
         "iperf3 -b 0, kpps over the sender's $Seconds s. Ping: $PingCount echoes at 10 ms intervals. " +
         'dp: CPU per forwarded packet, daemon process / packet thread (utime+stime over the test divided by the delta of the ' +
         'forwarded-packet counter). Load: the 1/5/15-minute load average when the run started.')
+    $withPolicy = @($Results | Where-Object { $_.Policy }) | Select-Object -First 1
+    if ($withPolicy) {
+        $p = $withPolicy.Policy
+        & $line ''
+        & $line ("Policy in (c): $($p.Rules) rules on the workload (default DENY, dir 3) in $($p.Chunks) ctrl_cfg_policy chunks of at most " +
+            "$($p.LargestChunk) bytes, checked in nvr_get_state: $($p.Exact) single-address rules, $($p.Range) range rules ($($p.Egress) egress); " +
+            "a new session of the benchmark's traffic is decided after scanning $($p.ScannedTcp) (TCP), $($p.ScannedUdp) (UDP), $($p.ScannedIcmp) (ICMP) range rules. " +
+            "Connections the daemon saw in the first run of (c), at its end: $($withPolicy.Connections -join '; ').")
+    }
     foreach ($config in $Offloads) {
         $rows = @($Results | Where-Object Config -eq $config)
         if (-not $rows) { continue }
@@ -561,6 +593,7 @@ if (-not (Test-Path (Join-Path $root 'bin/NvRedirect.dll')) -or -not (Test-Path 
 }
 Install-Tools
 Import-Module (Join-Path $root 'NvRedirect.psd1') -Force
+Import-Module (Join-Path $PSScriptRoot 'PolicyBench.psm1') -Force
 
 $machine = Get-Machine
 $loadBefore = Get-LoadAverage
@@ -568,7 +601,7 @@ $tempDir = Join-Path ([IO.Path]::GetTempPath()) "nvb-$PID"
 New-Item -ItemType Directory -Path $tempDir -Force | Out-Null
 $results = [Collections.Generic.List[object]]::new()
 try {
-    Write-Host "== datapath benchmark: $Runs run(s) of $($Modes -join ', ') under offloads $($Offloads -join ', '), $Seconds s per iperf3 test"
+    Write-Host "== datapath benchmark: $Runs run(s) of $($Modes -join ', ') under offloads $($Offloads -join ', '), $Seconds s per iperf3 test$($Rules -gt 0 ? ", $Rules policy rules in (c)" : '')"
     Write-Host ($machine | Format-List | Out-String).Trim()
     foreach ($config in $Offloads) {
         for ($run = 1; $run -le $Runs; $run++) {

@@ -72,72 +72,89 @@ public class DatapathTcpTests
 
     }
 
+    // the three namespaces with unique names, steering in place, and a packet engine on vth; all removed on Dispose
+    private sealed class Topology : IDisposable
+    {
+        public readonly string Host, Container, Work;
+        public readonly PacketEngine Engine;
+
+        public Topology()
+        {
+            string id = Guid.NewGuid().ToString("N")[..6];
+            (Host, Container, Work) = ($"nvrdp-h-{id}", $"nvrdp-c-{id}", $"nvrdp-w-{id}");
+            try
+            {
+                Build(Host, Container, Work);
+                Engine = new PacketEngine(4096, DatapathClock.Monotonic, new Logger(null, false, keepInMemory: true));
+                Engine.AttachPort(Engine.RealPorts(Work)("vth", false));
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            Engine?.Dispose();
+            foreach (var n in new[] { Host, Container, Work })
+                if (NetworkNamespace.Exists(n)) NetworkNamespace.Delete(n);
+        }
+    }
+
     [DatapathRootFact]
     public void Tcp_connects_through_the_datapath_and_delivers_every_byte_only_when_inline()
     {
-        string id = Guid.NewGuid().ToString("N")[..6];
-        string host = $"nvrdp-h-{id}", container = $"nvrdp-c-{id}", work = $"nvrdp-w-{id}";
-        var log = new Logger(null, false, keepInMemory: true);
-        PacketEngine? engine = null;
-        try
+        using var rig = new Topology();
+        var (host, container, engine) = (rig.Host, rig.Container, rig.Engine);
+        var state = new WorkloadState { Tap = true };
+        engine.Workloads.Publish(new WorkloadTable([new Workload("vth", 0x020000000002, 0x4e6575560002, 0, 0, [], [], state)]));
+
+        using var listener = SocketIn(container);
+        listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+        listener.Listen(4);
+
+        // tap on: dp inspects but transmits nothing, so the handshake never completes
+        using (var tapped = SocketIn(host))
         {
-            Build(host, container, work);
-            engine = new PacketEngine(4096, DatapathClock.Monotonic, log);
-            engine.AttachPort(engine.RealPorts(work)("vth", false));
-            var state = new WorkloadState { Tap = true };
-            engine.Workloads.Publish(new WorkloadTable([new Workload("vth", 0x020000000002, 0x4e6575560002, 0, 0, [], [], state)]));
-
-            using var listener = SocketIn(container);
-            listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-            listener.Listen(4);
-
-            // tap on: dp inspects but transmits nothing, so the handshake never completes
-            using (var tapped = SocketIn(host))
-            {
-                var attempt = tapped.ConnectAsync(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-                Assert.False(attempt.Wait(TimeSpan.FromSeconds(3)), "TCP connected although the workload is in tap mode");
-                Assert.True(engine.Counters.TapPackets > 0);
-                Assert.Equal(0, engine.Counters.ForwardPackets);
-            }
-
-            state.Tap = false;
-            var data = RandomNumberGenerator.GetBytes(24 << 20);
-            var receive = Task.Run(() =>
-            {
-                using var peer = listener.Accept();
-                using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                var buffer = new byte[1 << 16];
-                long total = 0;
-                int n;
-                while ((n = peer.Receive(buffer)) > 0) { hash.AppendData(buffer, 0, n); total += n; }
-                return (total, hash.GetHashAndReset());
-            });
-            using (var client = SocketIn(host))
-            {
-                client.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-                client.Send(data);
-                client.Shutdown(SocketShutdown.Send);
-            }
-            Assert.True(receive.Wait(TimeSpan.FromSeconds(60)), "the transfer did not finish");
-            var (received, digest) = receive.Result;
-            Assert.Equal(data.Length, received);
-            Assert.Equal(SHA256.HashData(data), digest);
-
-            var counters = engine.Counters;
-            Assert.True(counters.LargeFrames > 0, "no GSO frame came through (offloads off on this kernel?)");
-            Assert.True(counters.ChecksumsCompleted > 0, "no partial checksum was completed");
-            Assert.Equal(0, counters.TxErrors);
-            Assert.Equal(0, counters.LostLargeFrames);
-            var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
-            Assert.Contains(sessions, s => s.Protocol == 6 && s.ServerPort == 9000 && (s.Flags & SessionFlags.Ingress) != 0
-                && s.ClientPackets > 0 && s.ServerPackets > 0);
+            var attempt = tapped.ConnectAsync(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+            Assert.False(attempt.Wait(TimeSpan.FromSeconds(3)), "TCP connected although the workload is in tap mode");
+            Assert.True(engine.Counters.TapPackets > 0);
+            Assert.Equal(0, engine.Counters.ForwardPackets);
         }
-        finally
+
+        state.Tap = false;
+        var data = RandomNumberGenerator.GetBytes(24 << 20);
+        var receive = Task.Run(() =>
         {
-            engine?.Dispose();
-            foreach (var n in new[] { host, container, work })
-                if (NetworkNamespace.Exists(n)) NetworkNamespace.Delete(n);
+            using var peer = listener.Accept();
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var buffer = new byte[1 << 16];
+            long total = 0;
+            int n;
+            while ((n = peer.Receive(buffer)) > 0) { hash.AppendData(buffer, 0, n); total += n; }
+            return (total, hash.GetHashAndReset());
+        });
+        using (var client = SocketIn(host))
+        {
+            client.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+            client.Send(data);
+            client.Shutdown(SocketShutdown.Send);
         }
+        Assert.True(receive.Wait(TimeSpan.FromSeconds(60)), "the transfer did not finish");
+        var (received, digest) = receive.Result;
+        Assert.Equal(data.Length, received);
+        Assert.Equal(SHA256.HashData(data), digest);
+
+        var counters = engine.Counters;
+        Assert.True(counters.LargeFrames > 0, "no GSO frame came through (offloads off on this kernel?)");
+        Assert.True(counters.ChecksumsCompleted > 0, "no partial checksum was completed");
+        Assert.Equal(0, counters.TxErrors);
+        Assert.Equal(0, counters.LostLargeFrames);
+        var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
+        Assert.Contains(sessions, s => s.Protocol == 6 && s.ServerPort == 9000 && (s.Flags & SessionFlags.Ingress) != 0
+            && s.ClientPackets > 0 && s.ServerPackets > 0);
     }
 
     /// <summary>
@@ -148,66 +165,52 @@ public class DatapathTcpTests
     [DatapathRootFact]
     public void A_policy_change_resets_an_open_connection_at_both_ends_and_refuses_new_ones_until_allowed()
     {
-        string id = Guid.NewGuid().ToString("N")[..6];
-        string host = $"nvrdp-h-{id}", container = $"nvrdp-c-{id}", work = $"nvrdp-w-{id}";
-        var log = new Logger(null, false, keepInMemory: true);
-        PacketEngine? engine = null;
-        try
+        using var rig = new Topology();
+        var (host, container, engine) = (rig.Host, rig.Container, rig.Engine);
+        var state = new WorkloadState { Tap = false };
+        Workload With(Policy p) => new("vth", 0x020000000002, 0x4e6575560002, 0, 0, [], [], state, p);
+        engine.Workloads.Publish(new WorkloadTable([With(new Policy(1, PolicyAction.Learn, PolicyDirection.Both, []))]));
+
+        using var listener = SocketIn(container);
+        listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+        listener.Listen(4);
+        using var client = SocketIn(host);
+        client.ReceiveTimeout = 5000;
+        client.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+        using var server = listener.Accept();
+        server.ReceiveTimeout = 5000;
+        var buffer = new byte[4096];
+        client.Send("hello"u8);
+        Assert.Equal(5, server.Receive(buffer));
+        server.Send("world"u8);
+        Assert.Equal(5, client.Receive(buffer));
+
+        engine.Workloads.Publish(new WorkloadTable([With(new Policy(2, PolicyAction.Deny, PolicyDirection.Both, []))]));
+        client.Send("more"u8); // dropped; dp resets both ends
+        var clientError = Assert.Throws<SocketException>(() => client.Receive(buffer));
+        Assert.Equal(SocketError.ConnectionReset, clientError.SocketErrorCode);
+        var serverError = Assert.Throws<SocketException>(() => server.Receive(buffer));
+        Assert.Equal(SocketError.ConnectionReset, serverError.SocketErrorCode);
+        Assert.Equal(1, engine.Counters.ResetsSent);
+
+        using (var refused = SocketIn(host))
         {
-            Build(host, container, work);
-            engine = new PacketEngine(4096, DatapathClock.Monotonic, log);
-            engine.AttachPort(engine.RealPorts(work)("vth", false));
-            var state = new WorkloadState { Tap = false };
-            Workload With(Policy p) => new("vth", 0x020000000002, 0x4e6575560002, 0, 0, [], [], state, p);
-            engine.Workloads.Publish(new WorkloadTable([With(new Policy(1, PolicyAction.Learn, PolicyDirection.Both, []))]));
-
-            using var listener = SocketIn(container);
-            listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-            listener.Listen(4);
-            using var client = SocketIn(host);
-            client.ReceiveTimeout = 5000;
-            client.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-            using var server = listener.Accept();
-            server.ReceiveTimeout = 5000;
-            var buffer = new byte[4096];
-            client.Send("hello"u8);
-            Assert.Equal(5, server.Receive(buffer));
-            server.Send("world"u8);
-            Assert.Equal(5, client.Receive(buffer));
-
-            engine.Workloads.Publish(new WorkloadTable([With(new Policy(2, PolicyAction.Deny, PolicyDirection.Both, []))]));
-            client.Send("more"u8); // dropped; dp resets both ends
-            var clientError = Assert.Throws<SocketException>(() => client.Receive(buffer));
-            Assert.Equal(SocketError.ConnectionReset, clientError.SocketErrorCode);
-            var serverError = Assert.Throws<SocketException>(() => server.Receive(buffer));
-            Assert.Equal(SocketError.ConnectionReset, serverError.SocketErrorCode);
-            Assert.Equal(1, engine.Counters.ResetsSent);
-
-            using (var refused = SocketIn(host))
-            {
-                var attempt = refused.ConnectAsync(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-                Assert.False(attempt.Wait(TimeSpan.FromSeconds(3)), "a new connection passed a Deny policy");
-                Assert.True(engine.Counters.DeniedSessions > 0);
-            }
-
-            uint hostIp = 0xc0000201, containerIp = 0xc0000202;
-            var allow = new PolicyRule(7, hostIp, hostIp, containerIp, containerIp, 9000, 9000, 6, PolicyAction.Allow, Ingress: true);
-            engine.Workloads.Publish(new WorkloadTable([With(new Policy(3, PolicyAction.Deny, PolicyDirection.Both, [allow]))]));
-            using var again = SocketIn(host);
-            again.ReceiveTimeout = 5000;
-            again.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
-            using var accepted = listener.Accept();
-            again.Send("again"u8);
-            accepted.ReceiveTimeout = 5000;
-            Assert.Equal(5, accepted.Receive(buffer));
-            var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
-            Assert.Contains(sessions, s => s.PolicyId == 7 && s.PolicyAction == PolicyAction.Allow && !s.Blocked);
+            var attempt = refused.ConnectAsync(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+            Assert.False(attempt.Wait(TimeSpan.FromSeconds(3)), "a new connection passed a Deny policy");
+            Assert.True(engine.Counters.DeniedSessions > 0);
         }
-        finally
-        {
-            engine?.Dispose();
-            foreach (var n in new[] { host, container, work })
-                if (NetworkNamespace.Exists(n)) NetworkNamespace.Delete(n);
-        }
+
+        uint hostIp = 0xc0000201, containerIp = 0xc0000202;
+        var allow = new PolicyRule(7, hostIp, hostIp, containerIp, containerIp, 9000, 9000, 6, PolicyAction.Allow, Ingress: true);
+        engine.Workloads.Publish(new WorkloadTable([With(new Policy(3, PolicyAction.Deny, PolicyDirection.Both, [allow]))]));
+        using var again = SocketIn(host);
+        again.ReceiveTimeout = 5000;
+        again.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
+        using var accepted = listener.Accept();
+        again.Send("again"u8);
+        accepted.ReceiveTimeout = 5000;
+        Assert.Equal(5, accepted.Receive(buffer));
+        var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
+        Assert.Contains(sessions, s => s.PolicyId == 7 && s.PolicyAction == PolicyAction.Allow && !s.Blocked);
     }
 }

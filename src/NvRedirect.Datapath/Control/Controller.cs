@@ -368,15 +368,7 @@ internal sealed class Controller
         byte defact = (byte)(Fields.OptionalUInt(o, "defact", PolicyAction.Deny) ?? (cmd == Delete ? 0u : throw new CommandException("\"defact\" is missing (the default action, 0-7)")));
         byte dir = (byte)(Fields.OptionalUInt(o, "dir", PolicyDirection.Both) ?? (cmd == Delete ? 0u : throw new CommandException("\"dir\" is missing (1 egress, 2 ingress, 3 both)")));
         var s = r.State;
-        var macs = new List<ulong>();
-        if (Fields.OptionalArray(o, "mac") is { } list)
-            foreach (var item in list)
-            {
-                if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"mac\" must hold MAC strings, got {Fields.Describe(item)}");
-                ulong mac = Fields.ParseMac(item.GetString()!) ?? throw new CommandException($"\"mac\" holds something that is not a MAC address: \"{Fields.Clip(item.GetString()!)}\"");
-                var w = s.FindByAnyMac(mac) ?? throw new CommandException($"{Fields.FormatMac(mac)} is not a registered workload (ctrl_add_mac it first)");
-                if (!macs.Contains(w.Mac)) macs.Add(w.Mac);
-            }
+        var macs = RegisteredMacs(o, "mac", r);
         var rules = new List<PolicyRule>();
         if (Fields.OptionalArray(o, "rules") is { } ruleList)
             foreach (var item in ruleList) rules.Add(Rule(Fields.Object(item)));
@@ -456,18 +448,22 @@ internal sealed class Controller
         }
     }
 
-    private static ulong[] MacFilter(JsonElement o, Request r)
+    private static ulong[] MacFilter(JsonElement o, Request r) => RegisteredMacs(o, "macs", r).ToArray();
+
+    // The real MACs of the workloads an optional array of MAC strings names (each a MAC or alias of a registered
+    // workload; anything else refuses the request), without repeats.
+    private static List<ulong> RegisteredMacs(JsonElement o, string name, Request r)
     {
         var macs = new List<ulong>();
-        if (Fields.OptionalArray(o, "macs") is { } list)
+        if (Fields.OptionalArray(o, name) is { } list)
             foreach (var item in list)
             {
-                if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"macs\" must hold MAC strings, got {Fields.Describe(item)}");
-                ulong mac = Fields.ParseMac(item.GetString()!) ?? throw new CommandException($"\"macs\" holds something that is not a MAC address: \"{Fields.Clip(item.GetString()!)}\"");
-                var w = r.State.FindByAnyMac(mac) ?? throw new CommandException($"{Fields.FormatMac(mac)} is not a registered workload");
-                macs.Add(w.Mac);
+                if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"{name}\" must hold MAC strings, got {Fields.Describe(item)}");
+                ulong mac = Fields.ParseMac(item.GetString()!) ?? throw new CommandException($"\"{name}\" holds something that is not a MAC address: \"{Fields.Clip(item.GetString()!)}\"");
+                var w = r.State.FindByAnyMac(mac) ?? throw new CommandException($"{Fields.FormatMac(mac)} is not a registered workload (ctrl_add_mac it first)");
+                if (!macs.Contains(w.Mac)) macs.Add(w.Mac);
             }
-        return macs.ToArray();
+        return macs;
     }
 
     private void GetPolicy(JsonElement o, Request r)

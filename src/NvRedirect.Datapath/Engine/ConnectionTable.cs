@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Numerics;
 using System.Security.Cryptography;
 
 namespace NvRedirect.Datapath.Engine;
@@ -48,8 +47,7 @@ internal sealed record ConnectionRecord(ConnectionKey Key, long Sessions, long P
 internal sealed class ConnectionTable
 {
     private readonly Connection[] _entries;
-    private readonly int[] _index; // entry + 1; 0 = empty
-    private readonly int _indexMask;
+    private readonly SlotIndex _index;
     private readonly ulong _seed;
     private int _freeHead, _oldest = -1, _newest = -1;
 
@@ -67,8 +65,7 @@ internal sealed class ConnectionTable
         if (capacity < 1 || capacity > 1 << 22) throw new ArgumentOutOfRangeException(nameof(capacity), "1 to 4194304 connections");
         Capacity = capacity;
         _entries = new Connection[capacity];
-        _index = new int[(int)BitOperations.RoundUpToPowerOf2((uint)capacity * 2)];
-        _indexMask = _index.Length - 1;
+        _index = new SlotIndex(capacity);
         _seed = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         for (int i = 0; i < capacity; i++) _entries[i].Next = i + 1 < capacity ? i + 1 : -1;
     }
@@ -80,12 +77,11 @@ internal sealed class ConnectionTable
     public int Find(in ConnectionKey key, long now)
     {
         uint hash = Hash(in key);
-        for (int slot = (int)hash & _indexMask; ; slot = (slot + 1) & _indexMask)
+        for (int slot = _index.First(hash); ; slot = _index.Next(slot))
         {
-            int e = _index[slot];
-            if (e == 0) break;
-            ref var c = ref _entries[e - 1];
-            if (c.Hash == hash && c.Key.SameAs(in key)) return e - 1;
+            int e = _index.EntryAt(slot);
+            if (e < 0) break;
+            if (_index.HashAt(slot) == hash && _entries[e].Key.SameAs(in key)) return e;
         }
         if (_freeHead < 0) { Remove(_oldest); Evicted++; }
         int index = _freeHead;
@@ -97,9 +93,7 @@ internal sealed class ConnectionTable
         n.Sessions = n.Packets = n.Bytes = n.Dropped = 0;
         n.FirstSeen = n.LastSeen = now;
         Append(index);
-        int s = (int)hash & _indexMask;
-        while (_index[s] != 0) s = (s + 1) & _indexMask;
-        _index[s] = index + 1;
+        _index.Insert(hash, index);
         Count++;
         return index;
     }
@@ -143,19 +137,7 @@ internal sealed class ConnectionTable
     private void Remove(int index)
     {
         ref var c = ref _entries[index];
-        int i = (int)c.Hash & _indexMask;
-        while (_index[i] != index + 1) i = (i + 1) & _indexMask;
-        int j = i;
-        while (true)
-        {
-            j = (j + 1) & _indexMask;
-            int e = _index[j];
-            if (e == 0) break;
-            int home = (int)_entries[e - 1].Hash & _indexMask;
-            bool movable = i <= j ? home <= i || home > j : home <= i && home > j;
-            if (movable) { _index[i] = e; i = j; }
-        }
-        _index[i] = 0;
+        _index.Remove(c.Hash, index);
         Unlink(index);
         c.InUse = false;
         c.Next = _freeHead;

@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Numerics;
 using System.Security.Cryptography;
 
 namespace NvRedirect.Datapath.Engine;
@@ -140,8 +139,7 @@ internal sealed class SessionTable
     private const byte Fin = 1, Syn = 2, Rst = 4, Ack = 16;
 
     private readonly Session[] _sessions;
-    private readonly int[] _index;          // session index + 1; 0 = empty
-    private readonly int _indexMask;
+    private readonly SlotIndex _index;
     private readonly ulong _seed;
     private readonly int[] _head = new int[ClassCount], _tail = new int[ClassCount];
     private int _freeHead;
@@ -164,15 +162,14 @@ internal sealed class SessionTable
         if (capacity < 1 || capacity > 1 << 24) throw new ArgumentOutOfRangeException(nameof(capacity), "1 to 16777216 sessions");
         Capacity = capacity;
         _sessions = new Session[capacity];
-        _index = new int[(int)BitOperations.RoundUpToPowerOf2((uint)capacity * 2)];
-        _indexMask = _index.Length - 1;
+        _index = new SlotIndex(capacity);
         _seed = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)); // unpredictable buckets: no crafted collisions
         Reset();
     }
 
     private void Reset()
     {
-        Array.Clear(_index);
+        _index.Clear();
         for (int i = 0; i < _sessions.Length; i++) _sessions[i] = new Session { Next = i + 1 < _sessions.Length ? i + 1 : -1 };
         _freeHead = 0;
         _head.AsSpan().Fill(-1);
@@ -546,41 +543,21 @@ internal sealed class SessionTable
 
     private int Find(uint hash, ulong loHigh, ulong loLow, ulong hiHigh, ulong hiLow, ushort loPort, ushort hiPort, byte protocol, byte keyFlags)
     {
-        for (int slot = (int)hash & _indexMask; ; slot = (slot + 1) & _indexMask)
+        for (int slot = _index.First(hash); ; slot = _index.Next(slot))
         {
-            int e = _index[slot];
-            if (e == 0) return -1;
-            ref var s = ref _sessions[e - 1];
-            if (s.Hash == hash && s.LoLow == loLow && s.HiLow == hiLow && s.LoPort == loPort && s.HiPort == hiPort
+            int e = _index.EntryAt(slot);
+            if (e < 0) return -1;
+            if (_index.HashAt(slot) != hash) continue;
+            ref var s = ref _sessions[e];
+            if (s.LoLow == loLow && s.HiLow == hiLow && s.LoPort == loPort && s.HiPort == hiPort
                 && s.Protocol == protocol && s.KeyFlags == keyFlags && s.LoHigh == loHigh && s.HiHigh == hiHigh)
-                return e - 1;
+                return e;
         }
     }
 
-    private void Insert(int index)
-    {
-        int slot = (int)_sessions[index].Hash & _indexMask;
-        while (_index[slot] != 0) slot = (slot + 1) & _indexMask;
-        _index[slot] = index + 1;
-    }
+    private void Insert(int index) => _index.Insert(_sessions[index].Hash, index);
 
-    private void RemoveFromIndex(int index)
-    {
-        int i = (int)_sessions[index].Hash & _indexMask;
-        while (_index[i] != index + 1) i = (i + 1) & _indexMask;
-        // backward-shift deletion: pull later entries of the cluster into the hole when their home allows it
-        int j = i;
-        while (true)
-        {
-            j = (j + 1) & _indexMask;
-            int e = _index[j];
-            if (e == 0) break;
-            int home = (int)_sessions[e - 1].Hash & _indexMask;
-            bool movable = i <= j ? home <= i || home > j : home <= i && home > j;
-            if (movable) { _index[i] = e; i = j; }
-        }
-        _index[i] = 0;
-    }
+    private void RemoveFromIndex(int index) => _index.Remove(_sessions[index].Hash, index);
 
     private uint Hash(ulong loHigh, ulong loLow, ulong hiHigh, ulong hiLow, ushort loPort, ushort hiPort, byte protocol, byte keyFlags)
     {

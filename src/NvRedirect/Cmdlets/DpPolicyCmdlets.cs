@@ -57,6 +57,19 @@ public abstract class DpPolicyCmdlet : DpCmdlet
             ?? throw new ItemNotFoundException($"{mac} is not registered with the datapath at {socket}; register it with Add-DpMac, or list the workloads with Get-Datapath.");
     }
 
+    /// <summary>
+    /// The real MACs of <paramref name="requested"/> (MACs or aliases), each unknown one reported as NotFound: null when
+    /// nothing was requested (= every workload), an empty list when none of them is registered.
+    /// </summary>
+    protected List<string>? ResolveAll(DpClient client, string[]? requested, string socket)
+    {
+        if (requested is not { Length: > 0 }) return null;
+        var state = client.State();
+        var macs = new List<string>();
+        foreach (var m in requested) Try(m, () => macs.Add(Resolve(state, m, socket).Mac));
+        return macs.Distinct().ToList();
+    }
+
     /// <summary>The policy of <paramref name="w"/>, or one with Mode None (default Open, both directions, version 0, no rules).</summary>
     protected static DpPolicy PolicyOf(IEnumerable<DpPolicy> policies, DpWorkload w, string socket)
         => policies.FirstOrDefault(p => p.Mac == w.Mac) ?? new DpPolicy { ControlSocket = socket, Mac = w.Mac };
@@ -586,15 +599,9 @@ public sealed class GetDpConnectionCommand : DpPolicyCmdlet
         Try(socket, () =>
         {
             using var client = OpenClient(socket);
-            List<string>? macs = null;
-            if (Mac is { Length: > 0 })
-            {
-                var state = client.State();
-                macs = [];
-                foreach (var m in Mac) Try(m, () => macs.Add(Resolve(state, m, socket).Mac));
-                if (macs.Count == 0) return;
-            }
-            var connections = client.Connections(macs?.Distinct(), out long capacity, out long evicted);
+            var macs = ResolveAll(client, Mac, socket);
+            if (macs is { Count: 0 }) return;
+            var connections = client.Connections(macs, out long capacity, out long evicted);
             WriteVerbose($"{connections.Count} connection entries (table capacity {capacity}, {evicted} evicted)");
             bool filter = Learned || Violation || Blocked;
             foreach (var c in connections.OrderBy(c => c.Mac, StringComparer.Ordinal).ThenBy(c => c.FirstSeen)) // grouped per workload, oldest first
@@ -631,15 +638,8 @@ public sealed class ClearDpConnectionCommand : DpPolicyCmdlet
         Try(socket, () =>
         {
             using var client = OpenClient(socket);
-            List<string>? macs = null;
-            if (Mac is { Length: > 0 })
-            {
-                var state = client.State();
-                macs = [];
-                foreach (var m in Mac) Try(m, () => macs.Add(Resolve(state, m, socket).Mac));
-                if (macs.Count == 0) return;
-                macs = macs.Distinct().ToList();
-            }
+            var macs = ResolveAll(client, Mac, socket);
+            if (macs is { Count: 0 }) return;
             if (!ShouldProcess($"the datapath at {socket}", macs == null ? "Forget every connection entry" : $"Forget the connection entries of {string.Join(", ", macs)}")) return;
             var before = PassThru ? client.Connections(macs, out _, out _) : null;
             client.Apply(DpRequests.ClearConnections(macs));
