@@ -44,9 +44,9 @@ if ($InRootNamespace -and (Get-AgentLink -Name vex-peer -ErrorAction SilentlyCon
 
 $created = [System.Collections.Generic.List[string]]::new()
 
-# Traffic for the policy story: the test suite's echo server and clients (tests/pester/Fixtures/traffic.py), run in
+# Traffic for the policy story: the echo server and clients of src/demo/traffic.py (the Pester tests use them too), run in
 # a namespace ('' = this one). Every process and log is tracked and removed at the end.
-$trafficScript = Join-Path $PSScriptRoot '../../tests/pester/Fixtures/traffic.py'
+$trafficScript = Join-Path $PSScriptRoot 'traffic.py'
 $demoProcesses = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
 $demoFiles = [System.Collections.Generic.List[string]]::new()
 $surprises = [System.Collections.Generic.List[string]]::new()

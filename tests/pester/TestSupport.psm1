@@ -460,10 +460,10 @@ function Stop-TestDp([string[]]$ControlSocket = @()) {
     $script:DpFiles.Clear()
 }
 
-# ---- Traffic between namespaces (Fixtures/traffic.py), for verdicts proved by their outcome ----
+# ---- Traffic between namespaces (src/demo/traffic.py, shared with the demo), for verdicts proved by their outcome ----
 # Every process and file made here is registered and removed by Stop-TestTraffic (call it in AfterAll); every
 # python process also ends by itself after its --lifetime, so nothing outlives a killed test run for long.
-$script:TrafficScript = Join-Path $PSScriptRoot 'Fixtures/traffic.py'
+$script:TrafficScript = Join-Path $PSScriptRoot '../../src/demo/traffic.py'
 $script:TrafficProcesses = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
 $script:TrafficFiles = [System.Collections.Generic.List[string]]::new()
 
