@@ -70,6 +70,51 @@ public abstract class DpPolicyCmdlet : DpCmdlet
         return macs.Distinct().ToList();
     }
 
+    /// <summary>
+    /// Which rules go to which workload: all of <paramref name="rules"/> to each of <paramref name="macs"/>, or, without
+    /// MACs, each rule to the workload its Mac names. Workloads are resolved (an alias and its MAC are one workload);
+    /// unknown MACs and rules naming no workload are reported, the rest goes on.
+    /// </summary>
+    protected List<(DpWorkload Workload, List<DpRule> Rules)> RulesPerWorkload(DatapathInfo state, string socket, string[]? macs, List<DpRule> rules)
+    {
+        var targets = new List<(DpWorkload Workload, List<DpRule> Rules)>();
+        void Target(string text, IEnumerable<DpRule> given) => Try(text, () =>
+        {
+            var w = Resolve(state, text, socket);
+            var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
+            if (entry.Workload == null) targets.Add((w, given.ToList()));
+            else entry.Rules.AddRange(given);
+        });
+        if (macs != null) foreach (var m in macs) Target(m, rules);
+        else
+        {
+            foreach (var r in rules.Where(r => string.IsNullOrEmpty(r.Mac)))
+                WriteFailure(new ArgumentException($"Rule {r} names no workload: give -Mac, or build it with New-DpRule -Mac."), r);
+            foreach (var g in rules.Where(r => !string.IsNullOrEmpty(r.Mac)).GroupBy(r => r.Mac!, StringComparer.OrdinalIgnoreCase)) Target(g.Key, g);
+        }
+        return targets;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> for each of <paramref name="macs"/> with its workload and current policy, over one
+    /// client of the datapath at -ControlSocket; a failure is reported for its workload and the others go on.
+    /// </summary>
+    protected void ForEachWorkload(IEnumerable<string> macs, Action<DpClient, DpWorkload, DpPolicy, string> action)
+    {
+        var socket = SocketPath;
+        Try(socket, () =>
+        {
+            using var client = OpenClient(socket);
+            var (policies, state) = client.Policies();
+            foreach (var m in macs)
+                Try(m, () =>
+                {
+                    var w = Resolve(state, m, socket);
+                    action(client, w, PolicyOf(policies, w, socket), socket);
+                });
+        });
+    }
+
     /// <summary>The policy of <paramref name="w"/>, or one with Mode None (default Open, both directions, version 0, no rules).</summary>
     protected static DpPolicy PolicyOf(IEnumerable<DpPolicy> policies, DpWorkload w, string socket)
         => policies.FirstOrDefault(p => p.Mac == w.Mac) ?? new DpPolicy { ControlSocket = socket, Mac = w.Mac };
@@ -224,21 +269,7 @@ public sealed class SetDpPolicyCommand : DpPolicyCmdlet
             Try(socket, () => (policies, state) = client.Policies());
             if (policies == null || state == null) continue;
             // which rules go to which workload (resolved, so an alias and the MAC are one workload)
-            var targets = new List<(DpWorkload Workload, List<DpRule> Rules)>();
-            void Target(string text, IEnumerable<DpRule> given) => Try(text, () =>
-            {
-                var w = Resolve(state, text, socket);
-                var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
-                if (entry.Workload == null) targets.Add((w, given.ToList()));
-                else entry.Rules.AddRange(given);
-            });
-            if (Mac != null) foreach (var m in Mac) Target(m, rules);
-            else
-            {
-                foreach (var r in rules.Where(r => string.IsNullOrEmpty(r.Mac)))
-                    WriteFailure(new ArgumentException($"Rule {r} names no workload: give -Mac, or build it with New-DpRule -Mac."), r);
-                foreach (var g in rules.Where(r => !string.IsNullOrEmpty(r.Mac)).GroupBy(r => r.Mac!, StringComparer.OrdinalIgnoreCase)) Target(g.Key, g);
-            }
+            var targets = RulesPerWorkload(state, socket, Mac, rules);
             foreach (var (w, given) in targets)
             {
                 Try(w.Mac, () =>
@@ -320,23 +351,12 @@ public sealed class RemoveDpPolicyCommand : DpPolicyCmdlet
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        var socket = SocketPath;
-        Try(socket, () =>
+        ForEachWorkload(Mac, (client, w, current, socket) =>
         {
-            using var client = OpenClient(socket);
-            var (policies, state) = client.Policies();
-            foreach (var m in Mac)
-            {
-                Try(m, () =>
-                {
-                    var w = Resolve(state, m, socket);
-                    var current = PolicyOf(policies, w, socket);
-                    if (!current.HasPolicy) { WriteVerbose($"{w.Mac} at {socket} has no policy."); return; }
-                    if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove policy ({current.Mode}, {current.Rules.Length} rules)")) return;
-                    SendAll(client, DpRequests.Policy(DpRequests.PolicyDelete, [w.Mac], current.DefaultAction, current.Direction, []));
-                    if (PassThru) WriteObject(current);
-                });
-            }
+            if (!current.HasPolicy) { WriteVerbose($"{w.Mac} at {socket} has no policy."); return; }
+            if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove policy ({current.Mode}, {current.Rules.Length} rules)")) return;
+            SendAll(client, DpRequests.Policy(DpRequests.PolicyDelete, [w.Mac], current.DefaultAction, current.Direction, []));
+            if (PassThru) WriteObject(current);
         });
     }
 }
@@ -382,22 +402,7 @@ public sealed class AddDpPolicyRuleCommand : DpPolicyCmdlet
             {
                 using var client = OpenClient(socket);
                 var (policies, state) = client.Policies();
-                var targets = new List<(DpWorkload Workload, List<DpRule> Rules)>();
-                void Target(string text, IEnumerable<DpRule> given) => Try(text, () =>
-                {
-                    var w = Resolve(state, text, socket);
-                    var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
-                    if (entry.Workload == null) targets.Add((w, given.ToList()));
-                    else entry.Rules.AddRange(given);
-                });
-                var rules = group.Select(x => x.Rule).ToList();
-                if (Mac != null) foreach (var m in Mac) Target(m, rules);
-                else
-                {
-                    foreach (var r in rules.Where(r => string.IsNullOrEmpty(r.Mac)))
-                        WriteFailure(new ArgumentException($"Rule {r} names no workload: give -Mac, or build it with New-DpRule -Mac."), r);
-                    foreach (var g in rules.Where(r => !string.IsNullOrEmpty(r.Mac)).GroupBy(r => r.Mac!, StringComparer.OrdinalIgnoreCase)) Target(g.Key, g);
-                }
+                var targets = RulesPerWorkload(state, socket, Mac, group.Select(x => x.Rule).ToList());
                 foreach (var (w, given) in targets)
                 {
                     Try(w.Mac, () =>
@@ -544,25 +549,14 @@ public sealed class SetDpWorkloadModeCommand : DpPolicyCmdlet
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        var socket = SocketPath;
-        Try(socket, () =>
+        ForEachWorkload(Mac, (client, w, current, socket) =>
         {
-            using var client = OpenClient(socket);
-            var (policies, state) = client.Policies();
-            foreach (var m in Mac)
-            {
-                Try(m, () =>
-                {
-                    var w = Resolve(state, m, socket);
-                    var current = PolicyOf(policies, w, socket);
-                    var defact = DpPolicy.DefaultActionOf(Mode);
-                    var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact,
-                        current.Direction, current.Rules, modeSwitchTap: Wire == DpWireMode.Tap);
-                    if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {defact}, {current.Rules.Length} rules)")) return;
-                    var after = SendAll(client, chunks);
-                    if (PassThru && after.FindWorkload(w.Mac) is { } updated) WriteObject(updated);
-                });
-            }
+            var defact = DpPolicy.DefaultActionOf(Mode);
+            var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact,
+                current.Direction, current.Rules, modeSwitchTap: Wire == DpWireMode.Tap);
+            if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {defact}, {current.Rules.Length} rules)")) return;
+            var after = SendAll(client, chunks);
+            if (PassThru && after.FindWorkload(w.Mac) is { } updated) WriteObject(updated);
         });
     }
 }
