@@ -186,8 +186,9 @@ public class DatapathTcpTests
         Assert.Equal(5, client.Receive(buffer));
 
         engine.Workloads.Publish(new WorkloadTable([With(new Policy(2, PolicyAction.Deny, PolicyDirection.Both, []))]));
-        client.Send("more"u8); // dropped; dp resets both ends
-        var clientError = Assert.Throws<SocketException>(() => client.Receive(buffer));
+        // the next segment (this send, or a late ACK of the client's) is dropped and both ends are reset: the client
+        // sees ECONNRESET on the send or on the receive after it, never a hang (ReceiveTimeout would say "TimedOut")
+        var clientError = Assert.Throws<SocketException>(() => { client.Send("more"u8); client.Receive(buffer); });
         Assert.Equal(SocketError.ConnectionReset, clientError.SocketErrorCode);
         var serverError = Assert.Throws<SocketException>(() => server.Receive(buffer));
         Assert.Equal(SocketError.ConnectionReset, serverError.SocketErrorCode);
