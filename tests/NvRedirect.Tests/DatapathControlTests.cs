@@ -327,6 +327,7 @@ public class DatapathControlTests
         ("""{"ctrl_cfg_policy": {"cmd": 1, "flag": 3, "defact": 7, "dir": 3, "mac": ["1a:27:f3:87:3a:27"], "rules": [{"id": 1, "sip": "10.10.10.1", "dip": "10.10.10.2", "port": 80, "proto": 6, "action": 2}]}}""", "\"ingress\" is missing"),
         ("""{"ctrl_cfg_policy": {"cmd": 1, "flag": 3, "defact": 7, "dir": 3, "mac": ["1a:27:f3:87:3a:27"], "rules": [{"id": 1, "sip": "10.10.10.1", "dip": "0.0.0.0", "port": 80, "proto": 6, "action": 2, "ingress": false, "fqdn": "example.org"}]}}""", "\"fqdn\" are not supported"),
         ("""{"ctrl_cfg_policy_addr": {"flag": 0, "subnet_addr": []}}""", "no list was started"),
+        ("""{"ctrl_cfg_policy": {"cmd": 1, "flag": 3, "defact": 7, "dir": 0, "mac": ["1a:27:f3:87:3a:27"], "rules": []}}""", "polices no direction"),
         ("""{"nvr_get_policy": {"macs": ["02:00:00:00:00:99"]}}""", "not a registered workload"),
         ("""{"ctrl_keep_alive": {}}""", "\"seq_num\" is missing"),
         ("""{"ctrl_keep_alive": {"seq_num": "1"}}""", "\"seq_num\" must be an integer"),

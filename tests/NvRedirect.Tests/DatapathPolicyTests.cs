@@ -174,6 +174,38 @@ public class DatapathPolicyTests
     }
 
     [Fact]
+    public void A_chunk_continues_only_the_policy_its_own_client_started_with_the_same_settings()
+    {
+        var rig = Seeded();
+        var rules = Enumerable.Range(1, 3).Select(i => RuleJson((uint)i, "10.10.10.66", "10.10.10.88", 1000 + i, 6, 2, true)).ToArray();
+        byte[] D(string json) => Encoding.UTF8.GetBytes(json);
+        rig.Controller.Handle(D(PolicyJson(1, 1, Learn, rules[..1])), "/tmp/client-a");
+        // another client's continuation is refused; so is one of the same client that changes the settings
+        rig.Controller.Handle(D(PolicyJson(1, 2, Learn, rules[1..2])), "/tmp/client-b");
+        Assert.Contains(rig.Log.Lines, l => l.Contains("another client started (/tmp/client-a)"));
+        rig.Controller.Handle(D(PolicyJson(1, 2, Deny, rules[1..2])), "/tmp/client-a");
+        Assert.Contains(rig.Log.Lines, l => l.Contains("but says otherwise"));
+        Assert.Equal(2, rig.Controller.Rejected);
+        Assert.Null(Workload(rig).Policy);
+        // the starter finishes it as it began
+        rig.Controller.Handle(D(PolicyJson(1, 2, Learn, rules[1..])), "/tmp/client-a");
+        Assert.Equal(new uint[] { 1, 2, 3 }, Workload(rig).Policy!.Rules.Select(r => r.Id));
+        Assert.Equal(Learn, Workload(rig).Policy!.DefaultAction);
+    }
+
+    [Fact]
+    public void Application_sub_rules_are_accepted_and_noted_and_the_rule_acts_by_its_action()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Deny, [RuleJson(8, "10.10.10.66", "10.10.10.88", 80, 6, PolicyAction.CheckApp, true,
+            extra: ", \"apps\": [{\"rid\": 81, \"app\": 1001, \"action\": 2}]")]));
+        Assert.Equal(0, rig.Controller.Rejected);
+        Assert.Contains(rig.Log.Lines, l => l.Contains("rule 8: its 1 application sub-rules are not applied"));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InSyn()));
+        Assert.Contains(Connections(rig), c => c.GetProperty("rule_id").GetInt32() == 8 && c.GetProperty("action").GetByte() == PolicyAction.CheckApp);
+    }
+
+    [Fact]
     public void Every_change_makes_a_new_version_and_delete_removes_the_policy()
     {
         var rig = Seeded();
@@ -345,13 +377,48 @@ public class DatapathPolicyTests
         var t = new ConnectionTable(4);
         ConnectionKey K(ushort port) => new() { EndpointMac = 1, ServerPort = port, Protocol = 6 };
         var idx = Enumerable.Range(0, 4).Select(i => t.Find(K((ushort)i), 100 + i)).ToArray();
+        var epochs = idx.Select(i => t[i].Epoch).ToArray();
         t.Account(idx[0], 60, false, 200); // entry 0 is now the most recent
-        uint generation = t.Generation;
-        t.Find(K(9), 201);
+        int fresh = t.Find(K(9), 201, out bool created);
+        Assert.True(created);
         Assert.Equal((4, 1L), (t.Count, t.Evicted));
-        Assert.NotEqual(generation, t.Generation);
+        Assert.Equal(idx[1], fresh);                       // the slot of the evicted entry is reused...
+        Assert.False(t.IsCurrent(idx[1], epochs[1]));      // ...and whoever kept (index, epoch) of the old entry notices
+        Assert.True(t.IsCurrent(idx[2], epochs[2]));       // the others are untouched
+        Assert.Equal(idx[2], t.Find(K(2), 202, out created));
+        Assert.False(created);
         Assert.DoesNotContain(t.Snapshot(), c => c.Key.ServerPort == 1);
         Assert.Equal(new ushort[] { 2, 3, 0, 9 }, t.Snapshot().Select(c => c.Key.ServerPort));
+    }
+
+    [Fact]
+    public void A_session_blocked_while_tapped_is_reset_once_the_workload_is_inline()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        rig.Frame(InSyn());
+        rig.Frame(OutSynAck());
+        rig.Send("""{"ctrl_cfg_mac": {"macs": ["1a:27:f3:87:3a:27"], "tap": true}}""");
+        rig.Send(PolicyJson(2, 3, Deny, []));
+        Assert.Equal(FrameVerdict.Tap, rig.Frame(InData()));          // blocked while tapped: no reset yet
+        Assert.Equal(0L, rig.Engine.Counters.ResetsSent);
+        rig.Send("""{"ctrl_cfg_mac": {"macs": ["1a:27:f3:87:3a:27"], "tap": false}}""");
+        Assert.Equal(FrameVerdict.Reset, rig.Frame(InData(seq: 111))); // inline: the first packet resets it
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InData(seq: 121)));  // once
+        Assert.Equal((1L, 1L), (rig.Engine.Counters.ResetsSent, rig.Engine.Counters.BlockedSessions));
+    }
+
+    [Fact]
+    public void A_connection_entry_made_again_after_a_clear_counts_the_session_that_goes_on()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        rig.Frame(InSyn());
+        rig.Frame(OutSynAck());
+        rig.Send("""{"nvr_clear_connection": {}}""");
+        rig.Frame(InData());
+        var entry = Assert.Single(Connections(rig));
+        Assert.Equal((1, 1), (entry.GetProperty("sessions").GetInt32(), entry.GetProperty("packets").GetInt32()));
     }
 
     // --- the resets ---

@@ -90,6 +90,7 @@ public class DpPolicyClientTests
     [Theory]
     [InlineData("10.10.10.5/24", "any", "any", "any", "not a network address: did you mean 10.10.10.0/24")]
     [InlineData("10.10.10.9-10.10.10.1", "any", "any", "any", "ends before it starts")]
+    [InlineData("any", "any", "8", "ICMP", "ICMP has no ports")]
     [InlineData("10.10.10", "any", "any", "any", "is not an IPv4 address, CIDR or range")]
     [InlineData("2001:db8::1", "any", "any", "any", "polices IPv4 only")]
     [InlineData("10.10.10.0/33", "any", "any", "any", "invalid prefix length")]

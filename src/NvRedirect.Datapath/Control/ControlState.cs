@@ -15,7 +15,9 @@ internal sealed class PendingPolicy
     public required byte DefaultAction, Direction;
     public required ulong[] Macs;
     public List<PolicyRule> Rules { get; init; } = [];
-    public PendingPolicy Clone() => new() { Command = Command, DefaultAction = DefaultAction, Direction = Direction, Macs = Macs, Rules = [.. Rules] };
+    /// <summary>The client that sent the START (null: unbound); only it may continue the policy.</summary>
+    public string? Sender { get; init; }
+    public PendingPolicy Clone() => new() { Command = Command, DefaultAction = DefaultAction, Direction = Direction, Macs = Macs, Rules = [.. Rules], Sender = Sender };
 }
 
 /// <summary>

@@ -43,6 +43,7 @@ internal sealed class Controller
     // the outcome of the datagram being handled, and of each recent sender's previous datagram (for nvr_get_state)
     private RequestOutcome _outcome = RequestOutcome.Success;
     private RequestOutcome? _previousOfSender;
+    private string? _sender;
     private readonly RecentOutcomes _outcomes = new(256);
 
     /// <summary>Controls <paramref name="datapath"/>; service ports come from <paramref name="openPort"/>.</summary>
@@ -56,6 +57,8 @@ internal sealed class Controller
     private sealed class Request
     {
         public required ControlState State;
+        /// <summary>The bound address of the client that sent the datagram (null: unbound).</summary>
+        public string? Sender;
         public readonly List<Action<List<byte[]>>> Effects = [];
         public readonly List<IDisposable> Prepared = [];
         public readonly List<string> Errors = [];
@@ -69,6 +72,7 @@ internal sealed class Controller
     public List<byte[]> Handle(ReadOnlySpan<byte> datagram, string? sender = null)
     {
         _previousOfSender = sender == null ? null : _outcomes.Find(sender);
+        _sender = sender;
         _outcome = RequestOutcome.Success;
         var replies = Execute(datagram);
         if (sender != null) _outcomes.Remember(sender, _outcome);
@@ -90,7 +94,7 @@ internal sealed class Controller
             if (root.ValueKind != JsonValueKind.Object)
                 return Reject(replies, $"a request must be a JSON object whose keys are commands, got {Fields.Describe(root)}");
 
-            var request = new Request { State = State.Clone() };
+            var request = new Request { State = State.Clone(), Sender = _sender };
             int commands = 0;
             foreach (var command in root.EnumerateObject())
             {
@@ -367,20 +371,30 @@ internal sealed class Controller
         uint flag = Fields.UInt(o, "flag", 3);
         byte defact = (byte)(Fields.OptionalUInt(o, "defact", PolicyAction.Deny) ?? (cmd == Delete ? 0u : throw new CommandException("\"defact\" is missing (the default action, 0-7)")));
         byte dir = (byte)(Fields.OptionalUInt(o, "dir", PolicyDirection.Both) ?? (cmd == Delete ? 0u : throw new CommandException("\"dir\" is missing (1 egress, 2 ingress, 3 both)")));
+        if (cmd != Delete && dir == 0) throw new CommandException("\"dir\" 0 polices no direction: send 1 (egress), 2 (ingress) or 3 (both)");
         var s = r.State;
         var macs = RegisteredMacs(o, "mac", r);
         var rules = new List<PolicyRule>();
         if (Fields.OptionalArray(o, "rules") is { } ruleList)
-            foreach (var item in ruleList) rules.Add(Rule(Fields.Object(item)));
+            foreach (var item in ruleList) rules.Add(Rule(Fields.Object(item), r));
 
         if ((flag & Start) != 0)
         {
             if (macs.Count == 0) throw new CommandException("\"mac\" lists no workload");
             if (s.PendingPolicy != null) r.Notes.Add($"ctrl_cfg_policy: a new START drops {s.PendingPolicy.Rules.Count} pending rules of an unfinished policy");
-            s.PendingPolicy = new PendingPolicy { Command = cmd, DefaultAction = defact, Direction = dir, Macs = macs.ToArray(), Rules = rules };
+            s.PendingPolicy = new PendingPolicy { Command = cmd, DefaultAction = defact, Direction = dir, Macs = macs.ToArray(), Rules = rules, Sender = r.Sender };
         }
-        else if (s.PendingPolicy == null) throw new CommandException($"flag {flag} continues a policy, but none was started (flag 1)");
-        else s.PendingPolicy.Rules.AddRange(rules);
+        else if (s.PendingPolicy is not { } started) throw new CommandException($"flag {flag} continues a policy, but none was started (flag 1)");
+        else
+        {
+            // a chunk belongs to the policy its START began: same client, same command, default, direction and workloads
+            if (started.Sender != r.Sender)
+                throw new CommandException($"flag {flag} continues the chunked policy another client started ({started.Sender ?? "an unbound client"}); send a START of your own");
+            if (cmd != started.Command || defact != started.DefaultAction || dir != started.Direction
+                || (macs.Count > 0 && !macs.ToHashSet().SetEquals(started.Macs)))
+                throw new CommandException($"flag {flag} continues a policy started with cmd {started.Command}, defact {started.DefaultAction}, dir {started.Direction} for {string.Join(", ", started.Macs.Select(Fields.FormatMac))}, but says otherwise");
+            started.Rules.AddRange(rules);
+        }
 
         if ((flag & End) == 0)
         {
@@ -404,13 +418,24 @@ internal sealed class Controller
             : $"ctrl_cfg_policy: version {version} for {targets}: {policy.Rules.Length} rules, default {PolicyAction.Names[policy.DefaultAction]}, dir {policy.Direction}");
     }
 
-    private static PolicyRule Rule(JsonElement o)
+    private static PolicyRule Rule(JsonElement o, Request r)
     {
         if (Fields.OptionalString(o, "fqdn") is { Length: > 0 }) throw new CommandException("rules with \"fqdn\" are not supported by nvr-dp");
-        if (Fields.OptionalArray(o, "apps") is { } apps && apps.Any())
-            throw new CommandException("rules with \"apps\" (application checks) are not supported by nvr-dp");
         Fields.OptionalBool(o, "vhost");
         uint id = Fields.UInt(o, "id");
+        if (Fields.OptionalArray(o, "apps") is { } apps && apps.Any())
+        {
+            // NeuVector's agent sends application rules as CHECK_APP with per-application sub-rules; nvr-dp identifies
+            // no applications, so the rule acts by its own action (CHECK_APP: allow) and the sub-rules are not applied
+            foreach (var a in apps)
+            {
+                var app = Fields.Object(a);
+                Fields.UInt(app, "rid");
+                Fields.UInt(app, "app");
+                Fields.UInt(app, "action", PolicyAction.Deny);
+            }
+            r.Notes.Add($"ctrl_cfg_policy: rule {id}: its {apps.Count()} application sub-rules are not applied (nvr-dp identifies no applications); the rule acts by its action");
+        }
         uint sip = Fields.IPv4(o, "sip"), dip = Fields.IPv4(o, "dip");
         uint sipr = Fields.Has(o, "sipr") ? Fields.IPv4(o, "sipr") : sip;
         uint dipr = Fields.Has(o, "dipr") ? Fields.IPv4(o, "dipr") : dip;

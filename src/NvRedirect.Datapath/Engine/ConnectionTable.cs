@@ -28,6 +28,8 @@ internal struct Connection
     public ConnectionKey Key;
     public uint Hash;
     public bool InUse;
+    /// <summary>Which use of this slot it is (a new value each time an entry is created here, never 0).</summary>
+    public uint Epoch;
     public long Sessions, Packets, Bytes, Dropped;
     public long FirstSeen, LastSeen;
     /// <summary>Neighbours in the least-recently-seen list, or the next free entry.</summary>
@@ -41,8 +43,8 @@ internal sealed record ConnectionRecord(ConnectionKey Key, long Sessions, long P
 /// The connections the datapath saw, per workload: what NeuVector's dp reports to its agent as connection messages
 /// and the agent aggregates, kept here in the daemon (there is no agent). Preallocated, open-addressing index like the
 /// session table, least recently seen entry evicted when full. Owned by the packet thread; nothing allocates after
-/// construction. <see cref="Generation"/> changes when entries are forgotten, so indexes kept in sessions go stale
-/// safely.
+/// construction. Every entry gets a new <see cref="Connection.Epoch"/>, so a session that keeps (index, epoch) notices
+/// when its entry was forgotten and the slot reused (<see cref="IsCurrent"/>).
 /// </summary>
 internal sealed class ConnectionTable
 {
@@ -57,8 +59,7 @@ internal sealed class ConnectionTable
     public int Count { get; private set; }
     /// <summary>Entries dropped to make room.</summary>
     public long Evicted { get; private set; }
-    /// <summary>Changes whenever entries are removed (clear, workload deleted, eviction).</summary>
-    public uint Generation { get; private set; } = 1;
+    private uint _epoch;
 
     public ConnectionTable(int capacity = 16384)
     {
@@ -73,9 +74,16 @@ internal sealed class ConnectionTable
     /// <summary>The entry at <paramref name="index"/>.</summary>
     public ref Connection this[int index] => ref _entries[index];
 
+    /// <summary>Whether entry <paramref name="index"/> is still the one created with <paramref name="epoch"/>.</summary>
+    public bool IsCurrent(int index, uint epoch) => _entries[index].InUse && _entries[index].Epoch == epoch;
+
     /// <summary>Finds or creates the entry for <paramref name="key"/>; a new one counts as seen now.</summary>
-    public int Find(in ConnectionKey key, long now)
+    public int Find(in ConnectionKey key, long now) => Find(in key, now, out _);
+
+    /// <summary>Finds or creates the entry for <paramref name="key"/> and says which it did.</summary>
+    public int Find(in ConnectionKey key, long now, out bool created)
     {
+        created = false;
         uint hash = Hash(in key);
         for (int slot = _index.First(hash); ; slot = _index.Next(slot))
         {
@@ -83,6 +91,7 @@ internal sealed class ConnectionTable
             if (e < 0) break;
             if (_index.HashAt(slot) == hash && _entries[e].Key.SameAs(in key)) return e;
         }
+        created = true;
         if (_freeHead < 0) { Remove(_oldest); Evicted++; }
         int index = _freeHead;
         ref var n = ref _entries[index];
@@ -90,6 +99,8 @@ internal sealed class ConnectionTable
         n.Key = key;
         n.Hash = hash;
         n.InUse = true;
+        if (++_epoch == 0) _epoch = 1;
+        n.Epoch = _epoch;
         n.Sessions = n.Packets = n.Bytes = n.Dropped = 0;
         n.FirstSeen = n.LastSeen = now;
         Append(index);
@@ -143,7 +154,6 @@ internal sealed class ConnectionTable
         c.Next = _freeHead;
         _freeHead = index;
         Count--;
-        if (++Generation == 0) Generation = 1;
     }
 
     private void Append(int index)

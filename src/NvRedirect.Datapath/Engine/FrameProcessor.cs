@@ -193,7 +193,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             {
                 // refused: no session, so every retransmission is decided (and counted) again
                 c.DeniedSessions++;
-                int refused = Connections.Find(in ck, now);
+                int refused = Connections.Find(in ck, now, out _);
                 Connections.Account(refused, t.Length, dropped: true, now);
                 return PolicyResult.Drop;
             }
@@ -202,10 +202,10 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             n.PolicyStamp = stamp;
             n.PolicyId = verdict.RuleId;
             n.PolicyAction = verdict.Action;
-            int ci = Connections.Find(in ck, now);
+            int ci = Connections.Find(in ck, now, out _);
             Connections[ci].Sessions++;
             n.Connection = ci;
-            n.ConnectionGeneration = Connections.Generation;
+            n.ConnectionEpoch = Connections[ci].Epoch;
             Connections.Account(ci, t.Length, dropped: false, now);
             return PolicyResult.Pass;
         }
@@ -224,18 +224,19 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             s.PolicyAction = verdict.Action;
             if (verdict.Action == PolicyAction.Deny)
             {
-                if (!s.Blocked)
-                {
-                    s.Blocked = true;
-                    c.BlockedSessions++;
-                    if (s.Protocol == 6 && !workload.State.Tap) result = PolicyResult.Reset; // NeuVector sends no resets for tapped sessions
-                }
+                if (!s.Blocked) { s.Blocked = true; c.BlockedSessions++; }
             }
-            else s.Blocked = false; // a later policy allowed it again
+            else { s.Blocked = false; s.ResetSent = false; } // a later policy allowed it again
         }
-        if (s.Blocked && result == PolicyResult.Pass) result = PolicyResult.Drop;
+        if (s.Blocked)
+        {
+            // a blocked TCP session is reset once, as soon as the workload is inline (NeuVector sends no resets for
+            // tapped sessions; one blocked while tapped is reset at its first packet after the switch to inline)
+            if (s.Protocol == 6 && !s.ResetSent && !workload.State.Tap) { s.ResetSent = true; result = PolicyResult.Reset; }
+            else result = PolicyResult.Drop;
+        }
         Sessions.Account(index, in t, fromClient, now);
-        if (verdictChanged || s.Connection < 0 || s.ConnectionGeneration != Connections.Generation)
+        if (verdictChanged || s.Connection < 0 || !Connections.IsCurrent(s.Connection, s.ConnectionEpoch))
         {
             ConnectionKey ck;
             ck.EndpointMac = s.EndpointMac;
@@ -247,10 +248,11 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             ck.ServerPort = s.Protocol is 1 or 58 ? (ushort)0 : s.ServerPort;
             ck.RuleId = s.PolicyId;
             ck.Action = s.PolicyAction;
-            int ci = Connections.Find(in ck, now);
-            if (verdictChanged || s.Connection < 0) Connections[ci].Sessions++;
+            int ci = Connections.Find(in ck, now, out bool created);
+            // the session counts in a new entry, and in a fresh one when its old entry was forgotten (cleared, evicted)
+            if (verdictChanged || s.Connection < 0 || created) Connections[ci].Sessions++;
             s.Connection = ci;
-            s.ConnectionGeneration = Connections.Generation;
+            s.ConnectionEpoch = Connections[ci].Epoch;
         }
         Connections.Account(s.Connection, t.Length, dropped: result != PolicyResult.Pass, now);
         if (result == PolicyResult.Reset)

@@ -85,9 +85,11 @@ internal struct Session
     public byte PolicyAction;
     /// <summary>Denied after it started: every packet is dropped until it expires or a policy change allows it.</summary>
     public bool Blocked;
-    /// <summary>The connection entry the session is counted in, valid while the table's generation is unchanged.</summary>
+    /// <summary>The datapath reset it (TCP, once per block).</summary>
+    public bool ResetSent;
+    /// <summary>The connection entry the session is counted in, valid while that entry's epoch is unchanged.</summary>
     public int Connection;
-    public uint ConnectionGeneration;
+    public uint ConnectionEpoch;
 
     /// <summary>The client's and server's IPv4 addresses (IPv4 sessions) and the server's port.</summary>
     public readonly uint ClientIPv4 => (uint)(ClientIsLo ? LoLow : HiLow);
@@ -291,8 +293,8 @@ internal sealed class SessionTable
         n.ClientMac = o.SenderIsClient ? p.SourceMac : p.DestinationMac;
         n.ServerMac = o.SenderIsClient ? p.DestinationMac : p.SourceMac;
         n.Endpoint = workload.State;
-        n.PolicyStamp = 0; n.PolicyId = 0; n.PolicyAction = 0; n.Blocked = false;
-        n.Connection = -1; n.ConnectionGeneration = 0;
+        n.PolicyStamp = 0; n.PolicyId = 0; n.PolicyAction = 0; n.Blocked = n.ResetSent = false;
+        n.Connection = -1; n.ConnectionEpoch = 0;
         n.Class = o.Initial;
         Append(index, o.Initial);
         Insert(index);

@@ -123,7 +123,15 @@ public abstract class DpPolicyCmdlet : DpCmdlet
     protected static DatapathInfo SendAll(DpClient client, IReadOnlyList<byte[]> datagrams)
     {
         DatapathInfo? state = null;
-        foreach (var d in datagrams) state = client.Apply(d);
+        for (int i = 0; i < datagrams.Count; i++)
+        {
+            try { state = client.Apply(datagrams[i]); }
+            catch (DatapathRejectedException e) when (i > 0)
+            {
+                throw new DatapathRejectedException(client.ControlSocket, $"chunk {i + 1} of {datagrams.Count} of the policy was refused, so the policy was not applied " +
+                    $"(the chunks before it wait in the datapath until the next START replaces them): {e.Reason}");
+            }
+        }
         return state!;
     }
 
@@ -138,7 +146,10 @@ public abstract class DpPolicyCmdlet : DpCmdlet
         foreach (var r in list)
             if (r.Id != 0 && !seen.Add(r.Id))
                 throw new ArgumentException($"Two rules have id {r.Id}: ids must be unique within a policy (give id 0 to get the next free one).");
-        uint next = list.Count == 0 ? 1 : Math.Max(1, list.Max(r => r.Id) + 1);
+        uint highest = list.Count == 0 ? 0 : list.Max(r => r.Id);
+        if (highest == uint.MaxValue && list.Any(r => r.Id == 0))
+            throw new ArgumentException($"A rule has id {uint.MaxValue}, so there is no next free id for the rules with id 0: give them ids yourself.");
+        uint next = highest + 1;
         return list.Select(r => r.Id != 0 ? r : r.With(id: next++)).ToList();
     }
 

@@ -127,10 +127,13 @@ public sealed class DpRule
         var (sf, st) = RuleText.ParseRange(source, "source");
         var (df, dt) = RuleText.ParseRange(destination, "destination");
         var (pf, pt) = RuleText.ParsePorts(port);
+        byte proto = RuleText.ParseProtocol(protocol);
+        if (proto == 1 && (pf, pt) != (0, ushort.MaxValue))
+            throw new ArgumentException($"ICMP has no ports (the datapath matches ICMP sessions with port 0), so a rule for ICMP port '{port}' would never match: leave -Port out.");
         return new DpRule
         {
             Mac = mac, Id = id, SourceFrom = sf, SourceTo = st, DestinationFrom = df, DestinationTo = dt, PortFrom = pf, PortTo = pt,
-            Protocol = RuleText.ParseProtocol(protocol), Action = action, Direction = direction,
+            Protocol = proto, Action = action, Direction = direction,
         };
     }
 
