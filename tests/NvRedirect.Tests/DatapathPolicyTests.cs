@@ -194,6 +194,24 @@ public class DatapathPolicyTests
     }
 
     [Fact]
+    public void A_change_made_from_an_older_version_of_the_policy_is_refused()
+    {
+        var rig = Seeded();
+        string Expect(int cmd, int defact, uint version) => PolicyJson(cmd, 3, defact, []).Replace("\"dir\": 3,", $"\"dir\": 3, \"nvr_expect_version\": {version},");
+        rig.Send(Expect(1, Learn, 0));                                 // no policy yet: version 0
+        uint first = Workload(rig).Policy!.Version;
+        rig.Send(Expect(2, Deny, first));                              // made from the current version: applied
+        uint second = Workload(rig).Policy!.Version;
+        Assert.Equal((0L, Deny), (rig.Controller.Rejected, Workload(rig).Policy!.DefaultAction));
+        rig.Send(Expect(2, Violate, first));                           // made from the older one: refused, nothing changes
+        Assert.Equal(1, rig.Controller.Rejected);
+        Assert.Contains(rig.Log.Lines, l => l.Contains($"is at version {second}, not at version {first}"));
+        Assert.Equal((second, Deny), (Workload(rig).Policy!.Version, Workload(rig).Policy!.DefaultAction));
+        rig.Send(PolicyJson(2, 3, Violate, []));                       // without the field (NeuVector's agent): applied
+        Assert.Equal(Violate, Workload(rig).Policy!.DefaultAction);
+    }
+
+    [Fact]
     public void Application_sub_rules_are_accepted_and_noted_and_the_rule_acts_by_its_action()
     {
         var rig = Seeded();

@@ -166,6 +166,17 @@ public class DpPolicyClientTests
     }
 
     [Fact]
+    public void A_change_says_which_version_it_was_made_from_in_every_chunk_and_only_when_asked()
+    {
+        var rules = Enumerable.Range(1, 100).Select(i => DpRule.Parse("10.10.10.66", "10.10.10.88", $"{1000 + i}", "tcp", id: (uint)i)).ToList();
+        var chunks = DpRequests.Policy(DpRequests.PolicyModify, [Mac], DpPolicyAction.Deny, DpDirection.Both, rules, expectVersion: 42);
+        Assert.True(chunks.Count > 1);
+        Assert.All(chunks, c => Assert.Equal(42u, Command(c, "ctrl_cfg_policy").GetProperty("nvr_expect_version").GetUInt32()));
+        var plain = Assert.Single(DpRequests.Policy(DpRequests.PolicyAdd, [Mac], DpPolicyAction.Learn, DpDirection.Both, []));
+        Assert.False(Command(plain, "ctrl_cfg_policy").TryGetProperty("nvr_expect_version", out _)); // what NeuVector's agent sends
+    }
+
+    [Fact]
     public void A_mode_switch_is_ctrl_cfg_mac_and_ctrl_cfg_policy_in_one_datagram()
     {
         var rule = DpRule.Parse("any", "any", "5201", "tcp", id: 1);

@@ -17,7 +17,13 @@ internal sealed class PendingPolicy
     public List<PolicyRule> Rules { get; init; } = [];
     /// <summary>The client that sent the START (null: unbound); only it may continue the policy.</summary>
     public string? Sender { get; init; }
-    public PendingPolicy Clone() => new() { Command = Command, DefaultAction = DefaultAction, Direction = Direction, Macs = Macs, Rules = [.. Rules], Sender = Sender };
+    /// <summary>nvr_expect_version: the policy version (0 = none) the change was made from; checked at END.</summary>
+    public uint? ExpectedVersion { get; init; }
+    public PendingPolicy Clone() => new()
+    {
+        Command = Command, DefaultAction = DefaultAction, Direction = Direction, Macs = Macs, Rules = [.. Rules], Sender = Sender,
+        ExpectedVersion = ExpectedVersion,
+    };
 }
 
 /// <summary>

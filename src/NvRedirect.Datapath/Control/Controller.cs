@@ -382,7 +382,11 @@ internal sealed class Controller
         {
             if (macs.Count == 0) throw new CommandException("\"mac\" lists no workload");
             if (s.PendingPolicy != null) r.Notes.Add($"ctrl_cfg_policy: a new START drops {s.PendingPolicy.Rules.Count} pending rules of an unfinished policy");
-            s.PendingPolicy = new PendingPolicy { Command = cmd, DefaultAction = defact, Direction = dir, Macs = macs.ToArray(), Rules = rules, Sender = r.Sender };
+            s.PendingPolicy = new PendingPolicy
+            {
+                Command = cmd, DefaultAction = defact, Direction = dir, Macs = macs.ToArray(), Rules = rules, Sender = r.Sender,
+                ExpectedVersion = Fields.OptionalUInt(o, "nvr_expect_version"),
+            };
         }
         else if (s.PendingPolicy is not { } started) throw new CommandException($"flag {flag} continues a policy, but none was started (flag 1)");
         else
@@ -409,6 +413,12 @@ internal sealed class Controller
         {
             if (!s.Workloads.TryGetValue(mac, out var w))
                 throw new CommandException($"{Fields.FormatMac(mac)} was removed before the policy's END chunk");
+            // our extension: a client that read the policy before changing it says which version it read, so two
+            // clients editing the same policy cannot silently undo each other's change
+            uint current = w.Policy?.Version ?? 0;
+            if (pending.ExpectedVersion is uint expected && expected != current)
+                throw new CommandException($"the policy of {Fields.FormatMac(mac)} is at version {current}, not at version {expected} the change was made from: " +
+                    "another client changed it meanwhile; read it again and repeat the change");
             s.Workloads[mac] = w.WithPolicy(policy);
         }
         s.WorkloadsChanged = true;

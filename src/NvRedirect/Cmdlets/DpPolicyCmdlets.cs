@@ -289,7 +289,7 @@ public sealed class SetDpPolicyCommand : DpPolicyCmdlet
                     var list = _ruleGiven ? NumberRules(given) : current.Rules.ToList();
                     var defact = DefaultAction ?? current.DefaultAction;
                     var dir = Direction ?? current.Direction;
-                    var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact, dir, list);
+                    var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact, dir, list, expectVersion: current.Version);
                     if (!ShouldProcess($"{w.Mac} at {socket}", $"Set policy: {Describe(list.Count, defact, dir, chunks.Count)}")) return;
                     SendAll(client, chunks);
                     if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
@@ -366,7 +366,7 @@ public sealed class RemoveDpPolicyCommand : DpPolicyCmdlet
         {
             if (!current.HasPolicy) { WriteVerbose($"{w.Mac} at {socket} has no policy."); return; }
             if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove policy ({current.Mode}, {current.Rules.Length} rules)")) return;
-            SendAll(client, DpRequests.Policy(DpRequests.PolicyDelete, [w.Mac], current.DefaultAction, current.Direction, []));
+            SendAll(client, DpRequests.Policy(DpRequests.PolicyDelete, [w.Mac], current.DefaultAction, current.Direction, [], expectVersion: current.Version));
             if (PassThru) WriteObject(current);
         });
     }
@@ -420,7 +420,7 @@ public sealed class AddDpPolicyRuleCommand : DpPolicyCmdlet
                     {
                         var current = PolicyOf(policies, w, socket);
                         var list = Merge(current.Rules, given);
-                        var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], current.DefaultAction, current.Direction, list);
+                        var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], current.DefaultAction, current.Direction, list, expectVersion: current.Version);
                         if (!ShouldProcess($"{w.Mac} at {socket}", $"Add {given.Count} rule{(given.Count == 1 ? "" : "s")} (policy: {Describe(list.Count, current.DefaultAction, current.Direction, chunks.Count)})")) return;
                         SendAll(client, chunks);
                         if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
@@ -511,7 +511,7 @@ public sealed class RemoveDpPolicyRuleCommand : DpPolicyCmdlet
                             WriteFailure(new ItemNotFoundException($"The policy of {w.Mac} at {socket} has no rule {missing}{(current.HasPolicy ? $"; its rules are {(current.Rules.Length == 0 ? "none" : string.Join(", ", current.Rules.Select(r => r.Id)))}" : " (it has no policy)")}."), missing);
                         if (present.Count == 0) return;
                         var list = current.Rules.Where(r => !present.Contains(r.Id)).ToList();
-                        var chunks = DpRequests.Policy(DpRequests.PolicyModify, [w.Mac], current.DefaultAction, current.Direction, list);
+                        var chunks = DpRequests.Policy(DpRequests.PolicyModify, [w.Mac], current.DefaultAction, current.Direction, list, expectVersion: current.Version);
                         if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove rule{(present.Count == 1 ? "" : "s")} {string.Join(", ", present)}")) return;
                         SendAll(client, chunks);
                         if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
@@ -564,7 +564,7 @@ public sealed class SetDpWorkloadModeCommand : DpPolicyCmdlet
         {
             var defact = DpPolicy.DefaultActionOf(Mode);
             var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact,
-                current.Direction, current.Rules, modeSwitchTap: Wire == DpWireMode.Tap);
+                current.Direction, current.Rules, modeSwitchTap: Wire == DpWireMode.Tap, expectVersion: current.Version);
             if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {defact}, {current.Rules.Length} rules)")) return;
             var after = SendAll(client, chunks);
             if (PassThru && after.FindWorkload(w.Mac) is { } updated) WriteObject(updated);

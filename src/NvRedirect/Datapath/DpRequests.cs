@@ -198,7 +198,7 @@ public static class DpRequests
     /// policy take effect) starts with ctrl_cfg_mac {tap, macs}, so the wire mode and the policy change together.
     /// </summary>
     public static List<byte[]> Policy(int cmd, IReadOnlyList<string> macs, DpPolicyAction defaultAction, DpDirection direction,
-        IReadOnlyList<DpRule> rules, bool? modeSwitchTap = null, int maxSize = MaxRequestSize)
+        IReadOnlyList<DpRule> rules, bool? modeSwitchTap = null, int maxSize = MaxRequestSize, uint? expectVersion = null)
     {
         if (cmd is < PolicyAdd or > PolicyDelete) throw new ArgumentException($"{cmd} is not a ctrl_cfg_policy cmd (1 ADD, 2 MODIFY, 3 DELETE).");
         if (direction is < DpDirection.Egress or > DpDirection.Both) throw new ArgumentException($"{(int)direction} is not a policy direction (1-3).");
@@ -210,6 +210,7 @@ public static class DpRequests
             w.WriteNumber("flag", flag);
             w.WriteNumber("defact", (int)defaultAction);
             w.WriteNumber("dir", (int)direction);
+            if (expectVersion is uint v) w.WriteNumber("nvr_expect_version", v); // our extension: refused if the policy changed since it was read
             w.WriteStartArray("mac");
             foreach (var m in macs) w.WriteStringValue(m);
             w.WriteEndArray();
