@@ -357,7 +357,7 @@ public class DatapathPolicyTests
     }
 
     [Fact]
-    public void Tapped_workloads_record_verdicts_but_send_nothing_and_reset_nothing()
+    public void Tapped_workloads_record_verdicts_but_send_nothing_and_their_blocked_sessions_are_reset_once_inline()
     {
         var rig = Seeded();
         rig.Send(PolicyJson(1, 3, Learn, []));
@@ -372,6 +372,12 @@ public class DatapathPolicyTests
         var all = Connections(rig);
         var denied = Assert.Single(all, c => c.GetProperty("action").GetByte() == Deny);
         Assert.Equal((1, 2), (denied.GetProperty("sessions").GetInt32(), denied.GetProperty("dropped").GetInt32())); // the tapped session and the refused SYN
+
+        // inline again: the session blocked while tapped is reset at its first packet, once
+        rig.Send("""{"ctrl_cfg_mac": {"macs": ["1a:27:f3:87:3a:27"], "tap": false}}""");
+        Assert.Equal(FrameVerdict.Reset, rig.Frame(InData(seq: 111)));
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InData(seq: 121)));
+        Assert.Equal((1L, 1L), (rig.Engine.Counters.ResetsSent, rig.Engine.Counters.BlockedSessions));
     }
 
     [Fact]
@@ -407,23 +413,6 @@ public class DatapathPolicyTests
         Assert.False(created);
         Assert.DoesNotContain(t.Snapshot(), c => c.Key.ServerPort == 1);
         Assert.Equal(new ushort[] { 2, 3, 0, 9 }, t.Snapshot().Select(c => c.Key.ServerPort));
-    }
-
-    [Fact]
-    public void A_session_blocked_while_tapped_is_reset_once_the_workload_is_inline()
-    {
-        var rig = Seeded();
-        rig.Send(PolicyJson(1, 3, Learn, []));
-        rig.Frame(InSyn());
-        rig.Frame(OutSynAck());
-        rig.Send("""{"ctrl_cfg_mac": {"macs": ["1a:27:f3:87:3a:27"], "tap": true}}""");
-        rig.Send(PolicyJson(2, 3, Deny, []));
-        Assert.Equal(FrameVerdict.Tap, rig.Frame(InData()));          // blocked while tapped: no reset yet
-        Assert.Equal(0L, rig.Engine.Counters.ResetsSent);
-        rig.Send("""{"ctrl_cfg_mac": {"macs": ["1a:27:f3:87:3a:27"], "tap": false}}""");
-        Assert.Equal(FrameVerdict.Reset, rig.Frame(InData(seq: 111))); // inline: the first packet resets it
-        Assert.Equal(FrameVerdict.Deny, rig.Frame(InData(seq: 121)));  // once
-        Assert.Equal((1L, 1L), (rig.Engine.Counters.ResetsSent, rig.Engine.Counters.BlockedSessions));
     }
 
     [Fact]
