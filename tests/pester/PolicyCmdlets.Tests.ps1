@@ -83,6 +83,15 @@ Describe 'Workload modes and policies driven from PowerShell' {
         New-DpRule -Source 10.10.10.0/24 -Protocol ICMP | Add-DpPolicyRule -Mac $SeedMac -ControlSocket $sock
         Wait-Ping $hostNs | Should -BeTrue
         (Get-DpPolicy $SeedMac -ControlSocket $sock).Mode | Should -Be 'Protect'
+        # policies piped into Set-DpPolicy: the default changes, the rules stay, -WhatIf changes nothing
+        $before = Get-DpPolicy $SeedMac -ControlSocket $sock
+        $before | Set-DpPolicy -DefaultAction Violate -WhatIf
+        (Get-DpPolicy $SeedMac -ControlSocket $sock).Version | Should -Be $before.Version
+        $after = Get-DpPolicy $SeedMac -ControlSocket $sock | Set-DpPolicy -DefaultAction Violate -PassThru
+        $after.Mode | Should -Be 'Monitor'
+        @($after.Rules | ForEach-Object { "$_" }) | Should -Be @($before.Rules | ForEach-Object { "$_" })
+        Set-DpWorkloadMode $SeedMac -Mode Protect -ControlSocket $sock
+        Wait-Ping $hostNs | Should -BeTrue
         Set-DpPolicy -Mac $SeedMac -Rule @() -ControlSocket $sock
         Test-Ping $hostNs -Count 2 | Should -BeFalse
         Remove-DpPolicy -Mac $SeedMac -ControlSocket $sock

@@ -223,19 +223,24 @@ public sealed class NewDpRuleCommand : NvCmdlet
 /// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Turns what the workload did in Discover mode into allow rules and makes them its policy (its mode is kept).</para></example>
 /// <example><code>Set-DpPolicy -Mac 1a:27:f3:87:3a:27 -Rule (New-DpRule -Source 10.10.10.66 -Port 5201 -Protocol TCP) -DefaultAction Deny -Direction Both -PassThru</code><para>Lets only 10.10.10.66 reach TCP port 5201 of the workload and blocks every other session both ways; returns the policy as the datapath then reports it.</para></example>
 /// <example><code>Set-DpPolicy -Mac 1a:27:f3:87:3a:27 -Rule @()</code><para>Removes every rule, keeping the default action: the workload's mode alone decides.</para></example>
-[Cmdlet(VerbsCommon.Set, "DpPolicy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+/// <example><code>Get-DpPolicy -ControlSocket $dp.ControlSocket | Where-Object Mode -eq Monitor | Set-DpPolicy -DefaultAction Deny</code><para>Policies from Get-DpPolicy name their workloads: every workload in Monitor mode gets the default Deny, its rules kept.</para></example>
+[Cmdlet(VerbsCommon.Set, "DpPolicy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "Rules")]
 [OutputType(typeof(DpPolicy))]
 public sealed class SetDpPolicyCommand : DpPolicyCmdlet
 {
     /// <summary><para type="description">The workloads (MAC or alias) whose policy is replaced; absent: each rule's own Mac.</para></summary>
-    [Parameter(Position = 0)]
+    [Parameter(Position = 0, ParameterSetName = "Rules")]
     [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
     public string[]? Mac { get; set; }
 
     /// <summary><para type="description">The rules, in matching order (from New-DpRule, ConvertTo-DpRule, or a policy's Rules); from the pipeline they are collected first. Absent: the current rules are kept.</para></summary>
-    [Parameter(Position = 1, ValueFromPipeline = true)]
+    [Parameter(Position = 1, ValueFromPipeline = true, ParameterSetName = "Rules")]
     [AllowEmptyCollection]
     public DpRule[]? Rule { get; set; }
+
+    /// <summary><para type="description">Policies (from Get-DpPolicy) whose workloads get the new default action or direction; their current rules are kept.</para></summary>
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "Policy")]
+    public DpPolicy[] InputObject { get; set; } = [];
 
     /// <summary><para type="description">What happens to sessions no rule matches: Learn (Discover), Violate (Monitor), Deny (Protect), Open, Allow... Absent: the current default (Open without a policy).</para></summary>
     [Parameter]
@@ -249,12 +254,25 @@ public sealed class SetDpPolicyCommand : DpPolicyCmdlet
     [Parameter] public SwitchParameter PassThru { get; set; }
 
     private readonly List<(string Socket, DpRule Rule)> _rules = [];
+    private readonly List<(string Socket, string Mac)> _policies = [];
     private readonly List<string> _sockets = [];
     private bool _ruleGiven;
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
+        if (ParameterSetName == "Policy")
+        {
+            // each policy names its workload and its datapath
+            foreach (var p in InputObject)
+            {
+                if (p == null) continue;
+                var at = string.IsNullOrEmpty(p.ControlSocket) ? SocketPath : p.ControlSocket;
+                if (!_sockets.Contains(at)) _sockets.Add(at);
+                _policies.Add((at, p.Mac));
+            }
+            return;
+        }
         var socket = SocketPath;
         if (!_sockets.Contains(socket)) _sockets.Add(socket);
         if (Rule == null) return;
@@ -268,7 +286,8 @@ public sealed class SetDpPolicyCommand : DpPolicyCmdlet
         foreach (var socket in _sockets)
         {
             var rules = _rules.Where(x => x.Socket == socket).Select(x => x.Rule).ToList();
-            if (Mac == null && !_ruleGiven)
+            var macs = ParameterSetName == "Policy" ? _policies.Where(x => x.Socket == socket).Select(x => x.Mac).ToArray() : Mac;
+            if (macs == null && !_ruleGiven)
             {
                 WriteFailure(new ArgumentException("Give -Mac (the workloads whose policy to set), -Rule, or both."), socket);
                 continue;
@@ -280,7 +299,7 @@ public sealed class SetDpPolicyCommand : DpPolicyCmdlet
             Try(socket, () => (policies, state) = client.Policies());
             if (policies == null || state == null) continue;
             // which rules go to which workload (resolved, so an alias and the MAC are one workload)
-            var targets = RulesPerWorkload(state, socket, Mac, rules);
+            var targets = RulesPerWorkload(state, socket, macs, rules);
             foreach (var (w, given) in targets)
             {
                 Try(w.Mac, () =>
