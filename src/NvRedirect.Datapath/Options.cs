@@ -16,15 +16,17 @@ internal sealed class Options
     public string? LogPath { get; private set; }
     public bool Foreground { get; private set; }
     public int Sessions { get; private set; } = 65536;
+    public int Connections { get; private set; } = 16384;
     public bool Help { get; private set; }
 
     public const string Usage =
-        "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--log FILE] [--foreground] [--sessions N]\n" +
+        "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--log FILE] [--foreground] [--sessions N] [--connections N]\n" +
         "  --netns NAME     open service ports inside the named network namespace (/run/netns/NAME)\n" +
         "  --socket PATH    control socket (unix datagram, mode 0600); default " + DefaultSocket + "\n" +
         "  --log FILE       append the log to FILE (default: stderr in the foreground, " + DefaultBackgroundLog + " in the background)\n" +
         "  --foreground     stay attached to the terminal and log to stderr too\n" +
-        "  --sessions N     session table size (preallocated; the session closest to expiring is evicted when full); default 65536\n";
+        "  --sessions N     session table size (preallocated; the session closest to expiring is evicted when full); default 65536\n" +
+        "  --connections N  connection table size (preallocated; the least recently seen entry is evicted when full); default 16384\n";
 
     /// <summary>Parses <paramref name="args"/>; throws ArgumentException with a readable message.</summary>
     public static Options Parse(string[] args)
@@ -47,6 +49,11 @@ internal sealed class Options
                     var text = Value();
                     if (!int.TryParse(text, out int n) || n < 1 || n > 1 << 24) throw new ArgumentException($"--sessions: {text} is not a number from 1 to {1 << 24}");
                     o.Sessions = n;
+                    break;
+                case "--connections":
+                    var count = Value();
+                    if (!int.TryParse(count, out int c) || c < 1 || c > 1 << 22) throw new ArgumentException($"--connections: {count} is not a number from 1 to {1 << 22}");
+                    o.Connections = c;
                     break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {args[i]}");

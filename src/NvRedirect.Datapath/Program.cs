@@ -50,7 +50,7 @@ public static class Program
             log.Error($"network namespace '{options.Namespace}' does not exist ({NetworkNamespace.PathOf(options.Namespace)})");
             return 1;
         }
-        using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log);
+        using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log, options.Connections);
         var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log)
         {
             Identity = new DaemonIdentity(Environment.ProcessId, typeof(Program).Assembly.GetName().Version?.ToString() ?? "", options.Namespace,
@@ -88,7 +88,7 @@ public static class Program
 
             log.Info($"nvr-dp {typeof(Program).Assembly.GetName().Version} serving {options.SocketPath}, packet work in "
                 + (options.Namespace.Length == 0 ? "its own network namespace" : $"namespace '{options.Namespace}'")
-                + $", {options.Sessions} sessions");
+                + $", {options.Sessions} sessions, {options.Connections} connections");
             if (child) Detach();
             try
             {

@@ -502,3 +502,27 @@ public class DatapathPolicyTests
         Assert.Equal(0, allocated);
     }
 }
+
+/// <summary>nvr-dp's table sizes on its command line.</summary>
+public class DatapathOptionsTests
+{
+    [Fact]
+    public void The_session_and_connection_tables_are_sized_from_the_command_line()
+    {
+        var o = Options.Parse(["--sessions", "1000", "--connections", "300"]);
+        Assert.Equal((1000, 300), (o.Sessions, o.Connections));
+        Assert.Equal((65536, 16384), (Options.Parse([]).Sessions, Options.Parse([]).Connections));
+        using var engine = new PacketEngine(o.Sessions, new ManualClock(), new Logger(null, false, keepInMemory: true), o.Connections);
+        Assert.Equal((1000, 300), (engine.Sessions.Capacity, engine.Connections.Capacity));
+    }
+
+    [Theory]
+    [InlineData("--connections", "0", "--connections: 0 is not a number from 1 to 4194304")]
+    [InlineData("--connections", "many", "--connections: many is not a number")]
+    [InlineData("--sessions", "0", "--sessions: 0 is not a number from 1 to 16777216")]
+    public void Bad_sizes_are_refused_with_what_is_wrong(string option, string value, string message)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Options.Parse([option, value]));
+        Assert.Contains(message, e.Message);
+    }
+}

@@ -26,12 +26,12 @@ internal sealed class PacketEngine : IDisposable
     public IServicePort? Port { get; private set; }
 
     /// <summary>Creates the tables (sessions preallocated).</summary>
-    public PacketEngine(int sessionCapacity, DatapathClock clock, Logger log)
+    public PacketEngine(int sessionCapacity, DatapathClock clock, Logger log, int connectionCapacity = 16384)
     {
         _log = log;
         Clock = clock;
         Sessions = new SessionTable(sessionCapacity);
-        Processor = new FrameProcessor(Sessions, Counters);
+        Processor = new FrameProcessor(Sessions, Counters, new ConnectionTable(connectionCapacity));
     }
 
     /// <summary>Called when a service port's packet thread died (it forwards nothing any more).</summary>

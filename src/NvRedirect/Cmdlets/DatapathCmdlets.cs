@@ -83,6 +83,11 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ValidateRange(1, 1 << 24)]
     public int? SessionCapacity { get; set; }
 
+    /// <summary><para type="description">The size of the preallocated connection table Get-DpConnection reads (default 16384; the least recently seen entry is evicted when it is full).</para></summary>
+    [Parameter]
+    [ValidateRange(1, 1 << 22)]
+    public int? ConnectionCapacity { get; set; }
+
     /// <summary><para type="description">How many seconds to wait for the daemon to serve its socket (default 60).</para></summary>
     [Parameter]
     [ValidateRange(1, 600)]
@@ -98,7 +103,7 @@ public sealed class StartDatapathCommand : NvCmdlet
             var request = new DatapathStartRequest
             {
                 Namespace = ns, ControlSocket = socket, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
-                Sessions = SessionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
+                Sessions = SessionCapacity, Connections = ConnectionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
             };
             if (!ShouldProcess($"nvr-dp serving {socket}, service ports in {Where(ns)}", "Start datapath")) return;
             WriteObject(DatapathProcess.Start(request));

@@ -24,6 +24,8 @@ public sealed record DatapathStartRequest
     public string? LogPath { get; init; }
     /// <summary>Session table size; null = nvr-dp's default.</summary>
     public int? Sessions { get; init; }
+    /// <summary>--connections: the connection table's size (null: nvr-dp's default).</summary>
+    public int? Connections { get; init; }
     /// <summary>How long to wait for the daemon to serve its socket.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
 }
@@ -89,6 +91,7 @@ public static class DatapathProcess
         psi.ArgumentList.Add(r.ControlSocket);
         if (r.LogPath != null) { psi.ArgumentList.Add("--log"); psi.ArgumentList.Add(r.LogPath); }
         if (r.Sessions is int n) { psi.ArgumentList.Add("--sessions"); psi.ArgumentList.Add(n.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
+        if (r.Connections is int c) { psi.ArgumentList.Add("--connections"); psi.ArgumentList.Add(c.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
 
         // nvr-dp without --foreground starts a detached copy of itself (new session, stdio on /dev/null) and exits 0
         // once that copy serves the socket, or non-zero with the reason on stderr
