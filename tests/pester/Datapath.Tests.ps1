@@ -140,11 +140,15 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
     AfterAll { Clear-DpTest $sock }
 
     It 'Start-Datapath starts nvr-dp in the agent namespace and returns it once its socket answers' {
-        $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log
+        $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log -SessionCapacity 32768 -ConnectionCapacity 4096
         $DpPids.Add($dp.Pid)
         $dp | Should -BeOfType ([NvRedirect.Datapath.DatapathInfo])
         Test-DaemonProcess $dp.Pid | Should -BeTrue
-        (Get-Content "/proc/$($dp.Pid)/cmdline" -Raw) -split "`0" | Should -Contain $sock
+        $cmdline = (Get-Content "/proc/$($dp.Pid)/cmdline" -Raw) -split "`0"
+        $cmdline | Should -Contain $sock
+        $dp.SessionCapacity | Should -Be 32768
+        ($cmdline -join ' ') | Should -BeLike '*--sessions 32768 --connections 4096*'
+        (Get-Content $log -Raw) | Should -BeLike '*32768 sessions, 4096 connections*' 
         $dp.Namespace | Should -BeExactly $agent
         $dp.ControlSocket | Should -BeExactly $sock
         $dp.LogPath | Should -BeExactly $log
