@@ -92,6 +92,16 @@ Describe 'Workload modes and policies driven from PowerShell' {
         @($after.Rules | ForEach-Object { "$_" }) | Should -Be @($before.Rules | ForEach-Object { "$_" })
         Set-DpWorkloadMode $SeedMac -Mode Protect -ControlSocket $sock
         Wait-Ping $hostNs | Should -BeTrue
+        # saved and given back: rules through Export-Clixml / Import-Clixml and New-DpRule come back the same
+        $saved = Join-Path ([System.IO.Path]::GetTempPath()) "$(Get-TestRunStem)rules-$(Get-Random).xml"
+        try {
+            $rules = (Get-DpPolicy $SeedMac -ControlSocket $sock).Rules
+            $rules | Export-Clixml $saved
+            Set-DpPolicy -Mac $SeedMac -Rule @() -ControlSocket $sock
+            Import-Clixml $saved | New-DpRule | Set-DpPolicy -ControlSocket $sock
+            @((Get-DpPolicy $SeedMac -ControlSocket $sock).Rules | ForEach-Object { "$_" }) | Should -Be @($rules | ForEach-Object { "$_" })
+        }
+        finally { Remove-Item -LiteralPath $saved -ErrorAction Ignore }
         Set-DpPolicy -Mac $SeedMac -Rule @() -ControlSocket $sock
         Test-Ping $hostNs -Count 2 | Should -BeFalse
         Remove-DpPolicy -Mac $SeedMac -ControlSocket $sock

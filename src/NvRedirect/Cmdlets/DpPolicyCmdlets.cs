@@ -164,6 +164,7 @@ public abstract class DpPolicyCmdlet : DpCmdlet
 /// </summary>
 /// <example><code>New-DpRule -Source 10.10.10.0/24 -Port 8000-8100 -Protocol TCP | Add-DpPolicyRule -Mac 1a:27:f3:87:3a:27 -ControlSocket $dp.ControlSocket</code><para>Allows TCP sessions from 10.10.10.0/24 to ports 8000-8100 of the workload, in addition to its rules.</para></example>
 /// <example><code>New-DpRule -Id 10 -Destination 192.0.2.1 -Port 53 -Protocol UDP -Direction Egress -Action Deny</code><para>Builds rule 10: the workload may not send DNS queries to 192.0.2.1.</para></example>
+/// <example><code>Get-DpPolicy | Select-Object -ExpandProperty Rules | Export-Clixml rules.xml; Import-Clixml rules.xml | New-DpRule | Set-DpPolicy</code><para>Saves every workload's rules and, later (say after the datapath was restarted and the workloads registered again), gives them back: the saved rules bind to New-DpRule by property name (their Mac included), and Set-DpPolicy sends each workload its own. The default actions are set again with Set-DpWorkloadMode.</para></example>
 /// <example><code>Import-Csv rules.csv | New-DpRule | Set-DpPolicy -Mac 1a:27:f3:87:3a:27 -DefaultAction Deny</code><para>Builds one rule per CSV row (columns Source, Destination, Port, Protocol, Action, Direction bind by name) and makes them the workload's whole policy, blocking everything else.</para></example>
 [Cmdlet(VerbsCommon.New, "DpRule")]
 [OutputType(typeof(DpRule))]
