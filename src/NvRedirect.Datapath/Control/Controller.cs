@@ -331,7 +331,6 @@ internal sealed class Controller
 
     private static void ConfigureInternalNet(JsonElement o, Request r)
     {
-        const uint Start = 1, End = 2;
         uint flag = Fields.UInt(o, "flag", 3);
         var chunk = new List<InternalSubnet>();
         foreach (var item in Fields.Array(o, "subnet_addr"))
@@ -340,24 +339,31 @@ internal sealed class Controller
             chunk.Add(new InternalSubnet(Fields.IPv4(e, "ip"), Fields.IPv4(e, "mask"), Fields.OptionalString(e, "iptype")));
         }
         var s = r.State;
-        if ((flag & Start) != 0)
-        {
-            if (s.PendingInternalNets != null) r.Notes.Add($"ctrl_cfg_internal_net: a new START drops {s.PendingInternalNets.Count} pending entries of an unfinished list");
-            s.PendingInternalNets = chunk;
-        }
-        else if (s.PendingInternalNets == null) throw new CommandException($"flag {flag} continues a list, but no list was started (flag 1)");
-        else s.PendingInternalNets.AddRange(chunk);
-
         foreach (var n in chunk.Where(n => (n.Ip & n.Mask) != n.Ip))
             r.Notes.Add($"ctrl_cfg_internal_net: note: {Fields.FormatIPv4(n.Ip)} is not the network address of mask {Fields.FormatIPv4(n.Mask)}; (ip & mask) == ip never holds for it");
-        if ((flag & End) != 0)
+        var pending = s.PendingInternalNets;
+        if (Assemble("ctrl_cfg_internal_net", flag, chunk, ref pending, r) is not { } list) { s.PendingInternalNets = pending; return; }
+        s.PendingInternalNets = null;
+        s.InternalNets = list.ToArray();
+        s.SettingsChanged = true;
+        r.Notes.Add($"ctrl_cfg_internal_net: {s.InternalNets.Length} internal subnets in force");
+    }
+
+    // A list sent in chunks (NeuVector's flag: 1 START, 2 END, 3 both, 0 middle): a START begins it (dropping an
+    // unfinished one), a continuation without a START is refused, and at END the whole list is returned (else null).
+    private static List<T>? Assemble<T>(string command, uint flag, List<T> chunk, ref List<T>? pending, Request r)
+    {
+        const uint Start = 1, End = 2;
+        if ((flag & Start) != 0)
         {
-            s.InternalNets = s.PendingInternalNets.ToArray();
-            s.PendingInternalNets = null;
-            s.SettingsChanged = true;
-            r.Notes.Add($"ctrl_cfg_internal_net: {s.InternalNets.Length} internal subnets in force");
+            if (pending != null) r.Notes.Add($"{command}: a new START drops {pending.Count} pending entries of an unfinished list");
+            pending = chunk;
         }
-        else r.Notes.Add($"ctrl_cfg_internal_net: {chunk.Count} entries pending ({s.PendingInternalNets!.Count} so far)");
+        else if (pending == null) throw new CommandException($"flag {flag} continues a list, but no list was started (flag 1)");
+        else pending.AddRange(chunk);
+        if ((flag & End) != 0) return pending;
+        r.Notes.Add($"{command}: {chunk.Count} entries pending ({pending.Count} so far)");
+        return null;
     }
 
     // ctrl_cfg_policy (reference §1.2): rules of one or more workloads, in chunks START (1) ... END (2), or one
@@ -462,7 +468,6 @@ internal sealed class Controller
 
     private static void ConfigurePolicyAddresses(JsonElement o, Request r)
     {
-        const uint Start = 1, End = 2;
         uint flag = Fields.UInt(o, "flag", 3);
         var chunk = new List<uint>();
         foreach (var item in Fields.Array(o, "subnet_addr"))
@@ -472,15 +477,11 @@ internal sealed class Controller
             if (Fields.Has(e, "mask")) Fields.IPv4(e, "mask"); // NeuVector compares the address alone
         }
         var s = r.State;
-        if ((flag & Start) != 0) s.PendingPolicyAddresses = chunk;
-        else if (s.PendingPolicyAddresses == null) throw new CommandException($"flag {flag} continues a list, but no list was started (flag 1)");
-        else s.PendingPolicyAddresses.AddRange(chunk);
-        if ((flag & End) != 0)
-        {
-            s.PolicyAddresses = s.PendingPolicyAddresses.Distinct().ToArray();
-            s.PendingPolicyAddresses = null;
-            r.Notes.Add($"ctrl_cfg_policy_addr: {s.PolicyAddresses.Length} policy addresses (kept for reporting; nvr-dp has no unknown-address grace period)");
-        }
+        var pending = s.PendingPolicyAddresses;
+        if (Assemble("ctrl_cfg_policy_addr", flag, chunk, ref pending, r) is not { } list) { s.PendingPolicyAddresses = pending; return; }
+        s.PendingPolicyAddresses = null;
+        s.PolicyAddresses = list.Distinct().ToArray();
+        r.Notes.Add($"ctrl_cfg_policy_addr: {s.PolicyAddresses.Length} policy addresses (kept for reporting; nvr-dp has no unknown-address grace period)");
     }
 
     private static ulong[] MacFilter(JsonElement o, Request r) => RegisteredMacs(o, "macs", r).ToArray();
