@@ -12,52 +12,16 @@ BeforeAll {
     $SeedUcMac = '4e:65:75:56:00:b4'
     $SeedBcMac = 'ff:ff:ff:00:00:b4'
     $SeedNetworks = @('172.17.0.0/16', '179.20.23.0/24', '10.10.10.0/24', '172.20.166.0/24', '10.10.10.66/24 devip', '10.10.10.88/24 devip')
-    # every daemon pid and every file (socket, log) this file made, for the cleanup
-    $DpPids = [System.Collections.Generic.List[int]]::new()
-    $DpFiles = [System.Collections.Generic.List[string]]::new()
-
-    # A path of this run under /tmp, registered for removal.
-    function New-DpPath([string]$Suffix) {
-        $path = "/tmp/$(Get-TestRunStem)dp-$(Get-Random -Maximum 999999)$Suffix"
-        $DpFiles.Add($path)
-        $path
-    }
-
-    # Start-Datapath, remembering the pid for the cleanup.
-    function Start-TestDatapath([string]$Namespace, [string]$Socket, [string]$Log) {
-        $dp = Start-Datapath -Namespace $Namespace -ControlSocket $Socket -LogPath $Log
-        if ($dp) { $DpPids.Add($dp.Pid) }
-        $dp
-    }
-
-    function Test-DaemonProcess([int]$ProcessId) {
-        $cmdline = Get-Content "/proc/$ProcessId/cmdline" -Raw -ErrorAction Ignore
-        $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction Ignore
-        [bool]($cmdline -and $cmdline.Contains('nvr-dp.dll') -and $stat -and $stat.Substring($stat.LastIndexOf(')') + 2, 1) -ne 'Z')
-    }
-
-    # Kills (Stop-Process -Force: SIGKILL) every daemon of this file that is still running; only pids whose command line is nvr-dp's.
-    function Stop-TestDatapath {
-        foreach ($p in @($DpPids)) {
-            if (Test-DaemonProcess $p) { Stop-Process -Id $p -Force -ErrorAction Ignore }
-        }
-        foreach ($p in @($DpPids)) { $null = Wait-TestCondition { -not (Test-DaemonProcess $p) } -TimeoutSeconds 10 }
-        foreach ($f in @($DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
-    }
-
-    # A Describe's cleanup: its daemons stopped cleanly where they answer, then every daemon of this file still
-    # running killed by pid, its files and namespaces removed
+    # daemons and their files: New-TestDpPath, Start-TestDp, Register-TestDp and Stop-TestDp (TestSupport) keep
+    # every pid and file this file made, for the cleanup. A Describe's cleanup: its daemons stopped cleanly where they
+    # answer, then every daemon of this file still running killed by pid, its files and namespaces removed.
     function Clear-DpTest([string[]]$Socket) {
-        foreach ($s in $Socket) { Stop-Datapath -ControlSocket $s -ErrorAction Ignore }
-        Stop-TestDatapath
+        Stop-TestDp $Socket
         Remove-TestNamespace
     }
 
     # ping from a namespace; true when an echo came back
-    function Test-Ping([string]$Namespace, [string]$Address = '10.10.10.88', [int]$Count = 3) {
-        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W 1 $Address *> $null
-        $LASTEXITCODE -eq 0
-    }
+    function Test-Ping([string]$Namespace, [string]$Address = '10.10.10.88', [int]$Count = 3) { Test-IcmpEcho $Namespace $Address -Count $Count }
 
     # true once a ping gets through (bounded polling: the first echo may wait for ARP on a busy machine)
     function Wait-Ping([string]$Namespace, [string]$Address = '10.10.10.88') {
@@ -103,7 +67,7 @@ BeforeAll {
     }
 }
 AfterAll {
-    if (Get-Command Stop-TestDatapath -ErrorAction Ignore) { Stop-TestDatapath }
+    if (Get-Command Stop-TestDp -ErrorAction Ignore) { Stop-TestDp }
     if (Get-Command Remove-TestNamespace -ErrorAction Ignore) { Remove-TestNamespace }
 }
 
@@ -134,16 +98,16 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         $agent = $topo.AgentNamespace
         $hostNs = $topo.HostNamespace
         $containerNs = $topo.ContainerNamespace
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
+        $sock = New-TestDpPath '.sock'
+        $log = New-TestDpPath '.log'
     }
     AfterAll { Clear-DpTest $sock }
 
     It 'Start-Datapath starts nvr-dp in the agent namespace and returns it once its socket answers' {
         $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log -SessionCapacity 32768 -ConnectionCapacity 4096
-        $DpPids.Add($dp.Pid)
+        Register-TestDp -ProcessId $dp.Pid
         $dp | Should -BeOfType ([NvRedirect.Datapath.DatapathInfo])
-        Test-DaemonProcess $dp.Pid | Should -BeTrue
+        Test-TestDpProcess $dp.Pid | Should -BeTrue
         $cmdline = (Get-Content "/proc/$($dp.Pid)/cmdline" -Raw) -split "`0"
         $cmdline | Should -Contain $sock
         $dp.SessionCapacity | Should -Be 32768
@@ -289,12 +253,12 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
     It 'killing the daemon blackholes the steered traffic; Start-Datapath again plus the configuration sent again restores it' {
         $old = Get-Datapath -ControlSocket $sock
         Stop-Process -Id $old.Pid -Force   # SIGKILL: no clean shutdown, the socket file stays
-        Wait-TestCondition { -not (Test-DaemonProcess $old.Pid) } | Should -BeTrue
+        Wait-TestCondition { -not (Test-TestDpProcess $old.Pid) } | Should -BeTrue
         Test-Ping $hostNs -Count 2 | Should -BeFalse
         $errors = Get-ErrorRecord { Get-Datapath -ControlSocket $sock }
         Assert-AgentError $errors -Id (Get-QualifiedErrorId 'GetDatapathNotResponding') -Category ConnectionError -Message "*no datapath answers on $sock*nothing is bound to it*start one with Start-Datapath*"
 
-        $new = Start-TestDatapath $agent $sock $log
+        $new = Start-TestDp $agent $sock $log
         $new.Pid | Should -Not -Be $old.Pid
         Test-Ping $hostNs -Count 2 | Should -BeFalse -Because 'a fresh datapath knows no workload yet'
         Set-SeedConfiguration $sock $agent
@@ -308,7 +272,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         $dp = Get-Datapath -ControlSocket $sock
         $stopped = Stop-Datapath -ControlSocket $sock -PassThru
         $stopped.Pid | Should -Be $dp.Pid
-        Test-DaemonProcess $dp.Pid | Should -BeFalse
+        Test-TestDpProcess $dp.Pid | Should -BeFalse
         Test-Path $sock | Should -BeFalse
         $text = Get-Content $log -Raw
         $text | Should -BeLike ('*' + [WildcardPattern]::Escape("nvr-dp[$($dp.Pid)] INFO SIGTERM received, stopping") + '*')
@@ -322,19 +286,19 @@ Describe 'The typed cmdlets and the seed''s Python script are interchangeable' {
         $topo = New-TestSeedTopology
         $agent = $topo.AgentNamespace
         $hostNs = $topo.HostNamespace
-        $pySock = New-DpPath '.sock'
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
+        $pySock = New-TestDpPath '.sock'
+        $sock = New-TestDpPath '.sock'
+        $log = New-TestDpPath '.log'
     }
     AfterAll { Clear-DpTest $pySock, $sock }
 
     It 'configure with the script or with the cmdlets: the same datapath configuration' {
-        $null = Start-TestDatapath $agent $pySock $log
+        $null = Start-TestDp $agent $pySock $log
         (Invoke-SeedScript $pySock).ExitCode | Should -Be 0
         $byScript = Get-DpConfigurationText $pySock
         Stop-Datapath -ControlSocket $pySock
 
-        $null = Start-TestDatapath $agent $sock $log
+        $null = Start-TestDp $agent $sock $log
         Set-SeedConfiguration $sock $agent
         $byCmdlets = Get-DpConfigurationText $sock
         $byCmdlets | Should -BeExactly $byScript
@@ -380,9 +344,9 @@ Describe 'The typed cmdlets and the seed''s Python script are interchangeable' {
 Describe 'A long internal-network list goes out in START/END chunks' {
     BeforeAll {
         $ns = New-TestNamespace 'chunk'
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
-        $null = Start-TestDatapath $ns $sock $log
+        $sock = New-TestDpPath '.sock'
+        $log = New-TestDpPath '.log'
+        $null = Start-TestDp $ns $sock $log
     }
     AfterAll { Clear-DpTest $sock }
 
@@ -432,9 +396,9 @@ Describe 'Bad control messages, sent with Send-DpMessage' {
         Invoke-Ip -n $ns link add vth type veth peer name vbr
         Invoke-Ip -n $ns link set vth up
         Invoke-Ip -n $ns link set vbr up
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
-        $dp = Start-TestDatapath $ns $sock $log
+        $sock = New-TestDpPath '.sock'
+        $log = New-TestDpPath '.log'
+        $dp = Start-TestDp $ns $sock $log
         Add-DpServicePort vth -ControlSocket $sock
         Set-DpInternalNetwork -Subnet 10.10.10.0/24 -DeviceAddress 10.10.10.66/24 -ControlSocket $sock
         Add-DpMac $SeedMac -UcMac $SeedUcMac -BcMac $SeedBcMac -Tap $false -ControlSocket $sock
@@ -489,21 +453,21 @@ Describe 'Error ids of the datapath cmdlets' {
     BeforeAll {
         $ns = New-TestNamespace 'errors'
         Invoke-Ip -n $ns link add vth type veth peer name vbr
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
-        $dp = Start-TestDatapath $ns $sock $log
+        $sock = New-TestDpPath '.sock'
+        $log = New-TestDpPath '.log'
+        $dp = Start-TestDp $ns $sock $log
     }
     AfterAll { Clear-DpTest $sock }
 
     It '<Command> reports NotResponding when no datapath serves the socket' -ForEach $clients {
-        $missing = New-DpPath '.sock'
+        $missing = New-TestDpPath '.sock'
         $errors = Get-ErrorRecord { & $Invoke $missing }
         Assert-AgentError $errors -Id (Get-QualifiedErrorId "$($Command -replace '-', '')NotResponding") -Category ConnectionError -Message "*no datapath answers on $missing (it does not exist): start one with Start-Datapath*"
         Test-Path $missing | Should -BeFalse
     }
 
     It 'a stale socket (what a killed daemon leaves) is NotResponding too, and Stop-Datapath -Force removes it' {
-        $stale = New-DpPath '.sock'
+        $stale = New-TestDpPath '.sock'
         & python3 -c "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind('$stale')"
         Test-Path $stale | Should -BeTrue
         Assert-AgentError (Get-ErrorRecord { Get-DpSession -ControlSocket $stale }) -Id (Get-QualifiedErrorId 'GetDpSessionNotResponding') -Category ConnectionError -Message '*nothing is bound to it*'
@@ -518,13 +482,13 @@ Describe 'Error ids of the datapath cmdlets' {
         @{ Id = 'StartDatapathInvalidArgument'; Category = 'InvalidArgument'; Case = 'bad namespace name' }
         @{ Id = 'StartDatapathStartFailed'; Category = 'OpenError'; Case = 'path is a regular file' }
     ) {
-        $path = New-DpPath '.sock'
+        $path = New-TestDpPath '.sock'
         switch ($Case) {
             'missing namespace' { $errors = Get-ErrorRecord { Start-Datapath -Namespace "$(Get-TestRunStem)missing" -ControlSocket $path -LogPath "$path.log" }; $pattern = '*missing*' }
             'bad namespace name' { $errors = Get-ErrorRecord { Start-Datapath -Namespace 'a/b' -ControlSocket $path -LogPath "$path.log" }; $pattern = '*a/b*' }
             'path is a regular file' {
                 Set-Content -LiteralPath $path -Value 'keep me'
-                $DpFiles.Add("$path.log")
+                Register-TestDp -Path "$path.log"
                 $errors = Get-ErrorRecord { Start-Datapath -Namespace $ns -ControlSocket $path -LogPath "$path.log" }
                 $pattern = "*nvr-dp could not start (exit code 1): *$path exists and is not a socket; refusing to replace it*"
                 Get-Content -LiteralPath $path | Should -Be 'keep me'
@@ -565,19 +529,19 @@ Describe 'Error ids of the datapath cmdlets' {
     }
 
     It 'a daemon that stopped answering: Stop-Datapath finds its pid by its command line; SIGTERM cannot stop it (StopDatapathStopFailed), -Force kills it and removes its socket' {
-        $hung = New-DpPath '.sock'
-        $other = Start-TestDatapath $ns $hung "$hung.log"
-        $DpFiles.Add("$hung.log")
+        $hung = New-TestDpPath '.sock'
+        $other = Start-TestDp $ns $hung "$hung.log"
+        Register-TestDp -Path "$hung.log"
         & kill -STOP $other.Pid
         try {
             Assert-AgentError (Get-ErrorRecord { Stop-Datapath -ControlSocket $hung -TimeoutSeconds 0.5 -StopTimeoutSeconds 1 }) -Id (Get-QualifiedErrorId 'StopDatapathStopFailed') `
                 -Category OperationTimeout -Message "*nvr-dp (pid $($other.Pid)) did not stop within 1 s of SIGTERM; Stop-Datapath -Force kills it*"
-            Test-DaemonProcess $other.Pid | Should -BeTrue
+            Test-TestDpProcess $other.Pid | Should -BeTrue
             Stop-Datapath -ControlSocket $hung -TimeoutSeconds 0.5 -Force
-            Test-DaemonProcess $other.Pid | Should -BeFalse
+            Test-TestDpProcess $other.Pid | Should -BeFalse
             Test-Path $hung | Should -BeFalse
         }
-        finally { if (Test-DaemonProcess $other.Pid) { & kill -CONT $other.Pid } }
+        finally { if (Test-TestDpProcess $other.Pid) { & kill -CONT $other.Pid } }
     }
 
     It 'Send-DpMessage -ExpectReply for a message that produces no reply: SendDpMessageNoReply' {
@@ -586,7 +550,7 @@ Describe 'Error ids of the datapath cmdlets' {
     }
 
     It 'a reply whose header lies about its length: GetDpSessionBadReply' {
-        $fake = New-DpPath '.sock'
+        $fake = New-TestDpPath '.sock'
         $psi = [System.Diagnostics.ProcessStartInfo]::new('python3')
         foreach ($a in (Join-Path $Fixtures 'fake_dp.py'), $fake, '1') { $psi.ArgumentList.Add($a) }
         $psi.RedirectStandardOutput = $true
@@ -603,8 +567,8 @@ Describe 'Error ids of the datapath cmdlets' {
 Describe 'A datapath outlives the PowerShell session that started it' {
     BeforeAll {
         $ns = New-TestNamespace 'outlive'
-        $sock = New-DpPath '.sock'
-        $log = New-DpPath '.log'
+        $sock = New-TestDpPath '.sock'
+        $log = New-TestDpPath '.log'
     }
     AfterAll { Clear-DpTest $sock }
 
@@ -615,9 +579,9 @@ Describe 'A datapath outlives the PowerShell session that started it' {
         $out = & $dotnet $pwshDll -NoProfile -NonInteractive -Command "Import-Module '$psd1'; `$d = Start-Datapath -Namespace '$ns' -ControlSocket '$sock' -LogPath '$log'; `"`$(`$d.Pid) `$PID`"" 2>&1
         $LASTEXITCODE | Should -Be 0 -Because "$out"
         $daemonPid, $childPid = "$out".Trim() -split ' ' | ForEach-Object { [int]$_ }
-        $DpPids.Add($daemonPid)
+        Register-TestDp -ProcessId $daemonPid
         Test-Path "/proc/$childPid" | Should -BeFalse -Because 'the pwsh that started it is gone'
-        Test-DaemonProcess $daemonPid | Should -BeTrue
+        Test-TestDpProcess $daemonPid | Should -BeTrue
 
         $stat = (Get-Content "/proc/$daemonPid/stat" -Raw)
         $fields = $stat.Substring($stat.LastIndexOf(')') + 2) -split ' '
@@ -630,7 +594,7 @@ Describe 'A datapath outlives the PowerShell session that started it' {
         (Get-Datapath $sock).Pid | Should -Be $daemonPid
 
         Get-Datapath $sock | Stop-Datapath
-        Test-DaemonProcess $daemonPid | Should -BeFalse
+        Test-TestDpProcess $daemonPid | Should -BeFalse
         Test-Path $sock | Should -BeFalse
         (Get-Content $log -Raw) | Should -BeLike '*SIGTERM received, stopping*'
     }

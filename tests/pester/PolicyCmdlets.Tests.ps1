@@ -5,37 +5,19 @@ BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     $SeedMac = '1a:27:f3:87:3a:27'
-    $DpPids = [System.Collections.Generic.List[int]]::new()
-    $DpFiles = [System.Collections.Generic.List[string]]::new()
-    function New-DpPath([string]$Suffix) {
-        $path = "/tmp/$(Get-TestRunStem)pol-$(Get-Random -Maximum 999999)$Suffix"
-        $DpFiles.Add($path)
-        $path
-    }
-    function Test-DaemonProcess([int]$ProcessId) {
-        $cmdline = Get-Content "/proc/$ProcessId/cmdline" -Raw -ErrorAction Ignore
-        [bool]($cmdline -and $cmdline.Contains('nvr-dp.dll'))
-    }
-    function Test-Ping([string]$Namespace, [int]$Count = 3) {
-        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W 1 10.10.10.88 *> $null
-        $LASTEXITCODE -eq 0
-    }
+    function Test-Ping([string]$Namespace, [int]$Count = 3) { Test-IcmpEcho $Namespace 10.10.10.88 -Count $Count }
     function Wait-Ping([string]$Namespace) { Wait-TestCondition { Test-Ping $Namespace -Count 1 } -TimeoutSeconds 15 }
 }
 AfterAll {
-    if ($sock) { Stop-Datapath -ControlSocket $sock -ErrorAction Ignore }
-    foreach ($p in @($DpPids)) { if (Test-DaemonProcess $p) { Stop-Process -Id $p -Force -ErrorAction Ignore } }
-    foreach ($f in @($DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
-    if (Get-Command Remove-TestNamespace -ErrorAction Ignore) { Remove-TestNamespace }
+    if (Get-Command Stop-TestDp -ErrorAction Ignore) { Stop-TestDp $sock; Remove-TestNamespace }
 }
 
 Describe 'Workload modes and policies driven from PowerShell' {
     BeforeAll {
         $topo = New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host')
         $hostNs = $topo.HostNamespace
-        $sock = New-DpPath '.sock'
-        $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath (New-DpPath '.log')
-        $DpPids.Add($dp.Pid)
+        $sock = New-TestDpPath '.sock'
+        $null = Start-TestDp -Namespace $topo.AgentNamespace -ControlSocket $sock -LogPath (New-TestDpPath '.log')
         Add-DpServicePort vth -ControlSocket $sock
         Get-WorkloadInterception $topo.AgentNamespace | Add-DpMac -Tap $false -ControlSocket $sock
     }

@@ -438,6 +438,15 @@ function Start-TestDp([Parameter(Mandatory)][string]$Namespace, [Parameter(Manda
 
 <#
 .SYNOPSIS
+    Registers a daemon pid (started some other way than Start-TestDp) or a file for Stop-TestDp.
+#>
+function Register-TestDp([int[]]$ProcessId = @(), [string[]]$Path = @()) {
+    foreach ($p in $ProcessId) { $script:DpPids.Add($p) }
+    foreach ($f in $Path) { $script:DpFiles.Add($f) }
+}
+
+<#
+.SYNOPSIS
     Whether a process is a live nvr-dp daemon (its command line runs nvr-dp.dll and it is no zombie).
 #>
 function Test-TestDpProcess([int]$ProcessId) {
@@ -624,4 +633,4 @@ Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkNam
     Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
     Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction,
     Start-TestEchoServer, Get-TestEchoServerEvent, Invoke-TestTcpConnection, Invoke-TestUdpRequest, Open-TestTcpConnection, Send-TestTcpData,
-    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Test-TestDpProcess, Stop-TestDp
+    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Register-TestDp, Test-TestDpProcess, Stop-TestDp
