@@ -130,12 +130,12 @@ function Invoke-Breakdown([string]$Ns, [object[]]$Pairs) {
         $step[$Name] = $sw.Elapsed.TotalMilliseconds
     }
     $all = @($Pairs.Name) + @($Pairs.PeerName)
-    Measure-Step 'open namespace handle (thread + setns + socket)' { foreach ($p in $Pairs) { [NvRedirect.Links.RouteHandle]::Open($Ns).Dispose() } }
-    $h = [NvRedirect.Links.RouteHandle]::Open($Ns)
+    Measure-Step 'open namespace handle (thread + setns + socket)' { foreach ($p in $Pairs) { [NvRedirect.Core.Links.RouteHandle]::Open($Ns).Dispose() } }
+    $h = [NvRedirect.Core.Links.RouteHandle]::Open($Ns)
     try {
-        Measure-Step 'bare create request' { foreach ($p in $Pairs) { $h.Socket.Execute([NvRedirect.Links.LinkMessages]::CreateVeth($p.Name, $p.PeerName), 'create') } }
+        Measure-Step 'bare create request' { foreach ($p in $Pairs) { $h.Socket.Execute([NvRedirect.Core.Links.LinkMessages]::CreateVeth($p.Name, $p.PeerName), 'create') } }
         Assert-Veths $Ns $all 'breakdown (bare create)'
-        $q = [NvRedirect.Links.LinkQuery]::new()
+        $q = [NvRedirect.Core.Links.LinkQuery]::new()
         try { Measure-Step 'build returned object (LinkQuery.Link)' { foreach ($p in $Pairs) { $null = $q.Link($Ns, $p.Name) } } }
         finally { $q.Dispose() }
         $records = [System.Collections.Generic.List[object]]::new()

@@ -1,5 +1,7 @@
 using System;
 
+using NvRedirect.Core.Datapath;
+
 namespace NvRedirect.Datapath;
 
 /// <summary>nvr-dp's command line.</summary>
@@ -40,7 +42,7 @@ internal sealed class Options
             {
                 case "--netns":
                     o.Namespace = Value();
-                    if (NvRedirect.Namespaces.NetworkNamespace.Validate(o.Namespace) is { } problem) throw new ArgumentException($"--netns: {problem}");
+                    if (NvRedirect.Core.Namespaces.NetworkNamespace.Validate(o.Namespace) is { } problem) throw new ArgumentException($"--netns: {problem}");
                     break;
                 case "--socket": o.SocketPath = Value(); break;
                 case "--log": o.LogPath = Value(); break;

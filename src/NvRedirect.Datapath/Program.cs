@@ -3,9 +3,9 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
-using NvRedirect.Interop;
-using NvRedirect.Namespaces;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Namespaces;
+using NvRedirect.Core.Netlink;
 using static Tmds.Linux.LibC;
 
 namespace NvRedirect.Datapath;

@@ -73,7 +73,7 @@ function ConvertTo-DocText($Node) {
         switch ($child.LocalName) {
             { $_ -in 'see', 'seealso' } {
                 if ($child.HasAttribute('cref')) {
-                    # T:NvRedirect.Model.AgentLink -> AgentLink; M:X.Y.Z(System.String) -> Z
+                    # T:NvRedirect.Core.Model.AgentLink -> AgentLink; M:X.Y.Z(System.String) -> Z
                     $name = ($child.GetAttribute('cref') -replace '^\w:', '' -replace '\(.*$', '') -split '\.' | Select-Object -Last 1
                     [void]$sb.Append($(if ($child.InnerText) { $child.InnerText } else { $name }))
                 }
@@ -600,7 +600,12 @@ function Write-Markdown([string]$Path, [string]$ModuleName, [string]$ModuleDescr
 # Child process: load the module, build the model, write the files.
 
 $module = Import-Module $ManifestPath -PassThru -Force
-$script:Docs = Read-DocComments ([IO.Path]::ChangeExtension($AssemblyPath, '.xml'))
+# the cmdlets' doc comments, and those of the core's types they return (NvRedirect.Core.xml beside it)
+$script:Docs = @{}
+foreach ($xml in @([IO.Path]::ChangeExtension($AssemblyPath, '.xml'), (Join-Path (Split-Path $AssemblyPath) 'NvRedirect.Core.xml'))) {
+    $part = Read-DocComments $xml
+    foreach ($k in $part.Keys) { $script:Docs[$k] = $part[$k] }
+}
 
 # The reference follows the manifest's CmdletsToExport order (grouped by noun there); anything else comes after.
 $exportOrder = @((Import-PowerShellDataFile $ManifestPath).CmdletsToExport)
@@ -613,7 +618,7 @@ foreach ($c in $cmdlets) {
 }
 
 # Each module type some cmdlet returns, with the cmdlets that return it (to describe pipeline input).
-$moduleOutputs = @($cmdlets | ForEach-Object { $c = $_; $c.OutputType.Type | Where-Object { $_ -and $_.Assembly -eq $c.ImplementingType.Assembly } |
+$moduleOutputs = @($cmdlets | ForEach-Object { $c = $_; $c.OutputType.Type | Where-Object { $_ -and ($_.Assembly -eq $c.ImplementingType.Assembly -or $_.Assembly.GetName().Name -eq 'NvRedirect.Core') } |
             ForEach-Object { [pscustomobject]@{ Type = $_; Producer = $c.Name } } } |
         Group-Object { $_.Type.FullName } | ForEach-Object { [pscustomobject]@{ Type = $_.Group[0].Type; Producers = @($_.Group.Producer) } })
 

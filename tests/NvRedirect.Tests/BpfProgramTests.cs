@@ -1,6 +1,6 @@
 using System;
 using System.Linq;
-using NvRedirect.Bpf;
+using NvRedirect.Core.Bpf;
 using Xunit;
 
 namespace NvRedirect.Tests;

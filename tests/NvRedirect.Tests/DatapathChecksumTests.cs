@@ -1,6 +1,6 @@
 using System;
 using System.Buffers.Binary;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;

@@ -5,11 +5,12 @@ using System.Linq;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
-using NvRedirect.Interop;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Netlink;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -3,9 +3,10 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath;
 using NvRedirect.Datapath.Engine;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 using Xunit;
 
 namespace NvRedirect.Tests;

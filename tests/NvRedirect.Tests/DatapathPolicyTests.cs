@@ -4,9 +4,10 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text;
 using System.Text.Json;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath;
 using NvRedirect.Datapath.Engine;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -2,7 +2,7 @@ using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.Linq;
-using NvRedirect.Datapath;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using Xunit;

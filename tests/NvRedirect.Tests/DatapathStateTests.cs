@@ -4,7 +4,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text;
 using System.Text.Json;
-using NvRedirect.Datapath;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
 using Xunit;
 

@@ -5,10 +5,11 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Threading.Tasks;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath;
 using NvRedirect.Datapath.Engine;
-using NvRedirect.Links;
-using NvRedirect.Namespaces;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Namespaces;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -6,7 +6,7 @@ using System.Linq;
 using System.Management.Automation;
 using System.Text;
 using NvRedirect.Cmdlets;
-using NvRedirect.Datapath;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using Xunit;

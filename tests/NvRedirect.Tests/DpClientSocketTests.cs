@@ -2,9 +2,9 @@ using System;
 using System.IO;
 using System.Linq;
 using System.Threading;
-using NvRedirect.Datapath;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
-using NvRedirect.Interop;
+using NvRedirect.Core.Interop;
 using Xunit;
 
 namespace NvRedirect.Tests;

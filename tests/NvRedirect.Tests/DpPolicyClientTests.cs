@@ -6,7 +6,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using NvRedirect.Cmdlets;
-using NvRedirect.Datapath;
+using NvRedirect.Core.Datapath;
 using Xunit;
 
 namespace NvRedirect.Tests;

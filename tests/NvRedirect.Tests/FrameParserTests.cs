@@ -1,5 +1,5 @@
 using System;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -3,9 +3,9 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Net;
 using System.Text.Json;
-using NvRedirect.Links;
-using NvRedirect.Model;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Model;
+using NvRedirect.Core.Netlink;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -1,8 +1,8 @@
 using System;
 using System.Buffers.Binary;
 using System.Net;
-using NvRedirect.Links;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Netlink;
 using Xunit;
 
 namespace NvRedirect.Tests;

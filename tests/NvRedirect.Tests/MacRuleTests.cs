@@ -1,6 +1,6 @@
 using System;
-using NvRedirect.Bpf;
-using NvRedirect.Tc;
+using NvRedirect.Core.Bpf;
+using NvRedirect.Core.Tc;
 using Xunit;
 
 namespace NvRedirect.Tests.Tc;

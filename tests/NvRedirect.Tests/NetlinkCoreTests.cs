@@ -2,9 +2,9 @@ using System;
 using System.IO;
 using System.Linq;
 using System.Net;
-using NvRedirect.Links;
-using NvRedirect.Namespaces;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Namespaces;
+using NvRedirect.Core.Netlink;
 using Xunit;
 
 namespace NvRedirect.Tests;

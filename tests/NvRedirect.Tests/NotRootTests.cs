@@ -5,10 +5,10 @@ using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 using NvRedirect.Cmdlets;
-using NvRedirect.Interop;
-using NvRedirect.Links;
-using NvRedirect.Namespaces;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Namespaces;
+using NvRedirect.Core.Netlink;
 using Xunit;
 
 namespace NvRedirect.Tests;

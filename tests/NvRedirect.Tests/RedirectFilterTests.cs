@@ -3,10 +3,10 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
-using NvRedirect.Bpf;
-using NvRedirect.Model;
-using NvRedirect.Netlink;
-using NvRedirect.Tc;
+using NvRedirect.Core.Bpf;
+using NvRedirect.Core.Model;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Tc;
 using Xunit;
 
 namespace NvRedirect.Tests.Tc;

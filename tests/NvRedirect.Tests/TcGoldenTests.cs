@@ -1,8 +1,8 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
-using NvRedirect.Netlink;
-using NvRedirect.Tc;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Tc;
 using Xunit;
 
 namespace NvRedirect.Tests.Tc;

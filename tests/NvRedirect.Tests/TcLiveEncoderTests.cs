@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
-using NvRedirect.Tc;
+using NvRedirect.Core.Tc;
 using Xunit;
 using Xunit.Abstractions;
 

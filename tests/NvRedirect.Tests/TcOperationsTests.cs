@@ -3,9 +3,9 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using System.Text.Json;
-using NvRedirect.Links;
-using NvRedirect.Netlink;
-using NvRedirect.Tc;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Tc;
 using Xunit;
 
 namespace NvRedirect.Tests.Tc;

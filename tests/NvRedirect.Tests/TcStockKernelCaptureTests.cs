@@ -1,7 +1,7 @@
 using System;
 using System.Linq;
-using NvRedirect.Netlink;
-using NvRedirect.Tc;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Tc;
 using Xunit;
 
 namespace NvRedirect.Tests.Tc;

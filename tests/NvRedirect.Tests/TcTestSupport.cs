@@ -5,9 +5,9 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using System.Text.Json;
-using NvRedirect.Links;
-using NvRedirect.Namespaces;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Namespaces;
+using NvRedirect.Core.Netlink;
 using Xunit;
 
 namespace NvRedirect.Tests.Tc;
@@ -210,31 +210,31 @@ public static class TcCommand
     public static string[] Words(string commandLine) => commandLine.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
 
     /// <summary>Parses `filter add dev D [pref N] [parent P] [protocol X] [chain N] u32 match... [flowid X] action...`.</summary>
-    public static NvRedirect.Tc.U32Filter ParseU32(IReadOnlyList<string> w, Func<string, int> ifindexOf)
+    public static NvRedirect.Core.Tc.U32Filter ParseU32(IReadOnlyList<string> w, Func<string, int> ifindexOf)
     {
         int i = 0;
         if (w[i] == "tc") i++;
         Assert.Equal("filter", w[i++]);
         Assert.Equal("add", w[i++]);
-        int link = 0; ushort pref = 0, protocol = NvRedirect.Tc.TcProtocol.All;
-        uint parent = NvRedirect.Tc.Tca.IngressHandle, chain = 0;
+        int link = 0; ushort pref = 0, protocol = NvRedirect.Core.Tc.TcProtocol.All;
+        uint parent = NvRedirect.Core.Tc.Tca.IngressHandle, chain = 0;
         for (; w[i] != "u32"; i += 2)
         {
-            if (w[i] == "ingress") { parent = NvRedirect.Tc.Tca.ClsactIngressParent; i--; continue; }
+            if (w[i] == "ingress") { parent = NvRedirect.Core.Tc.Tca.ClsactIngressParent; i--; continue; }
             switch (w[i])
             {
                 case "dev": link = ifindexOf(w[i + 1]); break;
                 case "pref": case "prio": case "priority": pref = ushort.Parse(w[i + 1]); break;
-                case "parent": parent = NvRedirect.Tc.TcNumber.ParseHandle(w[i + 1]); break;
-                case "protocol": protocol = NvRedirect.Tc.TcProtocol.Parse(w[i + 1]); break;
+                case "parent": parent = NvRedirect.Core.Tc.TcNumber.ParseHandle(w[i + 1]); break;
+                case "protocol": protocol = NvRedirect.Core.Tc.TcProtocol.Parse(w[i + 1]); break;
                 case "chain": chain = uint.Parse(w[i + 1]); break;
                 default: throw new FormatException($"unexpected '{w[i]}'");
             }
         }
         i++; // u32
-        var matches = new List<NvRedirect.Tc.U32Match>();
+        var matches = new List<NvRedirect.Core.Tc.U32Match>();
         uint? classId = null;
-        var actions = new List<NvRedirect.Tc.TcAction>();
+        var actions = new List<NvRedirect.Core.Tc.TcAction>();
         while (i < w.Count)
         {
             switch (w[i])
@@ -242,12 +242,12 @@ public static class TcCommand
                 case "match":
                 {
                     int n = i + 5 < w.Count && w[i + 4] == "at" ? 6 : 4;
-                    matches.Add(NvRedirect.Tc.U32Match.Parse(string.Join(' ', w.Skip(i + 1).Take(n - 1))));
+                    matches.Add(NvRedirect.Core.Tc.U32Match.Parse(string.Join(' ', w.Skip(i + 1).Take(n - 1))));
                     i += n;
                     break;
                 }
                 case "flowid": case "classid":
-                    classId = NvRedirect.Tc.TcNumber.ParseHandle(w[i + 1]);
+                    classId = NvRedirect.Core.Tc.TcNumber.ParseHandle(w[i + 1]);
                     i += 2;
                     break;
                 case "action":
@@ -256,20 +256,20 @@ public static class TcCommand
                 default: throw new FormatException($"unexpected '{w[i]}' at word {i}");
             }
         }
-        var selector = NvRedirect.Tc.U32Selector.FromMatches(matches);
+        var selector = NvRedirect.Core.Tc.U32Selector.FromMatches(matches);
         // tc marks a node terminal only when it has actions or a classid (f_u32.c)
         if (actions.Count == 0 && classId == null) selector = selector with { Flags = 0 };
-        return new NvRedirect.Tc.U32Filter
+        return new NvRedirect.Core.Tc.U32Filter
         {
             LinkIndex = link, Priority = pref, Parent = parent, Protocol = protocol, Chain = chain, ClassId = classId,
             Selector = selector, Actions = actions,
         };
     }
 
-    private static NvRedirect.Tc.TcAction ParseAction(IReadOnlyList<string> w, ref int i, Func<string, int> ifindexOf)
+    private static NvRedirect.Core.Tc.TcAction ParseAction(IReadOnlyList<string> w, ref int i, Func<string, int> ifindexOf)
     {
-        var action = NvRedirect.Tc.TcText.ParseAction(w, ref i, string.Join(' ', w));
-        if (action is NvRedirect.Tc.MirredAction m) action = m with { TargetIndex = ifindexOf(m.TargetName!) };
+        var action = NvRedirect.Core.Tc.TcText.ParseAction(w, ref i, string.Join(' ', w));
+        if (action is NvRedirect.Core.Tc.MirredAction m) action = m with { TargetIndex = ifindexOf(m.TargetName!) };
         if (i < w.Count && w[i] == "cookie") { action = action with { Cookie = Convert.FromHexString(w[i + 1]) }; i += 2; }
         return action;
     }

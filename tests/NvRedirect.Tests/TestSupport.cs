@@ -4,7 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json;
 using System.Threading;
-using NvRedirect.Namespaces;
+using NvRedirect.Core.Namespaces;
 
 namespace NvRedirect.Tests;
 

@@ -1,7 +1,7 @@
 using System;
 using System.Net;
-using NvRedirect.Model;
-using NvRedirect.Namespaces;
+using NvRedirect.Core.Model;
+using NvRedirect.Core.Namespaces;
 using Xunit;
 
 namespace NvRedirect.Tests;

@@ -18,7 +18,7 @@ Describe 'Add-AgentAddress, Get-AgentAddress and Remove-AgentAddress' {
 
     It 'adds an address, as ip -j reports it, and returns it' {
         $added = Add-AgentAddress a0 10.10.10.66/24 -Namespace $a
-        $added | Should -BeOfType ([NvRedirect.Model.AgentAddress])
+        $added | Should -BeOfType ([NvRedirect.Core.Model.AgentAddress])
         $added.Namespace | Should -BeExactly $a
         $added.LinkName | Should -BeExactly 'a0'
         $added.LinkIndex | Should -Be (Get-IpLink $a a0).ifindex

@@ -55,7 +55,7 @@ Describe 'Watch-AgentTraffic' {
     It 'returns the frames of a ping with MACs, IPs, protocol and direction Out on the sender' {
         $frames = @(Watch-WhilePinging -Watch @{ Interface = $l; Namespace = $left; Count = 12 })
         $frames | Should -Not -BeNullOrEmpty
-        $frames | ForEach-Object { $_ | Should -BeOfType ([NvRedirect.Packets.AgentPacket]); $_.Namespace | Should -BeExactly $left; $_.Interface | Should -BeExactly $l }
+        $frames | ForEach-Object { $_ | Should -BeOfType ([NvRedirect.Core.Packets.AgentPacket]); $_.Namespace | Should -BeExactly $left; $_.Interface | Should -BeExactly $l }
         $requests = @($frames | Where-Object { $_.Protocol -eq 'ICMP' -and $_.Summary -like '*echo request*' })
         $replies = @($frames | Where-Object { $_.Protocol -eq 'ICMP' -and $_.Summary -like '*echo reply*' })
         $requests.Count | Should -BeGreaterThan 0

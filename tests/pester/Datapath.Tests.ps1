@@ -106,7 +106,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
     It 'Start-Datapath starts nvr-dp in the agent namespace and returns it once its socket answers' {
         $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log -SessionCapacity 32768 -ConnectionCapacity 4096
         Register-TestDp -ProcessId $dp.Pid
-        $dp | Should -BeOfType ([NvRedirect.Datapath.DatapathInfo])
+        $dp | Should -BeOfType ([NvRedirect.Core.Datapath.DatapathInfo])
         Test-TestDpProcess $dp.Pid | Should -BeTrue
         $cmdline = (Get-Content "/proc/$($dp.Pid)/cmdline" -Raw) -split "`0"
         $cmdline | Should -Contain $sock
@@ -421,11 +421,11 @@ Describe 'Bad control messages, sent with Send-DpMessage' {
 
     It 'accepts what it should: hashtables become JSON, replies come back decoded' {
         $replies = @(Send-DpMessage ([ordered]@{ ctrl_keep_alive = @{ seq_num = 5 }; ctrl_count_session = @{}; ctrl_counter_device = @{}; ctrl_list_session = @{}; nvr_get_state = @{} }) -ExpectReply -ControlSocket $sock)
-        $replies[0] | Should -BeOfType ([NvRedirect.Datapath.DpKeepAlive])
+        $replies[0] | Should -BeOfType ([NvRedirect.Core.Datapath.DpKeepAlive])
         $replies[0].Sequence | Should -Be 5
-        $replies[1] | Should -BeOfType ([NvRedirect.Datapath.DpSessionCount])
-        $replies[2] | Should -BeOfType ([NvRedirect.Datapath.DpDeviceCounters])
-        $replies[3] | Should -BeOfType ([NvRedirect.Datapath.DatapathInfo])
+        $replies[1] | Should -BeOfType ([NvRedirect.Core.Datapath.DpSessionCount])
+        $replies[2] | Should -BeOfType ([NvRedirect.Core.Datapath.DpDeviceCounters])
+        $replies[3] | Should -BeOfType ([NvRedirect.Core.Datapath.DatapathInfo])
         $replies[3].Workloads[0].Mac | Should -BeExactly $SeedMac
         $replies.Count | Should -Be 4 -Because 'no session exists, so the session list is only its terminator'
         Send-DpMessage ([pscustomobject]@{ ctrl_sys_conf = [pscustomobject]@{ xff_enabled = $true } }) -ControlSocket $sock

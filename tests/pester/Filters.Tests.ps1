@@ -57,7 +57,7 @@ Describe 'The seed''s tc filters on the seed topology' {
                         $a.Direction.ToString().ToLowerInvariant() | Should -BeExactly $ta.Direction
                         $a.Mode.ToString().ToLowerInvariant() | Should -BeExactly $ta.Mode
                         $a.TargetName | Should -BeExactly $ta.Device
-                        [NvRedirect.Tc.TcAction]::ControlName($a.EffectiveControl) | Should -BeExactly $ta.Control
+                        [NvRedirect.Core.Tc.TcAction]::ControlName($a.EffectiveControl) | Should -BeExactly $ta.Control
                         $o.Actions[$j] | Should -BeExactly "mirred $($ta.Direction) $($ta.Mode) dev $($ta.Device)$(if ($ta.Control -notin 'pipe', 'stolen') { " $($ta.Control)" })"
                     }
                 }
@@ -81,7 +81,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         $vex = Add-RedirectFilter vex -Namespace $agentNs -Priority 10002 -Action 'mirred egress mirror dev vin'
         $vin = Add-RedirectFilter vin -Namespace $agentNs -Priority 10002 -MirrorTo vex
         foreach ($f in $vex, $vin) {
-            $f | Should -BeOfType ([NvRedirect.Model.RedirectFilter])
+            $f | Should -BeOfType ([NvRedirect.Core.Model.RedirectFilter])
             $f.Change | Should -Be 'Added'
             $f.IsOwned | Should -BeTrue
             $f.Matches | Should -Be @('all')

@@ -235,7 +235,7 @@ Describe 'Add-WorkloadInterception, Get-WorkloadInterception and Remove-Workload
 
     It 'picks Bpf with -Backend Auto and says why' {
         $script:added = Add-WorkloadInterception @seedArgs
-        $added | Should -BeOfType ([NvRedirect.Intercept.InterceptionInfo])
+        $added | Should -BeOfType ([NvRedirect.Core.Intercept.InterceptionInfo])
         $added.Backend | Should -BeExactly 'Bpf'
         $added.BackendReason | Should -BeLike '*no act_pedit*Failed to load TC action module*cls_bpf*'
         $added.Rules.Count | Should -Be 6

@@ -16,7 +16,7 @@ Describe 'New-AgentLink' {
     It 'creates a veth pair, both ends down, and returns the first end' {
         $name = New-TestLinkName 'n0'; $peer = New-TestLinkName 'n1'
         $link = New-AgentLink $name $peer -Namespace $a
-        $link | Should -BeOfType ([NvRedirect.Model.AgentLink])
+        $link | Should -BeOfType ([NvRedirect.Core.Model.AgentLink])
         $link.Name | Should -BeExactly $name
         $link.Namespace | Should -BeExactly $a
         $link.Kind | Should -BeExactly 'veth'

@@ -23,7 +23,7 @@ Describe 'Module surface' {
 
     It 'lists every cmdlet class of the assembly in the manifest' {
         $attribute = [System.Management.Automation.CmdletAttribute]
-        $inAssembly = [NvRedirect.Model.AgentLink].Assembly.GetExportedTypes() |
+        $inAssembly = [NvRedirect.Cmdlets.NewAgentNamespaceCommand].Assembly.GetExportedTypes() |
             Where-Object { $_.IsDefined($attribute, $false) } |
             ForEach-Object { $a = $_.GetCustomAttributes($attribute, $false)[0]; "$($a.VerbName)-$($a.NounName)" }
         ($inAssembly | Sort-Object) | Should -Be ($manifest.CmdletsToExport | Sort-Object)
@@ -45,14 +45,14 @@ Describe 'Module surface' {
     }
 
     It 'has a table view for <Type>' -ForEach @(
-        @{ Type = 'NvRedirect.Model.AgentNamespace' }
-        @{ Type = 'NvRedirect.Model.AgentLink' }
-        @{ Type = 'NvRedirect.Model.AgentAddress' }
-        @{ Type = 'NvRedirect.Model.AgentQdisc' }
-        @{ Type = 'NvRedirect.Model.RedirectFilter' }
-        @{ Type = 'NvRedirect.Datapath.DpPolicy' }
-        @{ Type = 'NvRedirect.Datapath.DpRule' }
-        @{ Type = 'NvRedirect.Datapath.DpConnection' }
+        @{ Type = 'NvRedirect.Core.Model.AgentNamespace' }
+        @{ Type = 'NvRedirect.Core.Model.AgentLink' }
+        @{ Type = 'NvRedirect.Core.Model.AgentAddress' }
+        @{ Type = 'NvRedirect.Core.Model.AgentQdisc' }
+        @{ Type = 'NvRedirect.Core.Model.RedirectFilter' }
+        @{ Type = 'NvRedirect.Core.Datapath.DpPolicy' }
+        @{ Type = 'NvRedirect.Core.Datapath.DpRule' }
+        @{ Type = 'NvRedirect.Core.Datapath.DpConnection' }
     ) {
         $data = Get-FormatData -TypeName $Type
         $data | Should -Not -BeNullOrEmpty

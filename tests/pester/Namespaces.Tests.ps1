@@ -8,7 +8,7 @@ Describe 'New-AgentNamespace' {
     It 'creates a namespace that ip netns lists, holding only lo, and returns it' {
         $name = New-TestNamespaceName 'new'
         $ns = New-AgentNamespace $name
-        $ns | Should -BeOfType ([NvRedirect.Model.AgentNamespace])
+        $ns | Should -BeOfType ([NvRedirect.Core.Model.AgentNamespace])
         $ns.Name | Should -BeExactly $name
         $ns.Path | Should -BeExactly "/run/netns/$name"
         $ns.IsMounted | Should -BeTrue

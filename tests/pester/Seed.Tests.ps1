@@ -101,7 +101,7 @@ Describe 'The seed topology, built with cmdlets' {
 
     It 'ip addr add 10.10.10.66/24 dev vex-peer; ip netns exec container-ns ip addr add 10.10.10.88/24 dev eth0' {
         $a = Add-AgentAddress vex-peer 10.10.10.66/24 -Namespace $hostNs
-        $a | Should -BeOfType ([NvRedirect.Model.AgentAddress])
+        $a | Should -BeOfType ([NvRedirect.Core.Model.AgentAddress])
         $a.Namespace | Should -BeExactly $hostNs
         $a.LinkName | Should -BeExactly 'vex-peer'
         $a.Address | Should -BeExactly '10.10.10.66/24'

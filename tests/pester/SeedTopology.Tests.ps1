@@ -25,7 +25,7 @@ Describe 'New-SeedTopology' {
     AfterAll { Remove-TestNamespace @($names.Values) }
 
     It 'returns what it built: namespaces, addresses, the workload MAC, the interception and every link' {
-        $lab | Should -BeOfType ([NvRedirect.Intercept.SeedTopologyInfo])
+        $lab | Should -BeOfType ([NvRedirect.Core.Intercept.SeedTopologyInfo])
         $lab.AgentNamespace | Should -BeExactly $agent
         $lab.ContainerNamespace | Should -BeExactly $container
         $lab.HostNamespace | Should -BeExactly $hostNs

@@ -1,6 +1,6 @@
 using System;
-using NvRedirect.Interop;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Netlink;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 

@@ -1,10 +1,12 @@
 using System;
 using System.Buffers.Binary;
 using System.Text;
-using NvRedirect.Interop;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Netlink;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
+
+using NvRedirect.Core.Datapath;
 
 namespace NvRedirect.Datapath.Control;
 

@@ -6,6 +6,8 @@ using System.Text.Json;
 using NvRedirect.Datapath.Engine;
 using System.Threading;
 
+using NvRedirect.Core.Datapath;
+
 namespace NvRedirect.Datapath.Control;
 
 /// <summary>

@@ -1,7 +1,7 @@
 using System;
 using System.Globalization;
 using System.Text.Json;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 
 namespace NvRedirect.Datapath.Control;
 

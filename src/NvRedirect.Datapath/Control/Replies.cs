@@ -3,6 +3,8 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using NvRedirect.Datapath.Engine;
 
+using NvRedirect.Core.Datapath;
+
 namespace NvRedirect.Datapath.Control;
 
 /// <summary>

@@ -1,10 +1,10 @@
 using System;
 using System.Buffers.Binary;
 using System.Threading;
-using NvRedirect.Interop;
-using NvRedirect.Links;
-using NvRedirect.Namespaces;
-using NvRedirect.Netlink;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Namespaces;
+using NvRedirect.Core.Netlink;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 

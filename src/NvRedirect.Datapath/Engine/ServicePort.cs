@@ -1,9 +1,9 @@
 using System;
 using System.Buffers.Binary;
 using System.Threading;
-using NvRedirect.Interop;
-using NvRedirect.Netlink;
-using NvRedirect.Packets;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Packets;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 

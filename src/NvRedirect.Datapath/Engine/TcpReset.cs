@@ -1,6 +1,6 @@
 using System;
 using System.Buffers.Binary;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 
 namespace NvRedirect.Datapath.Engine;
 

@@ -2,8 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
-using NvRedirect.Links;
-using NvRedirect.Model;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Model;
 
 namespace NvRedirect.Cmdlets;
 

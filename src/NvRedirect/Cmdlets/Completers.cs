@@ -4,8 +4,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using NvRedirect.Links;
-using NvRedirect.Namespaces;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Namespaces;
 
 namespace NvRedirect.Cmdlets;
 

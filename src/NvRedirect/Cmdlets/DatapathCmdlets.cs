@@ -4,8 +4,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using NvRedirect.Datapath;
-using NvRedirect.Model;
+using NvRedirect.Core.Datapath;
+using NvRedirect.Core.Model;
 
 namespace NvRedirect.Cmdlets;
 

@@ -4,7 +4,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using NvRedirect.Datapath;
+using NvRedirect.Core.Datapath;
 
 namespace NvRedirect.Cmdlets;
 
@@ -211,7 +211,7 @@ public sealed class NewDpRuleCommand : NvCmdlet
     {
         Try($"{Source} -> {Destination}:{Port}", () =>
         {
-            var mac = string.IsNullOrEmpty(Mac) ? null : Model.Parse.Mac(Model.Parse.Mac(Mac, "MAC"));
+            var mac = string.IsNullOrEmpty(Mac) ? null : NvRedirect.Core.Model.Parse.Mac(NvRedirect.Core.Model.Parse.Mac(Mac, "MAC"));
             WriteObject(DpRule.Parse(Source, Destination, Port, Protocol, Action, Direction, Id, mac));
         });
     }

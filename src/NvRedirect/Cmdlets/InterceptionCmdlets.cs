@@ -1,8 +1,8 @@
 using System;
 using System.Linq;
 using System.Management.Automation;
-using NvRedirect.Intercept;
-using NvRedirect.Model;
+using NvRedirect.Core.Intercept;
+using NvRedirect.Core.Model;
 
 namespace NvRedirect.Cmdlets;
 

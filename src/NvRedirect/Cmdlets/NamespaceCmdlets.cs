@@ -1,9 +1,9 @@
 using System;
 using System.Linq;
 using System.Management.Automation;
-using NvRedirect.Links;
-using NvRedirect.Model;
-using NvRedirect.Namespaces;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Model;
+using NvRedirect.Core.Namespaces;
 
 namespace NvRedirect.Cmdlets;
 

@@ -2,10 +2,10 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
-using NvRedirect.Interop;
-using NvRedirect.Links;
-using NvRedirect.Netlink;
-using NvRedirect.Tc;
+using NvRedirect.Core.Interop;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Tc;
 
 namespace NvRedirect.Cmdlets;
 
@@ -42,17 +42,17 @@ public abstract class NvCmdlet : PSCmdlet
         FilterNotOwnedException => ("NotOwned", ErrorCategory.PermissionDenied),
         ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
         ItemNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
-        NvRedirect.Tc.TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
-        NvRedirect.Intercept.InterceptionPriorityInUseException => ("PriorityInUse", ErrorCategory.ResourceExists),
-        NvRedirect.Bpf.BpfVerifierException => ("VerifierRejected", ErrorCategory.InvalidData),
-        NvRedirect.Datapath.DatapathNotRespondingException => ("NotResponding", ErrorCategory.ConnectionError),
-        NvRedirect.Datapath.DatapathRejectedException => ("Rejected", ErrorCategory.InvalidData),
-        NvRedirect.Datapath.DatapathAlreadyRunningException => ("AlreadyRunning", ErrorCategory.ResourceExists),
-        NvRedirect.Datapath.DatapathStartException => ("StartFailed", ErrorCategory.OpenError),
-        NvRedirect.Datapath.DatapathStopException => ("StopFailed", ErrorCategory.OperationTimeout),
-        NvRedirect.Datapath.DatapathProtocolException => ("BadReply", ErrorCategory.ProtocolError),
-        NvRedirect.Datapath.DatapathNotInstalledException => ("NotInstalled", ErrorCategory.NotInstalled),
-        NvRedirect.Datapath.DatapathNoReplyException => ("NoReply", ErrorCategory.InvalidResult),
+        NvRedirect.Core.Tc.TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
+        NvRedirect.Core.Intercept.InterceptionPriorityInUseException => ("PriorityInUse", ErrorCategory.ResourceExists),
+        NvRedirect.Core.Bpf.BpfVerifierException => ("VerifierRejected", ErrorCategory.InvalidData),
+        NvRedirect.Core.Datapath.DatapathNotRespondingException => ("NotResponding", ErrorCategory.ConnectionError),
+        NvRedirect.Core.Datapath.DatapathRejectedException => ("Rejected", ErrorCategory.InvalidData),
+        NvRedirect.Core.Datapath.DatapathAlreadyRunningException => ("AlreadyRunning", ErrorCategory.ResourceExists),
+        NvRedirect.Core.Datapath.DatapathStartException => ("StartFailed", ErrorCategory.OpenError),
+        NvRedirect.Core.Datapath.DatapathStopException => ("StopFailed", ErrorCategory.OperationTimeout),
+        NvRedirect.Core.Datapath.DatapathProtocolException => ("BadReply", ErrorCategory.ProtocolError),
+        NvRedirect.Core.Datapath.DatapathNotInstalledException => ("NotInstalled", ErrorCategory.NotInstalled),
+        NvRedirect.Core.Datapath.DatapathNoReplyException => ("NoReply", ErrorCategory.InvalidResult),
         NetlinkException { Errno: 1 or 13 } => ("PermissionDenied", ErrorCategory.PermissionDenied),
         NetlinkException { Errno: 17 } => ("AlreadyExists", ErrorCategory.ResourceExists),
         NetlinkException { Errno: 2 or 19 or 99 } => ("NotFound", ErrorCategory.ObjectNotFound),

@@ -2,9 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
-using NvRedirect.Links;
-using NvRedirect.Model;
-using NvRedirect.Tc;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Model;
+using NvRedirect.Core.Tc;
 
 namespace NvRedirect.Cmdlets;
 

@@ -3,7 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Management.Automation;
-using NvRedirect.Packets;
+using NvRedirect.Core.Packets;
 
 namespace NvRedirect.Cmdlets;
 

@@ -1,0 +1,335 @@
+using System;
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Linq;
+using System.Net;
+using System.Net.Sockets;
+
+namespace NvRedirect.Core.Datapath;
+
+/// <summary>NeuVector's DP_POLICY_ACTION_* (defs.h): what a rule, or a policy's default, does to a session.</summary>
+public enum DpPolicyAction : byte
+{
+    /// <summary>Allowed, not a rule hit (no policy, or not policed).</summary>
+    Open = 0,
+    /// <summary>Allowed and reported so a rule can be learned (Discover).</summary>
+    Learn = 1,
+    /// <summary>Allowed by a rule.</summary>
+    Allow = 2,
+    /// <summary>Allowed pending a virtual-host check (behaves as Allow in nvr-dp).</summary>
+    CheckVh = 3,
+    /// <summary>Allowed pending a namespace-boundary check (behaves as Allow in nvr-dp).</summary>
+    CheckNbe = 4,
+    /// <summary>Allowed pending application identification (behaves as Allow in nvr-dp).</summary>
+    CheckApp = 5,
+    /// <summary>Allowed and reported as a violation (Monitor).</summary>
+    Violate = 6,
+    /// <summary>Blocked (Protect).</summary>
+    Deny = 7,
+}
+
+/// <summary>Which sessions a policy polices (its dir), or which way a rule or connection goes (DP_POLICY_APPLY_*).</summary>
+[Flags]
+public enum DpDirection : byte
+{
+    /// <summary>Sessions the workload opens (it is the client).</summary>
+    Egress = 1,
+    /// <summary>Sessions opened towards the workload (it is the server).</summary>
+    Ingress = 2,
+    /// <summary>Both ways (a policy's dir only).</summary>
+    Both = 3,
+}
+
+/// <summary>A workload's mode, read from its policy's default action as NeuVector's agent maps modes to defact.</summary>
+public enum DpWorkloadMode
+{
+    /// <summary>No policy: every session is open.</summary>
+    None,
+    /// <summary>Default action Learn: everything passes and is reported for learning.</summary>
+    Discover,
+    /// <summary>Default action Violate: everything passes, what no rule allows is reported as a violation.</summary>
+    Monitor,
+    /// <summary>Default action Deny: what no rule allows is blocked.</summary>
+    Protect,
+    /// <summary>A policy with any other default action.</summary>
+    Custom,
+}
+
+/// <summary>How the datapath handles a workload's frames: inline (sent on after the verdict) or tap (inspected only).</summary>
+public enum DpWireMode
+{
+    /// <summary>Frames are sent on unless the verdict blocks them.</summary>
+    Inline,
+    /// <summary>Frames are inspected and counted, nothing is sent on.</summary>
+    Tap,
+}
+
+/// <summary>
+/// One policy rule as ctrl_cfg_policy carries it: the session is seen client->server, so Source is the client,
+/// Destination the server and Port the server's port; Direction Ingress means the workload is the server.
+/// Ranges are inclusive. Only IPv4 is policed.
+/// </summary>
+public sealed class DpRule
+{
+    /// <summary>The datapath's control socket, when the rule came from one (binds to -ControlSocket down the pipeline); null otherwise.</summary>
+    public string? ControlSocket { get; init; }
+    /// <summary>The workload the rule belongs to (its MAC), or null for a rule not yet given to one.</summary>
+    public string? Mac { get; init; }
+    /// <summary>The rule's id, reported with every connection it decides (0: give it the next free id).</summary>
+    public uint Id { get; init; }
+    /// <summary>The client addresses the rule covers, first to last.</summary>
+    public IPAddress SourceFrom { get; init; } = IPAddress.Any;
+    /// <summary>See <see cref="SourceFrom"/>.</summary>
+    public IPAddress SourceTo { get; init; } = IPAddress.Broadcast;
+    /// <summary>The server addresses the rule covers, first to last.</summary>
+    public IPAddress DestinationFrom { get; init; } = IPAddress.Any;
+    /// <summary>See <see cref="DestinationFrom"/>.</summary>
+    public IPAddress DestinationTo { get; init; } = IPAddress.Broadcast;
+    /// <summary>The server ports the rule covers, first to last (ICMP sessions have port 0).</summary>
+    public ushort PortFrom { get; init; }
+    /// <summary>See <see cref="PortFrom"/>.</summary>
+    public ushort PortTo { get; init; } = ushort.MaxValue;
+    /// <summary>The IP protocol number; 0 = any of TCP, UDP and ICMP.</summary>
+    public byte Protocol { get; init; }
+    /// <summary>What the rule does to the sessions it matches.</summary>
+    public DpPolicyAction Action { get; init; } = DpPolicyAction.Allow;
+    /// <summary>Ingress: sessions towards the workload; Egress: sessions it opens.</summary>
+    public DpDirection Direction { get; init; } = DpDirection.Ingress;
+
+    /// <summary>The client addresses as text: any, an address, a CIDR, or FIRST-LAST.</summary>
+    public string Source => RuleText.Range(SourceFrom, SourceTo);
+    /// <summary>The server addresses as text (see <see cref="Source"/>).</summary>
+    public string Destination => RuleText.Range(DestinationFrom, DestinationTo);
+    /// <summary>The server ports as text: any, a port, or FIRST-LAST.</summary>
+    public string Port => PortFrom == 0 && PortTo == ushort.MaxValue ? "any"
+        : PortFrom == PortTo ? PortFrom.ToString(CultureInfo.InvariantCulture) : $"{PortFrom}-{PortTo}";
+    /// <summary>The protocol as text: Any, TCP, UDP, ICMP or its number.</summary>
+    public string ProtocolName => RuleText.ProtocolName(Protocol);
+
+    /// <summary>The same rule with another id, workload, or control socket.</summary>
+    public DpRule With(uint? id = null, string? mac = null, string? controlSocket = null) => new()
+    {
+        ControlSocket = controlSocket ?? ControlSocket, Mac = mac ?? Mac, Id = id ?? Id,
+        SourceFrom = SourceFrom, SourceTo = SourceTo, DestinationFrom = DestinationFrom, DestinationTo = DestinationTo,
+        PortFrom = PortFrom, PortTo = PortTo, Protocol = Protocol, Action = Action, Direction = Direction,
+    };
+
+    /// <summary>
+    /// Builds a rule from its text parts: addresses as a.b.c.d, a CIDR, FIRST-LAST or any (*); ports as N, FIRST-LAST or
+    /// any (*); protocol as Any, TCP, UDP, ICMP or a number. Throws an ArgumentException that says what is wrong.
+    /// </summary>
+    public static DpRule Parse(string? source, string? destination, string? port, string? protocol, DpPolicyAction action = DpPolicyAction.Allow,
+        DpDirection direction = DpDirection.Ingress, uint id = 0, string? mac = null)
+    {
+        if (direction is not (DpDirection.Ingress or DpDirection.Egress))
+            throw new ArgumentException($"A rule is either Ingress (towards the workload) or Egress (from it), not {direction}; write two rules for both ways.");
+        if (!Enum.IsDefined(action)) throw new ArgumentException($"{(byte)action} is not a policy action (0-7).");
+        var (sf, st) = RuleText.ParseRange(source, "source");
+        var (df, dt) = RuleText.ParseRange(destination, "destination");
+        var (pf, pt) = RuleText.ParsePorts(port);
+        byte proto = RuleText.ParseProtocol(protocol);
+        if (proto == 1 && (pf, pt) != (0, ushort.MaxValue))
+            throw new ArgumentException($"ICMP has no ports (the datapath matches ICMP sessions with port 0), so a rule for ICMP port '{port}' would never match: leave -Port out.");
+        return new DpRule
+        {
+            Mac = mac, Id = id, SourceFrom = sf, SourceTo = st, DestinationFrom = df, DestinationTo = dt, PortFrom = pf, PortTo = pt,
+            Protocol = proto, Action = action, Direction = direction,
+        };
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Id} {Direction} {ProtocolName} {Source} -> {Destination}:{Port} {Action}";
+}
+
+/// <summary>A workload's policy as the datapath holds it (or, Mode None, the lack of one).</summary>
+public sealed class DpPolicy
+{
+    /// <summary>The datapath's control socket.</summary>
+    public string ControlSocket { get; init; } = "";
+    /// <summary>The workload's MAC.</summary>
+    public string Mac { get; init; } = "";
+    /// <summary>The mode the default action stands for (None without a policy).</summary>
+    public DpWorkloadMode Mode => ModeOf(HasPolicy ? DefaultAction : null);
+    /// <summary>Whether the workload has a policy at all.</summary>
+    public bool HasPolicy { get; init; }
+    /// <summary>What happens to sessions no rule matches (Open without a policy).</summary>
+    public DpPolicyAction DefaultAction { get; init; }
+    /// <summary>Which sessions are policed (dir).</summary>
+    public DpDirection Direction { get; init; } = DpDirection.Both;
+    /// <summary>The policy's version (each change makes a new one; 0 without a policy).</summary>
+    public uint Version { get; init; }
+    /// <summary>The rules, in the order they are matched (first match wins).</summary>
+    public DpRule[] Rules { get; init; } = [];
+    /// <summary>Same as <see cref="Mac"/>: lets a policy bind where a workload MAC is expected.</summary>
+    public string WorkloadMac => Mac;
+
+    /// <summary>The mode a default action stands for; null (no policy) is None.</summary>
+    public static DpWorkloadMode ModeOf(DpPolicyAction? defaultAction) => defaultAction switch
+    {
+        null => DpWorkloadMode.None,
+        DpPolicyAction.Learn => DpWorkloadMode.Discover,
+        DpPolicyAction.Violate => DpWorkloadMode.Monitor,
+        DpPolicyAction.Deny => DpWorkloadMode.Protect,
+        _ => DpWorkloadMode.Custom,
+    };
+
+    /// <summary>The default action a mode is sent as (Discover Learn, Monitor Violate, Protect Deny).</summary>
+    public static DpPolicyAction DefaultActionOf(DpWorkloadMode mode) => mode switch
+    {
+        DpWorkloadMode.Discover => DpPolicyAction.Learn,
+        DpWorkloadMode.Monitor => DpPolicyAction.Violate,
+        DpWorkloadMode.Protect => DpPolicyAction.Deny,
+        _ => throw new ArgumentException($"{mode} is not a mode a workload can be switched to: use Discover, Monitor or Protect."),
+    };
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Mac} {Mode}";
+}
+
+/// <summary>
+/// One entry of the datapath's connection table: the sessions of one workload with the same direction, client, server,
+/// server port, protocol and verdict (rule id and action), counted together.
+/// </summary>
+public sealed class DpConnection
+{
+    /// <summary>The datapath's control socket.</summary>
+    public string ControlSocket { get; init; } = "";
+    /// <summary>The workload's MAC.</summary>
+    public string Mac { get; init; } = "";
+    /// <summary>Ingress: opened towards the workload; Egress: opened by it.</summary>
+    public DpDirection Direction { get; init; }
+    /// <summary>The side that opened the sessions.</summary>
+    public IPAddress Client { get; init; } = IPAddress.Any;
+    /// <summary>The side they were opened towards.</summary>
+    public IPAddress Server { get; init; } = IPAddress.Any;
+    /// <summary>The server's port (0 for ICMP).</summary>
+    public ushort ServerPort { get; init; }
+    /// <summary>The IP protocol number.</summary>
+    public byte Protocol { get; init; }
+    /// <summary>The protocol as text: TCP, UDP, ICMP or its number.</summary>
+    public string ProtocolName => RuleText.ProtocolName(Protocol);
+    /// <summary>The rule that decided (0: the policy's default action, or no policy).</summary>
+    public uint RuleId { get; init; }
+    /// <summary>The verdict.</summary>
+    public DpPolicyAction Action { get; init; }
+    /// <summary>Sessions counted in this entry.</summary>
+    public long Sessions { get; init; }
+    /// <summary>Packets and bytes of those sessions.</summary>
+    public long Packets { get; init; }
+    /// <summary>See <see cref="Packets"/>.</summary>
+    public long Bytes { get; init; }
+    /// <summary>Packets withheld because the verdict was Deny.</summary>
+    public long DroppedPackets { get; init; }
+    /// <summary>When the first and the last packet were seen (UTC).</summary>
+    public DateTime FirstSeen { get; init; }
+    /// <summary>See <see cref="FirstSeen"/>.</summary>
+    public DateTime LastSeen { get; init; }
+    /// <summary>Same as <see cref="Mac"/>.</summary>
+    public string WorkloadMac => Mac;
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Direction} {ProtocolName} {Client} -> {Server}:{ServerPort} {Action}";
+}
+
+/// <summary>The text forms of rule fields, both ways.</summary>
+public static class RuleText
+{
+    private static readonly IPAddress Any = IPAddress.Any, All = IPAddress.Broadcast;
+
+    /// <summary>An IPv4 address as a number (host order).</summary>
+    public static uint ToUInt32(IPAddress a) => BinaryPrimitives.ReadUInt32BigEndian(a.GetAddressBytes());
+
+    /// <summary>A number (host order) as an IPv4 address.</summary>
+    public static IPAddress FromUInt32(uint v)
+    {
+        var b = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(b, v);
+        return new IPAddress(b);
+    }
+
+    /// <summary>any, an address, a CIDR when the range is one, else FIRST-LAST.</summary>
+    public static string Range(IPAddress from, IPAddress to)
+    {
+        if (from.AddressFamily != AddressFamily.InterNetwork || to.AddressFamily != AddressFamily.InterNetwork) return $"{from}-{to}";
+        uint f = ToUInt32(from), t = ToUInt32(to);
+        if (f == 0 && t == uint.MaxValue) return "any";
+        if (f == t) return from.ToString();
+        uint span = t - f;
+        // a CIDR: the range is 2^n addresses long and starts on a multiple of its length
+        if (f <= t && ((ulong)span + 1 & span) == 0 && (f & span) == 0)
+            return $"{from}/{32 - System.Numerics.BitOperations.PopCount(span)}";
+        return $"{from}-{to}";
+    }
+
+    /// <summary>Parses an address range: a.b.c.d, NETWORK/PREFIX, FIRST-LAST, or any (*; also empty).</summary>
+    public static (IPAddress From, IPAddress To) ParseRange(string? text, string what)
+    {
+        var s = (text ?? "").Trim();
+        if (s.Length == 0 || s == "*" || s.Equals("any", StringComparison.OrdinalIgnoreCase)) return (Any, All);
+        int dash = s.IndexOf('-');
+        if (dash >= 0)
+        {
+            var from = Address(s[..dash], text, what);
+            var to = Address(s[(dash + 1)..], text, what);
+            if (ToUInt32(to) < ToUInt32(from))
+                throw new ArgumentException($"The {what} range '{text}' ends before it starts: write FIRST-LAST with FIRST <= LAST, e.g. 10.10.10.1-10.10.10.9.");
+            return (from, to);
+        }
+        int slash = s.IndexOf('/');
+        if (slash < 0) { var a = Address(s, text, what); return (a, a); }
+        var network = Address(s[..slash], text, what);
+        if (!int.TryParse(s[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int prefix) || prefix > 32)
+            throw new ArgumentException($"The {what} '{text}' has an invalid prefix length: it must be a whole number from 0 to 32.");
+        uint mask = prefix == 0 ? 0 : uint.MaxValue << (32 - prefix);
+        uint n = ToUInt32(network);
+        if ((n & mask) != n)
+            throw new ArgumentException($"The {what} '{text}' is not a network address: did you mean {FromUInt32(n & mask)}/{prefix} (the whole subnet) or {network} (the one address)?");
+        return (network, FromUInt32(n | ~mask));
+    }
+
+    private static IPAddress Address(string part, string? text, string what)
+    {
+        var p = part.Trim();
+        if (!IPAddress.TryParse(p, out var a) || a.AddressFamily != AddressFamily.InterNetwork || p.Count(c => c == '.') != 3)
+            throw new ArgumentException($"The {what} '{text}' is not an IPv4 address, CIDR or range: write a.b.c.d, a.b.c.d/PREFIX, FIRST-LAST or any (the datapath polices IPv4 only).");
+        return a;
+    }
+
+    /// <summary>Parses ports: N, FIRST-LAST, or any (*; also empty).</summary>
+    public static (ushort From, ushort To) ParsePorts(string? text)
+    {
+        var s = (text ?? "").Trim();
+        if (s.Length == 0 || s == "*" || s.Equals("any", StringComparison.OrdinalIgnoreCase)) return (0, ushort.MaxValue);
+        int dash = s.IndexOf('-');
+        ushort from = PortNumber(dash < 0 ? s : s[..dash], text);
+        ushort to = dash < 0 ? from : PortNumber(s[(dash + 1)..], text);
+        if (to < from) throw new ArgumentException($"The port range '{text}' ends before it starts: write FIRST-LAST with FIRST <= LAST, e.g. 8000-8100.");
+        return (from, to);
+    }
+
+    private static ushort PortNumber(string part, string? text)
+        => ushort.TryParse(part.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var p) ? p
+            : throw new ArgumentException($"The port '{text}' is not a port or port range: write a number from 0 to 65535, FIRST-LAST (e.g. 8000-8100) or any.");
+
+    /// <summary>Parses a protocol: Any, TCP, UDP, ICMP (any case) or a number 0-255.</summary>
+    public static byte ParseProtocol(string? text)
+    {
+        var s = (text ?? "").Trim();
+        switch (s.ToUpperInvariant())
+        {
+            case "" or "ANY" or "*": return 0;
+            case "TCP": return 6;
+            case "UDP": return 17;
+            case "ICMP": return 1;
+        }
+        return byte.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n
+            : throw new ArgumentException($"'{text}' is not a protocol: write Any, TCP, UDP, ICMP or a protocol number from 0 to 255.");
+    }
+
+    /// <summary>Any, TCP, UDP, ICMP, or the number.</summary>
+    public static string ProtocolName(byte protocol) => protocol switch
+    {
+        0 => "Any", 6 => "TCP", 17 => "UDP", 1 => "ICMP", 58 => "ICMPv6",
+        _ => protocol.ToString(CultureInfo.InvariantCulture),
+    };
+}

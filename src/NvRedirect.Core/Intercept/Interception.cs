@@ -1,0 +1,441 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Security.Cryptography;
+using NvRedirect.Core.Bpf;
+using NvRedirect.Core.Links;
+using NvRedirect.Core.Model;
+using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Tc;
+
+namespace NvRedirect.Core.Intercept;
+
+/// <summary>How the MAC-rewriting rules are implemented.</summary>
+public enum InterceptionBackend
+{
+    /// <summary>Pedit where the kernel has act_pedit, Bpf otherwise.</summary>
+    Auto,
+    /// <summary>u32 + pedit + mirred, byte for byte the seed's (and NeuVector's) tc filters.</summary>
+    Pedit,
+    /// <summary>cls_bpf direct-action programs doing the same match, rewrite and mirror.</summary>
+    Bpf,
+}
+
+/// <summary>What to intercept: the seed's wiring of one workload (neuvector-dp.md §4.3).</summary>
+public sealed record InterceptionRequest
+{
+    /// <summary>The agent namespace holding the entry, inner and monitor ports ("" = root).</summary>
+    public string Namespace { get; init; } = "";
+    /// <summary>The entry port (vex): traffic from the host side arrives here.</summary>
+    public string EntryLink { get; init; } = "vex";
+    /// <summary>The inner port (vin): its peer is the workload's interface.</summary>
+    public string InnerLink { get; init; } = "vin";
+    /// <summary>The monitor port (vbr): its peer (vth) is where the datapath reads and writes.</summary>
+    public string MonitorLink { get; init; } = "vbr";
+    /// <summary>The workload's MAC (the container's eth0).</summary>
+    public byte[] WorkloadMac { get; init; } = [];
+    /// <summary>The NeuV alias the datapath sees; null = derived from the entry port's ifindex as NeuVector does.</summary>
+    public byte[]? UcMac { get; init; }
+    /// <summary>Pedit, Bpf or Auto.</summary>
+    public InterceptionBackend Backend { get; init; } = InterceptionBackend.Auto;
+    /// <summary>Pref of the monitor-port rule that returns frames to the workload (seed: 5); null = from the entry port's ifindex.</summary>
+    public ushort? ToWorkloadPriority { get; init; }
+    /// <summary>Pref of the monitor-port rule that returns frames to the host side (seed: 172); null = from the inner port's ifindex.</summary>
+    public ushort? FromWorkloadPriority { get; init; }
+    /// <summary>Leave segmentation and checksum offloads as they are on the agent-side ports.</summary>
+    public bool KeepOffloads { get; init; }
+}
+
+/// <summary>One installed rule of an interception.</summary>
+/// <param name="Role">What the rule does, e.g. "entry: to datapath".</param>
+/// <param name="LinkName">The device.</param>
+/// <param name="Priority">Its pref.</param>
+/// <param name="Kind">u32 or bpf.</param>
+/// <param name="Change">Added, Unchanged, Replaced or Removed.</param>
+/// <param name="Filter">The filter as the kernel reports it.</param>
+public sealed record InterceptionRule(string Role, string LinkName, ushort Priority, string Kind, TcChange Change, TcFilter? Filter);
+
+/// <summary>An intercepted workload.</summary>
+public sealed class InterceptionInfo
+{
+    /// <summary>The agent namespace ("" = root).</summary>
+    public string Namespace { get; init; } = "";
+    /// <summary>The workload's MAC.</summary>
+    public string WorkloadMac { get; init; } = "";
+    /// <summary>The NeuV alias used towards the datapath.</summary>
+    public string UcMac { get; init; } = "";
+    /// <summary>The broadcast alias NeuVector registers with the datapath (ff:ff:ff:00:hi:lo).</summary>
+    public string BcMac { get; init; } = "";
+    /// <summary>Entry port (vex).</summary>
+    public string EntryLink { get; init; } = "";
+    /// <summary>Inner port (vin).</summary>
+    public string InnerLink { get; init; } = "";
+    /// <summary>Monitor port (vbr).</summary>
+    public string MonitorLink { get; init; } = "";
+    /// <summary>The monitor port's peer, where the datapath runs (vth), when known.</summary>
+    public string? DatapathLink { get; init; }
+    /// <summary>Pedit or Bpf.</summary>
+    public string Backend { get; init; } = "";
+    /// <summary>Why that backend (for Auto: whether act_pedit was there).</summary>
+    public string BackendReason { get; init; } = "";
+    /// <summary>Pref of the monitor-port rule towards the workload.</summary>
+    public ushort ToWorkloadPriority { get; init; }
+    /// <summary>Pref of the monitor-port rule towards the host side.</summary>
+    public ushort FromWorkloadPriority { get; init; }
+    /// <summary>The six rules.</summary>
+    public IReadOnlyList<InterceptionRule> Rules { get; init; } = [];
+    /// <summary>Whether offloads were switched off on the agent-side ports by this call.</summary>
+    public bool OffloadsDisabled { get; init; }
+}
+
+/// <summary>A pref an interception needs already holds a filter that is not this workload's; nothing was changed.</summary>
+public sealed class InterceptionPriorityInUseException : InvalidOperationException
+{
+    /// <summary>The device.</summary>
+    public string LinkName { get; }
+    /// <summary>The pref in use.</summary>
+    public ushort Priority { get; }
+
+    /// <summary>Creates the exception.</summary>
+    public InterceptionPriorityInUseException(string linkName, ushort priority, string message) : base(message)
+    {
+        LinkName = linkName;
+        Priority = priority;
+    }
+}
+
+/// <summary>
+/// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring):
+/// <code>
+/// entry (vex)  pref 10001 ip : unicast, dst == M  -> dst := U, mirror to vbr      (to the datapath)
+/// entry (vex)  pref 10002 all: anything else       -> mirror to vin                (straight in)
+/// inner (vin)  pref 10001 ip : unicast, src == M  -> src := U, mirror to vbr      (to the datapath)
+/// inner (vin)  pref 10002 all: anything else       -> mirror to vex                (straight out)
+/// monitor (vbr) pref TO  all : dst == U            -> dst := M, mirror to vin     (datapath let it through, inwards)
+/// monitor (vbr) pref FROM all: src == U            -> src := M, mirror to vex     (datapath let it through, outwards)
+/// </code>
+/// Every rule is tagged (cookie or bpf name: "nvredir1" + "ic" + M), so listing and removal only ever see ours.
+/// </summary>
+public static class Interception
+{
+    /// <summary>pref of the steering rules on the entry and inner ports.</summary>
+    public const ushort SteerPriority = 10001;
+    /// <summary>pref of the catch-all rules on the entry and inner ports.</summary>
+    public const ushort PassPriority = 10002;
+    private static readonly byte[] NeuVPrefix = [0x4e, 0x65, 0x75, 0x56];
+
+    /// <summary>NeuVector's ucmac for an entry port: 4e:65:75:56:hi:lo of its ifindex.</summary>
+    public static byte[] UcMacFor(int entryIndex) => [0x4e, 0x65, 0x75, 0x56, (byte)(entryIndex >> 8), (byte)entryIndex];
+
+    /// <summary>NeuVector's bcmac: ff:ff:ff:00:hi:lo.</summary>
+    public static byte[] BcMacFor(byte[] ucMac) => [0xff, 0xff, 0xff, 0x00, ucMac[4], ucMac[5]];
+
+    /// <summary>NeuVector's port pref: ifindex modulo 65536, 1 when that is 0.</summary>
+    public static ushort PriorityFor(int ifindex) => (ushort)(ifindex % 65536 == 0 ? 1 : ifindex % 65536);
+
+    /// <summary>The 8-byte owner tag of a workload's rules.</summary>
+    public static byte[] TagFor(byte[] workloadMac) => [(byte)'i', (byte)'c', .. workloadMac];
+
+    /// <summary>Installs (idempotently) the interception of one workload.</summary>
+    public static InterceptionInfo Add(InterceptionRequest request)
+    {
+        if (request.WorkloadMac is not { Length: 6 }) throw new ArgumentException("The workload MAC must be 6 bytes.");
+        if ((request.WorkloadMac[0] & 1) != 0) throw new ArgumentException($"{Parse.Mac(request.WorkloadMac)} is a multicast MAC; a workload's MAC is unicast.", "WorkloadMac");
+        using var handle = RouteHandle.Open(request.Namespace);
+        var tc = new TrafficControl(handle);
+        var entry = handle.GetLink(request.EntryLink);
+        var inner = handle.GetLink(request.InnerLink);
+        var monitor = handle.GetLink(request.MonitorLink);
+        if (new[] { entry.Index, inner.Index, monitor.Index }.Distinct().Count() != 3)
+            throw new ArgumentException("The entry, inner and monitor ports must be three different links.");
+        var uc = request.UcMac ?? UcMacFor(entry.Index);
+        if (uc.Length != 6) throw new ArgumentException("The ucmac must be 6 bytes.", "UcMac");
+        if (uc.AsSpan().SequenceEqual(request.WorkloadMac))
+            throw new ArgumentException("The ucmac must differ from the workload's MAC: the two tell the directions apart.", "UcMac");
+        if (!uc.AsSpan(0, 4).SequenceEqual(NeuVPrefix))
+            throw new ArgumentException($"The ucmac {Parse.Mac(uc)} lacks the 4e:65:75:56 (\"NeuV\") prefix the datapath recognises workloads by.", "UcMac");
+        ushort to = request.ToWorkloadPriority ?? PriorityFor(entry.Index);
+        ushort from = request.FromWorkloadPriority ?? PriorityFor(inner.Index);
+        if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+        var tag = TagFor(request.WorkloadMac);
+        var cookie = RedirectCookie.Create(tag);
+
+        // every pref we are about to use must be free or already ours for this workload
+        foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority), (monitor, to), (monitor, from) })
+            CheckPrefIsFreeOrOurs(tc, link, pref, tag);
+
+        var rewrites = new[]
+        {
+            ("entry: to datapath", new MacRule(entry.Index, SteerPriority, TcProtocol.IPv4, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
+            ("inner: to datapath", new MacRule(inner.Index, SteerPriority, TcProtocol.IPv4, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
+            ("monitor: to workload", new MacRule(monitor.Index, to, TcProtocol.All, MacField.Destination, uc, false, MacField.Destination, request.WorkloadMac, MirredAction.EgressMirror(inner.Index)), monitor.Name),
+            ("monitor: to host side", new MacRule(monitor.Index, from, TcProtocol.All, MacField.Source, uc, false, MacField.Source, request.WorkloadMac, MirredAction.EgressMirror(entry.Index)), monitor.Name),
+        };
+        var passes = new[]
+        {
+            ("entry: straight in", new U32Filter { LinkIndex = entry.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(inner.Index) with { Cookie = cookie }] }, entry.Name),
+            ("inner: straight out", new U32Filter { LinkIndex = inner.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(entry.Index) with { Cookie = cookie }] }, inner.Name),
+        };
+
+        var installed = new List<InterceptionRule>();
+        var addedQdiscs = new List<int>();
+        var backend = request.Backend;
+        string reason = "requested";
+        try
+        {
+            foreach (var link in new[] { inner, entry, monitor })
+                if (tc.EnsureIngressQdisc(link.Index) == TcChange.Added) addedQdiscs.Add(link.Index);
+
+            // Decide the backend before touching any rule: a failed pedit add must never cost an existing one.
+            if (backend != InterceptionBackend.Bpf)
+            {
+                var (pedit, refusal) = ProbePedit(tc, monitor.Index);
+                if (backend == InterceptionBackend.Auto)
+                {
+                    backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
+                    reason = pedit ? "the kernel has act_pedit"
+                        : $"the kernel has no act_pedit (\"{refusal?.KernelMessage ?? TrafficControl.MissingActionModuleText}\"), so cls_bpf programs do the MAC rewrite";
+                }
+                else if (!pedit)
+                    throw new TcActionUnavailableException(refusal!, $"Pedit backend's rules for {Parse.Mac(request.WorkloadMac)}", ["pedit"],
+                        "Nothing was changed. -Backend Auto picks Bpf on such a kernel.");
+            }
+
+            // return paths first, then the catch-alls, then the steering: traffic is never steered to a dead end
+            foreach (var (role, rule, linkName) in new[] { rewrites[2], rewrites[3] })
+                installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
+            foreach (var (role, filter, linkName) in passes)
+                installed.Add(AddU32(tc, role, linkName, filter));
+            foreach (var (role, rule, linkName) in new[] { rewrites[0], rewrites[1] })
+                installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
+        }
+        catch
+        {
+            Rollback(tc, installed, addedQdiscs);
+            throw;
+        }
+
+        bool offloadsOff = false;
+        var datapathLink = monitor.PeerIndex != 0 && monitor.PeerNamespaceId == null ? handle.FindLink(monitor.PeerIndex)?.Name : null;
+        if (!request.KeepOffloads)
+        {
+            // an inline datapath needs whole, fully checksummed frames (kernel-facts.md): no TSO/GSO/GRO, no TX checksum offload
+            foreach (var name in new[] { entry.Name, inner.Name, monitor.Name, datapathLink }.OfType<string>())
+                Ethtool.Set(request.Namespace, name, false, false, false, false);
+            offloadsOff = true;
+        }
+
+        return new InterceptionInfo
+        {
+            Namespace = handle.Namespace,
+            WorkloadMac = Parse.Mac(request.WorkloadMac), UcMac = Parse.Mac(uc), BcMac = Parse.Mac(BcMacFor(uc)),
+            EntryLink = entry.Name, InnerLink = inner.Name, MonitorLink = monitor.Name, DatapathLink = datapathLink,
+            Backend = backend.ToString(), BackendReason = reason,
+            ToWorkloadPriority = to, FromWorkloadPriority = from,
+            Rules = installed, OffloadsDisabled = offloadsOff,
+        };
+    }
+
+    /// <summary>Every interception in a namespace, rebuilt from the tagged filters.</summary>
+    public static List<InterceptionInfo> List(string ns)
+    {
+        using var handle = RouteHandle.Open(ns);
+        var tc = new TrafficControl(handle);
+        return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>Removes exactly the rules of one workload (found by its tag); qdiscs stay.</summary>
+    public static List<InterceptionRule> Remove(string ns, byte[] workloadMac)
+    {
+        using var handle = RouteHandle.Open(ns);
+        var tc = new TrafficControl(handle);
+        var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
+        if (!Collect(tc).TryGetValue(tag, out var rules)) return [];
+        var removed = new List<InterceptionRule>();
+        // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
+        foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+        {
+            tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
+            removed.Add(r with { Change = TcChange.Removed });
+        }
+        return removed;
+    }
+
+    /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc)
+    {
+        var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
+        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        foreach (var (index, name) in devices)
+            foreach (var f in tc.ListFilters(index))
+                if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
+        return found;
+    }
+
+    private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules)
+    {
+        var tagged = rules.Select(r => r.Filter).First();
+        var mac = Convert.FromHexString(TagText(tagged)!)[2..];
+        string Link(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Link ?? "";
+        ushort Pref(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Filter?.Priority ?? 0;
+        var entryName = Link("entry: to datapath");
+        var innerName = Link("inner: to datapath");
+        // a catch-all carries no role of its own: it is the entry's or the inner port's by the device it sits on
+        string Role(TcFilter f, string link) => RoleOf(f) is not PassRole ? RoleOf(f)
+            : link == entryName ? "entry: straight in" : link == innerName ? "inner: straight out" : PassRole;
+        var uc = rules.Select(r => UcMacOf(r.Filter)).FirstOrDefault(u => u != null);
+        var monitorName = Link("monitor: to workload");
+        var monitor = monitorName.Length > 0 ? handle.FindLink(monitorName) : null;
+        return new InterceptionInfo
+        {
+            Namespace = handle.Namespace,
+            WorkloadMac = Parse.Mac(mac), UcMac = uc != null ? Parse.Mac(uc) : "", BcMac = uc != null ? Parse.Mac(BcMacFor(uc)) : "",
+            EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
+            DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null } ? handle.FindLink(monitor.PeerIndex)?.Name : null,
+            Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
+            BackendReason = "as installed",
+            ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
+            Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+        };
+    }
+
+    private static void CheckPrefIsFreeOrOurs(TrafficControl tc, LinkRecord link, ushort pref, byte[] tag)
+    {
+        var tagText = Convert.ToHexString(tag).ToLowerInvariant();
+        foreach (var f in tc.ListFilters(link.Index, pref))
+            if (TagText(f) != tagText)
+                throw new InterceptionPriorityInUseException(link.Name, pref,
+                    $"pref {pref} of {tc.Handle.Describe(link.Name)} already holds a filter that is not this workload's ({(RedirectCookie.IsOurs(f) ? "another interception's" : "installed by someone else")}): " +
+                    "remove it, or choose other prefs with -ToWorkloadPriority/-FromWorkloadPriority. Nothing was changed.");
+    }
+
+    private static InterceptionRule AddRewrite(TrafficControl tc, InterceptionBackend backend, string role, string linkName, MacRule rule, byte[] cookie, byte[] tag, byte[] uc)
+        => backend == InterceptionBackend.Bpf ? AddBpf(tc, role, linkName, rule, tag, uc) : AddU32(tc, role, linkName, rule.ToU32Filter(cookie));
+
+    /// <summary>
+    /// Whether the kernel runs pedit actions: adds, then removes, a pedit filter at a free pref of the monitor port for an
+    /// ethertype no frame carries (0x88b5, IEEE local experimental), so no traffic ever meets it.
+    /// </summary>
+    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex)
+    {
+        var used = tc.ListFilters(linkIndex).Select(f => f.Priority).ToHashSet();
+        ushort pref = 65535;
+        while (used.Contains(pref)) pref--;
+        var probe = new U32Filter
+        {
+            LinkIndex = linkIndex, Priority = pref, Protocol = 0x88b5, Selector = U32Selector.MatchAll,
+            Actions = [PeditAction.Munge([PeditKey.U8(-14, 0)], TcActionControl.Pipe) with { Cookie = RedirectCookie.Create() }],
+        };
+        try
+        {
+            tc.AddFilter(probe);
+            tc.RemoveFilter(linkIndex, pref);
+            return (true, null);
+        }
+        catch (TcActionUnavailableException e) { return (false, e); }
+    }
+
+    private static InterceptionRule AddU32(TrafficControl tc, string role, string linkName, U32Filter filter)
+    {
+        var result = tc.AddFilter(filter);
+        return new InterceptionRule(role, linkName, filter.Priority, "u32", result.Change, result.Filter);
+    }
+
+    private static InterceptionRule AddBpf(TrafficControl tc, string role, string linkName, MacRule rule, byte[] tag, byte[] uc)
+    {
+        var program = rule.ToBpfProgram();
+        var digest = Convert.ToHexString(SHA256.HashData(program).AsSpan(0, 4)).ToLowerInvariant();
+        var name = $"{RedirectCookie.Marker}:{Convert.ToHexString(tag).ToLowerInvariant()}:{Convert.ToHexString(uc).ToLowerInvariant()}:{RoleKey(role)}:{digest}";
+        var existing = tc.ListFilters(rule.LinkIndex, rule.Priority);
+        if (existing.Count == 1 && existing[0] is BpfFilter b && b.Name == name)
+            return new InterceptionRule(role, linkName, rule.Priority, "bpf", TcChange.Unchanged, b);
+        var change = existing.Count == 0 ? TcChange.Added : TcChange.Replaced;
+        if (change == TcChange.Replaced) tc.RemoveFilter(rule.LinkIndex, rule.Priority);
+        using (var fd = BpfProgram.LoadSchedCls(program))
+        {
+            var filter = new BpfFilter { LinkIndex = rule.LinkIndex, Priority = rule.Priority, Protocol = rule.Protocol, Name = name };
+            tc.Handle.Socket.Execute(TcMessages.AddFilter(filter, fd.Fd), $"attach the cls_bpf program for '{role}' at pref {rule.Priority} of {tc.Handle.Describe(linkName)}");
+        }
+        var readBack = tc.ListFilters(rule.LinkIndex, rule.Priority).OfType<BpfFilter>().FirstOrDefault();
+        return new InterceptionRule(role, linkName, rule.Priority, "bpf", change, readBack);
+    }
+
+    /// <summary>Undoes a failed Add: the rules it added, then the qdiscs it added (only while they hold no filter).</summary>
+    private static void Rollback(TrafficControl tc, List<InterceptionRule> installed, List<int> addedQdiscs)
+    {
+        foreach (var r in installed.Where(r => r.Change != TcChange.Unchanged).Reverse())
+        {
+            try { if (r.Filter != null) tc.RemoveFilter(r.Filter.LinkIndex, r.Priority); }
+            catch (NetlinkException) { /* best effort: the original error matters more */ }
+        }
+        foreach (var index in addedQdiscs)
+        {
+            try { if (tc.ListFilters(index).Count == 0) tc.RemoveIngressQdisc(index); }
+            catch (NetlinkException) { /* best effort, as above */ }
+        }
+    }
+
+    private static string RoleKey(string role) => role switch
+    {
+        "entry: to datapath" => "entry",
+        "inner: to datapath" => "inner",
+        "monitor: to workload" => "to-workload",
+        "monitor: to host side" => "to-host",
+        _ => "rule",
+    };
+
+    /// <summary>The hex owner tag of a filter of ours that belongs to an interception, or null.</summary>
+    private static string? TagText(TcFilter f)
+    {
+        if (f is BpfFilter b && b.Name?.StartsWith(RedirectCookie.Marker + ":", StringComparison.Ordinal) == true)
+        {
+            var parts = b.Name.Split(':');
+            return parts.Length >= 2 && parts[1].StartsWith("6963", StringComparison.Ordinal) && parts[1].Length == 16 ? parts[1] : null;
+        }
+        if (f is U32Filter u)
+            foreach (var a in u.Actions)
+                if (RedirectCookie.TagOf(a.Cookie) is { } tag && tag[0] == (byte)'i' && tag[1] == (byte)'c')
+                    return Convert.ToHexString(tag).ToLowerInvariant();
+        return null;
+    }
+
+    private static byte[]? UcMacOf(TcFilter f)
+    {
+        if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 3 } parts && parts[2].Length == 12) return Convert.FromHexString(parts[2]);
+        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is "entry: to datapath" or "inner: to datapath")
+        {
+            var mac = new byte[6];
+            foreach (var m in munges)
+            {
+                int at = m.Offset + 14; // -14 -> 0 (dst), -8 -> 6 (src)
+                int start = at >= 6 ? at - 6 : at;
+                for (int i = 0; i < m.Size / 8; i++) mac[start + i] = (byte)(m.Value >> (m.Size - 8 * (i + 1)));
+            }
+            return mac;
+        }
+        return null;
+    }
+
+    private const string PassRole = "pass";
+
+    private static string RoleOf(TcFilter f)
+    {
+        if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
+            return parts[3] switch { "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side", _ => "rule" };
+        if (f is U32Filter u)
+        {
+            if (u.Priority == PassPriority && u.Keys.All(k => k.Mask == 0))
+                return PassRole;
+            var munge = u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges?.FirstOrDefault();
+            bool dst = munge is { } m && m.Offset is -14 or -12;
+            return (u.Priority, u.Protocol, dst) switch
+            {
+                (SteerPriority, TcProtocol.IPv4, true) => "entry: to datapath",
+                (SteerPriority, TcProtocol.IPv4, false) => "inner: to datapath",
+                (_, _, true) => "monitor: to workload",
+                _ => "monitor: to host side",
+            };
+        }
+        return "rule";
+    }
+}
