@@ -81,7 +81,7 @@ Describe 'The seed''s tc filters on the seed topology' {
         $vex = Add-RedirectFilter vex -Namespace $agentNs -Priority 10002 -Action 'mirred egress mirror dev vin'
         $vin = Add-RedirectFilter vin -Namespace $agentNs -Priority 10002 -MirrorTo vex
         foreach ($f in $vex, $vin) {
-            $f | Should -BeOfType ([NvRedirect.Core.Model.RedirectFilter])
+            $f | Should -BeOfType ([NvRedirect.Core.Tc.RedirectFilter])
             $f.Change | Should -Be 'Added'
             $f.IsOwned | Should -BeTrue
             $f.Matches | Should -Be @('all')

@@ -48,8 +48,8 @@ Describe 'Module surface' {
         @{ Type = 'NvRedirect.Core.Model.AgentNamespace' }
         @{ Type = 'NvRedirect.Core.Model.AgentLink' }
         @{ Type = 'NvRedirect.Core.Model.AgentAddress' }
-        @{ Type = 'NvRedirect.Core.Model.AgentQdisc' }
-        @{ Type = 'NvRedirect.Core.Model.RedirectFilter' }
+        @{ Type = 'NvRedirect.Core.Tc.AgentQdisc' }
+        @{ Type = 'NvRedirect.Core.Tc.RedirectFilter' }
         @{ Type = 'NvRedirect.Core.Datapath.DpPolicy' }
         @{ Type = 'NvRedirect.Core.Datapath.DpRule' }
         @{ Type = 'NvRedirect.Core.Datapath.DpConnection' }

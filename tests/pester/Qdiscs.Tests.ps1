@@ -17,7 +17,7 @@ Describe 'Ingress qdiscs' {
 
     It 'adds an ingress qdisc (Added) and reports Unchanged the second time, as tc shows it' {
         $q = Add-AgentQdisc q0 -Namespace $ns
-        $q | Should -BeOfType ([NvRedirect.Core.Model.AgentQdisc])
+        $q | Should -BeOfType ([NvRedirect.Core.Tc.AgentQdisc])
         $q.Change | Should -Be 'Added'
         $q.Namespace | Should -BeExactly $ns
         $q.LinkName | Should -BeExactly 'q0'

@@ -85,7 +85,24 @@ public static class Parse
 {
     /// <summary>Formats 6 bytes as aa:bb:cc:dd:ee:ff.</summary>
     public static string Mac(ReadOnlySpan<byte> mac)
-        => mac.Length == 6 ? Packets.FrameParser.FormatMac(Packets.FrameParser.ReadMac(mac)) : Convert.ToHexString(mac).ToLowerInvariant();
+        => mac.Length == 6 ? Mac(MacValue(mac)) : Convert.ToHexString(mac).ToLowerInvariant();
+
+    /// <summary>Reads 6 bytes as a 48-bit number (the form the datapath keys workloads by).</summary>
+    public static ulong MacValue(ReadOnlySpan<byte> b)
+        => ((ulong)System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(b) << 32) | System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[2..]);
+
+    /// <summary>Formats a 48-bit MAC as aa:bb:cc:dd:ee:ff.</summary>
+    public static string Mac(ulong mac)
+        => string.Create(17, mac, static (s, m) =>
+        {
+            for (int i = 0; i < 6; i++)
+            {
+                byte b = (byte)(m >> (40 - 8 * i));
+                s[i * 3] = "0123456789abcdef"[b >> 4];
+                s[i * 3 + 1] = "0123456789abcdef"[b & 15];
+                if (i < 5) s[i * 3 + 2] = ':';
+            }
+        });
 
     /// <summary>Parses aa:bb:cc:dd:ee:ff (or with '-'); throws an ArgumentException that says what is wrong.</summary>
     public static byte[] Mac(string text, string what = "MAC address")

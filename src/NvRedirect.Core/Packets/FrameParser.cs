@@ -143,20 +143,9 @@ public static class FrameParser
         return FrameError.None;
     }
 
-    /// <summary>Reads 6 bytes as a 48-bit number.</summary>
-    public static ulong ReadMac(ReadOnlySpan<byte> b)
-        => ((ulong)BinaryPrimitives.ReadUInt16BigEndian(b) << 32) | BinaryPrimitives.ReadUInt32BigEndian(b[2..]);
+    /// <summary>Reads 6 bytes as a 48-bit number (<see cref="Model.Parse.MacValue"/>).</summary>
+    public static ulong ReadMac(ReadOnlySpan<byte> b) => Model.Parse.MacValue(b);
 
-    /// <summary>Formats a 48-bit MAC as aa:bb:cc:dd:ee:ff.</summary>
-    public static string FormatMac(ulong mac)
-        => string.Create(17, mac, static (s, m) =>
-        {
-            for (int i = 0; i < 6; i++)
-            {
-                byte b = (byte)(m >> (40 - 8 * i));
-                s[i * 3] = "0123456789abcdef"[b >> 4];
-                s[i * 3 + 1] = "0123456789abcdef"[b & 15];
-                if (i < 5) s[i * 3 + 2] = ':';
-            }
-        });
+    /// <summary>Formats a 48-bit MAC as aa:bb:cc:dd:ee:ff (<see cref="Model.Parse.Mac(ulong)"/>).</summary>
+    public static string FormatMac(ulong mac) => Model.Parse.Mac(mac);
 }

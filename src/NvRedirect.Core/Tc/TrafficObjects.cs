@@ -3,9 +3,8 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using NvRedirect.Core.Bpf;
-using NvRedirect.Core.Tc;
 
-namespace NvRedirect.Core.Model;
+namespace NvRedirect.Core.Tc;
 
 /// <summary>A qdisc of a device, as Get-AgentQdisc and Add-AgentQdisc return it.</summary>
 public sealed class AgentQdisc
