@@ -65,7 +65,7 @@ public class BpfProgramTests
         Assert.False(fd.IsInvalid);
     }
 
-    [Fact]
+    [RootFact]
     public void Verifier_rejection_carries_the_verifier_log()
     {
         // r0 is read before it is written: the verifier refuses and explains why

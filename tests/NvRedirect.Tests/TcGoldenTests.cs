@@ -18,8 +18,8 @@ public class TcGoldenTests
 
     private static void AssertSame(string file, NetlinkWriter ours)
     {
-        var golden = TcGolden.Primary(file);
-        TcBytes.Equal(golden, ours.ToArray(TcGolden.Seq(golden)), file);
+        var golden = GoldenFile.Primary(file);
+        TcBytes.Equal(golden, ours.ToArray(GoldenFile.Seq(golden)), file);
     }
 
     [Theory]
@@ -31,7 +31,7 @@ public class TcGoldenTests
     [InlineData("13-filter-vbr-172-pedit.hex")]
     public void Seed_filter_command_encodes_like_tc(string file)
     {
-        var filter = TcCommand.ParseU32(TcCommand.Words(TcGolden.Command(file)), name => CaptureIfindex[name]);
+        var filter = TcCommand.ParseU32(TcCommand.Words(GoldenFile.Command(file)), name => CaptureIfindex[name]);
         AssertSame(file, TcMessages.AddFilter(filter));
     }
 

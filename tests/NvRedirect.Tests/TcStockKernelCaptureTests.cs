@@ -111,6 +111,6 @@ public class TcStockKernelCaptureTests
     {
         var (ex, seed) = Decoded();
         var request = Convert.FromHexString(pref == 7 ? AddEx : AddSeed);
-        TcBytes.Equal(request, TcMessages.AddFilter(pref == 7 ? ex : seed).ToArray(TcGolden.Seq(request)), $"pref {pref}");
+        TcBytes.Equal(request, TcMessages.AddFilter(pref == 7 ? ex : seed).ToArray(GoldenFile.Seq(request)), $"pref {pref}");
     }
 }
