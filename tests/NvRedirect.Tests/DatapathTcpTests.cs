@@ -18,7 +18,7 @@ namespace NvRedirect.Tests;
 
 /// <summary>
 /// Real TCP through the datapath. Three namespaces: a host (h0, 192.0.2.1), a container (c0, 192.0.2.2, whose MAC
-/// carries the NeuV prefix so plain u32 + mirred can steer without pedit, as in the reference run §6) and a working
+/// carries the NeuV prefix so plain u32 + mirred can steer without pedit) and a working
 /// namespace with vex/vin (the pair ends) and vbr&lt;-&gt;vth. tc sends the container's IPv4 frames to vbr, the engine
 /// on vth writes them back, and tc delivers them by which MAC field holds the NeuV address. Offloads stay at the veth
 /// defaults, so the host's TCP stack sends 64 KiB GSO frames with partial checksums and the container answers with

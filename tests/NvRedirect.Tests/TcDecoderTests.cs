@@ -71,7 +71,7 @@ public class TcDecoderTests
     {
         var f = (U32Filter)TcDecoder.ParseFilter(new NetlinkMessage(GoldenFile.Primary("12-filter-vin-10001-pedit.hex")))!;
         var pedit = (PeditAction)f.Actions[0];
-        // netlink-encoding.md §4.6: vin 10001 = -8: 00000000/4e657556 ; -4: 0000ffff/00b40000
+        // the pedit keys of vin 10001 (docs/kernel-interfaces.md, "pedit keys"): -8: 00000000/4e657556 ; -4: 0000ffff/00b40000
         Assert.Equal([new PeditPackedKey(0x00000000, 0x4e657556, -8), new PeditPackedKey(0x0000ffff, 0x00b40000, -4)], pedit.Keys.ToArray());
         Assert.Equal([PeditKey.U32(-8, 0x4e657556), PeditKey.U16(-4, 0x00b4)], pedit.Munges!.ToArray());
         // the three matches pack to three keys: the u8 group-bit test has no u16 on its word to merge with

@@ -8,7 +8,7 @@ using Xunit;
 namespace NvRedirect.Tests.Tc;
 
 /// <summary>
-/// Our tc requests against iproute2 6.1's captures (netlink-golden), byte for byte. The ifindexes of the capture
+/// Our tc requests against iproute2 6.1's captures (Golden/, format in Golden/README.md), byte for byte. The ifindexes of the capture
 /// namespace (vex 5, vin 7, vbr 9) are used as they were, and the capture's sequence number is reused, so the
 /// whole message must be identical.
 /// </summary>

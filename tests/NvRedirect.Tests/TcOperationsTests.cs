@@ -153,7 +153,7 @@ public class TcOperationsTests
         Assert.Single(s.NodeJson("va"));
     }
 
-    /// <summary>This machine's kernel has no act_pedit (kernel-facts.md); on a kernel with it this test fails by design.</summary>
+    /// <summary>This machine's kernel has no act_pedit (docs/kernel-interfaces.md, "The development machine's kernel"); on a kernel with it this test fails by design.</summary>
     [RootFact]
     public void Pedit_filter_gives_a_clear_error_and_leaves_the_filter_list_unchanged()
     {
@@ -177,7 +177,7 @@ public class TcOperationsTests
 
     /// <summary>
     /// Either kernel: here (no act_pedit) the refusal installs nothing; on a kernel with act_pedit (verified under
-    /// shared/tools/stock-kernel/urun.sh, Debian's UML 6.1) the seed's pedit filter is added once, reads back with
+    /// tests/stock-kernel/run.sh, Debian 12's kernel in user-mode-linux) the seed's pedit filter is added once, reads back with
     /// its munges, and a second add is Unchanged.
     /// </summary>
     [RootFact]
