@@ -52,7 +52,7 @@ public class BpfProgramTests
         Assert.Equal(Hex("b701000007000000 b702000000000000 8500000017000000 9500000000000000"), redirect.AsSpan(21 * 8, 32).ToArray());
     }
 
-    [Theory]
+    [RootTheory]
     [InlineData(MacField.Destination, true, true, false)]
     [InlineData(MacField.Source, true, true, false)]
     [InlineData(MacField.Destination, false, false, true)]
