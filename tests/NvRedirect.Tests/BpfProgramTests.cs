@@ -10,7 +10,7 @@ public class BpfProgramTests
     private static readonly byte[] Container = Convert.FromHexString("1a27f3873a27");
     private static readonly byte[] UcMac = Convert.FromHexString("4e65755600b4");
 
-    // netlink-encoding.md §6.3: the verified listing for vex pref 10001 (dst match, unicast + IPv4 checks, mirror to T=9)
+    // docs/kernel-interfaces.md, "The program": the verified listing for vex pref 10001 (dst match, unicast + IPv4 checks, mirror to T=9)
     private const string VexListing =
         "bf16000000000000 b702000000000000 bfa3000000000000 07030000f0ffffff b70400000c000000 850000001a000000" +
         "5500190000000000 71a1f0ff00000000 5701000001000000 5501160000000000 61a1f0ff00000000 560114001a27f387" +
@@ -32,7 +32,7 @@ public class BpfProgramTests
     [Fact]
     public void Vin_source_program_differs_from_the_listing_only_where_the_reference_says()
     {
-        // §6.3: insns 10-13 compare the source (u16@fp-10, u32@fp-8), 16-17 stage the new source at fp-22, 19 r2=6, 21 r3+=-22
+        // the source variant ("The program"): insns 10-13 compare the source (u16@fp-10, u32@fp-8), 16-17 stage the new source at fp-22, 19 r2=6, 21 r3+=-22
         var program = new MacRewriteProgram(MacField.Source, Container, MacField.Source, UcMac, 9,
             RequireUnicastDestination: true, RequireIPv4: true).Assemble();
         var expected = Hex(VexListing);
@@ -52,7 +52,7 @@ public class BpfProgramTests
         Assert.Equal(Hex("b701000007000000 b702000000000000 8500000017000000 9500000000000000"), redirect.AsSpan(21 * 8, 32).ToArray());
     }
 
-    [Theory]
+    [RootTheory]
     [InlineData(MacField.Destination, true, true, false)]
     [InlineData(MacField.Source, true, true, false)]
     [InlineData(MacField.Destination, false, false, true)]
@@ -65,7 +65,7 @@ public class BpfProgramTests
         Assert.False(fd.IsInvalid);
     }
 
-    [Fact]
+    [RootFact]
     public void Verifier_rejection_carries_the_verifier_log()
     {
         // r0 is read before it is written: the verifier refuses and explains why

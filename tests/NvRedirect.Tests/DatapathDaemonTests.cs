@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
@@ -146,49 +147,30 @@ public class DatapathControlSocketTests : IDisposable
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class DatapathDaemonTests
 {
-    private static Process Start(string ns, string socket, string? log, out StringBuilder output)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { DatapathRepo.Daemon, "--netns", ns, "--socket", socket, "--foreground" }) psi.ArgumentList.Add(a);
-        if (log != null) { psi.ArgumentList.Add("--log"); psi.ArgumentList.Add(log); }
-        var text = new StringBuilder();
-        var p = new Process { StartInfo = psi };
-        p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (text) text.AppendLine(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (text) text.AppendLine(e.Data); };
-        p.Start();
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        output = text;
-        return p;
-    }
+    private static ToolProcess Start(string ns, string socket, string? log)
+        => Tool.Start("dotnet", [TestRun.Daemon, "--netns", ns, "--socket", socket, "--foreground", .. log != null ? new[] { "--log", log } : []]);
 
     // the seed's script as the seed has it, its fixed /tmp/dp_listen.sock pointed at the test's socket by run_seed_client.py
     private static (int Code, string Output) RunSeedScript(string socketPath)
     {
-        var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(DatapathRepo.Fixture("run_seed_client.py"));
-        psi.ArgumentList.Add(DatapathRepo.Fixture("dp_seed_client.py"));
-        psi.Environment["DP_SERVER_PATH"] = socketPath;
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        Assert.True(p.WaitForExit(60000), "python3 did not finish");
-        return (p.ExitCode, output + err.Result);
+        var (code, output, error) = Tool.Run("python3", [TestRun.Fixture("run_seed_client.py"), TestRun.Fixture("dp_seed_client.py")],
+            new Dictionary<string, string> { ["DP_SERVER_PATH"] = socketPath });
+        return (code, output + error);
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void The_daemon_serves_the_seeds_messages_forwards_refuses_a_second_instance_and_cleans_up_on_SIGTERM()
     {
-        Assert.True(File.Exists(DatapathRepo.Daemon), $"build first: {DatapathRepo.Daemon} is missing");
-        using var ns = new DatapathTestNamespace("daemon", "vbr", "vth");
+        Assert.True(File.Exists(TestRun.Daemon), $"build first: {TestRun.Daemon} is missing");
+        using var ns = TestNamespace.WithVeth("daemon", "vbr", "vth", quiet: true);
         string id = Guid.NewGuid().ToString("N")[..10];
         string socketPath = $"/tmp/nvr-test-{id}.sock", logPath = $"/tmp/nvr-test-{id}.log";
-        Process? daemon = null, second = null;
+        ToolProcess? daemon = null, second = null;
         try
         {
-            daemon = Start(ns.Name, socketPath, logPath, out var output);
-            Assert.True(DatapathEventually.True(() => File.Exists(socketPath) || daemon.HasExited, 60000), "the daemon did not create its socket");
-            Assert.False(daemon.HasExited, $"the daemon exited: {output}");
+            daemon = Start(ns.Name, socketPath, logPath);
+            Assert.True(Eventually.True(() => File.Exists(socketPath) || daemon.Process.HasExited, 60), "the daemon did not create its socket");
+            Assert.False(daemon.Process.HasExited, $"the daemon exited: {daemon.Output}");
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socketPath));
 
             var (code, text) = RunSeedScript(socketPath);
@@ -211,17 +193,15 @@ public class DatapathDaemonTests
                 Assert.Equal(Replies.SessionCount(1, 0, 0, 1, 0), client.Receive());
             }
 
-            second = Start(ns.Name, socketPath, null, out var secondOutput);
-            Assert.True(second.WaitForExit(60000), "the second daemon did not exit");
-            second.WaitForExit();
-            Assert.Equal(1, second.ExitCode);
-            Assert.Contains("another datapath daemon is serving", secondOutput.ToString());
+            second = Start(ns.Name, socketPath, null);
+            Assert.True(second.WaitForExit(TimeSpan.FromSeconds(60)), "the second daemon did not exit");
+            Assert.Equal(1, second.Process.ExitCode);
+            Assert.Contains("another datapath daemon is serving", second.Output);
             Assert.True(File.Exists(socketPath));
 
-            Assert.Equal(0, Tmds.Linux.LibC.kill(daemon.Id, Tmds.Linux.LibC.SIGTERM));
-            Assert.True(daemon.WaitForExit(30000), "the daemon did not stop on SIGTERM");
-            daemon.WaitForExit();
-            Assert.Equal(0, daemon.ExitCode);
+            Assert.Equal(0, Tmds.Linux.LibC.kill(daemon.Process.Id, Tmds.Linux.LibC.SIGTERM));
+            Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not stop on SIGTERM");
+            Assert.Equal(0, daemon.Process.ExitCode);
             Assert.False(File.Exists(socketPath));
             var log = File.ReadAllText(logPath);
             Assert.Contains("SIGTERM received", log);
@@ -230,37 +210,27 @@ public class DatapathDaemonTests
         }
         finally
         {
-            foreach (var p in new[] { daemon, second })
-            {
-                if (p == null) continue;
-                if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(); }
-                p.Dispose();
-            }
+            daemon?.Dispose();
+            second?.Dispose();
             if (File.Exists(logPath)) File.Delete(logPath);
             if (File.Exists(socketPath)) File.Delete(socketPath);
         }
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void A_missing_namespace_or_bad_arguments_stop_the_daemon_with_a_message()
     {
         string socketPath = $"/tmp/nvr-test-{Guid.NewGuid().ToString("N")[..10]}.sock";
-        using (var p = Start("nvrdp-no-such-ns-" + Guid.NewGuid().ToString("N")[..6], socketPath, null, out var output))
+        using (var p = Start(TestNamespace.NewName("no-such-ns"), socketPath, null))
         {
-            Assert.True(p.WaitForExit(60000));
-            p.WaitForExit();
-            Assert.Equal(1, p.ExitCode);
-            Assert.Contains("does not exist", output.ToString());
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)));
+            Assert.Equal(1, p.Process.ExitCode);
+            Assert.Contains("does not exist", p.Output);
         }
         Assert.False(File.Exists(socketPath));
 
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(DatapathRepo.Daemon);
-        psi.ArgumentList.Add("--bogus");
-        using var bad = Process.Start(psi)!;
-        var err = bad.StandardError.ReadToEnd();
-        Assert.True(bad.WaitForExit(60000));
-        Assert.Equal(2, bad.ExitCode);
+        var (code, _, err) = Tool.Run("dotnet", [TestRun.Daemon, "--bogus"]);
+        Assert.Equal(2, code);
         Assert.Contains("unknown argument --bogus", err);
     }
 }

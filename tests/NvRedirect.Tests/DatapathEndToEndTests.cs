@@ -23,7 +23,7 @@ public class DatapathEndToEndTests
 
     private sealed class Rig : IDisposable
     {
-        public readonly DatapathTestNamespace Ns = new("engine");
+        public readonly TestNamespace Ns = TestNamespace.WithVeth("engine", "a", "b", quiet: true);
         public readonly Logger Log = new(null, false, keepInMemory: true);
         public readonly PacketEngine Engine;
         public readonly ServicePort Port;
@@ -71,7 +71,7 @@ public class DatapathEndToEndTests
 
     private static bool Has(byte[] frame, string marker) => frame.AsSpan().IndexOf(Encoding.ASCII.GetBytes(marker)) >= 0;
 
-    [DatapathRootFact]
+    [RootFact]
     public void Inline_frames_come_back_unchanged_and_in_order()
     {
         using var rig = new Rig();
@@ -89,7 +89,7 @@ public class DatapathEndToEndTests
         Assert.Equal((2, 1, 1), count); // the workload's echo session, the sentinel's, one TCP, one UDP
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void Tapped_unknown_and_non_neuv_frames_are_not_transmitted_and_are_counted()
     {
         using var rig = new Rig();
@@ -107,7 +107,7 @@ public class DatapathEndToEndTests
         Assert.Equal(1, rig.Engine.OnPacketThread(() => rig.Engine.Sessions.Snapshot(0).Count(s => s.EndpointMac == TestFrames.ContainerMac)));
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void A_vlan_tag_the_kernel_moved_into_the_ring_header_is_written_back()
     {
         using var rig = new Rig();
@@ -117,7 +117,7 @@ public class DatapathEndToEndTests
         Assert.Equal(tagged, Assert.Single(back, f => Has(f, "NVR-VLAN")));
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void A_partial_checksum_from_transmit_offload_is_completed_before_the_frame_goes_back()
     {
         using var rig = new Rig();
@@ -141,7 +141,7 @@ public class DatapathEndToEndTests
         Assert.True(rig.Engine.Counters.ChecksumsCompleted >= 1);
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void A_frame_larger_than_a_ring_slot_is_read_whole_and_sent_back_whole()
     {
         using var rig = new Rig();
@@ -156,7 +156,7 @@ public class DatapathEndToEndTests
         Assert.Equal(0, rig.Engine.Counters.LostLargeFrames);
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void A_gso_frame_above_the_mtu_is_sent_back_as_gso()
     {
         using var rig = new Rig();
@@ -181,7 +181,7 @@ public class DatapathEndToEndTests
         Assert.Equal(0, rig.Engine.Counters.TxErrors);
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void The_packet_thread_allocates_nothing_per_frame()
     {
         using var rig = new Rig();

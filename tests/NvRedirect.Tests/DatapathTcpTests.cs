@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
 using System.Net;
@@ -10,13 +11,14 @@ using NvRedirect.Datapath;
 using NvRedirect.Datapath.Engine;
 using NvRedirect.Core.Links;
 using NvRedirect.Core.Namespaces;
+using NvRedirect.Tests.Tc;
 using Xunit;
 
 namespace NvRedirect.Tests;
 
 /// <summary>
 /// Real TCP through the datapath. Three namespaces: a host (h0, 192.0.2.1), a container (c0, 192.0.2.2, whose MAC
-/// carries the NeuV prefix so plain u32 + mirred can steer without pedit, as in the reference run §6) and a working
+/// carries the NeuV prefix so plain u32 + mirred can steer without pedit) and a working
 /// namespace with vex/vin (the pair ends) and vbr&lt;-&gt;vth. tc sends the container's IPv4 frames to vbr, the engine
 /// on vth writes them back, and tc delivers them by which MAC field holds the NeuV address. Offloads stay at the veth
 /// defaults, so the host's TCP stack sends 64 KiB GSO frames with partial checksums and the container answers with
@@ -24,43 +26,26 @@ namespace NvRedirect.Tests;
 /// </summary>
 public class DatapathTcpTests
 {
-    private static void Tc(string ns, string args)
-    {
-        var psi = new ProcessStartInfo("tc") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add("-n");
-        psi.ArgumentList.Add(ns);
-        foreach (var a in args.Split(' ')) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"tc {args}: {err}");
-    }
+    private static void Tc(TestNamespace ns, string args) => ns.TcOk(args.Split(' '));
 
     private static Socket SocketIn(string ns) => NamespaceThread.RunIn(NetworkNamespace.PathOf(ns),
         () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
 
     // host h0 192.0.2.1 <-> vex | work (vbr<->vth, tc steering by the container's NeuV MAC) | vin <-> c0 192.0.2.2 container
-    private static void Build(string host, string container, string work)
+    private static void Build(TestNamespace host, TestNamespace container, TestNamespace work)
     {
-            foreach (var n in new[] { host, container, work }) NetworkNamespace.Create(n);
-        using (var w = RouteHandle.Open(work))
-        {
-            w.CreateVeth("vex", "h0", host);
-            w.CreateVeth("vin", "c0", container);
-            w.CreateVeth("vbr", "vth", work);
-            foreach (var l in new[] { "vex", "vin", "vbr", "vth" }) w.SetUp(w.GetLink(l), true);
-        }
-        using (var h = RouteHandle.Open(host))
-        {
-            h.AddAddress(h.GetLink("h0"), IPAddress.Parse("192.0.2.1"), 24);
-            h.SetUp(h.GetLink("h0"), true);
-        }
-        using (var c = RouteHandle.Open(container))
-        {
-            c.SetMacAddress(c.GetLink("c0"), Convert.FromHexString("4e6575560002"));
-            c.AddAddress(c.GetLink("c0"), IPAddress.Parse("192.0.2.2"), 24);
-            c.SetUp(c.GetLink("c0"), true);
-        }
+        var w = work.Handle;
+        w.CreateVeth("vex", "h0", host.Name);
+        w.CreateVeth("vin", "c0", container.Name);
+        w.CreateVeth("vbr", "vth", work.Name);
+        foreach (var l in new[] { "vex", "vin", "vbr", "vth" }) w.SetUp(w.GetLink(l), true);
+        var h = host.Handle;
+        h.AddAddress(h.GetLink("h0"), IPAddress.Parse("192.0.2.1"), 24);
+        h.SetUp(h.GetLink("h0"), true);
+        var c = container.Handle;
+        c.SetMacAddress(c.GetLink("c0"), Convert.FromHexString("4e6575560002"));
+        c.AddAddress(c.GetLink("c0"), IPAddress.Parse("192.0.2.2"), 24);
+        c.SetUp(c.GetLink("c0"), true);
         foreach (var d in new[] { "vex", "vin", "vbr" }) Tc(work, $"qdisc add dev {d} ingress");
         const string ToContainer = "match u16 0x4e65 0xffff at -14 match u32 0x75560002 0xffffffff at -12";
         const string FromContainer = "match u32 0x4e657556 0xffffffff at -8 match u16 0x0002 0xffff at -4";
@@ -70,22 +55,22 @@ public class DatapathTcpTests
         Tc(work, "filter add dev vin parent ffff: pref 2 protocol all u32 match u8 0 0 action mirred egress redirect dev vex");
         Tc(work, $"filter add dev vbr parent ffff: pref 1 protocol all u32 {FromContainer} action mirred egress redirect dev vex");
         Tc(work, $"filter add dev vbr parent ffff: pref 2 protocol all u32 {ToContainer} action mirred egress redirect dev vin");
-
     }
 
     // the three namespaces with unique names, steering in place, and a packet engine on vth; all removed on Dispose
     private sealed class Topology : IDisposable
     {
+        private readonly List<TestNamespace> _namespaces = [];
         public readonly string Host, Container, Work;
         public readonly PacketEngine Engine;
 
         public Topology()
         {
-            string id = Guid.NewGuid().ToString("N")[..6];
-            (Host, Container, Work) = ($"nvrdp-h-{id}", $"nvrdp-c-{id}", $"nvrdp-w-{id}");
             try
             {
-                Build(Host, Container, Work);
+                foreach (var purpose in new[] { "host", "container", "work" }) _namespaces.Add(TestNamespace.Create(purpose));
+                (Host, Container, Work) = (_namespaces[0].Name, _namespaces[1].Name, _namespaces[2].Name);
+                Build(_namespaces[0], _namespaces[1], _namespaces[2]);
                 Engine = new PacketEngine(4096, DatapathClock.Monotonic, new Logger(null, false, keepInMemory: true));
                 Engine.AttachPort(Engine.RealPorts(Work)("vth", false));
             }
@@ -99,12 +84,11 @@ public class DatapathTcpTests
         public void Dispose()
         {
             Engine?.Dispose();
-            foreach (var n in new[] { Host, Container, Work })
-                if (NetworkNamespace.Exists(n)) NetworkNamespace.Delete(n);
+            foreach (var ns in _namespaces) ns.Dispose();
         }
     }
 
-    [DatapathRootFact]
+    [RootFact]
     public void Tcp_connects_through_the_datapath_and_delivers_every_byte_only_when_inline()
     {
         using var rig = new Topology();
@@ -163,7 +147,7 @@ public class DatapathTcpTests
     /// ends see ECONNRESET, neither hangs), a new connection is refused (its SYNs dropped), and an allow rule for the
     /// port lets new connections through again.
     /// </summary>
-    [DatapathRootFact]
+    [RootFact]
     public void A_policy_change_resets_an_open_connection_at_both_ends_and_refuses_new_ones_until_allowed()
     {
         using var rig = new Topology();

@@ -16,15 +16,6 @@ using static Tmds.Linux.LibC;
 
 namespace NvRedirect.Tests;
 
-/// <summary>A fact that needs root (namespaces, AF_PACKET); skipped with the reason otherwise.</summary>
-public sealed class DatapathRootFactAttribute : FactAttribute
-{
-    public DatapathRootFactAttribute()
-    {
-        if (Native.geteuid() != 0) Skip = "needs root: creates network namespaces and AF_PACKET sockets";
-    }
-}
-
 /// <summary>Synthetic Ethernet frames with correct IPv4 and TCP/UDP/ICMP checksums.</summary>
 internal static class TestFrames
 {
@@ -124,69 +115,6 @@ internal sealed class FakeServicePort(string iface) : IServicePort
     };
 }
 
-/// <summary>The repository's files the tests run: the built daemon and the fixtures.</summary>
-internal static class DatapathRepo
-{
-    /// <summary>The worktree root (where NvRedirect.psd1 lives).</summary>
-    public static string Root
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-                if (File.Exists(Path.Combine(dir.FullName, "NvRedirect.psd1"))) return dir.FullName;
-            throw new InvalidOperationException("cannot find the repository root (NvRedirect.psd1) above " + AppContext.BaseDirectory);
-        }
-    }
-
-    public static string Daemon => Path.Combine(Root, "bin", "nvr-dp.dll");
-    public static string Fixture(string name) => Path.Combine(Root, "tests", "NvRedirect.Tests", "Fixtures", name);
-}
-
-/// <summary>A uniquely named namespace with one veth pair in it; removed (with the pair) on dispose.</summary>
-internal sealed class DatapathTestNamespace : IDisposable
-{
-    public string Name { get; }
-    public string A { get; }
-    public string B { get; }
-
-    public DatapathTestNamespace(string purpose, string a = "a", string b = "b")
-    {
-        Name = $"nvrdp-{purpose}-{Guid.NewGuid().ToString("N")[..8]}";
-        A = a; B = b;
-        NetworkNamespace.Create(Name);
-        try
-        {
-            using var h = RouteHandle.Open(Name);
-            h.CreateVeth(a, b, Name);
-            h.SetUp(h.GetLink(a), true);
-            h.SetUp(h.GetLink(b), true);
-            // no IPv6 (router solicitations, DAD) chatter on the pair: frames seen are the test's own
-            NamespaceThread.RunIn(NetworkNamespace.PathOf(Name), () =>
-            {
-                File.WriteAllText($"/proc/sys/net/ipv6/conf/{a}/disable_ipv6", "1");
-                File.WriteAllText($"/proc/sys/net/ipv6/conf/{b}/disable_ipv6", "1");
-                return 0;
-            });
-        }
-        catch
-        {
-            Dispose();
-            throw;
-        }
-    }
-
-    public void SetMtu(string link, int mtu)
-    {
-        using var h = RouteHandle.Open(Name);
-        h.SetMtu(h.GetLink(link), mtu);
-    }
-
-    public void Dispose()
-    {
-        if (NetworkNamespace.Exists(Name)) NetworkNamespace.Delete(Name);
-    }
-}
-
 /// <summary>
 /// A raw AF_PACKET socket on one interface of a namespace for injecting and reading frames. With a virtio_net_hdr
 /// (PACKET_VNET_HDR) it can send frames with a partial checksum or as GSO, the way the kernel's own TCP stack does.
@@ -202,23 +130,9 @@ internal sealed unsafe class RawPacketSocket : IDisposable
     {
         int ifindex;
         using (var h = RouteHandle.Open(ns)) ifindex = h.GetLink(iface).Index;
-        return NamespaceThread.RunIn(NetworkNamespace.PathOf(ns), () =>
-        {
-            int raw = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(3));
-            if (raw < 0) throw SyscallException.FromLastError("test packet socket");
-            var fd = new SafeFd(raw);
-            int one = 1, size = 16 << 20;
-            if (vnetHeader && setsockopt(raw, 263, 15, &one, 4) < 0) throw SyscallException.FromLastError("PACKET_VNET_HDR");
-            if (setsockopt(raw, 263, 8, &one, 4) < 0) throw SyscallException.FromLastError("PACKET_AUXDATA"); // to restore VLAN tags
-            setsockopt(raw, SOL_SOCKET, SO_RCVBUFFORCE, &size, 4);
-            byte* addr = stackalloc byte[20];
-            new Span<byte>(addr, 20).Clear();
-            *(ushort*)addr = (ushort)AF_PACKET;
-            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(addr + 2, 2), 3);
-            *(int*)(addr + 4) = ifindex;
-            if (bind(raw, (sockaddr*)addr, 20) < 0) throw SyscallException.FromLastError("bind test packet socket");
-            return new RawPacketSocket(fd, vnetHeader);
-        });
+        // PACKET_AUXDATA: to restore VLAN tags
+        var fd = PacketSocket.Open(ns, iface, ifindex, new PacketSocketOptions { VnetHeader = vnetHeader, AuxData = true, ReceiveBuffer = 16 << 20 });
+        return new RawPacketSocket(fd, vnetHeader);
     }
 
     /// <summary>Sends a frame (prefixed with <paramref name="vnetHeader"/>, 10 bytes, when the socket has one).</summary>
@@ -237,7 +151,7 @@ internal sealed unsafe class RawPacketSocket : IDisposable
     {
         var frames = new List<byte[]>();
         var buffer = new byte[70000];
-        var from = stackalloc byte[20];
+        var from = stackalloc byte[PacketSocket.AddressSize];
         var control = stackalloc byte[64];
         while (!until(frames))
         {
@@ -247,13 +161,13 @@ internal sealed unsafe class RawPacketSocket : IDisposable
             fixed (byte* b = buffer)
             {
                 var iov = new iovec { iov_base = b, iov_len = buffer.Length };
-                var msg = new msghdr { msg_name = from, msg_namelen = 20, msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = 64 };
+                var msg = new msghdr { msg_name = from, msg_namelen = PacketSocket.AddressSize, msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = 64 };
                 n = recvmsg(_fd.Fd, &msg, MSG_DONTWAIT);
-                if (n < 0 || from[10] == 4) continue; // PACKET_OUTGOING: our own injections
+                if (n < 0 || from[PacketSocket.PacketTypeOffset] == PacketSocket.PacketOutgoing) continue; // our own injections
                 int skip = _vnet ? 10 : 0;
                 var frame = buffer.AsSpan(skip, (int)n - skip).ToArray();
                 // struct cmsghdr { size_t len; int level; int type; } + struct tpacket_auxdata
-                if ((uint)msg.msg_controllen >= 16 + 20 && *(int*)(control + 8) == 263 && *(int*)(control + 12) == 8)
+                if ((uint)msg.msg_controllen >= 16 + 20 && *(int*)(control + 8) == PacketSocket.SolPacket && *(int*)(control + 12) == PacketSocket.PacketAuxData)
                 {
                     uint status = *(uint*)(control + 16);
                     ushort tci = *(ushort*)(control + 16 + 16), tpid = *(ushort*)(control + 16 + 18);
@@ -268,19 +182,4 @@ internal sealed unsafe class RawPacketSocket : IDisposable
     }
 
     public void Dispose() => _fd.Dispose();
-}
-
-/// <summary>Polls a condition with a generous bound (for asynchronous kernel or thread work); never asserts timing.</summary>
-internal static class DatapathEventually
-{
-    public static bool True(Func<bool> condition, int timeoutMs = 10000)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (!condition())
-        {
-            if (Environment.TickCount64 > deadline) return false;
-            Thread.Sleep(20);
-        }
-        return true;
-    }
 }

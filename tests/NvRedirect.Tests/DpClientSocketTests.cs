@@ -88,4 +88,26 @@ public sealed class DpClientSocketTests : IDisposable
         Assert.Equal(DpProbe.Missing, missing.Probe());
         Assert.Contains("it does not exist", Assert.Throws<DatapathNotRespondingException>(() => missing.Query()).Message);
     }
+
+    [Fact]
+    public void A_policy_edit_is_written_in_chunks_and_one_made_from_an_older_version_is_refused()
+    {
+        _rig.SendSeed();
+        using var client = DpClient.Open(_socket.Path);
+        const string mac = "1a:27:f3:87:3a:27";
+        var first = DpPolicyEditor.Read(client);
+        var second = DpPolicyEditor.Read(client); // a second client that read the same version
+        var rules = Enumerable.Range(1, 300).Select(i => DpRule.Parse($"10.10.{i / 250}.{i % 250 + 1}", "any", $"{1000 + i}", "tcp")).ToList();
+        var change = DpPolicyEditor.Replace(first.PolicyOf(mac), rules, DpPolicyAction.Deny);
+        Assert.True(change.Datagrams.Count > 1);
+        first.Write(change);
+        var now = first.ReadAgain(mac);
+        Assert.Equal((DpWorkloadMode.Protect, 300), (now.Mode, now.Rules.Length));
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => (uint)i), now.Rules.Select(r => r.Id));
+
+        var stale = DpPolicyEditor.AddRules(second.PolicyOf(mac), [DpRule.Parse("any", "any", "22", "tcp")]);
+        var e = Assert.Throws<DatapathRejectedException>(() => second.Write(stale));
+        Assert.Contains($"not at version {second.PolicyOf(mac).Version} the change was made from", e.Reason);
+        Assert.Equal(300, second.ReadAgain(mac).Rules.Length);
+    }
 }

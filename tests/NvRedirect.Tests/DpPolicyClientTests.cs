@@ -355,7 +355,7 @@ public class DpPolicyClientTests
     public void Added_rules_replace_by_id_append_otherwise_and_get_the_next_free_ids()
     {
         var current = new[] { 1u, 5u, 3u }.Select(id => DpRule.Parse("any", "any", $"{id}", "tcp", id: id)).ToList();
-        var merged = AddDpPolicyRuleCommand.Merge(current, [
+        var merged = DpPolicyEditor.Merge(current, [
             DpRule.Parse("any", "any", "99", "udp", id: 5),
             DpRule.Parse("any", "any", "100", "udp"),
             DpRule.Parse("any", "any", "101", "udp", id: 9),

@@ -54,7 +54,7 @@ public class LinkDecoderTests
         Assert.True(Eventually.True(Settled), "the veth pair never reached carrier with link-local addresses");
     }
 
-    [Fact]
+    [RootFact]
     public void Link_records_match_ip_link_show()
     {
         using var ns = TestNamespace.Create("dec");
@@ -93,7 +93,7 @@ public class LinkDecoderTests
         Assert.Equal(0, records.Single(r => r.Name == "lo").PeerIndex);
     }
 
-    [Fact]
+    [RootFact]
     public void Address_records_match_ip_addr_show()
     {
         using var ns = TestNamespace.Create("dec");
@@ -116,7 +116,7 @@ public class LinkDecoderTests
         Assert.Contains((xa0, IPAddress.Parse("2001:db8::1"), 64, 0), ours);
     }
 
-    [Fact]
+    [RootFact]
     public void Link_query_objects_match_ip()
     {
         using var ns = TestNamespace.Create("dec");
@@ -160,7 +160,7 @@ public class LinkDecoderTests
         Assert.All(objects, a => Assert.Equal(ns.Name, a.Namespace));
     }
 
-    [Fact]
+    [RootFact]
     public void Veth_without_a_peer_namespace_keeps_both_ends_in_the_handle_namespace()
     {
         using var ns = TestNamespace.Create("pair");
@@ -174,7 +174,7 @@ public class LinkDecoderTests
         Assert.Null(root.FindLink("xq1")); // read-only look at the root namespace
     }
 
-    [Fact]
+    [RootFact]
     public void Veth_peer_in_another_namespace_resolves_both_ways()
     {
         using var left = TestNamespace.Create("peer-l");

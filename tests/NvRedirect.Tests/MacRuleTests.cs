@@ -14,8 +14,8 @@ public class MacRuleTests
 
     private static void AssertSame(string file, U32Filter filter)
     {
-        var golden = TcGolden.Primary(file);
-        TcBytes.Equal(golden, TcMessages.AddFilter(filter).ToArray(TcGolden.Seq(golden)), file);
+        var golden = GoldenFile.Primary(file);
+        TcBytes.Equal(golden, TcMessages.AddFilter(filter).ToArray(GoldenFile.Seq(golden)), file);
     }
 
     [Fact]

@@ -15,7 +15,7 @@ public class NetlinkCoreTests
     /// <summary>The calling thread's namespace as the kernel names it ("net:[4026531840]"), read without project code.</summary>
     private static string ThreadNamespace() => new FileInfo("/proc/thread-self/ns/net").LinkTarget!;
 
-    [Fact]
+    [RootFact]
     public void Kernel_extack_text_reaches_the_exception()
     {
         using var ns = TestNamespace.Create("extack");
@@ -32,7 +32,7 @@ public class NetlinkCoreTests
         Assert.Contains("EEXIST", e.Message);
     }
 
-    [Fact]
+    [RootFact]
     public void Unknown_link_name_gives_LinkNotFoundException()
     {
         using var ns = TestNamespace.Create("nolink");
@@ -44,7 +44,7 @@ public class NetlinkCoreTests
         Assert.Contains(ns.Name, e.Message);
     }
 
-    [Fact]
+    [RootFact]
     public void Socket_opened_through_RunIn_sees_the_namespace_while_the_caller_stays_put()
     {
         using var ns = TestNamespace.Create("runin");
@@ -70,7 +70,7 @@ public class NetlinkCoreTests
         Assert.Equal(before, ThreadNamespace());
     }
 
-    [Fact]
+    [RootFact]
     public void Dump_returns_every_link_when_there_are_many()
     {
         const int Pairs = 50;

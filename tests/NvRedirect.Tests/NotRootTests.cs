@@ -51,7 +51,7 @@ public unsafe partial class NotRootTests
         failure?.Throw();
     }
 
-    [Fact]
+    [RootFact]
     public void Creating_a_namespace_without_capabilities_fails_with_EPERM_and_leaves_nothing()
     {
         string name = TestNamespace.NewName("noperm");
@@ -75,7 +75,7 @@ public unsafe partial class NotRootTests
         }
     }
 
-    [Fact]
+    [RootFact]
     public void Creating_a_veth_without_capabilities_fails_with_EPERM_and_leaves_nothing()
     {
         using var ns = TestNamespace.Create("noperm");

@@ -69,12 +69,12 @@ public class RedirectFilterTests
     public void Seed_match_and_action_text_encodes_like_tc(string file, string device, int pref, string protocol, string[] matches, string[] actions)
     {
         // the parameters are the capture's command line, word for word
-        Assert.Equal(TcGolden.Command(file),
+        Assert.Equal(GoldenFile.Command(file),
             $"tc filter add dev {device} pref {pref} parent ffff: protocol {protocol} u32 " +
             string.Join(' ', matches.Select(m => "match " + m)) + " " + string.Join(' ', actions.Select(a => "action " + a)));
-        var golden = TcGolden.Primary(file);
+        var golden = GoldenFile.Primary(file);
         var filter = RedirectFilterBuilder.FromText((ushort)pref, TcProtocol.Parse(protocol), matches, actions);
-        TcBytes.Equal(golden, Request(Resolved(filter, device), TcGolden.Seq(golden)), file);
+        TcBytes.Equal(golden, Request(Resolved(filter, device), GoldenFile.Seq(golden)), file);
     }
 
     [Theory]
@@ -91,9 +91,9 @@ public class RedirectFilterTests
     [Fact]
     public void No_match_means_tc_match_u8_0_0()
     {
-        var golden = TcGolden.Primary("09-filter-vex-10002-mirred.hex");
+        var golden = GoldenFile.Primary("09-filter-vex-10002-mirred.hex");
         var filter = RedirectFilterBuilder.FromText(10002, TcProtocol.All, null, ["mirred egress mirror dev vin"]);
-        TcBytes.Equal(golden, Request(Resolved(filter, "vex"), TcGolden.Seq(golden)), "no -Match");
+        TcBytes.Equal(golden, Request(Resolved(filter, "vex"), GoldenFile.Seq(golden)), "no -Match");
     }
 
     [Theory]
@@ -126,8 +126,8 @@ public class RedirectFilterTests
     {
         var one = RedirectFilterBuilder.FromText(10001, TcProtocol.IPv4, ["match u8 0 1 at -14 match u16 0x1a27 0xffff at -14 match u32 0xf3873a27 0xffffffff at -12"],
             ["action pedit munge offset -14 u16 set 0x4e65 munge offset -12 u32 set 0x755600b4 pipe action mirred egress mirror dev vbr"]);
-        var golden = TcGolden.Primary("08-filter-vex-10001-pedit.hex");
-        TcBytes.Equal(golden, Request(Resolved(one, "vex"), TcGolden.Seq(golden)), "one element each");
+        var golden = GoldenFile.Primary("08-filter-vex-10001-pedit.hex");
+        TcBytes.Equal(golden, Request(Resolved(one, "vex"), GoldenFile.Seq(golden)), "one element each");
     }
 
     [Theory]
@@ -137,11 +137,11 @@ public class RedirectFilterTests
         _ = (device, pref, protocol, matches, actions);
         foreach (var cookie in new[] { null, RedirectCookie.ForTag("seed") })
         {
-            var golden = TcGolden.Primary(file);
+            var golden = GoldenFile.Primary(file);
             if (cookie != null)
             {
                 var decodedPlain = (U32Filter)TcDecoder.ParseFilter(new NetlinkMessage(golden))!;
-                golden = Request(RedirectFilterBuilder.WithCookie(decodedPlain, cookie), TcGolden.Seq(golden));
+                golden = Request(RedirectFilterBuilder.WithCookie(decodedPlain, cookie), GoldenFile.Seq(golden));
             }
             // the kernel's answer has the same layout as the request; names as the operations layer fills them in
             var read = (U32Filter)TcDecoder.ParseFilter(new NetlinkMessage(golden))!;
@@ -151,7 +151,7 @@ public class RedirectFilterTests
             Assert.Equal(cookie != null, shown.IsOwned);
             var again = RedirectFilterBuilder.ForReAdd((U32Filter)shown.Filter);
             Assert.All(again.Actions.OfType<MirredAction>(), m => Assert.Equal(0, m.TargetIndex)); // looked up anew, by name
-            TcBytes.Equal(golden, Request(Resolved(again, device), TcGolden.Seq(golden)), file + (cookie != null ? " with a cookie" : ""));
+            TcBytes.Equal(golden, Request(Resolved(again, device), GoldenFile.Seq(golden)), file + (cookie != null ? " with a cookie" : ""));
         }
     }
 
@@ -239,7 +239,7 @@ public class RedirectFilterTests
     [InlineData("13-filter-vbr-172-pedit.hex", "src-mac 4e:65:75:56:00:b4", "pedit src-mac := 1a:27:f3:87:3a:27 pipe|mirred egress mirror dev ifindex 5")]
     public void Seed_filters_read_as_macs_and_rewrites(string file, string matches, string actions)
     {
-        var shown = RedirectFilter.From("", TcDecoder.ParseFilter(new NetlinkMessage(TcGolden.Primary(file)))!);
+        var shown = RedirectFilter.From("", TcDecoder.ParseFilter(new NetlinkMessage(GoldenFile.Primary(file)))!);
         Assert.Equal(matches.Split('|'), shown.Matches);
         Assert.Equal(actions.Split('|'), shown.Actions);
     }
@@ -330,7 +330,7 @@ public class RedirectFilterKernelTests
 {
     private const ushort RTM_NEWTFILTER = 44;
 
-    private static List<byte[]> CaptureAdds(TcScratch s, Action work)
+    private static List<byte[]> CaptureAdds(TestNamespace s, Action work)
     {
         var sent = new List<byte[]>();
         s.Handle.Socket.RequestSent = b => { if (BitConverter.ToUInt16(b, 4) == RTM_NEWTFILTER) sent.Add(b.ToArray()); };
@@ -346,12 +346,12 @@ public class RedirectFilterKernelTests
         return copy;
     }
 
-    [Fact]
+    [RootFact]
     public void Listed_filters_are_added_again_with_the_requests_that_created_them()
     {
-        using var s = TcScratch.Create("readd");
+        using var s = TestNamespace.WithVeth("readd");
         var tc = new TrafficControl(s.Handle);
-        tc.EnsureIngressQdisc(s.Va);
+        tc.EnsureIngressQdisc(s.IndexA);
         var cookie = RedirectCookie.ForTag("readd");
         var wanted = new[]
         {
@@ -359,14 +359,14 @@ public class RedirectFilterKernelTests
             RedirectFilterBuilder.FromText(10002, TcProtocol.All, null, ["mirred egress redirect dev vb"]),
             RedirectFilterBuilder.FromTyped(5, TcProtocol.All, MacField.Source, Convert.FromHexString("4e65755600b4"), false, null, null,
                 new MirredAction { TargetName = "vb", Direction = MirredDirection.Ingress }),
-        }.Select(f => RedirectFilterBuilder.WithCookie(f, cookie) with { LinkIndex = s.Va }).ToArray();
+        }.Select(f => RedirectFilterBuilder.WithCookie(f, cookie) with { LinkIndex = s.IndexA }).ToArray();
         var first = CaptureAdds(s, () => { foreach (var f in wanted) Assert.Equal(TcChange.Added, tc.AddFilter(f).Change); });
 
-        var listed = tc.ListFilters(s.Va).Select(f => RedirectFilter.From(s.Name, f)).ToList();
+        var listed = tc.ListFilters(s.IndexA).Select(f => RedirectFilter.From(s.Name, f)).ToList();
         Assert.Equal([5, 10001, 10002], listed.Select(f => f.Priority));
         Assert.All(listed, f => Assert.True(f.IsOwned));
         Assert.All(listed, f => Assert.Equal("readd", f.Tag));
-        foreach (var f in listed) Assert.Equal(TcChange.Removed, tc.RemoveFilter(s.Va, (ushort)f.Priority));
+        foreach (var f in listed) Assert.Equal(TcChange.Removed, tc.RemoveFilter(s.IndexA, (ushort)f.Priority));
         Assert.Empty(s.NodeJson("va"));
 
         var again = CaptureAdds(s, () =>
@@ -378,38 +378,38 @@ public class RedirectFilterKernelTests
         foreach (var b in again) TcBytes.Equal(WithoutSeq(byPref[BitConverter.ToUInt16(b, 16 + 18)]), WithoutSeq(b), "re-added filter");
     }
 
-    [Fact]
+    [RootFact]
     public void A_filter_that_is_not_ours_is_replaced_only_when_the_guard_allows()
     {
-        using var s = TcScratch.Create("guard");
+        using var s = TestNamespace.WithVeth("guard");
         var tc = new TrafficControl(s.Handle);
-        tc.EnsureIngressQdisc(s.Va);
+        tc.EnsureIngressQdisc(s.IndexA);
         s.TcOk("filter", "add", "dev", "va", "pref", "20", "parent", "ffff:", "protocol", "all", "u32", "match", "u8", "0", "0", "action", "mirred", "egress", "mirror", "dev", "vb");
-        var theirs = Assert.IsType<U32Filter>(Assert.Single(tc.ListFilters(s.Va)));
+        var theirs = Assert.IsType<U32Filter>(Assert.Single(tc.ListFilters(s.IndexA)));
         Assert.False(RedirectCookie.IsOurs(theirs));
 
-        var ours = RedirectFilterBuilder.WithCookie(RedirectFilterBuilder.FromText(20, TcProtocol.All, null, ["mirred egress redirect dev vb"]), RedirectCookie.Create()) with { LinkIndex = s.Va };
+        var ours = RedirectFilterBuilder.WithCookie(RedirectFilterBuilder.FromText(20, TcProtocol.All, null, ["mirred egress redirect dev vb"]), RedirectCookie.Create()) with { LinkIndex = s.IndexA };
         var refused = CaptureAdds(s, () => Assert.Throws<FilterNotOwnedException>(() => tc.AddFilter(ours, RedirectCookie.IsOurs)));
         Assert.Empty(refused);
         var node = Assert.Single(s.NodeJson("va"));
         Assert.False(node.GetProperty("options").GetProperty("actions")[0].TryGetProperty("cookie", out _));
 
         // the very same filter is Unchanged whoever installed it; a different one replaces it when allowed
-        var same = RedirectFilterBuilder.FromText(20, TcProtocol.All, null, ["mirred egress mirror dev vb"]) with { LinkIndex = s.Va };
+        var same = RedirectFilterBuilder.FromText(20, TcProtocol.All, null, ["mirred egress mirror dev vb"]) with { LinkIndex = s.IndexA };
         Assert.Equal(TcChange.Unchanged, tc.AddFilter(same, RedirectCookie.IsOurs).Change);
         Assert.Equal(TcChange.Replaced, tc.AddFilter(ours).Change);
-        Assert.True(RedirectCookie.IsOurs(Assert.Single(tc.ListFilters(s.Va))));
+        Assert.True(RedirectCookie.IsOurs(Assert.Single(tc.ListFilters(s.IndexA))));
         // ours is replaced by ours under the guard
-        var ours2 = ours with { Actions = [MirredAction.EgressMirror(s.Vb) with { Cookie = RedirectCookie.Create() }] };
+        var ours2 = ours with { Actions = [MirredAction.EgressMirror(s.IndexB) with { Cookie = RedirectCookie.Create() }] };
         Assert.Equal(TcChange.Replaced, tc.AddFilter(ours2, RedirectCookie.IsOurs).Change);
     }
 
-    [Fact]
+    [RootFact]
     public void A_filter_on_a_device_without_ingress_qdisc_says_so()
     {
-        using var s = TcScratch.Create("noqd");
+        using var s = TestNamespace.WithVeth("noqd");
         var tc = new TrafficControl(s.Handle);
-        var e = Assert.Throws<NetlinkException>(() => tc.AddFilter(RedirectFilterBuilder.FromText(1, TcProtocol.All, null, ["mirred egress mirror dev vb"]) with { LinkIndex = s.Va }));
+        var e = Assert.Throws<NetlinkException>(() => tc.AddFilter(RedirectFilterBuilder.FromText(1, TcProtocol.All, null, ["mirred egress mirror dev vb"]) with { LinkIndex = s.IndexA }));
         Assert.Contains("no ingress qdisc", e.Message);
         Assert.Equal(22, e.Errno);
     }

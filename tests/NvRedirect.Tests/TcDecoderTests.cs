@@ -12,7 +12,7 @@ public class TcDecoderTests
     [Fact]
     public void Filter_dump_of_capture_14_folds_into_one_u32_node()
     {
-        var filters = TcDecoder.ParseFilters(TcGolden.Replies("14-filter-show-dump.reply.hex"));
+        var filters = TcDecoder.ParseFilters(GoldenFile.Replies("14-filter-show-dump.reply.hex"));
         // the dump held three RTM_NEWTFILTER for pref 10002: the priority, table 800: and node 800::800
         var f = Assert.IsType<U32Filter>(Assert.Single(filters));
         Assert.Equal(5, f.LinkIndex);
@@ -45,9 +45,9 @@ public class TcDecoderTests
     public void Dumped_filter_reencodes_to_the_request_that_created_it()
     {
         // capture 14 dumps vex's pref 10002, which capture 09 created (vex 5, mirror to vin 7)
-        var dumped = (U32Filter)TcDecoder.ParseFilters(TcGolden.Replies("14-filter-show-dump.reply.hex")).Single();
-        var request = TcGolden.Primary("09-filter-vex-10002-mirred.hex");
-        TcBytes.Equal(request, TcMessages.AddFilter(dumped).ToArray(TcGolden.Seq(request)), "decoded dump of 09, re-encoded");
+        var dumped = (U32Filter)TcDecoder.ParseFilters(GoldenFile.Replies("14-filter-show-dump.reply.hex")).Single();
+        var request = GoldenFile.Primary("09-filter-vex-10002-mirred.hex");
+        TcBytes.Equal(request, TcMessages.AddFilter(dumped).ToArray(GoldenFile.Seq(request)), "decoded dump of 09, re-encoded");
     }
 
     [Theory]
@@ -57,21 +57,21 @@ public class TcDecoderTests
     [InlineData("13-filter-vbr-172-pedit.hex")]
     public void Pedit_request_decodes_and_reencodes_byte_for_byte(string file)
     {
-        var request = TcGolden.Primary(file);
+        var request = GoldenFile.Primary(file);
         var f = Assert.IsType<U32Filter>(TcDecoder.ParseFilter(new NetlinkMessage(request)));
         Assert.Equal(2, f.Actions.Count);
         var pedit = Assert.IsType<PeditAction>(f.Actions[0]);
         Assert.Equal(TcActionControl.Pipe, pedit.Control);
         Assert.IsType<MirredAction>(f.Actions[1]);
-        TcBytes.Equal(request, TcMessages.AddFilter(f).ToArray(TcGolden.Seq(request)), file);
+        TcBytes.Equal(request, TcMessages.AddFilter(f).ToArray(GoldenFile.Seq(request)), file);
     }
 
     [Fact]
     public void Pedit_keys_decode_back_to_offset_size_value()
     {
-        var f = (U32Filter)TcDecoder.ParseFilter(new NetlinkMessage(TcGolden.Primary("12-filter-vin-10001-pedit.hex")))!;
+        var f = (U32Filter)TcDecoder.ParseFilter(new NetlinkMessage(GoldenFile.Primary("12-filter-vin-10001-pedit.hex")))!;
         var pedit = (PeditAction)f.Actions[0];
-        // netlink-encoding.md §4.6: vin 10001 = -8: 00000000/4e657556 ; -4: 0000ffff/00b40000
+        // the pedit keys of vin 10001 (docs/kernel-interfaces.md, "pedit keys"): -8: 00000000/4e657556 ; -4: 0000ffff/00b40000
         Assert.Equal([new PeditPackedKey(0x00000000, 0x4e657556, -8), new PeditPackedKey(0x0000ffff, 0x00b40000, -4)], pedit.Keys.ToArray());
         Assert.Equal([PeditKey.U32(-8, 0x4e657556), PeditKey.U16(-4, 0x00b4)], pedit.Munges!.ToArray());
         // the three matches pack to three keys: the u8 group-bit test has no u16 on its word to merge with
@@ -84,7 +84,7 @@ public class TcDecoderTests
     [Fact]
     public void Bpf_dump_of_capture_19_decodes_name_id_tag_and_flags()
     {
-        var filters = TcDecoder.ParseFilters(TcGolden.Replies("19-filter-show-bpf-dump.reply.hex"));
+        var filters = TcDecoder.ParseFilters(GoldenFile.Replies("19-filter-show-bpf-dump.reply.hex"));
         Assert.Equal(2, filters.Count);
         var first = Assert.IsType<BpfFilter>(filters[0]);
         Assert.Equal((9, (ushort)5, TcProtocol.All, 1u), (first.LinkIndex, first.Priority, first.Protocol, first.Handle));
@@ -120,7 +120,7 @@ public class TcDecoderTests
     [Fact]
     public void Qdisc_message_decodes_kind_handle_and_parent()
     {
-        var q = TcDecoder.ParseQdisc(new NetlinkMessage(TcGolden.Primary("07-qdisc-add-ingress.hex")));
+        var q = TcDecoder.ParseQdisc(new NetlinkMessage(GoldenFile.Primary("07-qdisc-add-ingress.hex")));
         Assert.Equal(Qdisc.Ingress(7), q);
         Assert.True(q.IsIngress);
         Assert.Equal("ffff:", q.HandleText);

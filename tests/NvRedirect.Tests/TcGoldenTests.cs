@@ -8,7 +8,7 @@ using Xunit;
 namespace NvRedirect.Tests.Tc;
 
 /// <summary>
-/// Our tc requests against iproute2 6.1's captures (netlink-golden), byte for byte. The ifindexes of the capture
+/// Our tc requests against iproute2 6.1's captures (Golden/, format in Golden/README.md), byte for byte. The ifindexes of the capture
 /// namespace (vex 5, vin 7, vbr 9) are used as they were, and the capture's sequence number is reused, so the
 /// whole message must be identical.
 /// </summary>
@@ -18,8 +18,8 @@ public class TcGoldenTests
 
     private static void AssertSame(string file, NetlinkWriter ours)
     {
-        var golden = TcGolden.Primary(file);
-        TcBytes.Equal(golden, ours.ToArray(TcGolden.Seq(golden)), file);
+        var golden = GoldenFile.Primary(file);
+        TcBytes.Equal(golden, ours.ToArray(GoldenFile.Seq(golden)), file);
     }
 
     [Theory]
@@ -31,7 +31,7 @@ public class TcGoldenTests
     [InlineData("13-filter-vbr-172-pedit.hex")]
     public void Seed_filter_command_encodes_like_tc(string file)
     {
-        var filter = TcCommand.ParseU32(TcCommand.Words(TcGolden.Command(file)), name => CaptureIfindex[name]);
+        var filter = TcCommand.ParseU32(TcCommand.Words(GoldenFile.Command(file)), name => CaptureIfindex[name]);
         AssertSame(file, TcMessages.AddFilter(filter));
     }
 

@@ -12,13 +12,13 @@ namespace NvRedirect.Tests.Tc;
 public sealed class TcLiveFixture : IDisposable
 {
     /// <summary>The namespace.</summary>
-    public TcScratch Scratch { get; } = TcScratch.Create("live");
+    public TestNamespace Scratch { get; } = TestNamespace.WithVeth("live");
 
     /// <summary>Adds the ingress qdisc the filter commands need.</summary>
     public TcLiveFixture() => Scratch.TcOk("qdisc", "add", "dev", "va", "ingress");
 
     /// <summary>ifindex by device name.</summary>
-    public int IfIndex(string name) => name switch { "va" => Scratch.Va, "vb" => Scratch.Vb, _ => throw new ArgumentException(name) };
+    public int IfIndex(string name) => name switch { "va" => Scratch.IndexA, "vb" => Scratch.IndexB, _ => throw new ArgumentException(name) };
 
     /// <inheritdoc/>
     public void Dispose() => Scratch.Dispose();
@@ -116,12 +116,12 @@ public class TcLiveEncoderTests(TcLiveFixture fixture, ITestOutputHelper output)
 
     private static T Pick<T>(Random r, params T[] items) => items[r.Next(items.Length)];
 
-    [Theory]
+    [RootTheory]
     [MemberData(nameof(GeneratedFilterCommands))]
     public void Filter_add_encodes_like_live_tc(string command)
     {
         var words = TcCommand.Words(command);
-        var (code, err, sent) = Tool.StraceTc(["-n", fixture.Scratch.Name, .. words]);
+        var (code, err, sent) = Strace.Tc(["-n", fixture.Scratch.Name, .. words]);
         var tcRequest = sent.Where(b => b.Length >= 16 && BitConverter.ToUInt16(b, 4) == RTM_NEWTFILTER).ToList();
         output.WriteLine($"tc {command}\n  exit {code}: {err.Trim()}");
         if (tcRequest.Count == 0)
@@ -132,11 +132,11 @@ public class TcLiveEncoderTests(TcLiveFixture fixture, ITestOutputHelper output)
             return;
         }
         var expected = Assert.Single(tcRequest);
-        var ours = TcMessages.AddFilter(TcCommand.ParseU32(words, fixture.IfIndex)).ToArray(TcGolden.Seq(expected));
+        var ours = TcMessages.AddFilter(TcCommand.ParseU32(words, fixture.IfIndex)).ToArray(GoldenFile.Seq(expected));
         TcBytes.Equal(expected, ours, "tc " + command);
     }
 
-    [Fact]
+    [RootFact]
     public void Generated_cases_cover_both_accepted_and_refused_command_lines()
     {
         // guards the generator: both branches of the comparison above must be exercised
@@ -160,7 +160,7 @@ public class TcLiveEncoderTests(TcLiveFixture fixture, ITestOutputHelper output)
         ["qdisc del dev vb ingress"],
     ];
 
-    [Theory]
+    [RootTheory]
     [MemberData(nameof(OtherCommands))]
     public void Qdisc_dump_and_delete_commands_encode_like_live_tc(string command)
     {
@@ -177,9 +177,9 @@ public class TcLiveEncoderTests(TcLiveFixture fixture, ITestOutputHelper output)
             ("filter", "del") => (45, TcMessages.DeleteFilter(dev, ushort.Parse(w[5]))),
             _ => throw new ArgumentException(command),
         };
-        var (code, err, sent) = Tool.StraceTc(["-n", fixture.Scratch.Name, .. w]);
+        var (code, err, sent) = Strace.Tc(["-n", fixture.Scratch.Name, .. w]);
         output.WriteLine($"tc {command}: exit {code} {err.Trim()}");
         var expected = Assert.Single(sent, b => b.Length >= 16 && BitConverter.ToUInt16(b, 4) == type);
-        TcBytes.Equal(expected, ours.ToArray(TcGolden.Seq(expected)), "tc " + command);
+        TcBytes.Equal(expected, ours.ToArray(GoldenFile.Seq(expected)), "tc " + command);
     }
 }

@@ -8,7 +8,7 @@ namespace NvRedirect.Tests.Tc;
 
 /// <summary>
 /// Decoding of pedit filters as a kernel WITH act_pedit dumps them. This machine's kernel refuses pedit, so these
-/// bytes were captured once under Debian 12's user-mode-linux kernel 6.1.176 (shared/tools/stock-kernel/urun.sh),
+/// bytes were captured once under Debian 12's user-mode-linux kernel 6.1.176 (what tests/stock-kernel/run.sh boots),
 /// with the host's iproute2 6.1.0 under strace: in netns rs, veth vex(3)/vexp and vbr(5)/vbrp, an ingress qdisc on
 /// vex, then
 ///   AddSeed:   tc filter add dev vex pref 10001 parent ffff: protocol ip u32 match u8 0 1 at -14
@@ -111,6 +111,6 @@ public class TcStockKernelCaptureTests
     {
         var (ex, seed) = Decoded();
         var request = Convert.FromHexString(pref == 7 ? AddEx : AddSeed);
-        TcBytes.Equal(request, TcMessages.AddFilter(pref == 7 ? ex : seed).ToArray(TcGolden.Seq(request)), $"pref {pref}");
+        TcBytes.Equal(request, TcMessages.AddFilter(pref == 7 ? ex : seed).ToArray(GoldenFile.Seq(request)), $"pref {pref}");
     }
 }

@@ -12,46 +12,6 @@ using Xunit;
 
 namespace NvRedirect.Tests.Tc;
 
-/// <summary>Reads the iproute2 captures in Golden/ (format: netlink-golden/README.md).</summary>
-public static class TcGolden
-{
-    /// <summary>The PRIMARY request of a capture.</summary>
-    public static byte[] Primary(string file)
-    {
-        var found = Blocks(file).Where(b => b.Header.StartsWith("## msg") && b.Role.StartsWith("PRIMARY")).ToList();
-        Assert.Single(found);
-        return found[0].Bytes;
-    }
-
-    /// <summary>Every kernel message of a *.reply.hex capture, in order (recv chunks split into messages).</summary>
-    public static List<NetlinkMessage> Replies(string file)
-        => Blocks(file).Where(b => b.Header.StartsWith("## reply")).SelectMany(b => NetlinkMessage.Split(b.Bytes)).ToList();
-
-    /// <summary>The tc command line a capture was made from (its "# command:" line, without the netns note and exit status).</summary>
-    public static string Command(string file)
-    {
-        var line = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Golden", file)).First(l => l.StartsWith("# command:"));
-        int start = line.IndexOf("] ", StringComparison.Ordinal) + 2, end = line.LastIndexOf(" (exit", StringComparison.Ordinal);
-        return line[start..end];
-    }
-
-    /// <summary>nlmsg_seq of a message.</summary>
-    public static uint Seq(byte[] message) => BitConverter.ToUInt32(message, 8);
-
-    private static List<(string Header, string Role, byte[] Bytes)> Blocks(string file)
-    {
-        var result = new List<(string, string, byte[])>();
-        string header = "", role = "";
-        foreach (var line in File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Golden", file)))
-        {
-            if (line.StartsWith("## msg") || line.StartsWith("## reply")) { header = line; role = ""; }
-            else if (line.StartsWith("## role:")) role = line["## role:".Length..].Trim();
-            else if (line.StartsWith("hex:")) result.Add((header, role, Convert.FromHexString(line["hex:".Length..].Trim())));
-        }
-        return result;
-    }
-}
-
 /// <summary>Byte comparison with a readable failure: the first differing offset and both dumps.</summary>
 public static class TcBytes
 {
@@ -65,112 +25,50 @@ public static class TcBytes
     }
 }
 
-/// <summary>
-/// A namespace owned by one test (prefix "tct-" plus a random suffix) holding a veth pair va/vb, both up, and a
-/// handle on it. Dispose closes the handle (a socket pins its namespace) and removes the namespace.
-/// </summary>
-public sealed class TcScratch : IDisposable
+/// <summary>`tc -n NAME` in a test's namespace, and its JSON listings.</summary>
+public static class TcInNamespace
 {
-    /// <summary>The namespace name.</summary>
-    public string Name { get; }
-    /// <summary>A handle in it.</summary>
-    public RouteHandle Handle { get; }
-    /// <summary>ifindex of va.</summary>
-    public int Va { get; }
-    /// <summary>ifindex of vb.</summary>
-    public int Vb { get; }
-
-    private TcScratch(string name, RouteHandle handle, int va, int vb) { Name = name; Handle = handle; Va = va; Vb = vb; }
-
-    /// <summary>Creates the namespace and the pair; removes everything again when that fails midway.</summary>
-    public static TcScratch Create(string purpose)
-    {
-        string name = $"tct-{purpose}-{Guid.NewGuid().ToString("N")[..8]}";
-        NetworkNamespace.Create(name);
-        RouteHandle? handle = null;
-        try
-        {
-            handle = RouteHandle.Open(name);
-            handle.CreateVeth("va", "vb", name);
-            var va = handle.GetLink("va");
-            var vb = handle.GetLink("vb");
-            handle.SetUp(va, true);
-            handle.SetUp(vb, true);
-            return new TcScratch(name, handle, va.Index, vb.Index);
-        }
-        catch
-        {
-            handle?.Dispose();
-            NetworkNamespace.Delete(name);
-            throw;
-        }
-    }
-
     /// <summary>Runs `tc -n NAME ARGS`; returns (exit code, stdout, stderr).</summary>
-    public (int Code, string Out, string Err) Tc(params string[] args) => Tool.Run("tc", ["-n", Name, .. args]);
+    public static (int Code, string Out, string Err) Tc(this TestNamespace ns, params string[] args) => Tool.Run("tc", ["-n", ns.Name, .. args]);
 
     /// <summary>Runs `tc -n NAME ARGS` and fails the test when it fails.</summary>
-    public string TcOk(params string[] args)
-    {
-        var (code, output, error) = Tc(args);
-        Assert.True(code == 0, $"tc {string.Join(' ', args)} failed ({code}): {error}");
-        return output;
-    }
+    public static string TcOk(this TestNamespace ns, params string[] args) => Tool.RunOk("tc", ["-n", ns.Name, .. args]);
 
     /// <summary>`tc -j -s filter show dev D ingress` as JSON objects (one per priority, table and node).</summary>
-    public List<JsonElement> FilterJson(string device)
+    public static List<JsonElement> FilterJson(this TestNamespace ns, string device)
     {
-        var text = TcOk("-j", "-s", "filter", "show", "dev", device, "ingress");
+        var text = ns.TcOk("-j", "-s", "filter", "show", "dev", device, "ingress");
         if (string.IsNullOrWhiteSpace(text)) return [];
         using var doc = JsonDocument.Parse(text);
         return doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
     }
 
     /// <summary>Only the u32 nodes (entries whose fh has a node part, e.g. 800::800).</summary>
-    public List<JsonElement> NodeJson(string device)
-        => FilterJson(device).Where(e => e.TryGetProperty("options", out var o) && o.TryGetProperty("fh", out var fh) &&
-                                          fh.GetString()!.Contains("::")).ToList();
-
-    /// <inheritdoc/>
-    public void Dispose()
-    {
-        Handle.Dispose();
-        if (File.Exists(NetworkNamespace.PathOf(Name))) NetworkNamespace.Delete(Name);
-    }
+    public static List<JsonElement> NodeJson(this TestNamespace ns, string device)
+        => ns.FilterJson(device).Where(e => e.TryGetProperty("options", out var o) && o.TryGetProperty("fh", out var fh) &&
+                                             fh.GetString()!.Contains("::")).ToList();
 }
 
-/// <summary>Runs external tools (tc, strace) as independent witnesses.</summary>
-public static class Tool
+/// <summary>tc under strace: the netlink messages it sends, as the witness of what tc itself puts on the wire.</summary>
+public static class Strace
 {
-    /// <summary>Runs a program with arguments; returns its exit code and both outputs.</summary>
-    public static (int Code, string Out, string Err) Run(string program, params string[] args)
-    {
-        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {program}");
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output, err.Result);
-    }
-
     /// <summary>
     /// Runs `strace -f -e trace=sendmsg,sendto -e write=all -xx -s 65536 -o FILE tc ARGS` and returns tc's exit code, its
     /// stderr and every netlink message it sent with sendmsg (from strace's hex dumps of the written buffers).
     /// </summary>
-    public static (int Code, string Err, List<byte[]> Sent) StraceTc(params string[] tcArgs)
+    public static (int Code, string Err, List<byte[]> Sent) Tc(params string[] tcArgs)
     {
         var log = Path.Combine(Path.GetTempPath(), $"tct-strace-{Guid.NewGuid():N}.txt");
         try
         {
-            var (code, _, err) = Run("strace", ["-f", "-e", "trace=sendmsg,sendto", "-e", "write=all", "-xx", "-s", "65536", "-o", log, "tc", .. tcArgs]);
-            return (code, err, ParseStraceDumps(File.ReadAllLines(log)));
+            var (code, _, err) = Tool.Run("strace", ["-f", "-e", "trace=sendmsg,sendto", "-e", "write=all", "-xx", "-s", "65536", "-o", log, "tc", .. tcArgs]);
+            return (code, err, ParseDumps(File.ReadAllLines(log)));
         }
         finally { File.Delete(log); }
     }
 
     /// <summary>Joins strace's " | 00000  xx xx ...  ascii |" lines into one buffer per written iovec.</summary>
-    public static List<byte[]> ParseStraceDumps(IEnumerable<string> lines)
+    public static List<byte[]> ParseDumps(IEnumerable<string> lines)
     {
         var buffers = new List<byte[]>();
         List<byte>? current = null;

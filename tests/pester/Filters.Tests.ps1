@@ -137,7 +137,7 @@ Describe 'The seed''s tc filters on the seed topology' {
             Get-Shape vex, vin, vbr | Should -Be $before
             return
         }
-        # a kernel with act_pedit (Debian's stock kernel, shared/tools/stock-kernel)
+        # a kernel with act_pedit (Debian's stock kernel, tests/stock-kernel)
         foreach ($f in $seedPedit) { (Add-RedirectFilter $f.Link -Namespace $agentNs -Priority $f.Priority -Protocol $f.Protocol -Match $f.Match -Action $f.Action).Change | Should -Be 'Added' }
         foreach ($f in $seedPeditTyped) { (Add-RedirectFilter -Namespace $agentNs @f).Change | Should -Be 'Added' }
         (Get-RedirectFilter vex -Namespace $agentNs -Priority 10001).Actions | Should -Be @('pedit dst-mac := 4e:65:75:56:00:b4 pipe', 'mirred egress mirror dev vbr')

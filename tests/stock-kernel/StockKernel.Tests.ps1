@@ -35,7 +35,7 @@ Describe 'NvRedirect on the kernel it runs on' {
         Set-AgentLink vbr -Namespace $ns -Up
         ip netns exec $ns tc qdisc add dev vex ingress
         $LASTEXITCODE | Should -Be 0
-        # the seed's vex pref 10001 filter (netlink-encoding.md §4.7), through iproute2 for now
+        # the seed's vex pref 10001 filter (docs/kernel-interfaces.md, "The seed's pedit filter, field by field"), through iproute2 for now
         $out = ip netns exec $ns tc filter add dev vex pref 10001 parent ffff: protocol ip u32 `
             match u8 0 1 at -14 match u16 0x1a27 0xffff at -14 match u32 0xf3873a27 0xffffffff at -12 `
             action pedit munge offset -14 u16 set 0x4e65 munge offset -12 u32 set 0x755600b4 pipe `

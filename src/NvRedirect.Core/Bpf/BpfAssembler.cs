@@ -9,7 +9,7 @@ public enum Reg : byte { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 }
 
 /// <summary>
 /// A minimal eBPF assembler: the handful of instructions the MAC-rewrite programs need, with forward labels.
-/// Encoding (netlink-encoding.md §6.2): u8 opcode | u8 (src&lt;&lt;4 | dst) | s16 off | s32 imm, little-endian;
+/// Encoding (docs/kernel-interfaces.md, "Instruction encoding"): u8 opcode | u8 (src&lt;&lt;4 | dst) | s16 off | s32 imm, little-endian;
 /// a jump's target is pc + 1 + off.
 /// </summary>
 public sealed class BpfAssembler

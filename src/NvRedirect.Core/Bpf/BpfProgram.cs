@@ -14,7 +14,7 @@ public sealed class BpfVerifierException(int errno, string log)
     public string VerifierLog { get; } = log;
 }
 
-/// <summary>Loads SCHED_CLS programs with the bpf(2) syscall (netlink-encoding.md §6.4).</summary>
+/// <summary>Loads SCHED_CLS programs with the bpf(2) syscall (docs/kernel-interfaces.md, "BPF_PROG_LOAD").</summary>
 public static unsafe class BpfProgram
 {
     private const int SysBpf = 321;          // x86_64

@@ -14,7 +14,7 @@ public enum MacField
 
 /// <summary>
 /// The cls_bpf (direct-action) equivalent of one seed filter `u32 match MAC ... action pedit MAC := NEW pipe action
-/// mirred egress mirror|redirect dev X` (netlink-encoding.md §6.3, verified on this kernel):
+/// mirred egress mirror|redirect dev X` (docs/kernel-interfaces.md, "The program", verified on this kernel):
 /// load dst+src MAC, compare, optionally require a unicast destination and IPv4, rewrite with skb_store_bytes, then
 /// clone_redirect (mirror: TC_ACT_OK afterwards, like pipe + mirror) or redirect; no match returns TC_ACT_UNSPEC so the
 /// next filter (the pref 10002 catch-all) runs.

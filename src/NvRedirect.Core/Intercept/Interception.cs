@@ -21,7 +21,7 @@ public enum InterceptionBackend
     Bpf,
 }
 
-/// <summary>What to intercept: the seed's wiring of one workload (neuvector-dp.md §4.3).</summary>
+/// <summary>What to intercept: the seed's wiring of one workload (docs/kernel-interfaces.md, "NeuVector's filters per workload").</summary>
 public sealed record InterceptionRequest
 {
     /// <summary>The agent namespace holding the entry, inner and monitor ports ("" = root).</summary>
@@ -219,7 +219,7 @@ public static class Interception
         var datapathLink = monitor.PeerIndex != 0 && monitor.PeerNamespaceId == null ? handle.FindLink(monitor.PeerIndex)?.Name : null;
         if (!request.KeepOffloads)
         {
-            // an inline datapath needs whole, fully checksummed frames (kernel-facts.md): no TSO/GSO/GRO, no TX checksum offload
+            // an inline datapath needs whole, fully checksummed frames (docs/kernel-interfaces.md, "Offloads"): no TSO/GSO/GRO, no TX checksum offload
             foreach (var name in new[] { entry.Name, inner.Name, monitor.Name, datapathLink }.OfType<string>())
                 Ethtool.Set(request.Namespace, name, false, false, false, false);
             offloadsOff = true;

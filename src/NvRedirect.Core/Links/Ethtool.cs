@@ -15,7 +15,7 @@ public sealed record LinkOffloads(bool TxChecksum, bool Tso, bool Gso, bool Gro)
 /// Offload switches through the SIOCETHTOOL ioctl (legacy ETHTOOL_[GS]{TXCSUM,GSO,GRO}; TSO as ethtool's feature group), as `ethtool -K DEV tx off
 /// tso off gso off gro off` does. An inline datapath needs them off on intercepted ports: with transmit checksum
 /// offload a veth hands over frames with a partial checksum, and TSO/GSO/GRO build frames larger than the MTU
-/// (kernel-facts.md). The ioctl acts on the calling thread's namespace, so it runs on a namespace thread.
+/// (docs/kernel-interfaces.md, "Offloads"). The ioctl acts on the calling thread's namespace, so it runs on a namespace thread.
 /// </summary>
 public static unsafe class Ethtool
 {

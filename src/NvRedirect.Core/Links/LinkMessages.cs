@@ -7,8 +7,8 @@ using NvRedirect.Core.Netlink;
 namespace NvRedirect.Core.Links;
 
 /// <summary>
-/// Request encoders for links and addresses (netlink-encoding.md §3). Each produces exactly the bytes iproute2 6.1
-/// sends for the same command (tests compare with netlink-golden 02-07, 15, 21-23), sequence number aside.
+/// Request encoders for links and addresses (docs/kernel-interfaces.md, "Links and addresses"). Each produces exactly the bytes iproute2 6.1
+/// sends for the same command (tests compare with the captures 02-07, 15, 21-23 in tests/NvRedirect.Tests/Golden), sequence number aside.
 /// </summary>
 public static class LinkMessages
 {

@@ -10,7 +10,7 @@ namespace NvRedirect.Core.Namespaces;
 
 /// <summary>
 /// Named network namespaces, compatible with iproute2 both ways: a namespace is pinned by a bind mount of its
-/// nsfs file on /run/netns/NAME (netlink-encoding.md §2.1), so `ip netns` sees ours and we see theirs.
+/// nsfs file on /run/netns/NAME (docs/kernel-interfaces.md, "Namespaces"), so `ip netns` sees ours and we see theirs.
 /// </summary>
 public static unsafe class NetworkNamespace
 {
@@ -145,7 +145,7 @@ public static unsafe class NetworkNamespace
 
     /// <summary>
     /// Makes /run/netns a shared mount point as iproute2 does, so an unmount in any mount namespace propagates
-    /// (netlink-encoding.md §2.1); serialised with iproute2 by flock on the directory.
+    /// (docs/kernel-interfaces.md, "Namespaces"); serialised with iproute2 by flock on the directory.
     /// </summary>
     private static void EnsureRunDirectory()
     {

@@ -32,8 +32,6 @@ public sealed class CapturedFrame
 /// </summary>
 public sealed unsafe class PacketCapture : IDisposable
 {
-    private const int EthPAll = 0x0003;
-    private const byte PacketOutgoing = 4;
     private const uint IffUp = 1;
     private readonly SafeFd _fd;
 
@@ -56,20 +54,7 @@ public sealed unsafe class PacketCapture : IDisposable
             if ((link.Flags & IffUp) == 0) throw new SyscallException(ENETDOWN, $"capture on {handle.Describe(iface)}: it is down, so nothing crosses it; bring it up first (Set-AgentLink -Up)");
             ifindex = link.Index;
         }
-        Func<SafeFd> open = () =>
-        {
-            int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(EthPAll));
-            if (fd < 0) throw SyscallException.FromLastError($"open an AF_PACKET socket in {(ns.Length == 0 ? "the root namespace" : ns)}");
-            var safe = new SafeFd(fd);
-            var addr = new byte[20]; // sockaddr_ll
-            BinaryPrimitives.WriteUInt16LittleEndian(addr, 17);
-            BinaryPrimitives.WriteUInt16BigEndian(addr.AsSpan(2), EthPAll);
-            BinaryPrimitives.WriteInt32LittleEndian(addr.AsSpan(4), ifindex);
-            fixed (byte* p = addr)
-                if (bind(fd, (sockaddr*)p, 20) < 0) { safe.Dispose(); throw SyscallException.FromLastError($"bind a capture to {iface}"); }
-            return safe;
-        };
-        var socketFd = ns.Length == 0 ? open() : NamespaceThread.RunIn(NetworkNamespace.PathOf(ns), open);
+        var socketFd = PacketSocket.Open(ns, iface, ifindex);
         return new PacketCapture(socketFd, ns, iface);
     }
 
@@ -88,8 +73,8 @@ public sealed unsafe class PacketCapture : IDisposable
             int r = Native.poll(&pfd, 1, wait); // Native.poll records errno (Tmds.LibC's does not)
             if (r < 0) { if (Interrupted()) continue; throw SyscallException.FromLastError("wait for frames"); }
             if (r == 0) continue;
-            var from = new byte[20];
-            uint fromLen = 20;
+            var from = new byte[PacketSocket.AddressSize];
+            uint fromLen = PacketSocket.AddressSize;
             long n;
             fixed (byte* b = buffer) fixed (byte* f = from)
                 n = recvfrom(_fd.Fd, b, buffer.Length, MSG_TRUNC, (sockaddr*)f, (socklen_t*)&fromLen);
@@ -105,7 +90,7 @@ public sealed unsafe class PacketCapture : IDisposable
             frames.Add(new CapturedFrame
             {
                 Time = DateTime.Now,
-                Direction = from[10] == PacketOutgoing ? "Out" : "In",
+                Direction = from[PacketSocket.PacketTypeOffset] == PacketSocket.PacketOutgoing ? "Out" : "In",
                 Bytes = buffer.AsSpan(0, captured).ToArray(),
                 WireLength = (int)n,
             });

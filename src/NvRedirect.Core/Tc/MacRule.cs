@@ -8,9 +8,9 @@ namespace NvRedirect.Core.Tc;
 /// <summary>
 /// The seed's filter shape, typed: "frames whose destination (or source) MAC is X [and whose destination is unicast]
 /// get that MAC rewritten to Y, then are mirrored (or redirected) to device T". One rule, two encodings:
-/// <see cref="ToU32Filter"/> gives exactly the u32 + pedit + mirred filter NeuVector installs with tc (neuvector-dp.md
-/// §4.3), <see cref="ToBpfProgram"/> the cls_bpf direct-action program that does the same where act_pedit is missing
-/// (netlink-encoding.md §6).
+/// <see cref="ToU32Filter"/> gives exactly the u32 + pedit + mirred filter NeuVector installs with tc (docs/kernel-interfaces.md,
+/// "NeuVector's filters per workload"), <see cref="ToBpfProgram"/> the cls_bpf direct-action program that does the same where act_pedit is missing
+/// ("cls_bpf instead of pedit" there).
 /// </summary>
 /// <param name="LinkIndex">The device the filter is attached to (its ingress).</param>
 /// <param name="Priority">The tc pref.</param>

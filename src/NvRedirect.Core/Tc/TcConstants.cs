@@ -1,8 +1,7 @@
 namespace NvRedirect.Core.Tc;
 
 /// <summary>
-/// Traffic-control constants (linux/rtnetlink.h, linux/pkt_sched.h, linux/pkt_cls.h, linux/tc_act/*.h), as listed in
-/// netlink-encoding.md §7. Attribute numbers are per nest: a TCA_U32_* value only means something inside TCA_OPTIONS
+/// Traffic-control constants (linux/rtnetlink.h, linux/pkt_sched.h, linux/pkt_cls.h, linux/tc_act/*.h) of kernel 6.18's UAPI headers. Attribute numbers are per nest: a TCA_U32_* value only means something inside TCA_OPTIONS
 /// of a u32 filter.
 /// </summary>
 public static class Tca
@@ -17,7 +16,7 @@ public static class Tca
     public const uint TC_H_INGRESS = 0xfffffff1;
     /// <summary>
     /// TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS) = ffff:fff2: the parent tc uses for `tc filter ... ingress`. A clsact
-    /// qdisc needs it; the ingress qdisc accepts it as well as ffff: (verified, netlink-encoding.md §4.1).
+    /// qdisc needs it; the ingress qdisc accepts it as well as ffff: (verified, docs/kernel-interfaces.md, "Handles and tcmsg").
     /// </summary>
     public const uint ClsactIngressParent = 0xfffffff2;
     /// <summary>TC_H_ROOT: the parent of a root (egress) qdisc.</summary>

@@ -7,7 +7,7 @@ namespace NvRedirect.Core.Tc;
 
 /// <summary>
 /// Decoders for qdisc and filter messages (kernel dump replies, and requests too: a request has the same layout).
-/// A u32 priority is dumped as three kinds of RTM_NEWTFILTER (netlink-encoding.md §4.10): the priority itself
+/// A u32 priority is dumped as three kinds of RTM_NEWTFILTER (docs/kernel-interfaces.md, "Dumps"): the priority itself
 /// (handle 0, no options), its hash table (handle 800:, TCA_U32_DIVISOR) and one message per node (handle 800::800,
 /// TCA_U32_SEL, actions...). They are folded into one <see cref="U32Filter"/> per node; bpf priorities likewise
 /// into one <see cref="BpfFilter"/> per program.

@@ -5,7 +5,7 @@ namespace NvRedirect.Core.Tc;
 
 /// <summary>
 /// iproute2's rules for turning tc's text-level matches and munges into kernel keys (tc/f_u32.c pack_key*,
-/// tc/m_pedit.c pack_key*; netlink-encoding.md §4.4 and §4.6), reproduced so that our requests equal tc's byte for
+/// tc/m_pedit.c pack_key*; docs/kernel-interfaces.md, "u32 keys" and "pedit keys"), reproduced so that our requests equal tc's byte for
 /// byte. Keys address aligned 32-bit words; values and masks are numbers whose big-endian bytes are the packet bytes.
 /// </summary>
 public static class TcKeyPacking

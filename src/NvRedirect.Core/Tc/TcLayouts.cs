@@ -21,7 +21,7 @@ public readonly record struct TcMsg(int IfIndex, uint Handle, uint Parent, uint 
 }
 
 /// <summary>
-/// Every tc struct layout, writer and reader side by side (netlink-encoding.md §4 and §7): tcmsg, tc_u32_sel +
+/// Every tc struct layout, writer and reader side by side (docs/kernel-interfaces.md, "tc"): tcmsg, tc_u32_sel +
 /// tc_u32_key, tc_gen, tc_mirred, tc_pedit_sel + tc_pedit_key, tcf_t and the gnet stats. Host order unless noted;
 /// u32 and pedit masks/values are big-endian on the wire.
 /// </summary>

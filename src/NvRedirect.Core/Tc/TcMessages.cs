@@ -6,10 +6,10 @@ using NvRedirect.Core.Netlink;
 namespace NvRedirect.Core.Tc;
 
 /// <summary>
-/// Request encoders for qdiscs and filters (RTM_*QDISC, RTM_*TFILTER; netlink-encoding.md §4). Each produces the
+/// Request encoders for qdiscs and filters (RTM_*QDISC, RTM_*TFILTER; docs/kernel-interfaces.md, "tc"). Each produces the
 /// bytes tc (iproute2 6.1) sends for the same command, sequence number aside: attribute order, which nests carry
 /// NLA_F_NESTED (only TCA_ACT_OPTIONS and pedit's KEYS_EX) and NUL-terminated kinds included. Tests compare them with
-/// the netlink-golden captures and with live `tc` under strace.
+/// the captures in tests/NvRedirect.Tests/Golden and with live `tc` under strace.
 /// </summary>
 public static class TcMessages
 {

@@ -163,7 +163,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         return Police(in t, workload, settings, now);
     }
 
-    // The session and policy step (reference §3.4): a new session is decided before it exists, and a DENY creates
+    // The session and policy step (as NeuVector's dp/dpi/dpi_session.c and dpi_policy.c; docs/datapath.md, "Verdicts"): a new session is decided before it exists, and a DENY creates
     // none; an existing one is decided again when its workload's policy or the settings changed since, and one that
     // became denied is blocked (TCP: reset both ways).
     private PolicyResult Police(in PacketTuple t, Workload workload, PolicySettings settings, long now)

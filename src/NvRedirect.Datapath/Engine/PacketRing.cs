@@ -4,6 +4,7 @@ using System.Threading;
 using NvRedirect.Core.Interop;
 using NvRedirect.Core.Links;
 using NvRedirect.Core.Namespaces;
+using NvRedirect.Core.Packets;
 using NvRedirect.Core.Netlink;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
@@ -13,11 +14,9 @@ namespace NvRedirect.Datapath.Engine;
 /// <summary>The kernel's TPACKET_V2 ABI (linux/if_packet.h), x86-64 layout.</summary>
 internal static class TPacket
 {
-    public const int SolPacket = 263;
     public const int PacketRxRing = 5, PacketStatistics = 6, PacketCopyThresh = 7, PacketVersion = 10, PacketTxRing = 13,
-        PacketLoss = 14, PacketVnetHdr = 15, PacketIgnoreOutgoing = 23;
+        PacketLoss = 14, PacketIgnoreOutgoing = 23;
     public const int TPacketV2 = 1;
-    public const ushort EthPAll = 0x0003;
 
     // tp_status, RX side
     public const uint StatusKernel = 0, StatusUser = 1, StatusCopy = 2, StatusLosing = 4, StatusCsumNotReady = 8,
@@ -35,7 +34,6 @@ internal static class TPacket
     public const int TxDataOffset = 32;
     /// <summary>Where RX data can start at the earliest: TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN.</summary>
     public const int RxMacOffset = 80 - 14;
-    public const byte PacketOutgoing = 4;
 }
 
 /// <summary>Ring geometry (slots are powers of two, blocks a page multiple).</summary>
@@ -102,8 +100,14 @@ internal sealed unsafe class PacketRing : IDisposable
         var g = RingGeometry.ForMtu(Math.Max(link.Mtu, jumbo ? 9216 : 0));
         if (!System.Numerics.BitOperations.IsPow2(g.RxFrames) || !System.Numerics.BitOperations.IsPow2(g.TxFrames))
             throw new InvalidOperationException("ring frame counts must be powers of two");
-        Func<(SafeFd, SafeFd)> open = () => (OpenRingSocket(link.Index, iface, g), OpenSideSocket(link.Index, iface));
-        var (fd, side) = ns.Length == 0 ? open() : NamespaceThread.RunIn(NetworkNamespace.PathOf(ns), open);
+        var fd = OpenRingSocket(ns, iface, link.Index, g);
+        SafeFd side;
+        try { side = OpenSideSocket(ns, iface, link.Index); }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
         try
         {
             nuint length = (nuint)((long)g.FrameSize * (g.RxFrames + g.TxFrames));
@@ -121,62 +125,31 @@ internal sealed unsafe class PacketRing : IDisposable
         }
     }
 
-    private static SafeFd OpenRingSocket(int ifindex, string iface, RingGeometry g)
+    // protocol 0: receive nothing until bound to the one interface (ETH_P_ALL here would see every interface); bound
+    // once the rings exist
+    private static SafeFd OpenRingSocket(string ns, string iface, int ifindex, RingGeometry g) => PacketSocket.Open(ns, iface, ifindex, new PacketSocketOptions
     {
-        // protocol 0: receive nothing until bound to the one interface (ETH_P_ALL here would see every interface)
-        int raw = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-        if (raw < 0) throw SyscallException.FromLastError($"open an AF_PACKET socket for {iface}");
-        var fd = new SafeFd(raw);
-        try
+        Protocol = 0,
+        BindNow = false,
+        ReceiveBuffer = 8 << 20, // room for full copies of frames over a slot
+        Configure = fd =>
         {
-            SetInt(fd, TPacket.SolPacket, TPacket.PacketVersion, TPacket.TPacketV2, "select TPACKET_V2");
-            SetInt(fd, TPacket.SolPacket, TPacket.PacketLoss, 1, "set PACKET_LOSS");           // skip bad TX frames instead of stalling
-            SetInt(fd, TPacket.SolPacket, TPacket.PacketCopyThresh, 1, "set PACKET_COPY_THRESH"); // queue a full copy of frames over a slot
-            SetInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20, "size the receive queue for full copies");
+            PacketSocket.SetOption(fd, PacketSocket.SolPacket, TPacket.PacketVersion, TPacket.TPacketV2, "select TPACKET_V2");
+            PacketSocket.SetOption(fd, PacketSocket.SolPacket, TPacket.PacketLoss, 1, "set PACKET_LOSS");           // skip bad TX frames instead of stalling
+            PacketSocket.SetOption(fd, PacketSocket.SolPacket, TPacket.PacketCopyThresh, 1, "set PACKET_COPY_THRESH"); // queue a full copy of frames over a slot
             // frames this host transmits on the port (ARP, router solicitations, ...) are not ours to forward;
             // our own transmissions are never looped back to the sending socket anyway
-            if (!TrySetInt(fd, TPacket.SolPacket, TPacket.PacketIgnoreOutgoing, 1)) { /* pre-4.20 kernel: sll_pkttype is checked per frame too */ }
+            if (!PacketSocket.TrySetOption(fd, PacketSocket.SolPacket, TPacket.PacketIgnoreOutgoing, 1)) { /* pre-4.20 kernel: sll_pkttype is checked per frame too */ }
             SetRing(fd, TPacket.PacketRxRing, g.BlockSize, g.FrameSize, g.RxFrames, iface, "RX");
             SetRing(fd, TPacket.PacketTxRing, g.BlockSize, g.FrameSize, g.TxFrames, iface, "TX");
-            return fd;
-        }
-        catch
-        {
-            fd.Dispose();
-            throw;
-        }
-    }
+        },
+    });
 
-    private static SafeFd OpenSideSocket(int ifindex, string iface)
-    {
-        int raw = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-        if (raw < 0) throw SyscallException.FromLastError($"open the large-frame socket for {iface}");
-        var fd = new SafeFd(raw);
-        try
-        {
-            // a virtio_net_hdr before each frame lets a frame above the MTU go out as GSO with a partial checksum
-            SetInt(fd, TPacket.SolPacket, TPacket.PacketVnetHdr, 1, "enable PACKET_VNET_HDR");
-            BindTo(fd, ifindex, 0, iface); // protocol 0: send-only
-            return fd;
-        }
-        catch
-        {
-            fd.Dispose();
-            throw;
-        }
-    }
+    // protocol 0: send-only; a virtio_net_hdr before each frame lets a frame above the MTU go out as GSO with a partial checksum
+    private static SafeFd OpenSideSocket(string ns, string iface, int ifindex)
+        => PacketSocket.Open(ns, iface, ifindex, new PacketSocketOptions { Protocol = 0, VnetHeader = true });
 
-    private void Bind(int ifindex) => BindTo(_fd, ifindex, TPacket.EthPAll, Interface);
-
-    private static void BindTo(SafeFd fd, int ifindex, ushort protocol, string iface)
-    {
-        byte* addr = stackalloc byte[20]; // sockaddr_ll
-        new Span<byte>(addr, 20).Clear();
-        BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(addr, 2), (ushort)AF_PACKET);
-        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(addr + 2, 2), protocol);
-        BinaryPrimitives.WriteInt32LittleEndian(new Span<byte>(addr + 4, 4), ifindex);
-        if (bind(fd.Fd, (sockaddr*)addr, 20) < 0) throw SyscallException.FromLastError($"bind a packet socket to {iface}");
-    }
+    private void Bind(int ifindex) => PacketSocket.Bind(_fd, ifindex, PacketSocket.EthPAll, Interface);
 
     private static void SetRing(SafeFd fd, int option, int blockSize, int frameSize, int frames, string iface, string which)
     {
@@ -185,16 +158,9 @@ internal sealed unsafe class PacketRing : IDisposable
         req[1] = (uint)((long)frames * frameSize / blockSize);
         req[2] = (uint)frameSize;
         req[3] = (uint)frames;
-        if (setsockopt(fd.Fd, TPacket.SolPacket, option, req, 16) < 0)
+        if (setsockopt(fd.Fd, PacketSocket.SolPacket, option, req, 16) < 0)
             throw SyscallException.FromLastError($"set up the {which} ring of {iface} ({frames} slots of {frameSize} bytes)");
     }
-
-    private static void SetInt(SafeFd fd, int level, int option, int value, string what)
-    {
-        if (!TrySetInt(fd, level, option, value)) throw SyscallException.FromLastError(what);
-    }
-
-    private static bool TrySetInt(SafeFd fd, int level, int option, int value) => setsockopt(fd.Fd, level, option, &value, 4) == 0;
 
     // --- RX ---
 
@@ -266,7 +232,7 @@ internal sealed unsafe class PacketRing : IDisposable
     {
         uint* stats = stackalloc uint[2];
         uint len = 8;
-        if (getsockopt(_fd.Fd, TPacket.SolPacket, TPacket.PacketStatistics, stats, (socklen_t*)&len) < 0) return (0, 0);
+        if (getsockopt(_fd.Fd, PacketSocket.SolPacket, TPacket.PacketStatistics, stats, (socklen_t*)&len) < 0) return (0, 0);
         return (stats[0], stats[1]);
     }
 

@@ -210,7 +210,7 @@ internal sealed unsafe class ServicePort : IServicePort
             ushort vlanTci = *(ushort*)(slot + TPacket.OffVlanTci);
             ushort vlanTpid = (status & TPacket.StatusVlanTpidValid) != 0 ? *(ushort*)(slot + TPacket.OffVlanTpid) : (ushort)0x8100;
             bool vlan = (status & TPacket.StatusVlanValid) != 0;
-            bool outgoing = slot[TPacket.OffPacketType] == TPacket.PacketOutgoing;
+            bool outgoing = slot[TPacket.OffPacketType] == PacketSocket.PacketOutgoing;
 
             if (length > captured)
             {

@@ -5,7 +5,7 @@ using NvRedirect.Core.Packets;
 namespace NvRedirect.Datapath.Engine;
 
 /// <summary>
-/// Builds the two TCP resets nvr-dp writes when a session becomes denied (reference §2.5): one to the receiver of the
+/// Builds the two TCP resets nvr-dp writes when a session becomes denied (as NeuVector's dp/dpi/dpi_entry.c does): one to the receiver of the
 /// dropped segment (same addresses, its sequence number: what the receiver expects next) and one back to its sender
 /// (addresses swapped, sequence = the segment's acknowledgement: what the sender expects next). The Ethernet addresses
 /// are the frame's own, so one of them is the workload's NeuV alias and the vbr tc rules steer each reset to its side

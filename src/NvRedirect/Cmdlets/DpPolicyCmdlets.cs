@@ -96,66 +96,33 @@ public abstract class DpPolicyCmdlet : DpCmdlet
     }
 
     /// <summary>
-    /// Runs <paramref name="action"/> for each of <paramref name="macs"/> with its workload and current policy, over one
-    /// client of the datapath at -ControlSocket; a failure is reported for its workload and the others go on.
+    /// Runs <paramref name="action"/> for each of <paramref name="macs"/> with its workload and current policy, read
+    /// through one policy editor of the datapath at -ControlSocket; a failure is reported for its workload and the
+    /// others go on.
     /// </summary>
-    protected void ForEachWorkload(IEnumerable<string> macs, Action<DpClient, DpWorkload, DpPolicy, string> action)
+    protected void ForEachWorkload(IEnumerable<string> macs, Action<DpPolicyEditor, DpWorkload, DpPolicy, string> action)
     {
         var socket = SocketPath;
         Try(socket, () =>
         {
             using var client = OpenClient(socket);
-            var (policies, state) = client.Policies();
+            var editor = DpPolicyEditor.Read(client);
             foreach (var m in macs)
                 Try(m, () =>
                 {
-                    var w = Resolve(state, m, socket);
-                    action(client, w, PolicyOf(policies, w, socket), socket);
+                    var w = Resolve(editor.State, m, socket);
+                    action(editor, w, editor.PolicyOf(w.Mac), socket);
                 });
         });
     }
 
-    /// <summary>The policy of <paramref name="w"/>, or one with Mode None (default Open, both directions, version 0, no rules).</summary>
-    protected static DpPolicy PolicyOf(IEnumerable<DpPolicy> policies, DpWorkload w, string socket)
-        => policies.FirstOrDefault(p => p.Mac == w.Mac) ?? new DpPolicy { ControlSocket = socket, Mac = w.Mac };
-
-    /// <summary>Sends the datagrams of one policy change in order; each must be applied. Returns the state after the last.</summary>
-    protected static DatapathInfo SendAll(DpClient client, IReadOnlyList<byte[]> datagrams)
+    /// <summary>Writes <paramref name="change"/> when ShouldProcess agrees (<paramref name="what"/> says what it does); with <paramref name="passThru"/>, outputs the policy afterwards.</summary>
+    protected void WriteChange(DpPolicyEditor editor, DpPolicyChange change, string what, bool passThru)
     {
-        DatapathInfo? state = null;
-        for (int i = 0; i < datagrams.Count; i++)
-        {
-            try { state = client.Apply(datagrams[i]); }
-            catch (DatapathRejectedException e) when (i > 0)
-            {
-                throw new DatapathRejectedException(client.ControlSocket, $"chunk {i + 1} of {datagrams.Count} of the policy was refused, so the policy was not applied " +
-                    $"(the chunks before it wait in the datapath until the next START replaces them): {e.Reason}");
-            }
-        }
-        return state!;
+        if (!ShouldProcess($"{change.Mac} at {editor.Client.ControlSocket}", what)) return;
+        editor.Write(change);
+        if (passThru) WriteObject(editor.ReadAgain(change.Mac));
     }
-
-    /// <summary>
-    /// Gives rules with id 0 the next free ids (after the highest id in use) and refuses two rules with the same id,
-    /// since the id is what connections report and what Remove-DpPolicyRule removes.
-    /// </summary>
-    protected static List<DpRule> NumberRules(IEnumerable<DpRule> rules)
-    {
-        var list = rules.ToList();
-        var seen = new HashSet<uint>();
-        foreach (var r in list)
-            if (r.Id != 0 && !seen.Add(r.Id))
-                throw new ArgumentException($"Two rules have id {r.Id}: ids must be unique within a policy (give id 0 to get the next free one).");
-        uint highest = list.Count == 0 ? 0 : list.Max(r => r.Id);
-        if (highest == uint.MaxValue && list.Any(r => r.Id == 0))
-            throw new ArgumentException($"A rule has id {uint.MaxValue}, so there is no next free id for the rules with id 0: give them ids yourself.");
-        uint next = highest + 1;
-        return list.Select(r => r.Id != 0 ? r : r.With(id: next++)).ToList();
-    }
-
-    /// <summary>"N rules, default A, direction D", for ShouldProcess.</summary>
-    protected static string Describe(int rules, DpPolicyAction defaultAction, DpDirection direction, int datagrams)
-        => $"{rules} rule{(rules == 1 ? "" : "s")}, default {defaultAction}, direction {direction}{(datagrams > 1 ? $", in {datagrams} requests" : "")}";
 }
 
 /// <summary>
@@ -295,26 +262,16 @@ public sealed class SetDpPolicyCommand : DpPolicyCmdlet
             }
             using var client = Open(socket);
             if (client == null) continue;
-            List<DpPolicy>? policies = null;
-            DatapathInfo? state = null;
-            Try(socket, () => (policies, state) = client.Policies());
-            if (policies == null || state == null) continue;
+            DpPolicyEditor? editor = null;
+            Try(socket, () => editor = DpPolicyEditor.Read(client));
+            if (editor == null) continue;
             // which rules go to which workload (resolved, so an alias and the MAC are one workload)
-            var targets = RulesPerWorkload(state, socket, macs, rules);
-            foreach (var (w, given) in targets)
-            {
+            foreach (var (w, given) in RulesPerWorkload(editor.State, socket, macs, rules))
                 Try(w.Mac, () =>
                 {
-                    var current = PolicyOf(policies, w, socket);
-                    var list = _ruleGiven ? NumberRules(given) : current.Rules.ToList();
-                    var defact = DefaultAction ?? current.DefaultAction;
-                    var dir = Direction ?? current.Direction;
-                    var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact, dir, list, expectVersion: current.Version);
-                    if (!ShouldProcess($"{w.Mac} at {socket}", $"Set policy: {Describe(list.Count, defact, dir, chunks.Count)}")) return;
-                    SendAll(client, chunks);
-                    if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
+                    var change = DpPolicyEditor.Replace(editor.PolicyOf(w.Mac), _ruleGiven ? given : null, DefaultAction, Direction);
+                    WriteChange(editor, change, $"Set policy: {change.Summary}", PassThru);
                 });
-            }
         }
     }
 
@@ -349,13 +306,13 @@ public sealed class GetDpPolicyCommand : DpPolicyCmdlet
         Try(socket, () =>
         {
             using var client = OpenClient(socket);
-            var (policies, state) = client.Policies();
+            var editor = DpPolicyEditor.Read(client);
             if (Mac == null || Mac.Length == 0)
             {
-                foreach (var w in state.Workloads) WriteObject(PolicyOf(policies, w, socket));
+                foreach (var w in editor.State.Workloads) WriteObject(editor.PolicyOf(w.Mac));
                 return;
             }
-            foreach (var m in Mac) Try(m, () => WriteObject(PolicyOf(policies, Resolve(state, m, socket), socket)));
+            foreach (var m in Mac) Try(m, () => WriteObject(editor.PolicyOf(Resolve(editor.State, m, socket).Mac)));
         });
     }
 }
@@ -382,11 +339,11 @@ public sealed class RemoveDpPolicyCommand : DpPolicyCmdlet
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        ForEachWorkload(Mac, (client, w, current, socket) =>
+        ForEachWorkload(Mac, (editor, w, current, socket) =>
         {
             if (!current.HasPolicy) { WriteVerbose($"{w.Mac} at {socket} has no policy."); return; }
             if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove policy ({current.Mode}, {current.Rules.Length} rules)")) return;
-            SendAll(client, DpRequests.Policy(DpRequests.PolicyDelete, [w.Mac], current.DefaultAction, current.Direction, [], expectVersion: current.Version));
+            editor.Write(DpPolicyEditor.Delete(current));
             if (PassThru) WriteObject(current);
         });
     }
@@ -432,40 +389,15 @@ public sealed class AddDpPolicyRuleCommand : DpPolicyCmdlet
             Try(socket, () =>
             {
                 using var client = OpenClient(socket);
-                var (policies, state) = client.Policies();
-                var targets = RulesPerWorkload(state, socket, Mac, group.Select(x => x.Rule).ToList());
-                foreach (var (w, given) in targets)
-                {
+                var editor = DpPolicyEditor.Read(client);
+                foreach (var (w, given) in RulesPerWorkload(editor.State, socket, Mac, group.Select(x => x.Rule).ToList()))
                     Try(w.Mac, () =>
                     {
-                        var current = PolicyOf(policies, w, socket);
-                        var list = Merge(current.Rules, given);
-                        var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], current.DefaultAction, current.Direction, list, expectVersion: current.Version);
-                        if (!ShouldProcess($"{w.Mac} at {socket}", $"Add {given.Count} rule{(given.Count == 1 ? "" : "s")} (policy: {Describe(list.Count, current.DefaultAction, current.Direction, chunks.Count)})")) return;
-                        SendAll(client, chunks);
-                        if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
+                        var change = DpPolicyEditor.AddRules(editor.PolicyOf(w.Mac), given);
+                        WriteChange(editor, change, $"Add {given.Count} rule{(given.Count == 1 ? "" : "s")} (policy: {change.Summary})", PassThru);
                     });
-                }
             });
         }
-    }
-
-    /// <summary>The current rules with the new ones: a new rule with an existing id replaces it in place, others are appended; id 0 gets the next free id.</summary>
-    internal static List<DpRule> Merge(IEnumerable<DpRule> current, IEnumerable<DpRule> added)
-    {
-        var list = current.ToList();
-        var fresh = new List<DpRule>();
-        foreach (var r in added)
-        {
-            int at = r.Id == 0 ? -1 : list.FindIndex(x => x.Id == r.Id);
-            if (at >= 0) list[at] = r;
-            else
-            {
-                int again = r.Id == 0 ? -1 : fresh.FindIndex(x => x.Id == r.Id);
-                if (again >= 0) fresh[again] = r; else fresh.Add(r);
-            }
-        }
-        return NumberRules(list.Concat(fresh));
     }
 }
 
@@ -511,12 +443,12 @@ public sealed class RemoveDpPolicyRuleCommand : DpPolicyCmdlet
             Try(socket, () =>
             {
                 using var client = OpenClient(socket);
-                var (policies, state) = client.Policies();
+                var editor = DpPolicyEditor.Read(client);
                 var targets = new List<(DpWorkload Workload, List<uint> Ids)>();
                 foreach (var byMac in group.GroupBy(x => x.Mac, StringComparer.OrdinalIgnoreCase))
                     Try(byMac.Key, () =>
                     {
-                        var w = Resolve(state, byMac.Key, socket);
+                        var w = Resolve(editor.State, byMac.Key, socket);
                         var entry = targets.FirstOrDefault(t => t.Workload.Mac == w.Mac);
                         if (entry.Workload == null) targets.Add((w, byMac.Select(x => x.Id).ToList()));
                         else entry.Ids.AddRange(byMac.Select(x => x.Id));
@@ -525,16 +457,11 @@ public sealed class RemoveDpPolicyRuleCommand : DpPolicyCmdlet
                 {
                     Try(w.Mac, () =>
                     {
-                        var current = PolicyOf(policies, w, socket);
-                        var present = ids.Distinct().Where(id => current.Rules.Any(r => r.Id == id)).ToList();
-                        foreach (var missing in ids.Distinct().Except(present))
+                        var current = editor.PolicyOf(w.Mac);
+                        var change = DpPolicyEditor.RemoveRules(current, ids, out var removed, out var absent);
+                        foreach (var missing in absent)
                             WriteFailure(new ItemNotFoundException($"The policy of {w.Mac} at {socket} has no rule {missing}{(current.HasPolicy ? $"; its rules are {(current.Rules.Length == 0 ? "none" : string.Join(", ", current.Rules.Select(r => r.Id)))}" : " (it has no policy)")}."), missing);
-                        if (present.Count == 0) return;
-                        var list = current.Rules.Where(r => !present.Contains(r.Id)).ToList();
-                        var chunks = DpRequests.Policy(DpRequests.PolicyModify, [w.Mac], current.DefaultAction, current.Direction, list, expectVersion: current.Version);
-                        if (!ShouldProcess($"{w.Mac} at {socket}", $"Remove rule{(present.Count == 1 ? "" : "s")} {string.Join(", ", present)}")) return;
-                        SendAll(client, chunks);
-                        if (PassThru) WriteObject(PolicyOf(client.Policies([w.Mac]).Policies, w, socket));
+                        if (change != null) WriteChange(editor, change, $"Remove rule{(removed.Count == 1 ? "" : "s")} {string.Join(", ", removed)}", PassThru);
                     });
                 }
             });
@@ -573,20 +500,18 @@ public sealed class SetDpWorkloadModeCommand : DpPolicyCmdlet
     /// <inheritdoc/>
     protected override void BeginProcessing()
     {
-        if (Mode == DpWorkloadMode.Protect && Wire == DpWireMode.Tap)
-            ThrowTerminatingError(ToErrorRecord(new ArgumentException("-Wire Tap cannot go with -Mode Protect: a tapped workload's frames are only inspected, so nothing could be blocked. Use -Wire Inline."), Wire));
+        try { DpPolicyEditor.CheckMode(Mode, Wire); }
+        catch (ArgumentException e) { ThrowTerminatingError(ToErrorRecord(e, Wire)); }
     }
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        ForEachWorkload(Mac, (client, w, current, socket) =>
+        ForEachWorkload(Mac, (editor, w, current, socket) =>
         {
-            var defact = DpPolicy.DefaultActionOf(Mode);
-            var chunks = DpRequests.Policy(current.HasPolicy ? DpRequests.PolicyModify : DpRequests.PolicyAdd, [w.Mac], defact,
-                current.Direction, current.Rules, modeSwitchTap: Wire == DpWireMode.Tap, expectVersion: current.Version);
-            if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {defact}, {current.Rules.Length} rules)")) return;
-            var after = SendAll(client, chunks);
+            var change = DpPolicyEditor.SwitchMode(current, Mode, Wire);
+            if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {change.DefaultAction}, {current.Rules.Length} rules)")) return;
+            var after = editor.Write(change);
             if (PassThru && after.FindWorkload(w.Mac) is { } updated) WriteObject(updated);
         });
     }

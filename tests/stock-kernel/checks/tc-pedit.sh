@@ -6,7 +6,7 @@
 # Builds, in two namespaces of its own (unique names, removed on exit):
 #   nsA: vex-peer 192.0.2.1/24  <-veth->  nsB: vex 192.0.2.2/24, MAC 1a:27:f3:87:3a:27
 #                                         nsB: vbr <-veth-> vth (the "dp" side)
-# then adds the seed's first tc filter (walkthrough step 3, vex pref 10001; netlink-encoding §4.7)
+# then adds the seed's first tc filter (vex pref 10001; docs/kernel-interfaces.md, "The seed's pedit filter, field by field")
 # on vex's ingress: unicast IPv4 to 1a:27:f3:87:3a:27 gets that MAC rewritten to 4e:65:75:56:00:b4
 # (pedit) and a copy mirrored out of vbr (mirred). It then pings 192.0.2.2 from nsA and checks that
 # the kernel installed the pedit keys as tc encodes them and that both actions counted the packets.
