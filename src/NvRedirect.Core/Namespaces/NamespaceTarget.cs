@@ -59,22 +59,22 @@ public sealed class NamespaceTarget
     {
         if (string.IsNullOrWhiteSpace(container) || container.StartsWith('-'))
             throw new ArgumentException($"'{container}' is not a container name or id.", nameof(container));
-        string? lastError = null;
+        var errors = new System.Collections.Generic.List<string>();
         foreach (var engine in new[] { "podman", "docker" })
         {
             var program = FindProgram(engine);
             if (program == null) continue;
             var (exit, output, error) = Run(program, "inspect", "--format", "{{.State.Pid}}", container);
-            if (exit != 0) { lastError = $"{engine} inspect {container}: {error.Trim()}"; continue; }
+            if (exit != 0) { errors.Add($"{engine} inspect {container}: {error.Trim()}"); continue; }
             if (!int.TryParse(output.Trim(), out int pid))
                 throw new InvalidOperationException($"{engine} inspect {container} gave no process id ('{output.Trim()}').");
             if (pid <= 0) throw new InvalidOperationException($"Container '{container}' is not running ({engine} reports no process); start it first.");
             var target = FromProcess(pid);
             return new($"container {container}", target.Path);
         }
-        throw new NamespaceTargetNotFoundException(lastError == null
+        throw new NamespaceTargetNotFoundException(errors.Count == 0
             ? $"Cannot find container '{container}': neither podman nor docker is installed."
-            : $"Cannot find container '{container}': {lastError}");
+            : $"Cannot find container '{container}': {string.Join("; ", errors)}");
     }
 
     /// <summary>Runs <paramref name="work"/> in this namespace: on a dedicated thread switched into it, or on the caller's for the root.</summary>

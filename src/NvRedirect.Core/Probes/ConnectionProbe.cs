@@ -85,6 +85,10 @@ public static class ConnectionProbe
     private static ProbeResult Udp(NamespaceTarget from, ProbeRequest r, int sequence, CancellationToken cancel)
     {
         using var socket = Open(from, r.Destination.AddressFamily, SocketType.Dgram, ProtocolType.Udp, r.Source);
+        // IP_RECVERR / IPV6_RECVERR: without it a connected UDP socket reports only "fatal" ICMP errors (port
+        // unreachable), not host or net unreachable from a router (linux/net/ipv4/udp.c, __udp4_lib_err)
+        bool v6 = r.Destination.AddressFamily == AddressFamily.InterNetworkV6;
+        socket.SetRawSocketOption(v6 ? 41 : 0, v6 ? 25 : 11, BitConverter.GetBytes(1));
         try { socket.Connect(new IPEndPoint(r.Destination, r.Port)); }
         catch (SocketException e) when (ProbeErrors.Classify(e.SocketErrorCode) is { } f)
         {

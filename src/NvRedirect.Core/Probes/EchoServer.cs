@@ -79,6 +79,9 @@ public sealed class EchoServer
     /// <summary>The servers running in this process, oldest first.</summary>
     public static IReadOnlyList<EchoServer> Running => Registry.Values.OrderBy(s => s.Id).ToList();
 
+    /// <summary>Whether <paramref name="id"/> was given to a server of this process (running or stopped).</summary>
+    public static bool WasStarted(int id) => id >= 1 && id <= Volatile.Read(ref _lastId);
+
     /// <summary>Stops every server of this process.</summary>
     public static void StopAll() { foreach (var s in Registry.Values) s.Stop(false); }
 
@@ -140,7 +143,9 @@ public sealed class EchoServer
         for (int i = 0; i < tcpPorts.Count; i++)
         {
             var s = New(SocketType.Stream, ProtocolType.Tcp);
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone (a restarted server binds at once); .NET's ReuseAddress also sets SO_REUSEPORT, which
+            // would let a second server share the port instead of failing
+            s.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
             BindOrExplain(s, bindTo, tcpPorts[i], "TCP");
             s.Listen(64);
             s.Blocking = false;

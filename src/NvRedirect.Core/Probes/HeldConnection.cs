@@ -46,7 +46,7 @@ public sealed class HeldConnection : IDisposable
     public IPAddress RemoteAddress { get; }
     /// <summary>The server's port.</summary>
     public int RemotePort { get; }
-    /// <summary>False once closed (by Disconnect-AgentConnection, or when the module was removed).</summary>
+    /// <summary>False once closed: by Disconnect-AgentConnection, by the module's removal, or when a probe found it reset or closed.</summary>
     public bool IsOpen { get; private set; } = true;
     /// <summary>The outcome of the last probe on it (Connected, Reset, Closed, TimedOut).</summary>
     public ProbeOutcome LastOutcome { get; private set; } = ProbeOutcome.Connected;
@@ -74,6 +74,7 @@ public sealed class HeldConnection : IDisposable
         int sequence = Interlocked.Increment(ref _probes);
         var (outcome, errno, ms) = RoundTrip(ConnectionProbe.Payload(ProbeProtocol.TCP, sequence), expectEcho, timeout, cancel);
         LastOutcome = outcome;
+        if (outcome is ProbeOutcome.Reset or ProbeOutcome.Closed) Dispose(); // nothing more can travel on it
         return new ProbeResult
         {
             Namespace = Namespace, Protocol = ProbeProtocol.TCP, Source = LocalAddress, SourcePort = LocalPort, Destination = RemoteAddress, Port = RemotePort,

@@ -68,7 +68,7 @@ public abstract class NamespaceTargetCmdlet : NvCmdlet
 /// <example><code>Test-AgentConnection 10.10.10.88 -Port 53 -Protocol UDP -Container web</code><para>One UDP datagram from the container web's namespace; Refused when 10.10.10.88 answers with an ICMP port unreachable, NotRefused when nothing comes back.</para></example>
 /// <example><code>$c = Test-AgentConnection 10.10.10.88 -Port 8080 -Namespace host-ns -Echo -KeepOpen
 /// Set-DpWorkloadMode -Mac 1a:27:f3:87:3a:27 -Mode Protect
-/// $c.Connection | Test-AgentConnection -Echo      # Outcome Reset, ResetAfterOpen True
+/// $c | Test-AgentConnection -Echo      # its Connection binds: Outcome Reset, ResetAfterOpen True
 /// $c | Disconnect-AgentConnection</code><para>Holds a connection to an echo server open across a switch to Protect mode, shows that the datapath reset it, and closes it.</para></example>
 [Cmdlet(VerbsDiagnostic.Test, "AgentConnection", DefaultParameterSetName = ProbeSet)]
 [OutputType(typeof(ProbeResult), typeof(bool))]
@@ -250,7 +250,7 @@ public sealed class GetAgentEchoServerCommand : NvCmdlet
 
 /// <summary>
 /// <para type="synopsis">Stops echo servers started by Start-AgentEchoServer: their thread ends and every socket closes.</para>
-/// <para type="description">Open TCP connections are closed with a FIN, or with -Abort reset (an RST, as a crashing server would). Without -Id, stops every echo server of this process.</para>
+/// <para type="description">Open TCP connections are closed with a FIN, or with -Abort reset (an RST, as a crashing server would). Without -Id, stops every echo server of this process. Stopping a server that was stopped already does nothing; an id no server ever had is an error (StopAgentEchoServerNotFound).</para>
 /// </summary>
 /// <example><code>$echo | Stop-AgentEchoServer</code><para>Stops the server in $echo (its Id binds from the pipeline).</para></example>
 /// <example><code>Stop-AgentEchoServer -Abort</code><para>Stops every echo server, resetting their open connections.</para></example>
@@ -278,7 +278,8 @@ public sealed class StopAgentEchoServerCommand : NvCmdlet
             foreach (var id in Id)
             {
                 if (running.FirstOrDefault(s => s.Id == id) is { } s) targets.Add(s);
-                else WriteFailure(new ItemNotFoundException($"There is no running echo server {id}; list them with Get-AgentEchoServer."), id);
+                else if (!EchoServer.WasStarted(id)) // a server stopped before has nothing left to stop
+                    WriteFailure(new ItemNotFoundException($"There is no running echo server {id}; list them with Get-AgentEchoServer."), id);
             }
         foreach (var s in targets)
         {
