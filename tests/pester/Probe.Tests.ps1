@@ -57,6 +57,8 @@ Describe 'Test-AgentConnection: every outcome, IPv4 and IPv6' {
         $echo.IsRunning | Should -BeTrue
         "$($echo.Address)" | Should -Be '::' -Because 'it listens on every address of both families'
         (Get-AgentEchoServer -Id $echo.Id).Id | Should -Be $echo.Id
+        $line = 'Stop-AgentEchoServer -Id '
+        (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Contain "$($echo.Id)"
         Get-ModuleThread | Should -Contain 'nvredirect-echo'
         # the kernel's own view: ss in the server namespace lists the listener
         (& ip netns exec $server ss -Htln "sport = :$TcpPort") | Should -Not -BeNullOrEmpty

@@ -61,7 +61,7 @@ public abstract class NamespaceTargetCmdlet : NvCmdlet
 
 /// <summary>
 /// <para type="synopsis">Probes a connection from a namespace: TCP, UDP or ICMP echo, with one result object per probe (Connected, Answered, NotRefused, Refused, Reset, Closed, TimedOut or Unreachable).</para>
-/// <para type="description">Runs in this process, with no ping, netcat or python: each probe's socket is opened on a thread inside the namespace (-Namespace, -NetnsPath, -ProcessId or -Container; the root namespace by default) and closed before the next. TCP: the handshake (Connected; an RST gives Refused, silence TimedOut, no route or no neighbour or an ICMP unreachable gives Unreachable); with -Echo it also sends a line and requires it back (through Start-AgentEchoServer, for instance), so a connection reset after it opened gives Reset with ResetAfterOpen. UDP: one datagram on a connected socket; an ICMP port unreachable gives Refused; any answer gives Answered (with -Echo only the same bytes do), silence NotRefused (with -Echo TimedOut). ICMP: one echo request on a raw socket; a reply gives Answered, a destination unreachable quoting it Unreachable. Without -Protocol, a probe with -Port is TCP, one without is ICMP. -Count sends several probes one after another. -KeepOpen keeps a TCP connection open (the result's Connection); `Test-AgentConnection -Connection` probes it again later, which is how a test shows that a policy change reset connections that were open; Disconnect-AgentConnection closes it. -Quiet returns only $true when any probe succeeded (Connected, Answered or NotRefused), as Test-NetConnection -Quiet does.</para>
+/// <para type="description">Runs in this process, with no ping, netcat or python: each probe's socket is opened on a thread inside the namespace (-Namespace, -NetnsPath, -ProcessId or -Container; the root namespace by default) and closed before the next. TCP: the handshake (Connected; an RST gives Refused, silence TimedOut, no route or no neighbour or an ICMP unreachable gives Unreachable); with -Echo it also sends a line and requires it back (through Start-AgentEchoServer, for instance), so a connection reset after it opened gives Reset with ResetAfterOpen. UDP: one datagram on a connected socket; an ICMP port unreachable gives Refused; any answer gives Answered (with -Echo only the same bytes do), silence NotRefused (with -Echo TimedOut). ICMP: one echo request on a raw socket; a reply gives Answered, a destination unreachable quoting it Unreachable. Without -Protocol, a probe with -Port is TCP, one without is ICMP. -Count sends several probes one after another. -KeepOpen keeps a TCP connection open (the result's Connection); `Test-AgentConnection -Connection` probes it again later, which is how a test shows that a policy change reset connections that were open; Disconnect-AgentConnection closes it. -Quiet returns only $true when any probe succeeded (Connected, Answered or NotRefused; it stops at the first), as Test-NetConnection -Quiet does.</para>
 /// </summary>
 /// <example><code>Test-AgentConnection 10.10.10.88 -Port 5432 -Namespace host-ns</code><para>Connects from host-ns to 10.10.10.88:5432 and shows the outcome (Connected, Refused, TimedOut...) with the round trip time.</para></example>
 /// <example><code>Test-AgentConnection 10.10.10.88 -Namespace host-ns -Count 3 -Quiet</code><para>Three ICMP echoes; $true when any was answered.</para></example>
@@ -140,8 +140,10 @@ public sealed class TestAgentConnectionCommand : NamespaceTargetCmdlet
                 for (int i = 1; i <= Count && !_stop.IsCancellationRequested; i++)
                 {
                     var r = ConnectionProbe.Send(from, request, i, KeepOpen, _stop.Token);
-                    if (Quiet) results.Add(r);
-                    else WriteObject(r);
+                    if (!Quiet) { WriteObject(r); continue; }
+                    results.Add(r);
+                    if (r.Succeeded) break; // the answer is known: one success is enough
+
                 }
             });
         }
@@ -233,6 +235,7 @@ public sealed class GetAgentEchoServerCommand : NvCmdlet
 {
     /// <summary><para type="description">Only these servers; all when absent.</para></summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(EchoServerIdCompleter))]
     public int[]? Id { get; set; }
 
     /// <inheritdoc/>
@@ -260,6 +263,7 @@ public sealed class StopAgentEchoServerCommand : NvCmdlet
 {
     /// <summary><para type="description">The servers to stop (a server object's Id binds here); every one when absent.</para></summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(EchoServerIdCompleter))]
     public int[]? Id { get; set; }
 
     /// <summary><para type="description">Reset open TCP connections (RST) instead of closing them (FIN).</para></summary>
