@@ -294,3 +294,28 @@ Describe 'Test-AgentConnection through nvr-dp: a Protect-mode drop and a reset o
         $blocked[0].DroppedPackets | Should -BeGreaterThan 0
     }
 }
+
+Describe 'Removing the module' {
+    AfterAll {
+        Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
+        Remove-TestNamespace
+    }
+
+    It 'stops every echo server and closes every kept connection: no thread or socket of the module remains' {
+        $ns = New-TestNamespace 'prm'
+        Invoke-Ip -n $ns link set lo up | Out-Null
+        $before = Get-ProcessSocket
+        $server = Start-AgentEchoServer -Namespace $ns -TcpPort 0 -Address 127.0.0.1
+        $kept = Test-AgentConnection 127.0.0.1 -Port $server.TcpPort[0] -Namespace $ns -Echo -KeepOpen
+        $kept.Outcome | Should -Be 'Connected'
+        Get-ModuleThread | Should -Contain 'nvredirect-echo'
+        Get-NewSocket $before | Should -Not -BeNullOrEmpty
+
+        Remove-Module NvRedirect
+        $server.IsRunning | Should -BeFalse
+        $kept.Connection.IsOpen | Should -BeFalse
+        Get-ModuleThread | Should -BeNullOrEmpty
+        Get-NewSocket $before | Should -BeNullOrEmpty
+        @(& ip netns exec $ns ss -Htan | Where-Object { $_ -notlike 'TIME-WAIT*' }) | Should -BeNullOrEmpty
+    }
+}
