@@ -15,7 +15,7 @@ namespace NvRedirect.Cmdlets;
 /// </summary>
 public abstract class NamespaceTargetCmdlet : NvCmdlet
 {
-    /// <summary><para type="description">The namespace by its name under /run/netns (an echo server's or a topology's Namespace binds here); the root namespace when no target is given.</para></summary>
+    /// <summary><para type="description">The namespace by its name under /run/netns (an object's Namespace property binds here); the root namespace when no target is given.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [AllowEmptyString, AllowNull]
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
@@ -104,7 +104,7 @@ public sealed class TestAgentConnectionCommand : NamespaceTargetCmdlet
     [Parameter(ParameterSetName = ProbeSet)]
     public SwitchParameter KeepOpen { get; set; }
 
-    /// <summary><para type="description">A connection kept open by -KeepOpen: send on it again and report whether it still answers, was reset (Reset, ResetAfterOpen) or closed.</para></summary>
+    /// <summary><para type="description">A connection kept open by -KeepOpen (or a result holding one): send on it again and report whether it still answers, was reset (Reset, ResetAfterOpen) or closed. It keeps the namespace it was opened in: the namespace parameters do not apply.</para></summary>
     [Parameter(Mandatory = true, ParameterSetName = HeldSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     public HeldConnection? Connection { get; set; }
 
