@@ -30,7 +30,7 @@ public sealed class NamespaceTarget
         if (string.IsNullOrEmpty(name)) return Root;
         NetworkNamespace.ThrowIfInvalid(name);
         if (!NetworkNamespace.Exists(name))
-            throw new NamespaceTargetNotFoundException($"Network namespace '{name}' does not exist (no live /run/netns/{name}); create it with New-AgentNamespace or check the name with Get-AgentNamespace.");
+            throw new NamespaceTargetNotFoundException(NetworkNamespace.MissingMessage(name) + ".");
         return new(name, NetworkNamespace.PathOf(name));
     }
 

@@ -66,18 +66,20 @@ public static class ConnectionProbe
             var failure = Wait(socket.ConnectAsync(new IPEndPoint(r.Destination, r.Port), Deadline(r.Timeout, cancel, out var cts)).AsTask(), cts, cancel);
             if (failure is { } f)
                 return Result(from, r, sequence, socket, f.Outcome, f.Errno, null, false);
-            double handshake = clock.Elapsed.TotalMilliseconds;
+            double milliseconds = clock.Elapsed.TotalMilliseconds; // the handshake
+            string? detail = null;
             var connection = new HeldConnection(socket, from.Display, r.Destination, r.Port);
             if (r.ExpectEcho)
             {
                 var echo = connection.RoundTrip(Payload(ProbeProtocol.TCP, sequence), true, r.Timeout, cancel);
                 if (echo.Outcome != ProbeOutcome.Connected)
                     return Result(from, r, sequence, socket, echo.Outcome, echo.Errno, null, echo.Outcome == ProbeOutcome.Reset);
-                handshake = echo.Milliseconds ?? handshake;
+                milliseconds = echo.Milliseconds ?? milliseconds; // with an echo: its round trip
+                detail = echo.Errno;
             }
             kept = keepOpen;
             if (kept) connection.Register();
-            return Result(from, r, sequence, socket, ProbeOutcome.Connected, null, handshake, false, kept ? connection : null);
+            return Result(from, r, sequence, socket, ProbeOutcome.Connected, detail, milliseconds, false, kept ? connection : null);
         }
         finally { if (!kept) socket.Dispose(); }
     }
