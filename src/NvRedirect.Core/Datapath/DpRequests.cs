@@ -9,7 +9,7 @@ using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Core.Datapath;
 
-/// <summary>One ctrl_cfg_internal_net entry: an address, a dotted mask, and NeuVector's optional iptype ("devip" for a device address).</summary>
+/// <summary>One ctrl_cfg_internal_net entry: an address, a dotted mask, and NeuVector's optional iptype (devip for a device address).</summary>
 public readonly record struct DpInternalNetwork(string Ip, string Mask, string? IpType)
 {
     /// <summary>
@@ -52,7 +52,7 @@ public static class DpRequests
     private static ulong Mac(string text) => Fields.MacOrThrow(text);
     private static ulong[] Macs(IEnumerable<string> macs) => macs.Select(Mac).ToArray();
 
-    /// <summary>{"ctrl_keep_alive": {"seq_num": N}}</summary>
+    /// <summary>{ctrl_keep_alive: {seq_num: N}}</summary>
     public static byte[] KeepAlive(uint sequence) => Datagram.Of(new KeepAliveRequest(sequence));
 
     /// <summary>
@@ -65,19 +65,19 @@ public static class DpRequests
     public static byte[] Query() => Datagram.Of(new EmptyRequest(Command.CountSessions), new EmptyRequest(Command.DeviceCounters),
         new EmptyRequest(Command.GetState));
 
-    /// <summary>{"nvr_get_state": {}}</summary>
+    /// <summary>{nvr_get_state: {}}</summary>
     public static byte[] State() => Datagram.Of(new EmptyRequest(Command.GetState));
-    /// <summary>{"ctrl_count_session": {}}</summary>
+    /// <summary>{ctrl_count_session: {}}</summary>
     public static byte[] CountSessions() => Datagram.Of(new EmptyRequest(Command.CountSessions));
-    /// <summary>{"ctrl_list_session": {}}</summary>
+    /// <summary>{ctrl_list_session: {}}</summary>
     public static byte[] ListSessions() => Datagram.Of(new EmptyRequest(Command.ListSessions));
-    /// <summary>{"ctrl_counter_device": {}}</summary>
+    /// <summary>{ctrl_counter_device: {}}</summary>
     public static byte[] DeviceCounters() => Datagram.Of(new EmptyRequest(Command.DeviceCounters));
 
-    /// <summary>{"ctrl_clear_session": {"filter_id": ID}} (0 = every session).</summary>
+    /// <summary>{ctrl_clear_session: {filter_id: ID}} (0 = every session).</summary>
     public static byte[] ClearSession(uint id) => Datagram.Of(new ClearSessionRequest(id));
 
-    /// <summary>{"ctrl_add_srvc_port": {"iface": I, "jumboframe": J}}</summary>
+    /// <summary>{ctrl_add_srvc_port: {iface: I, jumboframe: J}}</summary>
     public static byte[] AddServicePort(string iface, bool jumboFrames) => Datagram.Of(new AddServicePortRequest(iface, jumboFrames));
 
     /// <summary>ctrl_add_mac, followed in the same datagram by ctrl_cfg_mac when <paramref name="tap"/> is given (both or neither apply).</summary>
@@ -87,10 +87,10 @@ public static class DpRequests
         return tap is bool t ? Datagram.Of(add, new ConfigureMacRequest([add.Mac], t)) : Datagram.Of(add);
     }
 
-    /// <summary>{"ctrl_cfg_mac": {"tap": T, "macs": [...]}}</summary>
+    /// <summary>{ctrl_cfg_mac: {tap: T, macs: [...]}}</summary>
     public static byte[] ConfigureMac(IEnumerable<string> macs, bool tap) => Datagram.Of(new ConfigureMacRequest(Macs(macs), tap));
 
-    /// <summary>{"ctrl_del_mac": {"mac": M}}</summary>
+    /// <summary>{ctrl_del_mac: {mac: M}}</summary>
     public static byte[] DeleteMac(string mac) => Datagram.Of(new DeleteMacRequest(Mac(mac)));
 
     /// <summary>
@@ -132,11 +132,11 @@ public static class DpRequests
         return Datagram.Policy(policy, modeSwitch, maxSize, i => $"rule {rules[i].Id}");
     }
 
-    /// <summary>{"nvr_get_policy": {"macs": [...]}} (no macs: every workload's policy).</summary>
+    /// <summary>{nvr_get_policy: {macs: [...]}} (no macs: every workload's policy).</summary>
     public static byte[] GetPolicy(IEnumerable<string>? macs = null) => Datagram.Of(new MacFilterRequest(Command.GetPolicy, macs == null ? null : Macs(macs)));
-    /// <summary>{"nvr_list_connection": {"macs": [...]}} (no macs: every workload's connections).</summary>
+    /// <summary>{nvr_list_connection: {macs: [...]}} (no macs: every workload's connections).</summary>
     public static byte[] ListConnections(IEnumerable<string>? macs = null) => Datagram.Of(new MacFilterRequest(Command.ListConnections, macs == null ? null : Macs(macs)));
-    /// <summary>{"nvr_clear_connection": {"macs": [...]}} (no macs: every workload's connections).</summary>
+    /// <summary>{nvr_clear_connection: {macs: [...]}} (no macs: every workload's connections).</summary>
     public static byte[] ClearConnections(IEnumerable<string>? macs = null) => Datagram.Of(new MacFilterRequest(Command.ClearConnections, macs == null ? null : Macs(macs)));
 
     /// <summary>The prefix length of a dotted mask, or null when the mask is not contiguous ones.</summary>

@@ -5,7 +5,7 @@ namespace NvRedirect.Core.Protocol;
 
 /// <summary>
 /// The one interface-name validator: what the kernel accepts as a name (dev_valid_name), counted in UTF-8 bytes as the
-/// kernel counts them. The daemon checks "iface" with it, the module every name a user gives.
+/// kernel counts them. The daemon checks iface with it, the module every name a user gives.
 /// </summary>
 public static class InterfaceName
 {

@@ -19,7 +19,7 @@ public interface IRequestMessage
     void WriteArguments(Utf8JsonWriter w);
 }
 
-/// <summary>{"ctrl_keep_alive": {"seq_num": N}}: answered with a KEEP_ALIVE reply carrying N.</summary>
+/// <summary>{ctrl_keep_alive: {seq_num: N}}: answered with a KEEP_ALIVE reply carrying N.</summary>
 public sealed record KeepAliveRequest(uint Sequence) : IRequestMessage
 {
     public string Command => Protocol.Command.KeepAlive;
@@ -37,7 +37,7 @@ public sealed record EmptyRequest(string Command) : IRequestMessage
     public static EmptyRequest Read(string command, JsonElement args) { Fields.Object(args); return new EmptyRequest(command); }
 }
 
-/// <summary>{"ctrl_add_srvc_port": {"iface": I, "jumboframe": J}}</summary>
+/// <summary>{ctrl_add_srvc_port: {iface: I, jumboframe: J}}</summary>
 public sealed record AddServicePortRequest(string Interface, bool JumboFrame) : IRequestMessage
 {
     public string Command => Protocol.Command.AddServicePort;
@@ -55,7 +55,7 @@ public sealed record AddServicePortRequest(string Interface, bool JumboFrame) : 
     }
 }
 
-/// <summary>{"ctrl_del_srvc_port": {"iface": I}}</summary>
+/// <summary>{ctrl_del_srvc_port: {iface: I}}</summary>
 public sealed record DeleteServicePortRequest(string Interface) : IRequestMessage
 {
     public string Command => Protocol.Command.DeleteServicePort;
@@ -100,7 +100,7 @@ public sealed record AddMacRequest(string Interface, ulong Mac, ulong UnicastMac
     }
 }
 
-/// <summary>{"ctrl_del_mac": {"mac": M}} ("iface" is read and not used, as in NeuVector).</summary>
+/// <summary>{ctrl_del_mac: {mac: M}} (iface is read and not used, as in NeuVector).</summary>
 public sealed record DeleteMacRequest(ulong Mac, string? Interface = null) : IRequestMessage
 {
     public string Command => Protocol.Command.DeleteMac;
@@ -119,7 +119,7 @@ public sealed record DeleteMacRequest(ulong Mac, string? Interface = null) : IRe
     }
 }
 
-/// <summary>{"ctrl_cfg_mac": {"macs": [...], "tap": T, "apps": [...]}}: the tap switch and application ports of workloads (null: unchanged).</summary>
+/// <summary>{ctrl_cfg_mac: {macs: [...], tap: T, apps: [...]}}: the tap switch and application ports of workloads (null: unchanged).</summary>
 public sealed record ConfigureMacRequest(ulong[] Macs, bool? Tap, AppPort[]? Apps = null) : IRequestMessage
 {
     public string Command => Protocol.Command.ConfigureMac;
@@ -146,7 +146,7 @@ public sealed record ConfigureMacRequest(ulong[] Macs, bool? Tap, AppPort[]? App
     }
 }
 
-/// <summary>{"ctrl_clear_session": {"filter_id": ID}} (0 = every session).</summary>
+/// <summary>{ctrl_clear_session: {filter_id: ID}} (0 = every session).</summary>
 public sealed record ClearSessionRequest(uint Id) : IRequestMessage
 {
     public string Command => Protocol.Command.ClearSession;
@@ -174,7 +174,7 @@ public sealed record ToggleRequest(string Command, bool On) : IRequestMessage
         => new(command, Fields.OptionalBool(Fields.Object(args), Switches[command]) ?? false);
 }
 
-/// <summary>{"ctrl_set_debug": {"categories": [...]}} (names from <see cref="DebugCategory.Names"/>).</summary>
+/// <summary>{ctrl_set_debug: {categories: [...]}} (names from <see cref="DebugCategory.Names"/>).</summary>
 public sealed record SetDebugRequest(string[] Categories) : IRequestMessage
 {
     public string Command => Protocol.Command.SetDebug;
@@ -309,7 +309,7 @@ public sealed record PolicyRequest(PolicyCommand Cmd, ChunkFlags Flag, DpPolicyA
     }
 }
 
-/// <summary>nvr_get_policy, nvr_list_connection or nvr_clear_connection: {"macs": [...]} (null: every workload).</summary>
+/// <summary>nvr_get_policy, nvr_list_connection or nvr_clear_connection: {macs: [...]} (null: every workload).</summary>
 public sealed record MacFilterRequest(string Command, ulong[]? Macs = null) : IRequestMessage
 {
     /// <summary>The commands that take a MAC filter.</summary>
@@ -432,6 +432,30 @@ public static class Datagram
         }
         return result;
     }
+
+    /// <summary>
+    /// Reads the arguments of <paramref name="command"/> with its message's reader (what a datagram's command becomes);
+    /// throws <see cref="CommandException"/> for a command the protocol does not have.
+    /// </summary>
+    public static IRequestMessage Read(string command, JsonElement args) => command switch
+    {
+        Command.KeepAlive => KeepAliveRequest.Read(args),
+        Command.CountSessions or Command.ListSessions or Command.DeviceCounters or Command.GetState => EmptyRequest.Read(command, args),
+        Command.AddServicePort => AddServicePortRequest.Read(args),
+        Command.DeleteServicePort => DeleteServicePortRequest.Read(args),
+        Command.AddMac => AddMacRequest.Read(args),
+        Command.DeleteMac => DeleteMacRequest.Read(args),
+        Command.ConfigureMac => ConfigureMacRequest.Read(args),
+        Command.ClearSession => ClearSessionRequest.Read(args),
+        Command.SystemConfig or Command.DisableNetPolicy or Command.DetectUnmanagedWorkloads or Command.EnableIcmpPolicy
+            or Command.StrictGroupMode => ToggleRequest.Read(command, args),
+        Command.SetDebug => SetDebugRequest.Read(args),
+        Command.ConfigureInternalNet => InternalNetRequest.Read(args),
+        Command.ConfigurePolicyAddresses => PolicyAddressRequest.Read(args),
+        Command.ConfigurePolicy => PolicyRequest.Read(args, out _),
+        Command.GetPolicy or Command.ListConnections or Command.ClearConnections => MacFilterRequest.Read(command, args),
+        _ => throw new CommandException("unknown command (not supported by this nvr-dp)"),
+    };
 
     /// <summary>The command names of a JSON request object, in order (for messages: which commands it holds); empty when it is not an object.</summary>
     public static IReadOnlyList<string> Commands(ReadOnlySpan<byte> request)
