@@ -92,7 +92,7 @@ public class DatapathControlSocketTests : IDisposable
     }
 
     // raw syscalls: .NET's Socket removes the file of a socket it bound when disposed
-    private static unsafe void BindAndClose(string path)
+    internal static unsafe void BindAndClose(string path)
     {
         int fd = Tmds.Linux.LibC.socket(Tmds.Linux.LibC.AF_UNIX, Tmds.Linux.LibC.SOCK_DGRAM, 0);
         Assert.True(fd >= 0);
