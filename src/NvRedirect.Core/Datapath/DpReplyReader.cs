@@ -15,28 +15,48 @@ namespace NvRedirect.Core.Datapath;
 public static class DpReplyReader
 {
     /// <summary>Reads DPMsgHdr and checks that its Length is the datagram's length, as NeuVector's agent does.</summary>
-    public static (byte Kind, bool More) Header(ReadOnlySpan<byte> datagram) => Replies.Header(datagram);
+    public static (byte Kind, bool More) Header(ReadOnlySpan<byte> datagram)
+    {
+        try { return Replies.Header(datagram); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
 
     /// <summary>KEEP_ALIVE: the sequence number it answers.</summary>
-    public static uint KeepAlive(ReadOnlySpan<byte> datagram) => Replies.ReadKeepAlive(datagram);
+    public static uint KeepAlive(ReadOnlySpan<byte> datagram)
+    {
+        try { return Replies.ReadKeepAlive(datagram); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
 
     /// <summary>SESSION_COUNT: five u32.</summary>
     public static DpSessionCount SessionCount(ReadOnlySpan<byte> datagram, string controlSocket)
     {
-        var c = Replies.ReadSessionCount(datagram);
+        SessionCounts c;
+        try { c = Replies.ReadSessionCount(datagram); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
         return new DpSessionCount { ControlSocket = controlSocket, Total = c.Total, Tcp = c.Tcp, Udp = c.Udp, Icmp = c.Icmp, Other = c.Other };
     }
 
     /// <summary>DEVICE_COUNTER: the leading 27 u64 counters.</summary>
     public static DpDeviceCounters DeviceCounters(ReadOnlySpan<byte> datagram, string controlSocket)
-        => new(controlSocket, Replies.ReadDeviceCounters(datagram));
+    {
+        try { return new(controlSocket, Replies.ReadDeviceCounters(datagram)); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
 
     /// <summary>One SESSION_LIST datagram: its sessions, and whether more datagrams follow (false for the terminator).</summary>
     public static List<DpSession> SessionList(ReadOnlySpan<byte> datagram, string controlSocket, out bool more)
-        => Replies.ReadSessionList(datagram, out more).Select(s => Session(s, controlSocket)).ToList();
+    {
+        try { return Replies.ReadSessionList(datagram, out more).Select(s => Session(s, controlSocket)).ToList(); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
 
     /// <summary>One DPMsgSession (140 bytes).</summary>
-    public static DpSession Session(ReadOnlySpan<byte> span, string controlSocket) => Session(Replies.ReadSession(span), controlSocket);
+    public static DpSession Session(ReadOnlySpan<byte> span, string controlSocket)
+    {
+        try { return Session(Replies.ReadSession(span), controlSocket); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
 
     private static DpSession Session(SessionEntry s, string controlSocket)
     {
@@ -75,17 +95,21 @@ public static class DpReplyReader
     }
 
     /// <summary>Joins the bodies of a STATE reply's datagrams (More=1 until the last).</summary>
-    public static byte[] JoinState(IEnumerable<byte[]> datagrams) => Replies.Join(datagrams, MessageKind.State, "state");
+    public static byte[] JoinState(IEnumerable<byte[]> datagrams) => Join(datagrams, MessageKind.State, "state");
 
     /// <summary>
     /// Joins the bodies of one of nvr-dp's chunked JSON replies (<see cref="MessageKind.State"/>, <see cref="MessageKind.Policy"/>,
     /// <see cref="MessageKind.Connections"/>): every datagram of <paramref name="kind"/>, More=1 on all but the last.
     /// </summary>
-    public static byte[] Join(IEnumerable<byte[]> datagrams, byte kind, string what) => Replies.Join(datagrams, kind, what);
+    public static byte[] Join(IEnumerable<byte[]> datagrams, byte kind, string what)
+    {
+        try { return Replies.Join(datagrams, kind, what); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
 
     // what the protocol's JSON readers throw on a reply that is not what nvr-dp sends
     private static bool Unreadable(Exception e)
-        => e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException or CommandException;
+        => e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException or CommandException or ReplyFormatException;
 
     /// <summary>Reads the reply to nvr_get_policy (kind 201, joined): one policy per workload that has one.</summary>
     public static List<DpPolicy> Policies(ReadOnlySpan<byte> json, string controlSocket)

@@ -43,5 +43,5 @@ public static class Rtnl
     public const byte AF_UNSPEC = 0, AF_INET = 2, AF_INET6 = 10, AF_PACKET = 17;
 
     /// <summary>Largest interface name, NUL excluded (IFNAMSIZ - 1).</summary>
-    public const int MaxInterfaceNameBytes = Protocol.InterfaceName.MaxBytes;
+    public const int MaxInterfaceNameBytes = 15;
 }

@@ -10,7 +10,7 @@ namespace NvRedirect.Core.Protocol;
 public static class InterfaceName
 {
     /// <summary>Largest interface name in bytes, NUL excluded (IFNAMSIZ - 1).</summary>
-    public const int MaxBytes = 15;
+    public const int MaxBytes = Netlink.Rtnl.MaxInterfaceNameBytes;
 
     /// <summary>Why <paramref name="name"/> is not an interface name, or null when it is one.</summary>
     public static string? Problem(string? name)

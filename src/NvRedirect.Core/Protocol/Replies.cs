@@ -1,7 +1,6 @@
 using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
-using NvRedirect.Core.Datapath;
 
 namespace NvRedirect.Core.Protocol;
 
@@ -19,6 +18,9 @@ public sealed record SessionEntry(
     public bool IsIcmp => Protocol is 1 or 58;
 }
 
+/// <summary>A binary reply that breaks its layout; the message says how. (The module reports it as DatapathProtocolException.)</summary>
+public sealed class ReplyFormatException(string message) : FormatException(message);
+
 /// <summary>DPMsgSessionCount: current sessions by protocol.</summary>
 public readonly record struct SessionCounts(uint Total, uint Tcp, uint Udp, uint Icmp, uint Other);
 
@@ -26,7 +28,7 @@ public readonly record struct SessionCounts(uint Total, uint Tcp, uint Udp, uint
 /// The binary replies, each with its one writer (the daemon) and its one reader (the module): DPMsgHdr {u8 Kind; u8 More;
 /// u16 Length (header included)} followed by a body, all sizes and orders as NeuVector's agent parses them (cgo structs
 /// read with binary.BigEndian; layouts in <see cref="DpWire"/>, <see cref="SessionLayout"/>, <see cref="DeviceCounterLayout"/>).
-/// Readers throw <see cref="DatapathProtocolException"/> saying what is wrong.
+/// Readers throw <see cref="ReplyFormatException"/> saying what is wrong.
 /// </summary>
 public static class Replies
 {
@@ -43,18 +45,18 @@ public static class Replies
     public static (byte Kind, bool More) Header(ReadOnlySpan<byte> datagram)
     {
         if (datagram.Length < HeaderSize)
-            throw new DatapathProtocolException($"a reply of {datagram.Length} bytes is shorter than its {HeaderSize}-byte header");
+            throw new ReplyFormatException($"a reply of {datagram.Length} bytes is shorter than its {HeaderSize}-byte header");
         int length = BinaryPrimitives.ReadUInt16BigEndian(datagram[2..]);
         if (length != datagram.Length)
-            throw new DatapathProtocolException($"a reply of kind {datagram[0]} says it is {length} bytes long but is {datagram.Length}");
+            throw new ReplyFormatException($"a reply of kind {datagram[0]} says it is {length} bytes long but is {datagram.Length}");
         return (datagram[0], datagram[1] != 0);
     }
 
     private static void Expect(ReadOnlySpan<byte> datagram, byte kind, int length, string what)
     {
         var (k, _) = Header(datagram);
-        if (k != kind) throw new DatapathProtocolException($"expected a {what} reply (kind {kind}), got kind {k}");
-        if (datagram.Length != length) throw new DatapathProtocolException($"a {what} reply must be {length} bytes, got {datagram.Length}");
+        if (k != kind) throw new ReplyFormatException($"expected a {what} reply (kind {kind}), got kind {k}");
+        if (datagram.Length != length) throw new ReplyFormatException($"a {what} reply must be {length} bytes, got {datagram.Length}");
     }
 
     /// <summary>KEEP_ALIVE: header + the request's seq_num.</summary>
@@ -149,11 +151,11 @@ public static class Replies
     public static List<SessionEntry> ReadSessionList(ReadOnlySpan<byte> datagram, out bool more)
     {
         var (kind, m) = Header(datagram);
-        if (kind != MessageKind.SessionList) throw new DatapathProtocolException($"expected a session list reply (kind {MessageKind.SessionList}), got kind {kind}");
-        if (datagram.Length < HeaderSize + SessionHeaderSize) throw new DatapathProtocolException("a session list reply is shorter than its headers");
+        if (kind != MessageKind.SessionList) throw new ReplyFormatException($"expected a session list reply (kind {MessageKind.SessionList}), got kind {kind}");
+        if (datagram.Length < HeaderSize + SessionHeaderSize) throw new ReplyFormatException("a session list reply is shorter than its headers");
         int count = BinaryPrimitives.ReadUInt16BigEndian(datagram[HeaderSize..]);
         int expected = HeaderSize + SessionHeaderSize + count * SessionLayout.Size;
-        if (datagram.Length != expected) throw new DatapathProtocolException($"a session list reply with {count} sessions must be {expected} bytes, got {datagram.Length}");
+        if (datagram.Length != expected) throw new ReplyFormatException($"a session list reply with {count} sessions must be {expected} bytes, got {datagram.Length}");
         more = m;
         var list = new List<SessionEntry>(count);
         for (int i = 0; i < count; i++)
@@ -197,7 +199,7 @@ public static class Replies
     /// <summary>One DPMsgSession's reader (140 bytes); an action beyond Deny reads as Open.</summary>
     public static SessionEntry ReadSession(ReadOnlySpan<byte> b)
     {
-        if (b.Length != SessionLayout.Size) throw new DatapathProtocolException($"a session record must be {SessionLayout.Size} bytes, got {b.Length}");
+        if (b.Length != SessionLayout.Size) throw new ReplyFormatException($"a session record must be {SessionLayout.Size} bytes, got {b.Length}");
         ushort U16(ReadOnlySpan<byte> s, int o) => BinaryPrimitives.ReadUInt16BigEndian(s[o..]);
         uint U32(ReadOnlySpan<byte> s, int o) => BinaryPrimitives.ReadUInt32BigEndian(s[o..]);
         bool v6 = U16(b, SessionLayout.EtherType) == 0x86dd;
@@ -259,12 +261,12 @@ public static class Replies
         foreach (var d in datagrams)
         {
             var (k, more) = Header(d);
-            if (k != kind) throw new DatapathProtocolException($"expected a {what} reply (kind {kind}), got kind {k}");
-            if (ended) throw new DatapathProtocolException($"a {what} reply goes on after its last datagram (More=0)");
+            if (k != kind) throw new ReplyFormatException($"expected a {what} reply (kind {kind}), got kind {k}");
+            if (ended) throw new ReplyFormatException($"a {what} reply goes on after its last datagram (More=0)");
             body.AddRange(d.AsSpan(HeaderSize).ToArray());
             ended = !more;
         }
-        if (!ended) throw new DatapathProtocolException($"a {what} reply ends with a datagram that says more follow");
+        if (!ended) throw new ReplyFormatException($"a {what} reply ends with a datagram that says more follow");
         return body.ToArray();
     }
 }
