@@ -30,9 +30,6 @@ public sealed record KeepAliveRequest(uint Sequence) : IRequestMessage
 /// <summary>A command without arguments: ctrl_count_session, ctrl_list_session, ctrl_counter_device, nvr_get_state.</summary>
 public sealed record EmptyRequest(string Command) : IRequestMessage
 {
-    /// <summary>The commands that take no arguments.</summary>
-    public static readonly string[] Commands =
-        [Protocol.Command.CountSessions, Protocol.Command.ListSessions, Protocol.Command.DeviceCounters, Protocol.Command.GetState];
     public void WriteArguments(Utf8JsonWriter w) { w.WriteStartObject(); w.WriteEndObject(); }
     public static EmptyRequest Read(string command, JsonElement args) { Fields.Object(args); return new EmptyRequest(command); }
 }
@@ -281,8 +278,13 @@ public sealed record PolicyRequest(PolicyCommand Cmd, ChunkFlags Flag, DpPolicyA
         w.WriteEndObject();
     }
 
-    /// <summary>Reads the datagram; <paramref name="applicationSubRules"/> gets (rule id, count) for rules that carry NeuVector's app sub-rules.</summary>
-    public static PolicyRequest Read(JsonElement args, out List<(uint RuleId, int Count)> applicationSubRules)
+    /// <summary>
+    /// The rules that carried NeuVector's application sub-rules, as (rule id, how many): read and checked, never applied
+    /// (nvr-dp identifies no applications), never written.
+    /// </summary>
+    public (uint RuleId, int Count)[] ApplicationSubRules { get; init; } = [];
+
+    public static PolicyRequest Read(JsonElement args)
     {
         var o = Fields.Object(args);
         uint cmd = Fields.UInt(o, Key.PolicyCommand, (uint)PolicyCommand.Delete);
@@ -297,7 +299,7 @@ public sealed record PolicyRequest(PolicyCommand Cmd, ChunkFlags Flag, DpPolicyA
         uint? expect = Fields.OptionalUInt(o, Key.ExpectVersion);
         var macs = Fields.Macs(o, Key.Mac) ?? [];
         var rules = new List<PolicyRule>();
-        applicationSubRules = [];
+        var applicationSubRules = new List<(uint, int)>();
         if (Fields.OptionalArray(o, Key.Rules) is { } list)
             foreach (var item in list)
             {
@@ -305,15 +307,13 @@ public sealed record PolicyRequest(PolicyCommand Cmd, ChunkFlags Flag, DpPolicyA
                 if (apps > 0) applicationSubRules.Add((rule.Id, apps));
                 rules.Add(rule);
             }
-        return new((PolicyCommand)cmd, flag, defact, dir, macs, rules.ToArray(), expect);
+        return new((PolicyCommand)cmd, flag, defact, dir, macs, rules.ToArray(), expect) { ApplicationSubRules = applicationSubRules.ToArray() };
     }
 }
 
 /// <summary>nvr_get_policy, nvr_list_connection or nvr_clear_connection: {macs: [...]} (null: every workload).</summary>
 public sealed record MacFilterRequest(string Command, ulong[]? Macs = null) : IRequestMessage
 {
-    /// <summary>The commands that take a MAC filter.</summary>
-    public static readonly string[] Commands = [Protocol.Command.GetPolicy, Protocol.Command.ListConnections, Protocol.Command.ClearConnections];
     public void WriteArguments(Utf8JsonWriter w)
     {
         w.WriteStartObject();
@@ -452,7 +452,7 @@ public static class Datagram
         Command.SetDebug => SetDebugRequest.Read(args),
         Command.ConfigureInternalNet => InternalNetRequest.Read(args),
         Command.ConfigurePolicyAddresses => PolicyAddressRequest.Read(args),
-        Command.ConfigurePolicy => PolicyRequest.Read(args, out _),
+        Command.ConfigurePolicy => PolicyRequest.Read(args),
         Command.GetPolicy or Command.ListConnections or Command.ClearConnections => MacFilterRequest.Read(command, args),
         _ => throw new CommandException("unknown command (not supported by this nvr-dp)"),
     };

@@ -14,10 +14,9 @@ internal sealed partial class Controller
     // ctrl_cfg_policy (reference §1.2): rules of one or more workloads, in chunks START (1) ... END (2), or one
     // message (3). At END the policy is built with a new version and replaces the listed workloads' policies; DELETE
     // removes them. Stricter than NeuVector: unregistered MACs, empty ranges and features nvr-dp lacks are refused.
-    private static void ConfigurePolicy(System.Text.Json.JsonElement args, Request r)
+    private static void ConfigurePolicy(PolicyRequest m, Request r)
     {
-        var m = PolicyRequest.Read(args, out var applicationSubRules);
-        foreach (var (id, count) in applicationSubRules)
+        foreach (var (id, count) in m.ApplicationSubRules)
             // NeuVector's agent sends application rules as CHECK_APP with per-application sub-rules; nvr-dp identifies
             // no applications, so the rule acts by its own action (CHECK_APP: allow) and the sub-rules are not applied
             r.Notes.Add($"{Command.ConfigurePolicy}: rule {id}: its {count} application sub-rules are not applied (nvr-dp identifies no applications); the rule acts by its action");

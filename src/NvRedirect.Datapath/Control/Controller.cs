@@ -124,36 +124,36 @@ internal sealed partial class Controller
         return replies;
     }
 
-    // Every command, by family. Each validates against the request's copy of the state and queues its effects.
+    // Every command, by family: the protocol's reader turns it into its message (an unknown command is refused there),
+    // and the family's handler validates it against the request's copy of the state and queues its effects.
     private void Apply(string name, JsonElement args, Request r)
     {
-        switch (name)
+        switch (Datagram.Read(name, args))
         {
             // workloads (Controller.Workloads.cs)
-            case Command.AddMac: AddMac(AddMacRequest.Read(args), r); break;
-            case Command.DeleteMac: DeleteMac(DeleteMacRequest.Read(args), r); break;
-            case Command.ConfigureMac: ConfigureMac(ConfigureMacRequest.Read(args), r); break;
+            case AddMacRequest m: AddMac(m, r); break;
+            case DeleteMacRequest m: DeleteMac(m, r); break;
+            case ConfigureMacRequest m: ConfigureMac(m, r); break;
             // ports, networks and switches (Controller.PortsAndNetworks.cs)
-            case Command.AddServicePort: AddServicePort(AddServicePortRequest.Read(args), r); break;
-            case Command.DeleteServicePort: DeleteServicePort(DeleteServicePortRequest.Read(args), r); break;
-            case Command.ConfigureInternalNet: ConfigureInternalNet(InternalNetRequest.Read(args), r); break;
-            case Command.SystemConfig or Command.DisableNetPolicy or Command.DetectUnmanagedWorkloads or Command.EnableIcmpPolicy
-                or Command.StrictGroupMode: Toggle(ToggleRequest.Read(name, args), r); break;
-            case Command.SetDebug: SetDebug(SetDebugRequest.Read(args), r); break;
+            case AddServicePortRequest m: AddServicePort(m, r); break;
+            case DeleteServicePortRequest m: DeleteServicePort(m, r); break;
+            case InternalNetRequest m: ConfigureInternalNet(m, r); break;
+            case ToggleRequest m: Toggle(m, r); break;
+            case SetDebugRequest m: SetDebug(m, r); break;
             // policy (Controller.Policy.cs)
-            case Command.ConfigurePolicy: ConfigurePolicy(args, r); break;
-            case Command.ConfigurePolicyAddresses: ConfigurePolicyAddresses(PolicyAddressRequest.Read(args), r); break;
-            case Command.GetPolicy: GetPolicy(MacFilterRequest.Read(name, args), r); break;
-            case Command.ListConnections: ListConnections(MacFilterRequest.Read(name, args), r); break;
-            case Command.ClearConnections: ClearConnections(MacFilterRequest.Read(name, args), r); break;
+            case PolicyRequest m: ConfigurePolicy(m, r); break;
+            case PolicyAddressRequest m: ConfigurePolicyAddresses(m, r); break;
+            case MacFilterRequest { Command: Command.GetPolicy } m: GetPolicy(m, r); break;
+            case MacFilterRequest { Command: Command.ListConnections } m: ListConnections(m, r); break;
+            case MacFilterRequest { Command: Command.ClearConnections } m: ClearConnections(m, r); break;
             // queries (Controller.Queries.cs)
-            case Command.KeepAlive: KeepAlive(KeepAliveRequest.Read(args), r); break;
-            case Command.CountSessions: EmptyRequest.Read(name, args); r.Effects.Add(CountSessions); break;
-            case Command.ListSessions: EmptyRequest.Read(name, args); r.Effects.Add(ListSessions); break;
-            case Command.DeviceCounters: EmptyRequest.Read(name, args); r.Effects.Add(DeviceCounters); break;
-            case Command.ClearSession: ClearSession(ClearSessionRequest.Read(args), r); break;
-            case Command.GetState: EmptyRequest.Read(name, args); GetState(r); break;
-            default: throw new CommandException("unknown command (not supported by this nvr-dp)");
+            case KeepAliveRequest m: KeepAlive(m, r); break;
+            case EmptyRequest { Command: Command.CountSessions }: r.Effects.Add(CountSessions); break;
+            case EmptyRequest { Command: Command.ListSessions }: r.Effects.Add(ListSessions); break;
+            case EmptyRequest { Command: Command.DeviceCounters }: r.Effects.Add(DeviceCounters); break;
+            case EmptyRequest { Command: Command.GetState }: GetState(r); break;
+            case ClearSessionRequest m: ClearSession(m, r); break;
+            case var m: throw new CommandException($"{m.Command} has no handler in this nvr-dp");
         }
     }
 
