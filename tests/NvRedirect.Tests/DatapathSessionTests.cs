@@ -4,6 +4,8 @@ using System.Linq;
 using NvRedirect.Datapath.Engine;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>The session table and the per-frame processor: orientation, TCP states, timeouts, eviction, no allocation.</summary>
