@@ -7,10 +7,12 @@ BeforeAll {
     $script:suffix = [guid]::NewGuid().ToString('N').Substring(0, 6)
     $script:agent = "nvski-a-$suffix"; $script:container = "nvski-c-$suffix"; $script:hostNs = "nvski-h-$suffix"
     $script:stock = [bool]$env:NVREDIRECT_STOCK_KERNEL
-    function Watch-During([scriptblock]$Traffic, [string[]]$Interface, [string]$Namespace, [int]$Count = 30) {
-        # start the traffic in the background, capture meanwhile
+    function Watch-During([scriptblock]$Traffic, [string[]]$Interface, [string]$Namespace, [int]$Count = 12) {
+        # start the traffic in the background, capture meanwhile: the traffic lasts longer than the capture needs
+        # (under user-mode-linux on a loaded host the job and the capture sockets can take seconds to start), and the
+        # capture ends as soon as it has -Count frames
         $job = Start-ThreadJob -ScriptBlock $Traffic
-        try { Watch-AgentTraffic $Interface -Namespace $Namespace -Count $Count -TimeoutSeconds 4 }
+        try { Watch-AgentTraffic $Interface -Namespace $Namespace -Count $Count -TimeoutSeconds 15 }
         finally { $job | Wait-Job -Timeout 15 | Out-Null; $job | Remove-Job -Force }
     }
     if ($stock) {
@@ -40,7 +42,7 @@ Describe 'Interception with the Pedit backend (stock kernel)' {
 
     It 'steers pings to vbr with the ucmac and they get no reply while nothing runs on vth' {
         if (-not $stock) { return }
-        $frames = Watch-During { ip netns exec $using:hostNs ping -c 3 -i 0.3 -W 1 10.10.10.88 } vex, vbr $agent
+        $frames = Watch-During { ip netns exec $using:hostNs ping -c 15 -i 0.3 -W 1 10.10.10.88 } vex, vbr $agent
         $icmp = $frames | Where-Object Protocol -EQ ICMP
         ($icmp | Where-Object Interface -EQ vex | Select-Object -First 1).DestinationMac | Should -Be '1a:27:f3:87:3a:27'
         ($icmp | Where-Object Interface -EQ vbr | Select-Object -First 1).DestinationMac | Should -Be '4e:65:75:56:00:b4'
@@ -52,7 +54,7 @@ Describe 'Interception with the Pedit backend (stock kernel)' {
         if (-not $stock) { return }
         tc -n $agent qdisc add dev vth ingress
         tc -n $agent filter add dev vth parent ffff: pref 1 u32 match u8 0 0 action mirred egress redirect dev vth
-        $inside = Watch-During { ip netns exec $using:hostNs ping -c 3 -i 0.3 -W 1 10.10.10.88 } eth0 $container
+        $inside = Watch-During { ip netns exec $using:hostNs ping -c 15 -i 0.3 -W 1 10.10.10.88 } eth0 $container
         $icmp = $inside | Where-Object Protocol -EQ ICMP
         ($icmp | Where-Object Direction -EQ In | Select-Object -First 1).DestinationMac | Should -Be '1a:27:f3:87:3a:27'
         ($icmp | Where-Object Direction -EQ Out | Select-Object -First 1).SourceMac | Should -Be '1a:27:f3:87:3a:27'
