@@ -170,6 +170,17 @@ public static class DpReplyReader
         }
     }
 
+    private static DpTable Table(JsonElement tables, string field, string name)
+    {
+        var t = tables.GetProperty(field);
+        long N(string n) => t.TryGetProperty(n, out var v) ? v.GetInt64() : 0;
+        return new DpTable
+        {
+            Name = name, Capacity = N("capacity"), Count = N("count"), Learned = N("learned"), Scans = N("scans"),
+            Evicted = N("evicted"), LearnedEvicted = N("learned_evicted"), Summarised = N("summarised"),
+        };
+    }
+
     private static long PolicyCounter(JsonElement state, string name)
         => state.TryGetProperty("policy_counters", out var c) && c.TryGetProperty(name, out var v) ? v.GetInt64() : 0;
 
@@ -222,6 +233,9 @@ public static class DpReplyReader
                 DroppedPackets = x.GetProperty("dropped").GetInt64(),
                 FirstSeen = Utc(x.GetProperty("first_seen")),
                 LastSeen = Utc(x.GetProperty("last_seen")),
+                Answered = x.TryGetProperty("answered", out var a) && a.GetBoolean(),
+                Scan = x.TryGetProperty("scan", out var s) && s.GetBoolean(),
+                Attempts = x.TryGetProperty("attempts", out var n) ? n.GetInt64() : 0,
             }).ToList();
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
@@ -303,6 +317,8 @@ public static class DpReplyReader
                 RequestsAccepted = requests.GetProperty("accepted").GetInt64(),
                 RequestsRejected = requests.GetProperty("rejected").GetInt64(),
                 LastRejection = OptionalString(requests, "last_rejection"),
+                Tables = r.TryGetProperty("tables", out var tables) && tables.ValueKind == JsonValueKind.Object
+                    ? [Table(tables, "sessions", "Sessions"), Table(tables, "connections", "Connections")] : [],
             };
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)

@@ -580,6 +580,9 @@ internal sealed class Controller
                     w.WriteNumber("dropped", c.Dropped);
                     w.WriteString("first_seen", Wall(wallNow, now, c.FirstSeen));
                     w.WriteString("last_seen", Wall(wallNow, now, c.LastSeen));
+                    w.WriteBoolean("answered", c.Answered);
+                    w.WriteBoolean("scan", k.Scan);
+                    w.WriteNumber("attempts", c.Attempts);
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -802,6 +805,7 @@ internal sealed class Controller
             w.WriteNumber("resets_sent", Volatile.Read(ref dc.ResetsSent));
             w.WriteNumber("reevaluations", Volatile.Read(ref dc.Reevaluations));
             w.WriteEndObject();
+            _datapath.OnPacketThread(() => TableUsage.Of(_datapath)).Write(w);
             w.WriteStartObject("requests");
             w.WriteNumber("accepted", Accepted);
             w.WriteNumber("rejected", Rejected);
