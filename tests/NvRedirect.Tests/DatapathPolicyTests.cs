@@ -544,6 +544,18 @@ public class DatapathPolicyTests
         for (ushort p = 100; p < 200; p++) table.Find(K(p), 100);  // unanswered churn: only the two reserved entries turn over
         Assert.Equal((14, 16, 1L), (table.AnsweredCount, table.Count, table.AnsweredEvicted));
         Assert.Equal(Enumerable.Range(1, 14).Select(p => (ushort)p), table.Snapshot().Where(c => c.Answered).Select(c => c.Key.ServerPort));
+
+        // scan entries have their own list: per-port entries push out each other first; past a quarter of the table the oldest scan goes
+        var small = new ConnectionTable(8);
+        Assert.Equal(2, small.MaxScans);
+        ConnectionKey S(ulong client) => new() { EndpointMac = 1, ClientLow = client, Protocol = 6, Scan = true };
+        int scan = small.Find(S(1), 0);
+        for (ushort p = 0; p < 50; p++) small.Find(K(p), p);
+        Assert.True(small[scan].InUse && small[scan].Key.Scan);
+        Assert.Equal((8, 1), (small.Count, small.ScanCount));
+        small.Find(S(2), 60);
+        small.Find(S(3), 61);
+        Assert.Equal(new ulong[] { 2, 3 }, small.Snapshot().Where(c => c.Key.Scan).Select(c => c.Key.ClientLow));
     }
 
     // --- the resets ---

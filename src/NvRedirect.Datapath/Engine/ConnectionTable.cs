@@ -53,13 +53,14 @@ internal sealed record ConnectionRecord(ConnectionKey Key, long Sessions, long P
 /// slot reused (<see cref="IsCurrent"/>).
 /// <para>Bounded learning: entries are of two kinds, each in its own least-recently-seen list. A new entry is
 /// unanswered; it becomes answered (learned) when the server answers one of its sessions (<see cref="MarkAnswered"/>).
-/// When the table is full a new entry evicts the least recently seen unanswered entry, never an answered one; answered
+/// When the table is full a new entry evicts the least recently seen unanswered entry (then a scan entry), never an answered one; answered
 /// entries may hold at most <see cref="MaxAnswered"/> entries (the rest is reserved for unanswered ones), and past
 /// that an answer evicts the least recently seen answered entry. So denied and never-answered flows (scans) only ever
 /// push each other out. A client that opens more than <see cref="ScanThreshold"/> new entries of one workload within
 /// <see cref="ScanWindowSeconds"/> is scanning: its further new entries fold into one scan entry per client, verdict
 /// and protocol (server port 0, <see cref="Connection.Attempts"/> counting them); a folded session the server does
-/// answer gets an entry of its own then.</para>
+/// answer gets an entry of its own then. Scan entries have a list of their own, at most <see cref="MaxScans"/> of
+/// them, so per-port flood entries push out each other before a summary.</para>
 /// </summary>
 internal sealed class ConnectionTable
 {
@@ -67,13 +68,13 @@ internal sealed class ConnectionTable
     public const int ScanThreshold = 32;
     /// <summary>See <see cref="ScanThreshold"/>.</summary>
     public const long ScanWindowSeconds = 60;
-    private const int Unanswered = 0, AnsweredList = 1;
+    private const int Unanswered = 0, AnsweredList = 1, ScanList = 2;
     private const int TrackerSlots = 4096;
 
     private readonly Connection[] _entries;
     private readonly SlotIndex _index;
     private readonly ulong _seed;
-    private readonly int[] _oldest = [-1, -1], _newest = [-1, -1];
+    private readonly int[] _oldest = [-1, -1, -1], _newest = [-1, -1, -1];
     private int _freeHead;
     // per client and workload: new entries in the current window (direct-mapped; a collision starts the slot afresh)
     private readonly ScanTracker[] _trackers = new ScanTracker[TrackerSlots];
@@ -91,6 +92,8 @@ internal sealed class ConnectionTable
     public int Capacity { get; }
     /// <summary>Most answered entries held (the rest of the table is reserved for unanswered ones).</summary>
     public int MaxAnswered { get; }
+    /// <summary>Most scan entries held (a quarter of the table).</summary>
+    public int MaxScans { get; }
     /// <summary>Entries held now, and how many of them are answered.</summary>
     public int Count { get; private set; }
     /// <summary>See <see cref="Count"/>.</summary>
@@ -109,6 +112,7 @@ internal sealed class ConnectionTable
         if (capacity < 1 || capacity > 1 << 22) throw new ArgumentOutOfRangeException(nameof(capacity), "1 to 4194304 connections");
         Capacity = capacity;
         MaxAnswered = capacity == 1 ? 1 : capacity - Math.Clamp(capacity / 8, 1, 4096);
+        MaxScans = Math.Max(1, capacity / 4);
         _entries = new Connection[capacity];
         _index = new SlotIndex(capacity);
         _seed = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
@@ -198,7 +202,7 @@ internal sealed class ConnectionTable
         if (c.LastSeen != now)
         {
             c.LastSeen = now;
-            if (_newest[c.Answered ? AnsweredList : Unanswered] != index) { Unlink(index); Append(index); }
+            if (_newest[Kind(in c)] != index) { Unlink(index); Append(index); }
         }
     }
 
@@ -212,11 +216,11 @@ internal sealed class ConnectionTable
         return n;
     }
 
-    /// <summary>Copies the entries out (control path; allocates), oldest first: unanswered ones, then answered ones.</summary>
+    /// <summary>Copies the entries out (control path; allocates), oldest first: unanswered ones, then answered ones, then scans.</summary>
     public List<ConnectionRecord> Snapshot(ulong mac = 0)
     {
         var list = new List<ConnectionRecord>(Count);
-        foreach (int kind in (ReadOnlySpan<int>)[Unanswered, AnsweredList])
+        foreach (int kind in (ReadOnlySpan<int>)[Unanswered, AnsweredList, ScanList])
             for (int i = _oldest[kind]; i >= 0; i = _entries[i].Next)
             {
                 ref var c = ref _entries[i];
@@ -238,10 +242,14 @@ internal sealed class ConnectionTable
 
     private int Create(in ConnectionKey key, uint hash, long now)
     {
-        if (_freeHead < 0)
+        // a new scan entry past MaxScans replaces the least recently seen scan entry; otherwise, when full, the least
+        // recently seen unanswered entry goes, then a scan entry, and an answered one only when there is nothing else
+        // (capacity 1)
+        int victim = key.Scan && ScanCount >= MaxScans ? _oldest[ScanList]
+            : _freeHead >= 0 ? -1
+            : _oldest[Unanswered] >= 0 ? _oldest[Unanswered] : _oldest[ScanList] >= 0 ? _oldest[ScanList] : _oldest[AnsweredList];
+        if (victim >= 0)
         {
-            // full: the least recently seen unanswered entry goes; an answered one only when there is none (capacity 1)
-            int victim = _oldest[Unanswered] >= 0 ? _oldest[Unanswered] : _oldest[AnsweredList];
             if (_entries[victim].Answered) AnsweredEvicted++;
             Remove(victim);
             Evicted++;
@@ -281,7 +289,7 @@ internal sealed class ConnectionTable
     private void Append(int index)
     {
         ref var c = ref _entries[index];
-        int kind = c.Answered ? AnsweredList : Unanswered;
+        int kind = Kind(in c);
         c.Prev = _newest[kind];
         c.Next = -1;
         if (_newest[kind] >= 0) _entries[_newest[kind]].Next = index; else _oldest[kind] = index;
@@ -291,11 +299,13 @@ internal sealed class ConnectionTable
     private void Unlink(int index)
     {
         ref var c = ref _entries[index];
-        int kind = c.Answered ? AnsweredList : Unanswered;
+        int kind = Kind(in c);
         if (c.Prev >= 0) _entries[c.Prev].Next = c.Next; else _oldest[kind] = c.Next;
         if (c.Next >= 0) _entries[c.Next].Prev = c.Prev; else _newest[kind] = c.Prev;
         c.Prev = c.Next = -1;
     }
+
+    private static int Kind(in Connection c) => c.Answered ? AnsweredList : c.Key.Scan ? ScanList : Unanswered;
 
     private uint TrackerHash(in ConnectionKey k)
     {
