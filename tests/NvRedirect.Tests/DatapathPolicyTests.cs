@@ -499,6 +499,20 @@ public class DatapathPolicyTests
     }
 
     [Fact]
+    public void A_busy_client_whose_connections_are_answered_is_not_summarised_as_a_scan()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        for (ushort port = 1000; port < 1200; port++) // 200 ports within the window, each answered
+        {
+            rig.Frame(TestFrames.Tcp(U, H, Hip, C, 40000, port, Syn));
+            rig.Frame(TestFrames.Tcp(H, U, C, Hip, port, 40000, Syn | Ack, ack: 2));
+        }
+        var t = Tables(rig);
+        Assert.Equal((200, 200, 0, 0L), (t.Connections, t.AnsweredConnections, t.ScanConnections, t.ConnectionsSummarised));
+    }
+
+    [Fact]
     public void Never_answered_flows_from_many_sources_evict_each_other_but_never_a_learned_connection()
     {
         var rig = Seeded();

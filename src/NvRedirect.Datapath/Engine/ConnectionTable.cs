@@ -57,14 +57,14 @@ internal sealed record ConnectionRecord(ConnectionKey Key, long Sessions, long P
 /// entries may hold at most <see cref="MaxAnswered"/> entries (the rest is reserved for unanswered ones), and past
 /// that an answer evicts the least recently seen answered entry. So denied and never-answered flows (scans) only ever
 /// push each other out. A client that opens more than <see cref="ScanThreshold"/> new entries of one workload within
-/// <see cref="ScanWindowSeconds"/> is scanning: its further new entries fold into one scan entry per client, verdict
+/// <see cref="ScanWindowSeconds"/> that are not answered (an answer takes its entry off the count) is scanning: its further new entries fold into one scan entry per client, verdict
 /// and protocol (server port 0, <see cref="Connection.Attempts"/> counting them); a folded session the server does
 /// answer gets an entry of its own then. Scan entries have a list of their own, at most <see cref="MaxScans"/> of
 /// them, so per-port flood entries push out each other before a summary.</para>
 /// </summary>
 internal sealed class ConnectionTable
 {
-    /// <summary>New entries of one client and workload within <see cref="ScanWindowSeconds"/> past which further ones fold into a scan entry.</summary>
+    /// <summary>New entries of one client and workload within <see cref="ScanWindowSeconds"/>, not answered, past which further ones fold into a scan entry.</summary>
     public const int ScanThreshold = 32;
     /// <summary>See <see cref="ScanThreshold"/>.</summary>
     public const long ScanWindowSeconds = 60;
@@ -180,6 +180,10 @@ internal sealed class ConnectionTable
     {
         ref var c = ref _entries[index];
         if (c.Answered || c.Key.Scan) return;
+        // an answered entry does not count towards its client's scan threshold
+        ref var tr = ref _trackers[(int)(TrackerHash(in c.Key) & (TrackerSlots - 1))];
+        if (tr.InUse && tr.NewEntries > 0 && tr.EndpointMac == c.Key.EndpointMac && tr.ClientLow == c.Key.ClientLow
+            && tr.ClientHigh == c.Key.ClientHigh && tr.Ingress == c.Key.Ingress) tr.NewEntries--;
         if (AnsweredCount >= MaxAnswered && _oldest[AnsweredList] >= 0 && _oldest[AnsweredList] != index)
         {
             Remove(_oldest[AnsweredList]);

@@ -259,7 +259,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             ck.Action = s.PolicyAction;
             bool created;
             int ci = answered ? Connections.Find(in ck, now, out created) : Connections.Record(in ck, now, out created);
-            if (split)
+            if (split && Connections.IsCurrent(s.Connection, s.ConnectionEpoch)) // (making room may have evicted the scan entry)
             {
                 ref var folded = ref Connections[s.Connection];
                 if (folded.Sessions > 0) folded.Sessions--;
