@@ -20,7 +20,8 @@
         'Start-Datapath', 'Get-Datapath', 'Stop-Datapath',
         'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage',
         'New-DpRule', 'ConvertTo-DpRule', 'Set-DpPolicy', 'Get-DpPolicy', 'Remove-DpPolicy', 'Add-DpPolicyRule', 'Remove-DpPolicyRule',
-        'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection'
+        'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection',
+        'Test-AgentConnection', 'Disconnect-AgentConnection', 'Start-AgentEchoServer', 'Get-AgentEchoServer', 'Stop-AgentEchoServer'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

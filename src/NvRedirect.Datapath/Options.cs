@@ -1,6 +1,6 @@
 using System;
 
-using NvRedirect.Core.Datapath;
+using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Datapath;
 

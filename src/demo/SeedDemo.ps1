@@ -44,58 +44,36 @@ if ($InRootNamespace -and (Get-AgentLink -Name vex-peer -ErrorAction SilentlyCon
 
 $created = [System.Collections.Generic.List[string]]::new()
 
-# Traffic for the policy story: the echo server and clients of src/demo/traffic.py (the Pester tests use them too), run in
-# a namespace ('' = this one). Every process and log is tracked and removed at the end.
-$trafficScript = Join-Path $PSScriptRoot 'traffic.py'
-$demoProcesses = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
-$demoFiles = [System.Collections.Generic.List[string]]::new()
+# Traffic for the policy story, from inside the namespaces ('' = this one), by the module itself: echo servers
+# (Start-AgentEchoServer) and probes (Test-AgentConnection) in this process. Every server and kept connection is
+# tracked and closed at the end. (Steps 6 and 9 run ping in the background instead: they need traffic flowing while
+# Watch-AgentTraffic captures, and Test-AgentConnection waits for its answer in the foreground.)
+$demoServers = [System.Collections.Generic.List[object]]::new()
+$demoConnections = [System.Collections.Generic.List[object]]::new()
 $surprises = [System.Collections.Generic.List[string]]::new()
-function Get-InNamespace([string]$Namespace) { if ($Namespace) { @('ip', 'netns', 'exec', $Namespace) } else { @() } }
-function Start-DemoProcess([string]$Namespace, [string[]]$Arguments, [switch]$Interactive) {
-    $command = @(Get-InNamespace $Namespace) + @('python3', $trafficScript) + $Arguments
-    $psi = [System.Diagnostics.ProcessStartInfo]::new($command[0])
-    foreach ($a in $command | Select-Object -Skip 1) { $psi.ArgumentList.Add($a) }
-    $psi.UseShellExecute = $false
-    $psi.RedirectStandardInput = [bool]$Interactive
-    $psi.RedirectStandardOutput = [bool]$Interactive
-    $p = [System.Diagnostics.Process]::Start($psi)
-    $demoProcesses.Add($p)
-    $p
-}
 function Start-DemoEcho([string]$Namespace, [int[]]$TcpPort = @(), [int[]]$UdpPort = @()) {
-    $log = Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-echo-$PID-$($demoFiles.Count).log"
-    $demoFiles.Add($log)
-    $p = Start-DemoProcess $Namespace @('serve', '--log', $log, '--tcp', ($TcpPort -join ','), '--udp', ($UdpPort -join ','), '--lifetime', '600')
-    $deadline = [DateTime]::UtcNow.AddSeconds(15)
-    while (-not ((Test-Path $log) -and (Select-String -LiteralPath $log -Pattern '^listening' -Quiet))) {
-        if ($p.HasExited -or [DateTime]::UtcNow -gt $deadline) { throw "the echo server in '$Namespace' did not start" }
-        Start-Sleep -Milliseconds 100
-    }
-    $p
+    $server = Start-AgentEchoServer -Namespace $Namespace -TcpPort $TcpPort -UdpPort $UdpPort -ErrorAction Stop
+    $demoServers.Add($server)
+    $server
 }
-function Invoke-DemoTraffic([ValidateSet('tcp', 'udp')][string]$Kind, [string]$Namespace, [string]$To, [int]$Port) {
-    $command = @(Get-InNamespace $Namespace) + @('python3', $trafficScript, $Kind, '--to', $To, '--port', "$Port", '--timeout', '2')
-    $line = & $command[0] @($command | Select-Object -Skip 1) | Select-Object -Last 1
-    ($line | ConvertFrom-Json).result
+function Invoke-DemoTraffic([ValidateSet('TCP', 'UDP')][string]$Kind, [string]$Namespace, [string]$To, [int]$Port) {
+    "$((Test-AgentConnection $To -Port $Port -Protocol $Kind -Echo -Namespace $Namespace -TimeoutSeconds 2).Outcome)"
 }
 function Invoke-DemoPing([string]$Namespace, [string]$To) {
-    $command = @(Get-InNamespace $Namespace) + @('ping', '-n', '-q', '-c', '2', '-i', '0.2', '-W', '1', $To)
-    & $command[0] @($command | Select-Object -Skip 1) *> $null
-    if ($LASTEXITCODE -eq 0) { 'passes' } else { 'blocked' }
+    if (Test-AgentConnection $To -Namespace $Namespace -Count 2 -TimeoutSeconds 1 -Quiet) { 'passes' } else { 'blocked' }
 }
 function Open-DemoConnection([string]$Namespace, [string]$To, [int]$Port) {
-    $p = Start-DemoProcess $Namespace @('hold', '--to', $To, '--port', "$Port", '--timeout', '2', '--lifetime', '600') -Interactive
-    $r = $p.StandardOutput.ReadLine() | ConvertFrom-Json
-    [pscustomobject]@{ Process = $p; Result = $r.result; Local = $r.local }
+    $r = Test-AgentConnection $To -Port $Port -Echo -KeepOpen -Namespace $Namespace -TimeoutSeconds 2
+    if ($r.Connection) { $demoConnections.Add($r.Connection) }
+    [pscustomobject]@{ Probe = $r; Result = "$($r.Outcome)"; Local = "$($r.Source):$($r.SourcePort)" }
 }
 function Send-DemoConnection($Connection) {
-    if ($Connection.Process.HasExited) { return 'closed' }
-    $Connection.Process.StandardInput.WriteLine('send')
-    ($Connection.Process.StandardOutput.ReadLine() | ConvertFrom-Json).result
+    if (-not $Connection.Probe.Connection -or -not $Connection.Probe.Connection.IsOpen) { return 'Closed' }
+    "$(($Connection.Probe.Connection | Test-AgentConnection -Echo -TimeoutSeconds 2).Outcome)"
 }
 function Stop-DemoTraffic {
-    foreach ($p in $demoProcesses) { if (-not $p.HasExited) { $p.Kill($true) }; [void]$p.WaitForExit(5000) }
-    foreach ($f in $demoFiles) { Remove-Item -LiteralPath $f -ErrorAction Ignore }
+    foreach ($c in $demoConnections) { $c | Disconnect-AgentConnection }
+    foreach ($s in $demoServers) { $s | Stop-AgentEchoServer }
 }
 # One line per traffic check: what was tried, what happened, and whether that is what the story expects.
 function Show-Traffic([string]$What, [string]$Outcome, [string]$Expected) {
@@ -184,7 +162,7 @@ try {
     Step "10. Echo servers in '$ContainerNamespace' (TCP 8080 and 8081, UDP 9999) and on the host side (TCP 7070)"
     $containerEcho = Start-DemoEcho $ContainerNamespace -TcpPort 8080, 8081 -UdpPort 9999
     $hostEcho = Start-DemoEcho $hostNs -TcpPort 7070
-    Write-Host "listening: pids $($containerEcho.Id) and $($hostEcho.Id)"
+    Show $containerEcho, $hostEcho
     Write-Host 'Without a policy the workload is in Mode None: nothing is policed.'
     Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
 
@@ -193,11 +171,11 @@ try {
     Clear-DpConnection -Mac $mac -ControlSocket $ControlSocket
     Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
     Show-Traffic 'ping host -> container' (Invoke-DemoPing $hostNs 10.10.10.88) 'passes'
-    Show-Traffic 'TCP host -> container:8080' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
-    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic udp $hostNs 10.10.10.88 9999) 'answered'
-    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'connected'
+    Show-Traffic 'TCP host -> container:8080' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8080) 'Connected'
+    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic UDP $hostNs 10.10.10.88 9999) 'Answered'
+    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic TCP $ContainerNamespace 10.10.10.66 7070) 'Connected'
     $held = Open-DemoConnection $hostNs 10.10.10.88 8080
-    Show-Traffic "TCP host -> container:8080, kept open (client $($held.Local))" $held.Result 'connected'
+    Show-Traffic "TCP host -> container:8080, kept open (client $($held.Local))" $held.Result 'Connected'
     Write-Host 'Get-DpConnection -Learned:'
     Show-Connection (Get-DpConnection -Mac $mac -Learned -ControlSocket $ControlSocket)
 
@@ -205,10 +183,10 @@ try {
     Set-DpWorkloadMode -Mac $mac -Mode Protect -ControlSocket $ControlSocket
     Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
     Show-Traffic 'ping host -> container' (Invoke-DemoPing $hostNs 10.10.10.88) 'blocked'
-    Show-Traffic 'TCP host -> container:8080 (new)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'timeout'
-    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic udp $hostNs 10.10.10.88 9999) 'timeout'
-    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'timeout'
-    Show-Traffic "the connection kept open since Discover sends again ($($held.Local))" (Send-DemoConnection $held) 'reset'
+    Show-Traffic 'TCP host -> container:8080 (new)' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8080) 'TimedOut'
+    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic UDP $hostNs 10.10.10.88 9999) 'TimedOut'
+    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic TCP $ContainerNamespace 10.10.10.66 7070) 'TimedOut'
+    Show-Traffic "the connection kept open since Discover sends again ($($held.Local))" (Send-DemoConnection $held) 'Reset'
     Write-Host 'Get-DpConnection -Blocked:'
     Show-Connection (Get-DpConnection -Mac $mac -Blocked -ControlSocket $ControlSocket)
 
@@ -218,27 +196,27 @@ try {
     Show (Get-DpPolicy $mac -ControlSocket $ControlSocket).Rules
     Clear-DpConnection -Mac $mac -ControlSocket $ControlSocket
     Show-Traffic 'ping host -> container' (Invoke-DemoPing $hostNs 10.10.10.88) 'passes'
-    Show-Traffic 'TCP host -> container:8080' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
-    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic udp $hostNs 10.10.10.88 9999) 'answered'
-    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic tcp $ContainerNamespace 10.10.10.66 7070) 'connected'
-    Show-Traffic 'TCP host -> container:8081 (never learned)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'timeout'
+    Show-Traffic 'TCP host -> container:8080' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8080) 'Connected'
+    Show-Traffic 'UDP host -> container:9999' (Invoke-DemoTraffic UDP $hostNs 10.10.10.88 9999) 'Answered'
+    Show-Traffic 'TCP container -> host:7070 (egress)' (Invoke-DemoTraffic TCP $ContainerNamespace 10.10.10.66 7070) 'Connected'
+    Show-Traffic 'TCP host -> container:8081 (never learned)' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8081) 'TimedOut'
     Write-Host 'Get-DpConnection (the allowed ones name their rule, the blocked one rule 0):'
     Show-Connection (Get-DpConnection -Mac $mac -ControlSocket $ControlSocket)
 
     Step '14. Rules by hand: TCP 8081-8089 from 10.10.10.64/28 (New-DpRule | Add-DpPolicyRule), then removed again'
     New-DpRule -Id 100 -Source 10.10.10.64/28 -Destination 10.10.10.88 -Port 8081-8089 -Protocol TCP -Direction Ingress | Add-DpPolicyRule -Mac $mac -ControlSocket $ControlSocket
     Show (Get-DpPolicy $mac -ControlSocket $ControlSocket).Rules
-    Show-Traffic 'TCP host -> container:8081' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'connected'
+    Show-Traffic 'TCP host -> container:8081' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8081) 'Connected'
     Remove-DpPolicyRule -Mac $mac -Id 100 -ControlSocket $ControlSocket
-    Show-Traffic 'TCP host -> container:8081 after Remove-DpPolicyRule -Id 100' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'timeout'
+    Show-Traffic 'TCP host -> container:8081 after Remove-DpPolicyRule -Id 100' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8081) 'TimedOut'
 
     Step '15. Monitor (Set-DpWorkloadMode -Mode Monitor): everything passes, what no rule allows is a violation'
     Set-DpWorkloadMode -Mac $mac -Mode Monitor -ControlSocket $ControlSocket
     Clear-DpConnection -Mac $mac -ControlSocket $ControlSocket
     Show (Get-Datapath -ControlSocket $ControlSocket).Workloads
-    Show-Traffic 'TCP host -> container:8081 (no rule)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8081) 'connected'
+    Show-Traffic 'TCP host -> container:8081 (no rule)' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8081) 'Connected'
     Show-Traffic 'ping container -> host (no rule for egress ICMP)' (Invoke-DemoPing $ContainerNamespace 10.10.10.66) 'passes'
-    Show-Traffic 'TCP host -> container:8080 (allowed by its rule)' (Invoke-DemoTraffic tcp $hostNs 10.10.10.88 8080) 'connected'
+    Show-Traffic 'TCP host -> container:8080 (allowed by its rule)' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8080) 'Connected'
     Write-Host 'Get-DpConnection -Violation:'
     Show-Connection (Get-DpConnection -Mac $mac -Violation -ControlSocket $ControlSocket)
     if ($surprises.Count) { throw "The policy story did not hold: $($surprises -join '; ')" }

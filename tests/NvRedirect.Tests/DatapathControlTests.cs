@@ -9,6 +9,8 @@ using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>The control protocol: JSON commands in, state and binary replies out (no sockets: fake service ports).</summary>

@@ -14,6 +14,8 @@ using NvRedirect.Core.Interop;
 using NvRedirect.Core.Netlink;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>A unix datagram client bound to a unique abstract name (so replies can reach it and no file is left).</summary>
@@ -93,7 +95,7 @@ public class DatapathControlSocketTests : IDisposable
     }
 
     // raw syscalls: .NET's Socket removes the file of a socket it bound when disposed
-    private static unsafe void BindAndClose(string path)
+    internal static unsafe void BindAndClose(string path)
     {
         int fd = Tmds.Linux.LibC.socket(Tmds.Linux.LibC.AF_UNIX, Tmds.Linux.LibC.SOCK_DGRAM, 0);
         Assert.True(fd >= 0);

@@ -7,6 +7,8 @@ using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>Binary replies against NeuVector's defs.h layouts (DPMsgHdr, DPMsgSessionCount, DPMsgSessionHdr, DPMsgSession).</summary>
@@ -113,7 +115,7 @@ public class DatapathReplyTests
     public void A_session_record_is_written_big_endian_at_the_defs_h_offsets()
     {
         var b = new byte[SessionLayout.Size];
-        Replies.WriteSession(b, Record(0x01020304));
+        Replies.WriteSession(b, Record(0x01020304).ToWire());
         Assert.Equal(0x01020304u, BinaryPrimitives.ReadUInt32BigEndian(b));
         Assert.Equal("1a27f3873a27", Convert.ToHexString(b, 4, 6).ToLowerInvariant());
         Assert.Equal(0x0800, BinaryPrimitives.ReadUInt16BigEndian(b.AsSpan(10)));
@@ -137,12 +139,12 @@ public class DatapathReplyTests
         Assert.All(b.AsSpan(120, 20).ToArray(), x => Assert.Equal(0, x)); // no XFF
 
         var icmp = new byte[SessionLayout.Size];
-        Replies.WriteSession(icmp, Record(1, protocol: 1) with { IcmpTypeCode = 0x0800, ClientPort = 0, ServerPort = 0 });
+        Replies.WriteSession(icmp, (Record(1, protocol: 1) with { IcmpTypeCode = 0x0800, ClientPort = 0, ServerPort = 0 }).ToWire());
         Assert.Equal(0, icmp[60]);  // code
         Assert.Equal(8, icmp[61]);  // type: echo request
 
         var v6 = new byte[SessionLayout.Size];
-        Replies.WriteSession(v6, Record(1, v6: true));
+        Replies.WriteSession(v6, Record(1, v6: true).ToWire());
         Assert.Equal(0x86dd, BinaryPrimitives.ReadUInt16BigEndian(v6.AsSpan(10)));
         Assert.Equal("20010db8000000000000000000000002", Convert.ToHexString(v6, 40, 16).ToLowerInvariant());
     }
@@ -157,7 +159,7 @@ public class DatapathReplyTests
     public void Session_list_is_58_per_datagram_with_more_set_then_a_terminator(int sessions, int[] perMessage)
     {
         var records = Enumerable.Range(1, sessions).Select(i => Record((uint)i)).ToList();
-        var messages = Replies.SessionList(records);
+        var messages = Replies.SessionList(records.Select(r => r.ToWire()).ToList());
         Assert.Equal(perMessage.Length + 1, messages.Count);
         uint nextId = 1;
         for (int m = 0; m < perMessage.Length; m++)

@@ -8,6 +8,8 @@ using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>nvr-dp's extension nvr_get_state: the configuration as JSON, and the outcome of the sender's previous datagram.</summary>

@@ -14,6 +14,8 @@ using NvRedirect.Core.Namespaces;
 using NvRedirect.Tests.Tc;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>
@@ -154,7 +156,7 @@ public class DatapathTcpTests
         var (host, container, engine) = (rig.Host, rig.Container, rig.Engine);
         var state = new WorkloadState { Tap = false };
         Workload With(Policy p) => new("vth", 0x020000000002, 0x4e6575560002, 0, 0, [], [], state, p);
-        engine.Workloads.Publish(new WorkloadTable([With(new Policy(1, PolicyAction.Learn, PolicyDirection.Both, []))]));
+        engine.Workloads.Publish(new WorkloadTable([With(new Policy(1, DpPolicyAction.Learn, DpDirection.Both, []))]));
 
         using var listener = SocketIn(container);
         listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
@@ -170,7 +172,7 @@ public class DatapathTcpTests
         server.Send("world"u8);
         Assert.Equal(5, client.Receive(buffer));
 
-        engine.Workloads.Publish(new WorkloadTable([With(new Policy(2, PolicyAction.Deny, PolicyDirection.Both, []))]));
+        engine.Workloads.Publish(new WorkloadTable([With(new Policy(2, DpPolicyAction.Deny, DpDirection.Both, []))]));
         // the next segment (this send, or a late ACK of the client's) is dropped and both ends are reset: the client
         // sees ECONNRESET on the send or on the receive after it, never a hang (ReceiveTimeout would say "TimedOut")
         var clientError = Assert.Throws<SocketException>(() => { client.Send("more"u8); client.Receive(buffer); });
@@ -187,8 +189,8 @@ public class DatapathTcpTests
         }
 
         uint hostIp = 0xc0000201, containerIp = 0xc0000202;
-        var allow = new PolicyRule(7, hostIp, hostIp, containerIp, containerIp, 9000, 9000, 6, PolicyAction.Allow, Ingress: true);
-        engine.Workloads.Publish(new WorkloadTable([With(new Policy(3, PolicyAction.Deny, PolicyDirection.Both, [allow]))]));
+        var allow = new PolicyRule(7, hostIp, hostIp, containerIp, containerIp, 9000, 9000, 6, DpPolicyAction.Allow, Ingress: true);
+        engine.Workloads.Publish(new WorkloadTable([With(new Policy(3, DpPolicyAction.Deny, DpDirection.Both, [allow]))]));
         using var again = SocketIn(host);
         again.ReceiveTimeout = 5000;
         again.Connect(new IPEndPoint(IPAddress.Parse("192.0.2.2"), 9000));
@@ -197,6 +199,6 @@ public class DatapathTcpTests
         accepted.ReceiveTimeout = 5000;
         Assert.Equal(5, accepted.Receive(buffer));
         var sessions = engine.OnPacketThread(() => engine.Sessions.Snapshot(engine.Clock.NowSeconds));
-        Assert.Contains(sessions, s => s.PolicyId == 7 && s.PolicyAction == PolicyAction.Allow && !s.Blocked);
+        Assert.Contains(sessions, s => s.PolicyId == 7 && s.PolicyAction == DpPolicyAction.Allow && !s.Blocked);
     }
 }

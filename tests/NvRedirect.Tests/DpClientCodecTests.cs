@@ -11,6 +11,8 @@ using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>The module's side of the control protocol, bytes in and objects out: what DpRequests writes the daemon's
@@ -38,12 +40,12 @@ public class DpClientCodecTests
     {
         var records = Enumerable.Range(1, 130).Select(i => new SessionRecord(
             (uint)i, 0x1a27f3873a27, false, [10, 10, 10, 66], [10, 10, 10, 88], (ushort)(40000 + i), 5201, 6, 0,
-            0x0a0b0c0d0e0f, 0x1a27f3873a27, 10, 20, 3000, 4000, 1, 1, 12, 3, 1188,
-            SessionFlags.Ingress | SessionFlags.MidStream, TimeoutClass.TcpEstablished, PolicyId: (uint)(1000 + i), PolicyAction: 2)).ToList();
+            0x0a0b0c0d0e0f, 0x1a27f3873a27, 10, 20, 3000, 4000, TcpState.Established, TcpState.Established, 12, 3, 1188,
+            SessionFlags.Ingress | SessionFlags.MidStream, TimeoutClass.TcpEstablished, PolicyId: (uint)(1000 + i), PolicyAction: DpPolicyAction.Allow)).ToList();
         records.Add(new SessionRecord(999, 0x1a27f3873a27, true, new byte[16] { 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 },
-            new byte[16] { 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 }, 7, 7, 58, 0x8000, 1, 2, 1, 1, 64, 64, 0, 0, 1, 1, 4,
+            new byte[16] { 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 }, 7, 7, 58, 0x8000, 1, 2, 1, 1, 64, 64, TcpState.None, TcpState.None, 1, 1, 4,
             SessionFlags.Tap, TimeoutClass.Icmp));
-        var datagrams = Replies.SessionList(records);
+        var datagrams = Replies.SessionList(records.Select(r => r.ToWire()).ToList());
         Assert.Equal(4, datagrams.Count); // 58 + 58 + 15, then the terminator
 
         var sessions = new List<DpSession>();

@@ -7,6 +7,8 @@ using NvRedirect.Datapath.Control;
 using NvRedirect.Core.Interop;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>

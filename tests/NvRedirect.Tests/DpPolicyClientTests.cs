@@ -9,6 +9,8 @@ using NvRedirect.Cmdlets;
 using NvRedirect.Core.Datapath;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>The module's side of the policy extension, bytes in and objects out (no daemon, no root): rule text,

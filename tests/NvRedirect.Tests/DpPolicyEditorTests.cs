@@ -5,6 +5,8 @@ using System.Text.Json;
 using NvRedirect.Core.Datapath;
 using Xunit;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Tests;
 
 /// <summary>

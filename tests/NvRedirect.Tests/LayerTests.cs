@@ -22,8 +22,8 @@ public sealed class LayerTests
         ["NvRedirect.Core.Netlink"] = 1,     // netlink messages and the socket
         ["NvRedirect.Core.Namespaces"] = 2,  // setns threads, /run/netns
         ["NvRedirect.Core.Bpf"] = 3,         // assembler, loader, MAC-rewrite program
-        ["NvRedirect.Core.Model"] = 4,       // link/address/namespace objects and input validators
-        ["NvRedirect.Core.Protocol"] = 4,    // the datapath control protocol (names, enums, readers, writers)
+        ["NvRedirect.Core.Model"] = 4,       // link/address/namespace objects and input validators (names, MACs, CIDRs)
+        ["NvRedirect.Core.Protocol"] = 5,    // the datapath control protocol (names, enums, readers, writers)
         ["NvRedirect.Core.Links"] = 5,       // link, address, ethtool operations
         ["NvRedirect.Core.Packets"] = 6,     // frame parser, packet sockets, capture
         ["NvRedirect.Core.Tc"] = 6,          // tc codecs and operations

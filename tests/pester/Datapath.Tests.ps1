@@ -167,6 +167,8 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
 
             $port = 20000 + (Get-Random -Maximum 20000)
             $size = 50MB
+            # a python helper, not Test-AgentConnection: 50 MB in one connection with its SHA-256 checked at both ends
+            # (GSO frames and checksums through nvr-dp) is more than an echo probe's few bytes
             $transfer = Join-Path $Fixtures 'tcp_transfer.py'
             $psi = [System.Diagnostics.ProcessStartInfo]::new('ip')
             foreach ($a in 'netns', 'exec', $containerNs, 'python3', $transfer, 'recv', '10.10.10.88', "$port") { $psi.ArgumentList.Add($a) }

@@ -6,10 +6,11 @@ Describe 'Module surface' {
     BeforeAll {
         $manifest = Import-PowerShellDataFile (Join-Path $PSScriptRoot '../../NvRedirect.psd1')
         $module = Get-Module NvRedirect
-        # Get and Watch only read; every other verb changes state
+        # Get, Watch and Test only read (Test-AgentConnection sends probes and changes nothing; a connection it keeps
+        # open is closed by Disconnect-AgentConnection, which has -WhatIf); every other verb changes state
         # New-DpRule and ConvertTo-DpRule only build rule objects in memory (sending them is Set-DpPolicy's or
         # Add-DpPolicyRule's job), so they change nothing and have no -WhatIf
-        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch' -and $_ -notin 'New-DpRule', 'ConvertTo-DpRule' }
+        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch', 'Test' -and $_ -notin 'New-DpRule', 'ConvertTo-DpRule' }
         $outputTypes = $manifest.CmdletsToExport | ForEach-Object { (Get-Command $_).OutputType.Type } |
             Where-Object { $_ -and $_.Namespace -like 'NvRedirect*' } | Sort-Object FullName -Unique
     }
@@ -53,6 +54,10 @@ Describe 'Module surface' {
         @{ Type = 'NvRedirect.Core.Datapath.DpPolicy' }
         @{ Type = 'NvRedirect.Core.Datapath.DpRule' }
         @{ Type = 'NvRedirect.Core.Datapath.DpConnection' }
+        @{ Type = 'NvRedirect.Core.Probes.ProbeResult' }
+        @{ Type = 'NvRedirect.Core.Probes.HeldConnection' }
+        @{ Type = 'NvRedirect.Core.Probes.EchoServer' }
+        @{ Type = 'NvRedirect.Core.Probes.EchoServerEvent' }
     ) {
         $data = Get-FormatData -TypeName $Type
         $data | Should -Not -BeNullOrEmpty

@@ -407,14 +407,15 @@ Describe 'Policy and modes: the seed''s story with real traffic' {
 }
 
 Describe 'After the policy tests' {
-    It 'leaves no nvr-dp process, socket, log, traffic process or traffic log of this run' {
+    It 'leaves no nvr-dp process, socket or log of this run, no echo server and no kept connection' {
         $stem = Get-TestRunStem
         $left = @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -Match '^\d+$' | ForEach-Object {
                 $cmd = Get-Content "/proc/$($_.Name)/cmdline" -Raw -ErrorAction Ignore
-                if ($cmd -and (($cmd.Contains('nvr-dp.dll') -and $cmd.Contains("/tmp/$stem")) -or ($cmd.Contains('traffic.py') -and $cmd.Contains("/tmp/$stem")))) { $_.Name }
+                if ($cmd -and $cmd.Contains('nvr-dp.dll') -and $cmd.Contains("/tmp/$stem")) { $_.Name }
             })
         $left | Should -BeNullOrEmpty
         @(Get-ChildItem /tmp -Filter "${stem}dp-*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
-        @(Get-ChildItem /tmp -Filter "${stem}traffic-*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
+        @(Get-AgentEchoServer) | Should -BeNullOrEmpty
+        @(Get-ChildItem /proc/self/task | ForEach-Object { Get-Content "$($_.FullName)/comm" -ErrorAction Ignore } | Where-Object { $_ -like 'nvredirect-*' }) | Should -BeNullOrEmpty
     }
 }

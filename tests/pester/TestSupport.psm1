@@ -222,26 +222,12 @@ function Wait-TestCondition([Parameter(Mandatory)][scriptblock]$Condition, [doub
 
 <#
 .SYNOPSIS
-    Sends ICMP echo requests to an address from inside a namespace (`ip netns exec NS ...`); true when one is answered.
-    -Source picks the sender's address (ping -I), for rules on address ranges.
-.DESCRIPTION
-    With iputils ping installed (build.ps1 installs it), `ping -c COUNT -i 0.2 -W TIMEOUT`; otherwise .NET's Ping (a
-    raw ICMP socket, we are root) in a child pwsh started under `ip netns exec`: the child's sockets live in that
-    namespace, exactly as ping's would.
+    Sends ICMP echo requests to an address from inside a namespace, one after another (Test-AgentConnection -Quiet,
+    in this process); true when one is answered. -Source picks the sender's address, for rules on address ranges.
 #>
 function Test-IcmpEcho([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [int]$Count = 3, [int]$TimeoutMilliseconds = 1000, [string]$Source) {
-    if (Get-Command ping -CommandType Application -ErrorAction Ignore) {
-        $wait = ([double]$TimeoutMilliseconds / 1000).ToString([System.Globalization.CultureInfo]::InvariantCulture)
-        $from = if ($Source) { @('-I', $Source) } else { @() }
-        & ip netns exec $Namespace ping -n -q -c $Count -i 0.2 -W $wait @from $Address 2>&1 | Out-Null
-        return $LASTEXITCODE -eq 0
-    }
-    if ($Source) { throw 'Test-IcmpEcho -Source needs iputils ping (build.ps1 installs it).' }
-    $dotnet = (Get-Process -Id $PID).Path
-    $pwshDll = Join-Path $PSHOME 'pwsh.dll'
-    $script = "`$p = [System.Net.NetworkInformation.Ping]::new(); foreach (`$i in 1..$Count) { if (`$p.Send('$Address', $TimeoutMilliseconds).Status -eq 'Success') { exit 0 } }; exit 1"
-    & ip netns exec $Namespace $dotnet $pwshDll -NoProfile -NonInteractive -Command $script 2>&1 | Out-Null
-    $LASTEXITCODE -eq 0
+    $a = Get-ProbeArgument $Namespace $Source ($TimeoutMilliseconds / 1000)
+    Test-AgentConnection $Address -Count $Count -Quiet @a
 }
 
 <#
@@ -469,118 +455,89 @@ function Stop-TestDp([string[]]$ControlSocket = @()) {
     $script:DpFiles.Clear()
 }
 
-# ---- Traffic between namespaces (src/demo/traffic.py, shared with the demo), for verdicts proved by their outcome ----
-# Every process and file made here is registered and removed by Stop-TestTraffic (call it in AfterAll); every
-# python process also ends by itself after its --lifetime, so nothing outlives a killed test run for long.
-$script:TrafficScript = Join-Path $PSScriptRoot '../../src/demo/traffic.py'
-$script:TrafficProcesses = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
-$script:TrafficFiles = [System.Collections.Generic.List[string]]::new()
+# ---- Traffic between namespaces, for verdicts proved by their outcome: the module's own Test-AgentConnection and
+# Start-AgentEchoServer (issue 16; in this process, no python), behind the result words the policy tests were written
+# in ('connected', 'answered', 'refused', 'reset', 'closed', 'timeout'). Every server and kept connection made here is
+# registered and closed by Stop-TestTraffic (call it in AfterAll); removing the module closes them too.
+$script:TrafficServers = [System.Collections.Generic.List[object]]::new()
+$script:TrafficConnections = [System.Collections.Generic.List[object]]::new()
+$script:ResultWord = @{ Connected = 'connected'; Answered = 'answered'; NotRefused = 'answered'; Refused = 'refused'; Reset = 'reset'; Closed = 'closed'; TimedOut = 'timeout'; Unreachable = 'unreachable' }
 
-function ConvertFrom-TrafficResult([string]$Line, [string]$What) {
-    if (-not $Line) { throw "traffic.py ($What) printed no result" }
-    $r = $Line | ConvertFrom-Json
+function ConvertTo-TrafficResult([Parameter(Mandatory)][object]$Probe, [string]$Stage) {
     [pscustomobject]@{
-        Result = $r.result
-        Stage  = $r.stage
-        Local  = $r.local
-        Detail = if ($r.PSObject.Properties['detail']) { $r.detail } else { $null }
+        Result = $script:ResultWord["$($Probe.Outcome)"]
+        Stage  = $Stage
+        Local  = if ($Probe.SourcePort) { "$($Probe.Source):$($Probe.SourcePort)" } else { '' }
+        Detail = $Probe.Detail
     }
 }
 
-function Get-TrafficArgument([string]$Address, [int]$Port, [string]$Source, [double]$TimeoutSeconds) {
-    $a = @('--to', $Address, '--port', "$Port", '--timeout', $TimeoutSeconds.ToString([System.Globalization.CultureInfo]::InvariantCulture))
-    if ($Source) { $a += @('--source', $Source) }
+function Get-ProbeArgument([string]$Namespace, [string]$Source, [double]$TimeoutSeconds) {
+    $a = @{ Namespace = $Namespace; TimeoutSeconds = $TimeoutSeconds; ErrorAction = 'Stop' }
+    if ($Source) { $a.Source = $Source }
     $a
 }
 
-# Runs one traffic.py client (tcp or udp) to completion in a namespace and returns its result.
-function Invoke-TrafficClient([string]$Kind, [string]$Namespace, [string]$Address, [int]$Port, [string]$Source, [double]$TimeoutSeconds) {
-    $out = @(& ip netns exec $Namespace python3 $script:TrafficScript $Kind @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds) 2>&1)
-    if ($LASTEXITCODE -ne 0) { throw "traffic.py $Kind to ${Address}:$Port in '$Namespace' failed ($LASTEXITCODE): $($out -join ' ')" }
-    ConvertFrom-TrafficResult ($out | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] } | Select-Object -Last 1) "$Kind to ${Address}:$Port"
-}
-
-function Start-TrafficProcess([string]$Namespace, [string[]]$Arguments, [switch]$Interactive) {
-    $psi = [System.Diagnostics.ProcessStartInfo]::new('ip')
-    foreach ($a in @('netns', 'exec', $Namespace, 'python3', $script:TrafficScript) + $Arguments) { $psi.ArgumentList.Add($a) }
-    $psi.UseShellExecute = $false
-    $psi.RedirectStandardError = $true
-    $psi.RedirectStandardOutput = [bool]$Interactive
-    $psi.RedirectStandardInput = [bool]$Interactive
-    $p = [System.Diagnostics.Process]::Start($psi)
-    $script:TrafficProcesses.Add($p)
-    $p
-}
-
-# A line of a process's output, waiting at most TimeoutSeconds (a missing line is an error, never a hang).
-function Read-TrafficLine([System.Diagnostics.Process]$Process, [double]$TimeoutSeconds) {
-    $task = $Process.StandardOutput.ReadLineAsync()
-    if (-not $task.Wait([TimeSpan]::FromSeconds($TimeoutSeconds))) { throw "traffic.py (pid $($Process.Id)) printed nothing within $TimeoutSeconds s" }
-    $task.Result
-}
-
 <#
 .SYNOPSIS
-    Starts an echo server in a namespace (TCP and/or UDP ports on 0.0.0.0) and returns once it listens:
-    an object with Namespace, TcpPort, UdpPort, Process and LogPath (its events, read with Get-TestEchoServerEvent).
+    Starts an echo server (Start-AgentEchoServer) in a namespace on TCP and/or UDP ports and returns an object with
+    Namespace, TcpPort, UdpPort and Server (its events: Get-TestEchoServerEvent).
 #>
 function Start-TestEchoServer([Parameter(Mandatory)][string]$Namespace, [int[]]$TcpPort = @(), [int[]]$UdpPort = @()) {
-    $log = "/tmp/$(Get-TestRunStem)traffic-$(New-RandomToken 6).log"
-    $script:TrafficFiles.Add($log)
-    $p = Start-TrafficProcess $Namespace @('serve', '--log', $log, '--tcp', ($TcpPort -join ','), '--udp', ($UdpPort -join ','))
-    $listening = Wait-TestCondition { $p.HasExited -or ((Test-Path -LiteralPath $log) -and (Select-String -LiteralPath $log -Pattern '^listening' -Quiet)) } -TimeoutSeconds 15
-    if (-not $listening -or $p.HasExited) {
-        $err = if ($p.HasExited) { $p.StandardError.ReadToEnd() } else { 'it did not report listening within 15 s' }
-        throw "echo server in '$Namespace' (tcp $($TcpPort -join ','), udp $($UdpPort -join ',')) did not start: $err"
-    }
-    [pscustomobject]@{ Namespace = $Namespace; TcpPort = $TcpPort; UdpPort = $UdpPort; Process = $p; LogPath = $log }
+    $server = Start-AgentEchoServer -Namespace $Namespace -TcpPort $TcpPort -UdpPort $UdpPort -ErrorAction Stop
+    $script:TrafficServers.Add($server)
+    [pscustomobject]@{ Namespace = $Namespace; TcpPort = $TcpPort; UdpPort = $UdpPort; Server = $server }
 }
 
 <#
 .SYNOPSIS
-    The events an echo server logged, as objects: Event (accept, close, reset, error, udp), Protocol, Port, Peer ('ip:port').
+    The events an echo server saw, as objects: Event (accept, close, reset, error, udp), Protocol, Port, Peer ('ip:port').
 #>
 function Get-TestEchoServerEvent([Parameter(Mandatory)][object]$Server) {
-    foreach ($line in @(Get-Content -LiteralPath $Server.LogPath -ErrorAction Ignore)) {
-        if ($line -match '^(accept|close|reset|error) tcp (\d+) (\S+)') { [pscustomobject]@{ Event = $Matches[1]; Protocol = 'TCP'; Port = [int]$Matches[2]; Peer = $Matches[3] } }
-        elseif ($line -match '^udp (\d+) (\S+)$') { [pscustomobject]@{ Event = 'udp'; Protocol = 'UDP'; Port = [int]$Matches[1]; Peer = $Matches[2] } }
+    foreach ($e in $Server.Server.Events) {
+        $word = if ("$($e.Kind)" -eq 'Datagram') { 'udp' } else { "$($e.Kind)".ToLowerInvariant() }
+        [pscustomobject]@{ Event = $word; Protocol = "$($e.Protocol)"; Port = $e.Port; Peer = "$($e.Peer):$($e.PeerPort)" }
     }
 }
 
 <#
 .SYNOPSIS
-    One TCP connection from a namespace with one round trip through an echo server. Returns Result: 'connected'
-    (the echo came back), 'refused' (RST to the SYN), 'reset', 'closed' or 'timeout' (nothing within TimeoutSeconds);
-    Stage ('connect'), Local ('ip:port' of the client) and Detail.
+    One TCP connection from a namespace with one round trip through an echo server (Test-AgentConnection -Echo).
+    Returns Result: 'connected' (the echo came back), 'refused' (RST to the SYN), 'reset', 'closed' or 'timeout'
+    (nothing within TimeoutSeconds); Stage ('connect'), Local ('ip:port' of the client) and Detail.
 #>
 function Invoke-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
     [string]$Source, [double]$TimeoutSeconds = 3) {
-    Invoke-TrafficClient tcp $Namespace $Address $Port $Source $TimeoutSeconds
+    $a = Get-ProbeArgument $Namespace $Source $TimeoutSeconds
+    ConvertTo-TrafficResult (Test-AgentConnection $Address -Port $Port -Echo @a) 'connect'
 }
 
 <#
 .SYNOPSIS
-    One UDP request from a namespace to an echo server (resent every 0.5 s until TimeoutSeconds). Result: 'answered',
-    'refused' (ICMP port unreachable) or 'timeout'; Local is the client's 'ip:port'.
+    One UDP datagram from a namespace to an echo server (Test-AgentConnection -Protocol UDP -Echo). Result:
+    'answered', 'refused' (ICMP port unreachable) or 'timeout'; Local is the client's 'ip:port'.
 #>
 function Invoke-TestUdpRequest([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
     [string]$Source, [double]$TimeoutSeconds = 3) {
-    Invoke-TrafficClient udp $Namespace $Address $Port $Source $TimeoutSeconds
+    $a = Get-ProbeArgument $Namespace $Source $TimeoutSeconds
+    ConvertTo-TrafficResult (Test-AgentConnection $Address -Port $Port -Protocol UDP -Echo @a) 'request'
 }
 
 <#
 .SYNOPSIS
-    Opens a TCP connection from a namespace to an echo server and keeps it open: returns an object with Result (of the
-    first round trip, as Invoke-TestTcpConnection), Local, and the client Process. Send-TestTcpData makes it send
-    again later; Close-TestTcpConnection (or Stop-TestTraffic) ends it.
+    Opens a TCP connection from a namespace to an echo server and keeps it open (Test-AgentConnection -Echo
+    -KeepOpen): returns an object with Result (of the first round trip, as Invoke-TestTcpConnection), Local and
+    Connection. Send-TestTcpData makes it send again later; Close-TestTcpConnection (or Stop-TestTraffic) ends it.
+    After each echo the client acknowledges at once (TCP_QUICKACK), so the connection is quiet until told to send:
+    a policy change meets its next packet only then.
 #>
 function Open-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$Address, [Parameter(Mandatory)][int]$Port,
     [string]$Source, [double]$TimeoutSeconds = 3) {
-    $p = Start-TrafficProcess $Namespace (@('hold') + @(Get-TrafficArgument $Address $Port $Source $TimeoutSeconds)) -Interactive
-    $line = Read-TrafficLine $p ($TimeoutSeconds + 15)
-    if (-not $line) { throw "traffic.py hold to ${Address}:$Port in '$Namespace' ended without a result: $($p.StandardError.ReadToEnd())" }
-    $first = ConvertFrom-TrafficResult $line "hold to ${Address}:$Port"
-    [pscustomobject]@{ Namespace = $Namespace; Address = $Address; Port = $Port; TimeoutSeconds = $TimeoutSeconds; Result = $first.Result; Local = $first.Local; Process = $p }
+    $a = Get-ProbeArgument $Namespace $Source $TimeoutSeconds
+    $probe = Test-AgentConnection $Address -Port $Port -Echo -KeepOpen @a
+    if ($probe.Connection) { $script:TrafficConnections.Add($probe.Connection) }
+    $first = ConvertTo-TrafficResult $probe 'connect'
+    [pscustomobject]@{ Namespace = $Namespace; Address = $Address; Port = $Port; TimeoutSeconds = $TimeoutSeconds; Result = $first.Result; Local = $first.Local; Connection = $probe.Connection }
 }
 
 <#
@@ -589,43 +546,31 @@ function Open-TestTcpConnection([Parameter(Mandatory)][string]$Namespace, [Param
     'reset' (ECONNRESET or EPIPE: the client saw a reset), 'closed' (FIN) or 'timeout' (it hangs: nothing came back).
 #>
 function Send-TestTcpData([Parameter(Mandatory)][object]$Connection) {
-    $p = $Connection.Process
-    if ($p.HasExited) { throw "the connection to $($Connection.Address):$($Connection.Port) is closed already" }
-    $p.StandardInput.WriteLine('send')
-    $p.StandardInput.Flush()
-    $line = Read-TrafficLine $p ($Connection.TimeoutSeconds + 15)
-    ConvertFrom-TrafficResult $line "send on $($Connection.Local)"
+    if (-not $Connection.Connection -or -not $Connection.Connection.IsOpen) { throw "the connection to $($Connection.Address):$($Connection.Port) is closed already" }
+    $r = ConvertTo-TrafficResult ($Connection.Connection | Test-AgentConnection -Echo -TimeoutSeconds $Connection.TimeoutSeconds -ErrorAction Stop) 'send'
+    if ($r.Result -eq 'connected') { $r.Result = 'answered' }
+    $r
 }
 
 <#
 .SYNOPSIS
-    Closes a connection opened by Open-TestTcpConnection and ends its process.
+    Closes a connection opened by Open-TestTcpConnection.
 #>
 function Close-TestTcpConnection([Parameter(Mandatory, ValueFromPipeline)][AllowNull()][object]$Connection) {
     process {
-        if (-not $Connection) { return }
-        $p = $Connection.Process
-        if (-not $p.HasExited) {
-            try { $p.StandardInput.WriteLine('close'); $p.StandardInput.Close() } catch [System.IO.IOException] { }
-            if (-not $p.WaitForExit(5000)) { $p.Kill($true) }
-        }
-        [void]$p.WaitForExit(10000)
+        if ($Connection -and $Connection.Connection) { $Connection.Connection | Disconnect-AgentConnection }
     }
 }
 
 <#
 .SYNOPSIS
-    Ends every traffic process this import started (by process object, with its children) and removes their files.
+    Closes every connection and stops every echo server this import started.
 #>
 function Stop-TestTraffic {
-    foreach ($p in @($script:TrafficProcesses)) {
-        try { if (-not $p.HasExited) { $p.Kill($true) } } catch [System.InvalidOperationException] { }
-        [void]$p.WaitForExit(10000)
-        $p.Dispose()
-    }
-    $script:TrafficProcesses.Clear()
-    foreach ($f in @($script:TrafficFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
-    $script:TrafficFiles.Clear()
+    foreach ($c in @($script:TrafficConnections)) { $c | Disconnect-AgentConnection -ErrorAction Ignore }
+    $script:TrafficConnections.Clear()
+    foreach ($s in @($script:TrafficServers)) { $s | Stop-AgentEchoServer -ErrorAction Ignore }
+    $script:TrafficServers.Clear()
 }
 
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,

@@ -9,6 +9,7 @@ using NvRedirect.Core.Interop;
 using NvRedirect.Core.Links;
 using NvRedirect.Core.Namespaces;
 using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Protocol;
 using static Tmds.Linux.LibC;
 
 namespace NvRedirect.Core.Datapath;

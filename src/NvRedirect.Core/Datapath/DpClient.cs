@@ -6,23 +6,11 @@ using System.IO;
 using System.Text;
 using NvRedirect.Core.Interop;
 using NvRedirect.Core.Netlink;
+using NvRedirect.Core.Protocol;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 
 namespace NvRedirect.Core.Datapath;
-
-/// <summary>What a keep-alive on a control socket path found.</summary>
-public enum DpProbe
-{
-    /// <summary>A datapath answered.</summary>
-    Answered,
-    /// <summary>The path does not exist.</summary>
-    Missing,
-    /// <summary>The path exists but nothing is bound to it (what a killed daemon leaves).</summary>
-    Stale,
-    /// <summary>Something is bound to it but did not answer in time.</summary>
-    Silent,
-}
 
 /// <summary>
 /// A client of the datapath's control socket, as NeuVector's agent is one: a unix datagram socket bound to a path of
@@ -181,23 +169,11 @@ public sealed unsafe class DpClient : IDisposable
     /// <summary>Whether a datapath answers a keep-alive (false when nothing answers).</summary>
     public bool KeepAlive() => Probe() == DpProbe.Answered;
 
-    /// <summary>Sends a keep-alive: answered, nothing bound to the path (a stale socket or none), or bound but silent.</summary>
+    /// <summary>Probes the control socket with the protocol's one keep-alive probe (<see cref="KeepAliveProbe"/>), waiting up to <see cref="Timeout"/>.</summary>
     public DpProbe Probe()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        uint seq = (uint)Random.Shared.Next(1, int.MaxValue);
-        int errno = SendRaw(DpRequests.KeepAlive(seq));
-        if (errno != 0)
-        {
-            if (errno == ECONNREFUSED) return DpProbe.Stale;
-            if (errno == ENOENT || errno == ENOTDIR) return DpProbe.Missing;
-            if (errno == EAGAIN) return DpProbe.Silent;
-            throw new SyscallException(errno, $"send to the datapath on {ControlSocket}");
-        }
-        var deadline = Deadline();
-        while (Receive(deadline) is { } reply)
-            if (reply.Length == 8 && reply[0] == MessageKind.KeepAlive && DpReplyReader.KeepAlive(reply) == seq) return DpProbe.Answered;
-        return DpProbe.Silent;
+        return KeepAliveProbe.Run(ControlSocket, Timeout);
     }
 
     /// <summary>The datapath's state, session count and device counters (one request, three replies).</summary>
@@ -263,7 +239,7 @@ public sealed unsafe class DpClient : IDisposable
         while (true)
         {
             var d = Next(deadline, replies.Count == 0);
-            if (d.Length == 8 && d[0] == MessageKind.KeepAlive && BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(4)) == seq) break;
+            if (Replies.IsKeepAlive(d, seq)) break;
             replies.Add(d);
         }
         // what follows the marker is its state; a datapath that does not know nvr_get_state sends nothing more

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Core.Datapath;
 
@@ -41,6 +42,8 @@ public sealed class DatapathInfo
     public long BlockedSessions { get; init; }
     /// <summary>TCP sessions reset (a RST written to each end).</summary>
     public long ResetsSent { get; init; }
+    /// <summary>Sessions decided again because their workload's policy or the policy settings changed since they were decided.</summary>
+    public long Reevaluations { get; init; }
     /// <summary>The global switches: ctrl_sys_conf, ctrl_disable_net_policy, ctrl_detect_unmanaged_wl, ctrl_enable_icmp_policy, ctrl_strict_group_mode.</summary>
     public bool XffEnabled { get; init; }
     /// <summary>See <see cref="XffEnabled"/>.</summary>
@@ -72,7 +75,7 @@ public sealed class DatapathInfo
         Pid = Pid, Namespace = Namespace, ControlSocket = ControlSocket, LogPath = LogPath, Version = Version, StartTime = StartTime,
         SessionCapacity = SessionCapacity, ServicePorts = ServicePorts, Workloads = Workloads, InternalNetworks = InternalNetworks,
         InternalNetworksPending = InternalNetworksPending, PolicyAddresses = PolicyAddresses, PolicyPending = PolicyPending,
-        DeniedPackets = DeniedPackets, DeniedSessions = DeniedSessions, BlockedSessions = BlockedSessions, ResetsSent = ResetsSent, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
+        DeniedPackets = DeniedPackets, DeniedSessions = DeniedSessions, BlockedSessions = BlockedSessions, ResetsSent = ResetsSent, Reevaluations = Reevaluations, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
         DetectUnmanagedWorkloads = DetectUnmanagedWorkloads, EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode,
         DebugCategories = DebugCategories, RequestsAccepted = RequestsAccepted, RequestsRejected = RequestsRejected,
         LastRejection = LastRejection, Tables = Tables, Sessions = sessions ?? Sessions, Counters = counters ?? Counters,
@@ -325,14 +328,8 @@ public sealed class DpSession
 
     private static string Endpoint(string address, ushort port) => address.Contains(':') ? $"[{address}]:{port}" : $"{address}:{port}";
 
-    /// <summary>TCP state names by Linux's TCP_* numbers, as DPMsgSession carries them.</summary>
-    public static string TcpStateName(byte state) => state switch
-    {
-        0 => "",
-        1 => "ESTABLISHED", 2 => "SYN_SENT", 3 => "SYN_RECV", 4 => "FIN_WAIT1", 5 => "FIN_WAIT2", 6 => "TIME_WAIT",
-        7 => "CLOSE", 8 => "CLOSE_WAIT", 9 => "LAST_ACK", 10 => "LISTEN", 11 => "CLOSING",
-        _ => state.ToString(System.Globalization.CultureInfo.InvariantCulture),
-    };
+    /// <summary>TCP state names by Linux's TCP_* numbers, as DPMsgSession carries them (the protocol's one table).</summary>
+    public static string TcpStateName(byte state) => TcpStates.Name((TcpState)state);
 
     /// <inheritdoc/>
     public override string ToString() => $"{Id} {Protocol} {Client} -> {Server}";

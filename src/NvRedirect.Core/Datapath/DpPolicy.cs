@@ -4,41 +4,9 @@ using System.Globalization;
 using System.Linq;
 using System.Net;
 using System.Net.Sockets;
+using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Core.Datapath;
-
-/// <summary>NeuVector's DP_POLICY_ACTION_* (defs.h): what a rule, or a policy's default, does to a session.</summary>
-public enum DpPolicyAction : byte
-{
-    /// <summary>Allowed, not a rule hit (no policy, or not policed).</summary>
-    Open = 0,
-    /// <summary>Allowed and reported so a rule can be learned (Discover).</summary>
-    Learn = 1,
-    /// <summary>Allowed by a rule.</summary>
-    Allow = 2,
-    /// <summary>Allowed pending a virtual-host check (behaves as Allow in nvr-dp).</summary>
-    CheckVh = 3,
-    /// <summary>Allowed pending a namespace-boundary check (behaves as Allow in nvr-dp).</summary>
-    CheckNbe = 4,
-    /// <summary>Allowed pending application identification (behaves as Allow in nvr-dp).</summary>
-    CheckApp = 5,
-    /// <summary>Allowed and reported as a violation (Monitor).</summary>
-    Violate = 6,
-    /// <summary>Blocked (Protect).</summary>
-    Deny = 7,
-}
-
-/// <summary>Which sessions a policy polices (its dir), or which way a rule or connection goes (DP_POLICY_APPLY_*).</summary>
-[Flags]
-public enum DpDirection : byte
-{
-    /// <summary>Sessions the workload opens (it is the client).</summary>
-    Egress = 1,
-    /// <summary>Sessions opened towards the workload (it is the server).</summary>
-    Ingress = 2,
-    /// <summary>Both ways (a policy's dir only).</summary>
-    Both = 3,
-}
 
 /// <summary>A workload's mode, read from its policy's default action as NeuVector's agent maps modes to defact.</summary>
 public enum DpWorkloadMode
@@ -136,6 +104,27 @@ public sealed class DpRule
             Protocol = proto, Action = action, Direction = direction,
         };
     }
+
+    /// <summary>The rule as the protocol carries it (a rule goes one way: Ingress or Egress).</summary>
+    public PolicyRule ToWire()
+    {
+        if (Direction is not (DpDirection.Ingress or DpDirection.Egress)) throw new ArgumentException($"Rule {Id} has direction {Direction}: a rule is either Ingress or Egress.");
+        return new PolicyRule(Id, Ipv4(SourceFrom), Ipv4(SourceTo), Ipv4(DestinationFrom), Ipv4(DestinationTo), PortFrom, PortTo, Protocol, Action,
+            Direction == DpDirection.Ingress);
+    }
+
+    private uint Ipv4(IPAddress a) => a.AddressFamily == AddressFamily.InterNetwork ? RuleText.ToUInt32(a)
+        : throw new ArgumentException($"Rule {Id} has the address {a}, which is not IPv4: the datapath polices IPv4 only.");
+
+    /// <summary>A rule the protocol carried, for the workload <paramref name="mac"/> of the datapath on <paramref name="controlSocket"/>.</summary>
+    public static DpRule FromWire(PolicyRule r, string? mac, string? controlSocket) => new()
+    {
+        ControlSocket = controlSocket, Mac = mac, Id = r.Id,
+        SourceFrom = RuleText.FromUInt32(r.SourceFrom), SourceTo = RuleText.FromUInt32(r.SourceTo),
+        DestinationFrom = RuleText.FromUInt32(r.DestinationFrom), DestinationTo = RuleText.FromUInt32(r.DestinationTo),
+        PortFrom = r.PortFrom, PortTo = r.PortTo, Protocol = r.Protocol, Action = r.Action,
+        Direction = r.Ingress ? DpDirection.Ingress : DpDirection.Egress,
+    };
 
     /// <inheritdoc/>
     public override string ToString() => $"{Id} {Direction} {ProtocolName} {Source} -> {Destination}:{Port} {Action}";

@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Core.Datapath;
 
 /// <summary>

@@ -186,7 +186,7 @@ public sealed class RouteHandle : IDisposable
 
 /// <summary>A named namespace that does not exist.</summary>
 public sealed class NamespaceNotFoundException(string name)
-        : NetlinkException(2, "find network namespace", null, $"Network namespace '{name}' does not exist (no live /run/netns/{name}); create it with New-AgentNamespace or check the name with Get-AgentNamespace")
+        : NetlinkException(2, "find network namespace", null, NetworkNamespace.MissingMessage(name))
 {
     /// <summary>The missing name.</summary>
     public string Name { get; } = name;

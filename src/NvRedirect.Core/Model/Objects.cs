@@ -143,17 +143,8 @@ public static class Parse
         return true;
     }
 
-    /// <summary>Why an interface name is unacceptable to the kernel, or null when it is fine.</summary>
-    public static string? LinkNameProblem(string? name)
-    {
-        if (string.IsNullOrEmpty(name)) return "the name is empty";
-        if (System.Text.Encoding.UTF8.GetByteCount(name) > Netlink.Rtnl.MaxInterfaceNameBytes) return $"'{name}' is longer than 15 bytes";
-        if (name is "." or "..") return $"'{name}' is reserved";
-        if (name.Contains('/')) return $"'{name}' contains '/'";
-        if (name.Contains(':')) return $"'{name}' contains ':'";
-        if (name.Any(char.IsWhiteSpace)) return $"'{name}' contains white space";
-        return null;
-    }
+    /// <summary>Why an interface name is unacceptable to the kernel, or null when it is fine (the protocol's one validator).</summary>
+    public static string? LinkNameProblem(string? name) => InterfaceName.Problem(name);
 
     /// <summary>Throws an ArgumentException for an invalid interface name.</summary>
     public static void ThrowIfInvalidLinkName(string? name, string parameter = "Name")

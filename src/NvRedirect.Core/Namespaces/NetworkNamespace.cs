@@ -124,6 +124,17 @@ public static unsafe class NetworkNamespace
         return new NamespaceInfo(name, path, mounted ? inode : 0, mounted);
     }
 
+    /// <summary>The message for a name that denotes no live namespace (one text for every caller).</summary>
+    public static string MissingMessage(string name)
+        => $"Network namespace '{name}' does not exist (no live /run/netns/{name}); create it with New-AgentNamespace or check the name with Get-AgentNamespace";
+
+    /// <summary>Whether a file is an nsfs file (a namespace: /proc/PID/ns/net or a bind mount of one), by its device.</summary>
+    public static bool IsNamespaceFile(string path)
+    {
+        ulong device = DeviceOf(path, out _);
+        return device != 0 && device == DeviceOf("/proc/self/ns/net", out _);
+    }
+
     /// <summary>The nsfs inode of the calling thread's network namespace (what `ls -L /proc/self/ns/net` shows).</summary>
     public static ulong CurrentInode()
     {

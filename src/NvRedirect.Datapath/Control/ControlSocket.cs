@@ -6,7 +6,7 @@ using NvRedirect.Core.Netlink;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 
-using NvRedirect.Core.Datapath;
+using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Datapath.Control;
 
@@ -45,11 +45,11 @@ internal sealed unsafe class ControlSocket : IDisposable
         {
             if (S_ISLNK(st.st_mode)) throw new ControlSocketException($"{path} is a symbolic link; refusing to use or replace it");
             if (!S_ISSOCK(st.st_mode)) throw new ControlSocketException($"{path} exists and is not a socket; refusing to replace it");
-            switch (Probe(path))
+            switch (KeepAliveProbe.Run(path, TimeSpan.FromSeconds(1)))
             {
-                case ProbeResult.Answered: throw new ControlSocketException($"another datapath daemon is serving {path} (it answered a keep-alive)");
-                case ProbeResult.Silent: throw new ControlSocketException($"a process is bound to {path} but did not answer a keep-alive; refusing to take it over");
-                case ProbeResult.Stale:
+                case DpProbe.Answered: throw new ControlSocketException($"another datapath daemon is serving {path} (it answered a keep-alive)");
+                case DpProbe.Silent: throw new ControlSocketException($"a process is bound to {path} but did not answer a keep-alive; refusing to take it over");
+                case DpProbe.Stale or DpProbe.Missing: // Missing: it went away since we looked
                     log.Info($"replacing stale control socket {path} (nobody is bound to it)");
                     if (UnlinkPath(path) < 0 && Native.LastErrno != ENOENT) throw SyscallException.FromLastError($"remove stale socket {path}");
                     break;
@@ -134,42 +134,6 @@ internal sealed unsafe class ControlSocket : IDisposable
         if (path[0] == 0) return "@" + Encoding.UTF8.GetString(path[1..]).Replace('\0', '@');
         int end = path.IndexOf((byte)0);
         return Encoding.UTF8.GetString(end < 0 ? path : path[..end]);
-    }
-
-    private enum ProbeResult { Stale, Answered, Silent }
-
-    // Sends a keep-alive from an autobound (abstract, leaves no file) socket and waits a second for the answer.
-    private static ProbeResult Probe(string path)
-    {
-        int raw = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (raw < 0) throw SyscallException.FromLastError("open a socket to probe the control path");
-        using var fd = new SafeFd(raw);
-        ushort family = (ushort)AF_UNIX;
-        if (bind(fd.Fd, (sockaddr*)&family, 2) < 0) throw SyscallException.FromLastError("autobind the probe socket");
-        uint seq = (uint)Random.Shared.Next(1, int.MaxValue);
-        var request = Encoding.UTF8.GetBytes($"{{\"ctrl_keep_alive\": {{\"seq_num\": {seq}}}}}");
-        byte* addr = stackalloc byte[AddressSize];
-        int addrLength = FillAddress(addr, path);
-        fixed (byte* r = request)
-            if (sendto(fd.Fd, r, request.Length, MSG_DONTWAIT, (sockaddr*)addr, (uint)addrLength) < 0)
-            {
-                int errno = Native.LastErrno;
-                if (errno == ECONNREFUSED || errno == ENOENT) return ProbeResult.Stale;
-                if (errno == EAGAIN) return ProbeResult.Answered; // its queue is full: it exists and is busy
-                throw new SyscallException(errno, $"probe {path}");
-            }
-        var deadline = Environment.TickCount64 + 1000;
-        byte* reply = stackalloc byte[64];
-        while (true)
-        {
-            long left = deadline - Environment.TickCount64;
-            if (left <= 0) return ProbeResult.Silent;
-            var pfd = new pollfd { fd = fd.Fd, events = POLLIN };
-            if (Native.poll(&pfd, 1, (int)left) <= 0) continue;
-            long n = recv(fd.Fd, reply, 64, MSG_DONTWAIT);
-            if (n == 8 && reply[0] == MessageKind.KeepAlive && BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(reply + 4, 4)) == seq)
-                return ProbeResult.Answered;
-        }
     }
 
     private static int FillAddress(byte* addr, string path)

@@ -1,18 +1,17 @@
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
+using NvRedirect.Core.Protocol;
 using NvRedirect.Datapath.Engine;
 
 namespace NvRedirect.Datapath.Control;
 
-/// <summary>One ctrl_cfg_internal_net entry: NeuVector tests (ip &amp; mask) == Ip, so Ip should be the network address.</summary>
-internal readonly record struct InternalSubnet(uint Ip, uint Mask, string? IpType);
-
 /// <summary>A ctrl_cfg_policy list between its START and END chunks.</summary>
 internal sealed class PendingPolicy
 {
-    public required uint Command;
-    public required byte DefaultAction, Direction;
+    public required PolicyCommand Command;
+    public required DpPolicyAction DefaultAction;
+    public required DpDirection Direction;
     public required ulong[] Macs;
     public List<PolicyRule> Rules { get; init; } = [];
     /// <summary>The client that sent the START (null: unbound); only it may continue the policy.</summary>
@@ -98,7 +97,7 @@ internal sealed class ControlState
              .Append(" pips=").Append(string.Join(',', w.ProxyMeshIPs.Select(Fields.FormatIPv4)))
              .Append(" apps=").Append(string.Join(',', w.Apps.Select(a => $"{a.Port}/{a.IpProtocol}:{a.Application}:{a.Server}")))
              .Append(" tap=").Append(Tap.TryGetValue(w.Mac, out var t) && t)
-             .Append(" policy=").Append(w.Policy is { } p ? $"v{p.Version}:{p.DefaultAction}:{p.Direction}:{p.Rules.Length}" : "-").AppendLine();
+             .Append(" policy=").Append(w.Policy is { } p ? $"v{p.Version}:{(byte)p.DefaultAction}:{(byte)p.Direction}:{p.Rules.Length}" : "-").AppendLine();
         }
         b.Append("internal_net=").AppendJoin(',', InternalNets.Select(Format)).AppendLine();
         b.Append("internal_net_pending=").Append(PendingInternalNets is null ? "-" : string.Join(',', PendingInternalNets.Select(Format))).AppendLine();

@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Security.Cryptography;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Datapath.Engine;
 
 /// <summary>What identifies a connection: a workload, a direction, client and server, server port, protocol, and the
@@ -15,7 +17,7 @@ internal struct ConnectionKey
     public byte Protocol;
     public bool Ingress, IPv6, Scan;
     public uint RuleId;
-    public byte Action;
+    public DpPolicyAction Action;
 
     public readonly bool SameAs(in ConnectionKey o)
         => EndpointMac == o.EndpointMac && ClientLow == o.ClientLow && ServerLow == o.ServerLow && ServerPort == o.ServerPort

@@ -2,6 +2,8 @@ using System;
 using System.Buffers.Binary;
 using NvRedirect.Core.Packets;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Datapath.Engine;
 
 /// <summary>What to do with a frame.</summary>
@@ -192,7 +194,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             if (!t.IPv6) verdict = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
             ck.RuleId = verdict.RuleId;
             ck.Action = verdict.Action;
-            if (verdict.Action == PolicyAction.Deny)
+            if (verdict.Action == DpPolicyAction.Deny)
             {
                 // refused: no session, so every retransmission is decided (and counted) again
                 c.DeniedSessions++;
@@ -225,7 +227,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             verdictChanged = verdict.RuleId != s.PolicyId || verdict.Action != s.PolicyAction;
             s.PolicyId = verdict.RuleId;
             s.PolicyAction = verdict.Action;
-            if (verdict.Action == PolicyAction.Deny)
+            if (verdict.Action == DpPolicyAction.Deny)
             {
                 if (!s.Blocked) { s.Blocked = true; c.BlockedSessions++; }
             }

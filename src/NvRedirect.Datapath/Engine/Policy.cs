@@ -2,51 +2,17 @@ using System;
 using System.Collections.Frozen;
 using System.Collections.Generic;
 using System.Linq;
+using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Datapath.Engine;
 
-/// <summary>NeuVector's policy actions (DP_POLICY_ACTION_*, defs.h), the values rules and default actions carry on the wire.</summary>
-internal static class PolicyAction
-{
-    public const byte Open = 0, Learn = 1, Allow = 2, CheckVh = 3, CheckNbe = 4, CheckApp = 5, Violate = 6, Deny = 7;
-
-    /// <summary>Names by value, for logs and state.</summary>
-    public static readonly string[] Names = ["open", "learn", "allow", "check_vh", "check_nbe", "check_app", "violate", "deny"];
-
-    /// <summary>A violation is reported (VIOLATE or DENY), as NeuVector's "action > CHECK_APP".</summary>
-    public static bool IsViolation(byte action) => action > CheckApp;
-}
-
-/// <summary>The "dir" bits of ctrl_cfg_policy: which orientation of session the policy applies to.</summary>
-internal static class PolicyDirection
-{
-    public const byte Egress = 1, Ingress = 2, Both = 3;
-}
-
-/// <summary>
-/// One rule of a workload's policy, IPv4 addresses and ports as inclusive ranges. The session is seen from client to
-/// server: Source is the client, Destination the server, the port the server's; <see cref="Ingress"/> says the rule
-/// is for sessions towards the workload (the workload is the server). Protocol 0 matches TCP, UDP and ICMP.
-/// </summary>
-internal readonly record struct PolicyRule(
-    uint Id, uint SourceFrom, uint SourceTo, uint DestinationFrom, uint DestinationTo,
-    ushort PortFrom, ushort PortTo, byte Protocol, byte Action, bool Ingress)
-{
-    /// <summary>A single address, port and protocol: goes to the exact-match index.</summary>
-    public bool IsExact => SourceFrom == SourceTo && DestinationFrom == DestinationTo && PortFrom == PortTo && Protocol != 0;
-
-    public bool Matches(uint client, uint server, ushort port)
-        => client >= SourceFrom && client <= SourceTo && server >= DestinationFrom && server <= DestinationTo
-           && port >= PortFrom && port <= PortTo;
-}
-
 /// <summary>The outcome of a policy lookup: the rule that decided (0 = the default action or a built-in) and its action.</summary>
-internal readonly record struct PolicyVerdict(uint RuleId, byte Action)
+internal readonly record struct PolicyVerdict(uint RuleId, DpPolicyAction Action)
 {
     /// <summary>No policy applies: everything passes.</summary>
-    public static readonly PolicyVerdict Open = new(0, PolicyAction.Open);
+    public static readonly PolicyVerdict Open = new(0, DpPolicyAction.Open);
     /// <summary>The built-in rule that allows ICMP when ICMP is not policed (NeuVector adds it with id 0).</summary>
-    public static readonly PolicyVerdict IcmpAllowed = new(0, PolicyAction.Allow);
+    public static readonly PolicyVerdict IcmpAllowed = new(0, DpPolicyAction.Allow);
 }
 
 /// <summary>
@@ -67,16 +33,16 @@ internal sealed class Policy
     /// <summary>Version of this build (unique across the daemon's life).</summary>
     public uint Version { get; }
     /// <summary>The action when no rule matches.</summary>
-    public byte DefaultAction { get; }
-    /// <summary><see cref="PolicyDirection"/> bits.</summary>
-    public byte Direction { get; }
+    public DpPolicyAction DefaultAction { get; }
+    /// <summary>Which sessions the policy polices (direction bits).</summary>
+    public DpDirection Direction { get; }
     /// <summary>The rules in order.</summary>
     public PolicyRule[] Rules { get; }
 
     private readonly record struct ExactKey(uint Client, uint Server, ushort Port, byte Protocol, bool Ingress);
 
     /// <summary>Builds a policy (rules are kept in the given order; the first match wins).</summary>
-    public Policy(uint version, byte defaultAction, byte direction, IReadOnlyList<PolicyRule> rules)
+    public Policy(uint version, DpPolicyAction defaultAction, DpDirection direction, IReadOnlyList<PolicyRule> rules)
     {
         Version = version;
         DefaultAction = defaultAction;
@@ -157,7 +123,7 @@ internal sealed class PolicySettings(uint generation, bool disableNetPolicy, boo
 }
 
 /// <summary>
-/// The decision for a session (reference §3.3, with nvr-dp's choices): no policy or policy disabled -> OPEN;
+/// The decision for a session (NeuVector dp/dpi/dpi_policy.c, with nvr-dp's choices; docs/datapath.md "Policy"): no policy or policy disabled -> OPEN;
 /// link-local peers -> OPEN; a direction the policy does not cover ("dir") with an internal peer -> OPEN; otherwise the
 /// first matching rule, for an external peer also the rules written for "any external" (peer address 0.0.0.0) with the
 /// earlier rule winning, else the default action. ICMP not policed -> the built-in allow. No unknown-IP grace period.
@@ -172,7 +138,7 @@ internal static class PolicyEngine
         uint peer = ingress ? client : server;
         if (peer >> 16 == 0xa9fe) return PolicyVerdict.Open; // 169.254/16, link-local
         bool internalPeer = settings.IsInternal(peer);
-        byte needed = ingress ? PolicyDirection.Ingress : PolicyDirection.Egress;
+        var needed = ingress ? DpDirection.Ingress : DpDirection.Egress;
         if (internalPeer && (policy.Direction & needed) == 0) return PolicyVerdict.Open;
         if (protocol == 1) port = 0;
 

@@ -9,7 +9,7 @@ using static Tmds.Linux.LibC;
 
 namespace NvRedirect.Datapath.Engine;
 
-/// <summary>The inline port dp reads frames from and writes allowed frames back to ("ctrl_add_srvc_port").</summary>
+/// <summary>The inline port dp reads frames from and writes allowed frames back to (ctrl_add_srvc_port).</summary>
 internal interface IServicePort : IDisposable
 {
     /// <summary>Interface name.</summary>

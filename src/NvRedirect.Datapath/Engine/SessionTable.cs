@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Security.Cryptography;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Datapath.Engine;
 
 /// <summary>
@@ -25,13 +27,6 @@ internal enum SessionFlags : byte
     Tap = 2,
     /// <summary>Picked up mid-stream (no handshake seen).</summary>
     MidStream = 4,
-}
-
-/// <summary>TCP wing states, numbered as Linux's TCP_* (the values DPMsgSession carries).</summary>
-internal static class TcpState
-{
-    public const byte None = 0, Established = 1, SynSent = 2, SynRecv = 3, FinWait1 = 4, FinWait2 = 5, TimeWait = 6,
-        Close = 7, CloseWait = 8, LastAck = 9, Listen = 10;
 }
 
 /// <summary>A packet reduced to what session tracking needs; the frame processor fills it in place.</summary>
@@ -67,7 +62,7 @@ internal struct Session
 
     public bool InUse, ClientIsLo, ClientSentData;
     public SessionFlags Flags;
-    public byte ClientState, ServerState;
+    public TcpState ClientState, ServerState;
     public TimeoutClass Class;
     public ushort IcmpTypeCode;
     public uint Id;
@@ -82,7 +77,7 @@ internal struct Session
     public ulong PolicyStamp;
     /// <summary>The deciding rule (0 = default action or built-in) and its action.</summary>
     public uint PolicyId;
-    public byte PolicyAction;
+    public DpPolicyAction PolicyAction;
     /// <summary>Denied after it started: every packet is dropped until it expires or a policy change allows it.</summary>
     public bool Blocked;
     /// <summary>The datapath reset it (TCP, once per block).</summary>
@@ -114,15 +109,30 @@ internal struct Opening
 {
     public bool SenderIsClient, MidStream;
     public TimeoutClass Initial;
-    public byte ClientState, ServerState;
+    public TcpState ClientState, ServerState;
 }
 
 /// <summary>A session copied out for the control side (list replies, tests).</summary>
 internal sealed record SessionRecord(
     uint Id, ulong EndpointMac, bool IPv6, byte[] ClientIP, byte[] ServerIP, ushort ClientPort, ushort ServerPort,
     byte Protocol, ushort IcmpTypeCode, ulong ClientMac, ulong ServerMac, uint ClientPackets, uint ServerPackets,
-    ulong ClientBytes, ulong ServerBytes, byte ClientState, byte ServerState, long Age, long Idle, long Life,
-    SessionFlags Flags, TimeoutClass Class, uint PolicyId = 0, byte PolicyAction = 0, bool Blocked = false);
+    ulong ClientBytes, ulong ServerBytes, TcpState ClientState, TcpState ServerState, long Age, long Idle, long Life,
+    SessionFlags Flags, TimeoutClass Class, uint PolicyId = 0, DpPolicyAction PolicyAction = 0, bool Blocked = false)
+{
+    /// <summary>The session as DPMsgSession carries it (counters and times clamped to the wire's widths).</summary>
+    public SessionEntry ToWire()
+    {
+        ushort flags = 0;
+        if ((Flags & SessionFlags.Ingress) != 0) flags |= DpWire.SessionFlagIngress;
+        if ((Flags & SessionFlags.Tap) != 0) flags |= DpWire.SessionFlagTap;
+        if ((Flags & SessionFlags.MidStream) != 0) flags |= DpWire.SessionFlagMidStream;
+        bool icmp = Protocol is 1 or 58;
+        return new SessionEntry(Id, EndpointMac, IPv6, ClientIP, ServerIP, ClientPort, ServerPort, Protocol, icmp ? IcmpTypeCode : (ushort)0,
+            ClientMac, ServerMac, ClientPackets, ServerPackets, (uint)ClientBytes, (uint)ServerBytes, ClientState, ServerState,
+            (uint)Math.Clamp(Age, 0, uint.MaxValue), (ushort)Math.Clamp(Idle, 0, ushort.MaxValue), (ushort)Math.Clamp(Life, 0, ushort.MaxValue),
+            flags, PolicyId, PolicyAction);
+    }
+}
 
 /// <summary>
 /// The session table: a fixed number of sessions preallocated, found through an open-addressing index (linear
@@ -354,8 +364,8 @@ internal sealed class SessionTable
             s.ClientState = s.ServerState = TcpState.Close;
             return TimeoutClass.TcpClosed;
         }
-        ref byte self = ref fromClient ? ref s.ClientState : ref s.ServerState;
-        ref byte peer = ref fromClient ? ref s.ServerState : ref s.ClientState;
+        ref TcpState self = ref fromClient ? ref s.ClientState : ref s.ServerState;
+        ref TcpState peer = ref fromClient ? ref s.ServerState : ref s.ClientState;
         bool syn = (f & Syn) != 0, ack = (f & Ack) != 0, fin = (f & Fin) != 0;
         switch (peer)
         {

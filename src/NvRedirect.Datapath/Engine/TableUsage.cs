@@ -1,11 +1,10 @@
-using System.Text.Json;
+using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Datapath.Engine;
 
 /// <summary>
 /// How full the session and connection tables are and what they had to give up: nvr_get_state reports it under
-/// "tables" (Get-Datapath's Tables). Taken on the packet thread (<see cref="Of"/>); the JSON names are read by
-/// NvRedirect.Core.Datapath.DpReplyReader.
+/// "tables" (<see cref="TablesReport"/>; Get-Datapath's Tables). Taken on the packet thread (<see cref="Of"/>).
 /// </summary>
 internal sealed record TableUsage(
     int SessionCapacity, int Sessions, long SessionsEvicted, long LiveSessionsEvicted,
@@ -20,26 +19,8 @@ internal sealed record TableUsage(
         return new(s.Capacity, s.Count, s.Evicted, s.LiveEvicted, c.Capacity, c.Count, c.AnsweredCount, c.ScanCount, c.Evicted, c.AnsweredEvicted, c.Summarised);
     }
 
-    /// <summary>Writes "tables": {"sessions": {...}, "connections": {...}}.</summary>
-    public void Write(Utf8JsonWriter w)
-    {
-        w.WriteStartObject("tables");
-        w.WriteStartObject("sessions");
-        w.WriteNumber("capacity", SessionCapacity);
-        w.WriteNumber("count", Sessions);
-        w.WriteNumber("evicted", SessionsEvicted);
-        w.WriteNumber("learned_evicted", LiveSessionsEvicted);
-        w.WriteNumber("summarised", 0);
-        w.WriteEndObject();
-        w.WriteStartObject("connections");
-        w.WriteNumber("capacity", ConnectionCapacity);
-        w.WriteNumber("count", Connections);
-        w.WriteNumber("learned", AnsweredConnections);
-        w.WriteNumber("scans", ScanConnections);
-        w.WriteNumber("evicted", ConnectionsEvicted);
-        w.WriteNumber("learned_evicted", AnsweredConnectionsEvicted);
-        w.WriteNumber("summarised", ConnectionsSummarised);
-        w.WriteEndObject();
-        w.WriteEndObject();
-    }
+    /// <summary>The figures as nvr_get_state carries them (a session table has no learned, scan or summarised entries).</summary>
+    public TablesReport Report() => new(
+        new TableFigures(SessionCapacity, Sessions, 0, 0, SessionsEvicted, LiveSessionsEvicted, 0),
+        new TableFigures(ConnectionCapacity, Connections, AnsweredConnections, ScanConnections, ConnectionsEvicted, AnsweredConnectionsEvicted, ConnectionsSummarised));
 }

@@ -3,6 +3,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Datapath.Engine;
 
 /// <summary>
@@ -22,9 +24,6 @@ internal sealed class WorkloadState
     /// <summary>Sessions currently in the table, by the same orientation.</summary>
     public int CurrentSessionsIn, CurrentSessionsOut;
 }
-
-/// <summary>One controller-sourced listening port (ctrl_cfg_mac "apps"): kept for reporting, not used for forwarding.</summary>
-internal readonly record struct AppPort(ushort Port, byte IpProtocol, uint Application, uint Server);
 
 /// <summary>
 /// A workload endpoint as ctrl_add_mac described it: its real MAC plus the aliases tc rewrites frames to. Immutable;

@@ -46,3 +46,19 @@ public sealed class LinkNameCompleter : IArgumentCompleter
         catch (Exception) { return []; } // completion must never throw at the prompt
     }
 }
+
+/// <summary>Completes the ids of the echo servers running in this process (Get-AgentEchoServer).</summary>
+public sealed class EchoServerIdCompleter : IArgumentCompleter
+{
+    /// <inheritdoc/>
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var prefix = (wordToComplete ?? "").Trim('\'', '"');
+        return NvRedirect.Core.Probes.EchoServer.Running
+            .Where(s => s.Id.ToString(System.Globalization.CultureInfo.InvariantCulture).StartsWith(prefix, StringComparison.Ordinal))
+            .Select(s => new CompletionResult(s.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                CompletionResultType.ParameterValue, s.ToString()))
+            .ToList();
+    }
+}

@@ -7,6 +7,8 @@ using System.Management.Automation.Language;
 using NvRedirect.Core.Datapath;
 using NvRedirect.Core.Model;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Cmdlets;
 
 /// <summary>Completes control socket paths with those of the running nvr-dp processes.</summary>

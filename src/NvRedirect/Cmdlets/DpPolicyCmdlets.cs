@@ -6,6 +6,8 @@ using System.Management.Automation;
 using System.Management.Automation.Language;
 using NvRedirect.Core.Datapath;
 
+using NvRedirect.Core.Protocol;
+
 namespace NvRedirect.Cmdlets;
 
 /// <summary>Completes workload MACs with those registered with the datapath on -ControlSocket (default /tmp/dp_listen.sock).</summary>

@@ -1,22 +1,4 @@
-namespace NvRedirect.Core.Datapath;
-
-/// <summary>
-/// DP_KIND_* values of the binary reply header (NeuVector defs.h), plus nvr-dp's own extension kind. The daemon
-/// (nvr-dp's Replies) writes these messages and the module's DpReplyReader reads them; both take the
-/// layouts from this file.
-/// </summary>
-public static class MessageKind
-{
-    /// <summary>NeuVector kinds nvr-dp sends.</summary>
-    public const byte SessionList = 2, SessionCount = 3, DeviceCounter = 4, KeepAlive = 10;
-    /// <summary>nvr-dp's extension: the reply to nvr_get_state, a UTF-8 JSON text split over datagrams (More=1 until the last).
-    /// Far above NeuVector's kinds (1-13), so a NeuVector agent never mistakes it.</summary>
-    public const byte State = 200;
-    /// <summary>nvr-dp's extension: the reply to nvr_get_policy (the workloads' policies as JSON), chunked like <see cref="State"/>.</summary>
-    public const byte Policy = 201;
-    /// <summary>nvr-dp's extension: the reply to nvr_list_connection (the connections seen per workload as JSON), chunked like <see cref="State"/>.</summary>
-    public const byte Connections = 202;
-}
+namespace NvRedirect.Core.Protocol;
 
 /// <summary>Sizes shared by every binary reply.</summary>
 public static class DpWire
@@ -29,6 +11,8 @@ public static class DpWire
     public const int SessionsPerMessage = (MaxMessageSize - HeaderSize - SessionHeaderSize) / SessionLayout.Size;
     /// <summary>DPSESS_FLAG_* bits of DPMsgSession.Flags.</summary>
     public const ushort SessionFlagIngress = 0x0001, SessionFlagTap = 0x0002, SessionFlagMidStream = 0x0004;
+    /// <summary>Largest request datagram the daemon reads (NeuVector's receive buffer; the agent keeps requests under <see cref="Datagram.AgentMaxSize"/>).</summary>
+    public const int MaxRequestSize = 8192;
     /// <summary>NeuVector's fixed command socket path.</summary>
     public const string DefaultControlSocket = "/tmp/dp_listen.sock";
 }

@@ -1,19 +1,18 @@
 using System;
 using System.Globalization;
 using System.Text.Json;
-using NvRedirect.Core.Packets;
 
-namespace NvRedirect.Datapath.Control;
+namespace NvRedirect.Core.Protocol;
 
 /// <summary>A command argument that is missing, of the wrong JSON type, or out of range. The message says which and why.</summary>
-internal sealed class CommandException(string message) : Exception(message);
+public sealed class CommandException(string message) : Exception(message);
 
 /// <summary>
-/// Strict readers of command arguments. JSON types must match what NeuVector's agent sends (integers as JSON
+/// Strict readers of the protocol's JSON fields (command arguments, and the replies nvr-dp writes). JSON types must match what NeuVector's agent sends (integers as JSON
 /// integers, booleans as true/false, MACs and IPv4 addresses as strings); jansson would read a mistyped value as
 /// 0/false/NULL, here it is an error. Unknown fields are ignored, as in NeuVector.
 /// </summary>
-internal static class Fields
+public static class Fields
 {
     /// <summary>The command's argument object.</summary>
     public static JsonElement Object(JsonElement value)
@@ -85,6 +84,39 @@ internal static class Fields
         return ParseMac(text) ?? throw new CommandException($"\"{name}\" is not a MAC address: \"{Clip(text)}\"");
     }
 
+    /// <summary>A required interface name (see <see cref="InterfaceName"/>).</summary>
+    public static string InterfaceName(JsonElement obj, string name)
+    {
+        string iface = String(obj, name);
+        return Model.InterfaceName.Problem(iface) is { } problem
+            ? throw new CommandException($"\"{name}\" is not an interface name: \"{Clip(iface)}\" ({problem})") : iface;
+    }
+
+    /// <summary>An array of MAC strings, or null when absent/null.</summary>
+    public static ulong[]? Macs(JsonElement obj, string name)
+    {
+        if (OptionalArray(obj, name) is not { } list) return null;
+        var macs = new System.Collections.Generic.List<ulong>();
+        foreach (var item in list)
+        {
+            if (item.ValueKind != JsonValueKind.String) throw new CommandException($"\"{name}\" must hold MAC strings, got {Describe(item)}");
+            macs.Add(ParseMac(item.GetString()!) ?? throw new CommandException($"\"{name}\" holds something that is not a MAC address: \"{Clip(item.GetString()!)}\""));
+        }
+        return macs.ToArray();
+    }
+
+    /// <summary>Writes an array of MACs as strings.</summary>
+    public static void WriteMacs(Utf8JsonWriter w, string name, System.Collections.Generic.IEnumerable<ulong> macs)
+    {
+        w.WriteStartArray(name);
+        foreach (var m in macs) w.WriteStringValue(FormatMac(m));
+        w.WriteEndArray();
+    }
+
+    /// <summary>Parses a MAC with the protocol's validator (<see cref="ParseMac"/>); throws an ArgumentException naming <paramref name="what"/>.</summary>
+    public static ulong MacOrThrow(string text, string what = "MAC address")
+        => ParseMac(text) ?? throw new ArgumentException($"'{text}' is not a valid {what}: write six hexadecimal bytes separated by colons, e.g. 1a:27:f3:87:3a:27.");
+
     /// <summary>A required dotted-quad IPv4 address (host order).</summary>
     public static uint IPv4(JsonElement obj, string name)
     {
@@ -92,7 +124,10 @@ internal static class Fields
         return ParseIPv4(text) ?? throw new CommandException($"\"{name}\" is not a dotted-quad IPv4 address: \"{Clip(text)}\"");
     }
 
-    /// <summary>Parses six colon-separated groups of one or two hex digits (what ether_aton accepts).</summary>
+    /// <summary>
+    /// The protocol's MAC validator: six colon-separated groups of one or two hex digits (what ether_aton accepts), nothing
+    /// around them. Both sides use it: the daemon reads MACs with it, the module checks the MACs it sends.
+    /// </summary>
     public static ulong? ParseMac(string text) => ParseBytes(text, ':', 6, 2, NumberStyles.AllowHexSpecifier);
 
     /// <summary>Parses exactly four decimal parts of 0..255 (no inet_addr shorthands such as "10.1").</summary>
@@ -116,7 +151,7 @@ internal static class Fields
     public static string FormatIPv4(uint ip) => $"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}";
 
     /// <summary>aa:bb:cc:dd:ee:ff.</summary>
-    public static string FormatMac(ulong mac) => FrameParser.FormatMac(mac);
+    public static string FormatMac(ulong mac) => Model.Parse.Mac(mac);
 
     /// <summary>A short description of a JSON value for error messages.</summary>
     public static string Describe(JsonElement v) => v.ValueKind switch
