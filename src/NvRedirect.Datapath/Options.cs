@@ -28,7 +28,7 @@ internal sealed class Options
         "  --log FILE       append the log to FILE (default: stderr in the foreground, " + DefaultBackgroundLog + " in the background)\n" +
         "  --foreground     stay attached to the terminal and log to stderr too\n" +
         "  --sessions N     session table size (preallocated; the session closest to expiring is evicted when full); default 65536\n" +
-        "  --connections N  connection table size (preallocated; the least recently seen entry is evicted when full); default 16384\n";
+        "  --connections N  connection table size (preallocated; when full, never-answered entries are evicted first); default 16384\n";
 
     /// <summary>Parses <paramref name="args"/>; throws ArgumentException with a readable message.</summary>
     public static Options Parse(string[] args)

@@ -434,6 +434,149 @@ public class DatapathPolicyTests
         Assert.Equal((1, 1), (entry.GetProperty("sessions").GetInt32(), entry.GetProperty("packets").GetInt32()));
     }
 
+    // --- bounded learning ---
+
+    private static TableUsage Tables(DatapathControlTests.Rig rig) => TableUsage.Of(rig.Engine);
+
+    // three conversations the workload answers: TCP 80 (handshake and data), TCP 443 from another client, UDP 53 with a reply
+    private static void LearnThreeConversations(DatapathControlTests.Rig rig)
+    {
+        const uint other = 0x0a0a0a43; // 10.10.10.67
+        foreach (var f in new[] {
+            InSyn(), OutSynAck(), InData(),
+            TestFrames.Tcp(U, H, other, C, 41000, 443, Syn), TestFrames.Tcp(H, U, C, other, 443, 41000, Syn | Ack, seq: 9, ack: 2), TestFrames.Tcp(U, H, other, C, 41000, 443, Ack, seq: 2, ack: 10),
+            InUdp(), TestFrames.Udp(H, U, C, Hip, 53, 5000) })
+            Assert.Equal(FrameVerdict.Forward, rig.Frame(f));
+    }
+
+    private static void AssertLearned(DatapathControlTests.Rig rig)
+    {
+        var answered = Connections(rig).Where(c => c.GetProperty("answered").GetBoolean()).ToList();
+        Assert.Equal(new[] { "10.10.10.66:53/17", "10.10.10.66:80/6", "10.10.10.67:443/6" },
+            answered.Select(c => $"{c.GetProperty("client").GetString()}:{c.GetProperty("server_port").GetInt32()}/{c.GetProperty("proto").GetInt32()}").Order());
+        Assert.All(answered, c => Assert.Equal((byte)Learn, c.GetProperty("action").GetByte()));
+    }
+
+    [Fact]
+    public void A_30000_port_scan_in_Discover_folds_into_one_scan_entry_and_leaves_the_learned_connections()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        LearnThreeConversations(rig);
+        var before = Tables(rig);
+        Assert.Equal((3, 3, 0L), (before.Connections, before.AnsweredConnections, before.ConnectionsEvicted));
+
+        // a scanner (10.10.10.99) sends SYNs to 30,000 random ports; the workload's kernel answers each with a RST
+        const uint scanner = 0x0a0a0a63;
+        var random = new Random(12);
+        var ports = Enumerable.Range(1, 65535).OrderBy(_ => random.Next()).Take(30_000).Select(p => (ushort)p).ToArray();
+        foreach (var port in ports)
+        {
+            Assert.Equal(FrameVerdict.Forward, rig.Frame(TestFrames.Tcp(U, H, scanner, C, 50000, port, Syn)));
+            rig.Frame(TestFrames.Tcp(H, U, C, scanner, port, 50000, Rst | Ack, ack: 2));
+        }
+        var after = Tables(rig);
+        var list = Connections(rig);
+        var scan = Assert.Single(list, c => c.GetProperty("scan").GetBoolean());
+        Assert.Equal(("10.10.10.99", 0, false), (scan.GetProperty("client").GetString(), scan.GetProperty("server_port").GetInt32(), scan.GetProperty("answered").GetBoolean()));
+        long attempts = scan.GetProperty("attempts").GetInt64();
+        Assert.Equal(30_000 - ConnectionTable.ScanThreshold, attempts);
+        Assert.Equal(attempts, after.ConnectionsSummarised);
+        Assert.Equal(ConnectionTable.ScanThreshold, list.Count(c => c.GetProperty("client").GetString() == "10.10.10.99" && !c.GetProperty("scan").GetBoolean()));
+        Assert.Equal((3 + ConnectionTable.ScanThreshold + 1, 3, 1, 0L), (after.Connections, after.AnsweredConnections, after.ScanConnections, after.ConnectionsEvicted));
+        AssertLearned(rig);
+        // the session table (1024 here) was full: the scan's reset sessions were evicted, the learned TCP sessions were not
+        Assert.True(after.SessionsEvicted > 25_000, $"{after.SessionsEvicted} sessions evicted");
+        Assert.Equal(0L, after.LiveSessionsEvicted);
+        Assert.Contains(rig.Engine.Sessions.Snapshot(rig.Clock.NowSeconds), x => x.ServerPort == 443 && x.ClientState == TcpState.Established);
+
+        // an open port the scanner finds (the workload answers SYN-ACK) gets an entry of its own, answered
+        rig.Frame(TestFrames.Tcp(U, H, scanner, C, 50001, 8080, Syn));
+        rig.Frame(TestFrames.Tcp(H, U, C, scanner, 8080, 50001, Syn | Ack, ack: 2));
+        var found = Assert.Single(Connections(rig), c => c.GetProperty("client").GetString() == "10.10.10.99" && c.GetProperty("answered").GetBoolean());
+        Assert.Equal((8080, 1), (found.GetProperty("server_port").GetInt32(), found.GetProperty("sessions").GetInt32()));
+        Assert.Equal(attempts, Assert.Single(Connections(rig), c => c.GetProperty("scan").GetBoolean()).GetProperty("attempts").GetInt64()); // folded, then taken out again
+
+        // the scan entry is no rule: state JSON reports the figures Get-Datapath shows
+        var state = JsonDocument.Parse(rig.Send("""{"nvr_get_state": {}}""").SelectMany(c => c.Skip(4)).ToArray()).RootElement.GetProperty("tables");
+        Assert.Equal((16384, attempts + 1), (state.GetProperty("connections").GetProperty("capacity").GetInt32(), state.GetProperty("connections").GetProperty("summarised").GetInt64()));
+        Assert.Equal(1024, state.GetProperty("sessions").GetProperty("capacity").GetInt32());
+    }
+
+    [Fact]
+    public void A_busy_client_whose_connections_are_answered_is_not_summarised_as_a_scan()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        for (ushort port = 1000; port < 1200; port++) // 200 ports within the window, each answered
+        {
+            rig.Frame(TestFrames.Tcp(U, H, Hip, C, 40000, port, Syn));
+            rig.Frame(TestFrames.Tcp(H, U, C, Hip, port, 40000, Syn | Ack, ack: 2));
+        }
+        var t = Tables(rig);
+        Assert.Equal((200, 200, 0, 0L), (t.Connections, t.AnsweredConnections, t.ScanConnections, t.ConnectionsSummarised));
+    }
+
+    [Fact]
+    public void Never_answered_flows_from_many_sources_evict_each_other_but_never_a_learned_connection()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        LearnThreeConversations(rig);
+        // 30,000 never-answered flows from 1,500 sources, 20 ports each (under the scan threshold): more than the 16,384 entries
+        for (int n = 0; n < 30_000; n++)
+        {
+            uint client = 0xc6336400u + (uint)(n / 20); // 198.51.100.0 and up
+            rig.Frame(TestFrames.Tcp(U, H, client, C, 50000, (ushort)(1000 + n % 20), Syn));
+            if (n % 1000 == 0) rig.Clock.Advance(1);
+        }
+        var t = Tables(rig);
+        Assert.Equal(16384, t.Connections);                   // full
+        Assert.True(t.ConnectionsEvicted >= 30_000 + 3 - 16384, $"{t.ConnectionsEvicted} evicted");
+        Assert.Equal((0L, 0L, 3), (t.AnsweredConnectionsEvicted, t.ConnectionsSummarised, t.AnsweredConnections));
+        AssertLearned(rig);
+        // the newest never-answered flows are the ones kept
+        Assert.Contains(Connections(rig), c => c.GetProperty("client").GetString() == "198.51.105.219" && c.GetProperty("server_port").GetInt32() == 1019);
+    }
+
+    [Fact]
+    public void Denied_flows_in_Protect_do_not_evict_learned_connections_and_answered_entries_keep_a_reserve_free()
+    {
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Learn, []));
+        LearnThreeConversations(rig);
+        rig.Send(PolicyJson(2, 3, Deny, [RuleJson(1, "10.10.10.66", "10.10.10.88", 80, 6, Allow, true)]));
+        for (int n = 0; n < 20_000; n++) // refused: no session, one entry per source and port
+            Assert.Equal(FrameVerdict.Deny, rig.Frame(TestFrames.Tcp(U, H, 0xc6336400u + (uint)(n / 16), C, 50000, (ushort)(2000 + n % 16), Syn)));
+        var t = Tables(rig);
+        Assert.Equal((0L, 3), (t.AnsweredConnectionsEvicted, t.AnsweredConnections));
+        Assert.True(t.ConnectionsEvicted > 0);
+        AssertLearned(rig);
+
+        // the table alone: answered entries take at most capacity - capacity/8; past that an answer evicts the oldest answered one
+        var table = new ConnectionTable(16);
+        Assert.Equal(14, table.MaxAnswered);
+        ConnectionKey K(ushort port) => new() { EndpointMac = 1, ServerPort = port, Protocol = 6 };
+        for (ushort p = 0; p < 15; p++) table.MarkAnswered(table.Find(K(p), p));
+        Assert.Equal((14, 14, 1L, 1L), (table.AnsweredCount, table.Count, table.Evicted, table.AnsweredEvicted));
+        Assert.DoesNotContain(table.Snapshot(), c => c.Key.ServerPort == 0);
+        for (ushort p = 100; p < 200; p++) table.Find(K(p), 100);  // unanswered churn: only the two reserved entries turn over
+        Assert.Equal((14, 16, 1L), (table.AnsweredCount, table.Count, table.AnsweredEvicted));
+        Assert.Equal(Enumerable.Range(1, 14).Select(p => (ushort)p), table.Snapshot().Where(c => c.Answered).Select(c => c.Key.ServerPort));
+
+        // scan entries have their own list: per-port entries push out each other first; past a quarter of the table the oldest scan goes
+        var small = new ConnectionTable(8);
+        Assert.Equal(2, small.MaxScans);
+        ConnectionKey S(ulong client) => new() { EndpointMac = 1, ClientLow = client, Protocol = 6, Scan = true };
+        int scan = small.Find(S(1), 0);
+        for (ushort p = 0; p < 50; p++) small.Find(K(p), p);
+        Assert.True(small[scan].InUse && small[scan].Key.Scan);
+        Assert.Equal((8, 1), (small.Count, small.ScanCount));
+        small.Find(S(2), 60);
+        small.Find(S(3), 61);
+        Assert.Equal(new ulong[] { 2, 3 }, small.Snapshot().Where(c => c.Key.Scan).Select(c => c.Key.ClientLow));
+    }
+
     // --- the resets ---
 
     [Fact]

@@ -62,6 +62,8 @@ public sealed class DatapathInfo
     public long RequestsRejected { get; init; }
     /// <summary>Why the last rejected request was rejected.</summary>
     public string? LastRejection { get; init; }
+    /// <summary>How full the session and connection tables are, what they evicted and what they summarised.</summary>
+    public DpTable[] Tables { get; init; } = [];
     /// <summary>Current sessions (ctrl_count_session); null when not asked.</summary>
     public DpSessionCount? Sessions { get; init; }
     /// <summary>Device counters (ctrl_counter_device); null when not asked.</summary>
@@ -76,7 +78,7 @@ public sealed class DatapathInfo
         DeniedPackets = DeniedPackets, DeniedSessions = DeniedSessions, BlockedSessions = BlockedSessions, ResetsSent = ResetsSent, Reevaluations = Reevaluations, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
         DetectUnmanagedWorkloads = DetectUnmanagedWorkloads, EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode,
         DebugCategories = DebugCategories, RequestsAccepted = RequestsAccepted, RequestsRejected = RequestsRejected,
-        LastRejection = LastRejection, Sessions = sessions ?? Sessions, Counters = counters ?? Counters,
+        LastRejection = LastRejection, Tables = Tables, Sessions = sessions ?? Sessions, Counters = counters ?? Counters,
     };
 
     /// <summary>The workload registered under <paramref name="mac"/> as its MAC or one of its aliases.</summary>
@@ -85,6 +87,38 @@ public sealed class DatapathInfo
 
     /// <inheritdoc/>
     public override string ToString() => ControlSocket;
+}
+
+/// <summary>
+/// One of the daemon's preallocated tables (sessions, connections): how full it is, what it evicted to make room, and
+/// what it kept only as a summary. A full table never drops a packet: it evicts (never-answered entries first) or
+/// summarises (a client's scan folds into one connection entry).
+/// </summary>
+public sealed class DpTable
+{
+    /// <summary>"Sessions" or "Connections".</summary>
+    public string Name { get; init; } = "";
+    /// <summary>Most entries it holds.</summary>
+    public long Capacity { get; init; }
+    /// <summary>Entries held now.</summary>
+    public long Count { get; init; }
+    /// <summary>How full it is, in percent.</summary>
+    public double FillPercent => Capacity == 0 ? 0 : Math.Round(100.0 * Count / Capacity, 1);
+    /// <summary>Connections: entries whose server answered (learned; evicted only by other learned entries). Sessions: 0.</summary>
+    public long Learned { get; init; }
+    /// <summary>Connections: scan summaries held now (one per scanning client, protocol and verdict). Sessions: 0.</summary>
+    public long Scans { get; init; }
+    /// <summary>Entries evicted to make room since the daemon started.</summary>
+    public long Evicted { get; init; }
+    /// <summary>Of <see cref="Evicted"/>: connections that were learned, or sessions that were live (past the TCP
+    /// handshake, UDP, ICMP); non-zero means the table is too small for what is genuinely going on.</summary>
+    public long LearnedEvicted { get; init; }
+    /// <summary>Connections: attempts folded into scan summaries instead of getting entries of their own (the table's
+    /// drops: they are counted, not kept one by one). Sessions: 0.</summary>
+    public long Summarised { get; init; }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Name} {Count}/{Capacity}";
 }
 
 /// <summary>A workload registered with the datapath (ctrl_add_mac), with its tap switch and traffic counters.</summary>

@@ -213,11 +213,19 @@ public sealed class DpConnection
     public DateTime FirstSeen { get; init; }
     /// <summary>See <see cref="FirstSeen"/>.</summary>
     public DateTime LastSeen { get; init; }
+    /// <summary>The server answered one of its sessions (a learned entry, kept before never-answered ones when the table is full).</summary>
+    public bool Answered { get; init; }
+    /// <summary>A scan summary: the client opened more new, unanswered connections to the workload than the datapath keeps one by one
+    /// within a minute, and the further never-answered ones were folded into this entry (ServerPort 0; <see cref="Attempts"/> counts them).</summary>
+    public bool Scan { get; init; }
+    /// <summary>Connection attempts folded into this scan summary (0 for other entries).</summary>
+    public long Attempts { get; init; }
     /// <summary>Same as <see cref="Mac"/>.</summary>
     public string WorkloadMac => Mac;
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Direction} {ProtocolName} {Client} -> {Server}:{ServerPort} {Action}";
+    public override string ToString() => Scan ? $"{Direction} {ProtocolName} {Client} -> {Server} scan ({Attempts} attempts) {Action}"
+        : $"{Direction} {ProtocolName} {Client} -> {Server}:{ServerPort} {Action}";
 }
 
 /// <summary>The text forms of rule fields, both ways.</summary>

@@ -165,6 +165,9 @@ public static class DpReplyReader
                 DroppedPackets = x.Dropped,
                 FirstSeen = x.FirstSeen,
                 LastSeen = x.LastSeen,
+                Answered = x.Answered,
+                Scan = x.Scan,
+                Attempts = x.Attempts,
             }).ToList();
         }
         catch (Exception e) when (Unreadable(e))
@@ -217,8 +220,15 @@ public static class DpReplyReader
             RequestsAccepted = s.Requests.Accepted,
             RequestsRejected = s.Requests.Rejected,
             LastRejection = s.Requests.LastRejection,
+            Tables = s.Tables is { } t ? [Table("Sessions", t.Sessions), Table("Connections", t.Connections)] : [],
         };
     }
+
+    private static DpTable Table(string name, TableFigures t) => new()
+    {
+        Name = name, Capacity = t.Capacity, Count = t.Count, Learned = t.Learned, Scans = t.Scans,
+        Evicted = t.Evicted, LearnedEvicted = t.LearnedEvicted, Summarised = t.Summarised,
+    };
 
     private static string? MacOrNull(ulong mac) => mac == 0 ? null : Fields.FormatMac(mac);
 

@@ -13,7 +13,8 @@ public sealed record PolicyEntry(ulong Mac, uint Version, DpPolicyAction Default
 
 /// <summary>One entry of nvr_list_connection's reply (addresses IPv4 or IPv6; times UTC, to the millisecond).</summary>
 public sealed record ConnectionEntry(ulong Mac, bool Ingress, IPAddress Client, IPAddress Server, ushort ServerPort, byte Protocol,
-    uint RuleId, DpPolicyAction Action, long Sessions, long Packets, long Bytes, long Dropped, DateTime FirstSeen, DateTime LastSeen);
+    uint RuleId, DpPolicyAction Action, long Sessions, long Packets, long Bytes, long Dropped, DateTime FirstSeen, DateTime LastSeen,
+    bool Answered = false, bool Scan = false, long Attempts = 0);
 
 /// <summary>nvr_list_connection's reply: the entries, the table's capacity and how many entries it evicted.</summary>
 public sealed record ConnectionList(ConnectionEntry[] Connections, long Capacity, long Evicted);
@@ -34,6 +35,15 @@ public sealed record PendingPolicyEntry(ulong[] Macs, int Rules);
 /// <summary>The policy counters since the daemon started.</summary>
 public sealed record PolicyCounters(long DeniedPackets, long DeniedSessions, long BlockedSessions, long ResetsSent, long Reevaluations);
 
+/// <summary>
+/// One of the daemon's tables in the state: how full, what it evicted (LearnedEvicted: learned connections or live
+/// sessions among them) and, for connections, the learned and scan entries and the attempts summarised in scans.
+/// </summary>
+public sealed record TableFigures(long Capacity, long Count, long Learned, long Scans, long Evicted, long LearnedEvicted, long Summarised);
+
+/// <summary>nvr_get_state's "tables": the session and the connection table.</summary>
+public sealed record TablesReport(TableFigures Sessions, TableFigures Connections);
+
 /// <summary>Requests applied and rejected since the daemon started, and why the last rejected one was.</summary>
 public sealed record RequestCounters(long Accepted, long Rejected, string? LastRejection);
 
@@ -44,12 +54,13 @@ public sealed record LastRequest(bool Accepted, string? Error);
 public sealed record StateReport(DaemonEntry Daemon, string? ServicePort, WorkloadEntry[] Workloads, InternalSubnet[] InternalNets,
     int? InternalNetsPending, bool XffEnabled, bool DisableNetPolicy, bool DetectUnmanagedWorkloads, bool EnableIcmpPolicy,
     bool StrictGroupMode, string[] Debug, uint[] PolicyAddresses, PendingPolicyEntry? PolicyPending, PolicyCounters PolicyCounters,
-    RequestCounters Requests, LastRequest? YourLastRequest);
+    RequestCounters Requests, LastRequest? YourLastRequest, TablesReport? Tables = null);
 
 /// <summary>
 /// nvr-dp's JSON replies (kinds 200-202), each with its one writer (the daemon) and its one reader (the module). The text
 /// travels in datagrams cut by <see cref="Replies.Json"/>. Readers accept what older daemons leave out (a workload's
-/// policy, policy_addr, policy_pending, policy_counters, your_last_request) and throw JsonException,
+/// policy, policy_addr, policy_pending, policy_counters, your_last_request, tables, a connection's answered, scan and
+/// attempts) and throw JsonException,
 /// KeyNotFoundException, InvalidOperationException, FormatException or <see cref="CommandException"/> on anything else.
 /// </summary>
 public static class JsonReplies
@@ -147,6 +158,9 @@ public static class JsonReplies
             w.WriteNumber(Key.Dropped, c.Dropped);
             w.WriteString(Key.FirstSeen, Time(c.FirstSeen));
             w.WriteString(Key.LastSeen, Time(c.LastSeen));
+            w.WriteBoolean(Key.Answered, c.Answered);
+            w.WriteBoolean(Key.Scan, c.Scan);
+            w.WriteNumber(Key.Attempts, c.Attempts);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -168,7 +182,9 @@ public static class JsonReplies
             x.GetProperty(Key.ServerPort).GetUInt16(), x.GetProperty(Key.Protocol).GetByte(), x.GetProperty(Key.ConnectionRuleId).GetUInt32(),
             ReadAction(x.GetProperty(Key.Action)), x.GetProperty(Key.Sessions).GetInt64(), x.GetProperty(Key.Packets).GetInt64(),
             x.GetProperty(Key.Bytes).GetInt64(), x.GetProperty(Key.Dropped).GetInt64(),
-            ReadTime(x.GetProperty(Key.FirstSeen)), ReadTime(x.GetProperty(Key.LastSeen)))).ToArray();
+            ReadTime(x.GetProperty(Key.FirstSeen)), ReadTime(x.GetProperty(Key.LastSeen)),
+            x.TryGetProperty(Key.Answered, out var a) && a.GetBoolean(), x.TryGetProperty(Key.Scan, out var sc) && sc.GetBoolean(),
+            x.TryGetProperty(Key.Attempts, out var n) ? n.GetInt64() : 0)).ToArray();
         return new ConnectionList(entries, capacity, evicted);
     }
 
@@ -253,6 +269,13 @@ public static class JsonReplies
         w.WriteNumber(Key.ResetsSent, pc.ResetsSent);
         w.WriteNumber(Key.Reevaluations, pc.Reevaluations);
         w.WriteEndObject();
+        if (s.Tables is { } tables)
+        {
+            w.WriteStartObject(Key.Tables);
+            WriteTable(w, Key.Sessions, tables.Sessions);
+            WriteTable(w, Key.Connections, tables.Connections);
+            w.WriteEndObject();
+        }
         w.WriteStartObject(Key.Requests);
         w.WriteNumber(Key.Accepted, s.Requests.Accepted);
         w.WriteNumber(Key.Rejected, s.Requests.Rejected);
@@ -300,7 +323,28 @@ public static class JsonReplies
                 Counter(Key.Reevaluations)),
             new RequestCounters(requests.GetProperty(Key.Accepted).GetInt64(), requests.GetProperty(Key.Rejected).GetInt64(),
                 OptionalString(requests, Key.LastRejection)),
-            last);
+            last,
+            r.TryGetProperty(Key.Tables, out var t) && t.ValueKind == JsonValueKind.Object
+                ? new TablesReport(ReadTable(t.GetProperty(Key.Sessions)), ReadTable(t.GetProperty(Key.Connections))) : null);
+    }
+
+    private static void WriteTable(Utf8JsonWriter w, string key, TableFigures t)
+    {
+        w.WriteStartObject(key);
+        w.WriteNumber(Key.Capacity, t.Capacity);
+        w.WriteNumber(Key.Count, t.Count);
+        w.WriteNumber(Key.Learned, t.Learned);
+        w.WriteNumber(Key.Scans, t.Scans);
+        w.WriteNumber(Key.Evicted, t.Evicted);
+        w.WriteNumber(Key.LearnedEvicted, t.LearnedEvicted);
+        w.WriteNumber(Key.Summarised, t.Summarised);
+        w.WriteEndObject();
+    }
+
+    private static TableFigures ReadTable(JsonElement t)
+    {
+        long N(string name) => t.TryGetProperty(name, out var v) ? v.GetInt64() : 0;
+        return new TableFigures(N(Key.Capacity), N(Key.Count), N(Key.Learned), N(Key.Scans), N(Key.Evicted), N(Key.LearnedEvicted), N(Key.Summarised));
     }
 
     private static WorkloadEntry ReadWorkload(JsonElement w)

@@ -45,7 +45,7 @@ public static class Key
     // nvr_list_connection's reply
     public const string Connections = "connections", Client = "client", ServerPort = "server_port", ConnectionRuleId = "rule_id",
         Sessions = "sessions", Packets = "packets", Bytes = "bytes", Dropped = "dropped", FirstSeen = "first_seen", LastSeen = "last_seen",
-        Capacity = "capacity", Evicted = "evicted";
+        Capacity = "capacity", Evicted = "evicted", Answered = "answered", Scan = "scan", Attempts = "attempts";
     // nvr_get_state's reply
     public const string Daemon = "daemon", Pid = "pid", Namespace = "netns", Socket = "socket", Log = "log",
         SessionCapacity = "sessions_capacity", Started = "started";
@@ -55,6 +55,8 @@ public static class Key
         PolicyAddresses = "policy_addr", PolicyPending = "policy_pending";
     public const string PolicyCounters = "policy_counters", DeniedPackets = "denied_packets", DeniedSessions = "denied_sessions",
         BlockedSessions = "blocked_sessions", ResetsSent = "resets_sent", Reevaluations = "reevaluations";
+    public const string Tables = "tables", Count = "count", Learned = "learned", Scans = "scans", LearnedEvicted = "learned_evicted",
+        Summarised = "summarised";
     public const string Requests = "requests", Accepted = "accepted", Rejected = "rejected", LastRejection = "last_rejection",
         YourLastRequest = "your_last_request", Error = "error";
 }

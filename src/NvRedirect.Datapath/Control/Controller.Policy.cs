@@ -124,7 +124,7 @@ internal sealed partial class Controller
                 var k = c.Key;
                 return new ConnectionEntry(k.EndpointMac, k.Ingress, Address(k.ClientHigh, k.ClientLow, k.IPv6), Address(k.ServerHigh, k.ServerLow, k.IPv6),
                     k.ServerPort, k.Protocol, k.RuleId, k.Action, c.Sessions, c.Packets, c.Bytes, c.Dropped,
-                    wallNow.AddSeconds(c.FirstSeen - now), wallNow.AddSeconds(c.LastSeen - now));
+                    wallNow.AddSeconds(c.FirstSeen - now), wallNow.AddSeconds(c.LastSeen - now), c.Answered, k.Scan, c.Attempts);
             }).ToArray();
             replies.AddRange(Replies.Json(MessageKind.Connections, JsonReplies.WriteConnections(new ConnectionList(entries, capacity, evicted))));
         });

@@ -102,6 +102,7 @@ internal sealed partial class Controller
             new PolicyCounters(Volatile.Read(ref dc.DeniedPackets), Volatile.Read(ref dc.DeniedSessions), Volatile.Read(ref dc.BlockedSessions),
                 Volatile.Read(ref dc.ResetsSent), Volatile.Read(ref dc.Reevaluations)),
             new RequestCounters(Accepted, Rejected, LastRejection),
-            previous is { } last ? new LastRequest(last.Accepted, last.Error) : null);
+            previous is { } last ? new LastRequest(last.Accepted, last.Error) : null,
+            _datapath.OnPacketThread(() => TableUsage.Of(_datapath)).Report());
     }
 }

@@ -57,6 +57,8 @@ internal sealed class DatapathCounters
 /// </summary>
 internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters counters, ConnectionTable? connections = null)
 {
+    private const byte TcpRst = 4;
+
     /// <summary>"NeuV" (4e:65:75:56): the first four bytes of every MAC tc rewrites a steered frame to.</summary>
     public const ulong NeuVPrefix = 0x4e657556;
 
@@ -185,6 +187,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             ck.Ingress = sessionIngress;
             ck.IPv6 = t.IPv6;
             ck.Protocol = t.Protocol;
+            ck.Scan = false;
             if (opening.SenderIsClient) { ck.ClientHigh = t.SourceHigh; ck.ClientLow = t.SourceLow; ck.ServerHigh = t.DestinationHigh; ck.ServerLow = t.DestinationLow; ck.ServerPort = t.DestinationPort; }
             else { ck.ClientHigh = t.DestinationHigh; ck.ClientLow = t.DestinationLow; ck.ServerHigh = t.SourceHigh; ck.ServerLow = t.SourceLow; ck.ServerPort = t.SourcePort; }
             if (t.Protocol is 1 or 58) ck.ServerPort = 0;
@@ -195,7 +198,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             {
                 // refused: no session, so every retransmission is decided (and counted) again
                 c.DeniedSessions++;
-                int refused = Connections.Find(in ck, now, out _);
+                int refused = Connections.Record(in ck, now, out _);
                 Connections.Account(refused, t.Length, dropped: true, now);
                 return PolicyResult.Drop;
             }
@@ -204,7 +207,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             n.PolicyStamp = stamp;
             n.PolicyId = verdict.RuleId;
             n.PolicyAction = verdict.Action;
-            int ci = Connections.Find(in ck, now, out _);
+            int ci = Connections.Record(in ck, now, out _);
             Connections[ci].Sessions++;
             n.Connection = ci;
             n.ConnectionEpoch = Connections[ci].Epoch;
@@ -238,24 +241,38 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             else result = PolicyResult.Drop;
         }
         Sessions.Account(index, in t, fromClient, now);
-        if (verdictChanged || s.Connection < 0 || !Connections.IsCurrent(s.Connection, s.ConnectionEpoch))
+        // the server answered (a TCP RST is no answer: a closed port's refusal): the connection is learned, and a
+        // session folded into its client's scan entry gets an entry of its own
+        bool answered = !fromClient && result == PolicyResult.Pass && (t.Protocol != 6 || (t.TcpFlags & TcpRst) == 0);
+        bool stale = s.Connection < 0 || !Connections.IsCurrent(s.Connection, s.ConnectionEpoch);
+        bool split = answered && !stale && Connections[s.Connection].Key.Scan;
+        if (verdictChanged || stale || split)
         {
             ConnectionKey ck;
             ck.EndpointMac = s.EndpointMac;
             ck.Ingress = (s.Flags & SessionFlags.Ingress) != 0;
             ck.IPv6 = s.IsIPv6;
+            ck.Scan = false;
             ck.Protocol = s.Protocol;
             if (s.ClientIsLo) { ck.ClientHigh = s.LoHigh; ck.ClientLow = s.LoLow; ck.ServerHigh = s.HiHigh; ck.ServerLow = s.HiLow; }
             else { ck.ClientHigh = s.HiHigh; ck.ClientLow = s.HiLow; ck.ServerHigh = s.LoHigh; ck.ServerLow = s.LoLow; }
             ck.ServerPort = s.Protocol is 1 or 58 ? (ushort)0 : s.ServerPort;
             ck.RuleId = s.PolicyId;
             ck.Action = s.PolicyAction;
-            int ci = Connections.Find(in ck, now, out bool created);
+            bool created;
+            int ci = answered ? Connections.Find(in ck, now, out created) : Connections.Record(in ck, now, out created);
+            if (split && Connections.IsCurrent(s.Connection, s.ConnectionEpoch)) // (making room may have evicted the scan entry)
+            {
+                ref var folded = ref Connections[s.Connection];
+                if (folded.Sessions > 0) folded.Sessions--;
+                if (folded.Attempts > 0) folded.Attempts--;
+            }
             // the session counts in a new entry, and in a fresh one when its old entry was forgotten (cleared, evicted)
-            if (verdictChanged || s.Connection < 0 || created) Connections[ci].Sessions++;
+            if (verdictChanged || s.Connection < 0 || created || split) Connections[ci].Sessions++;
             s.Connection = ci;
             s.ConnectionEpoch = Connections[ci].Epoch;
         }
+        if (answered) Connections.MarkAnswered(s.Connection);
         Connections.Account(s.Connection, t.Length, dropped: result != PolicyResult.Pass, now);
         if (result == PolicyResult.Reset)
         {

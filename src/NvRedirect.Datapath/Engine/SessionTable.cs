@@ -139,7 +139,8 @@ internal sealed record SessionRecord(
 /// probing, backward-shift deletion, load at most 1/2) by a seeded hash of the canonical 5-tuple, so both
 /// orientations of a conversation land on the same entry with one probe sequence. Timeouts: every timeout class
 /// keeps its sessions in a list ordered by expiry (a packet moves its session to the tail), so expiring is "pop
-/// heads that are due" and evicting when full takes the session closest to expiring. Owned by one thread; nothing
+/// heads that are due"; evicting when full takes the opening or closed TCP session closest to expiring (what a scan
+/// leaves), and a live one only when there is none. Owned by one thread; nothing
 /// here allocates after construction.
 /// </summary>
 internal sealed class SessionTable
@@ -165,6 +166,9 @@ internal sealed class SessionTable
     public int CurrentTcp, CurrentUdp, CurrentIcmp, CurrentOther;
     /// <summary>Sessions created, expired by timeout, evicted to make room, and removed on request.</summary>
     public long Created, Expired, Evicted, Removed;
+    /// <summary>Of <see cref="Evicted"/>: live sessions (past their TCP handshake, or UDP, ICMP, other), evicted only when no
+    /// opening or closed TCP session was left to evict.</summary>
+    public long LiveEvicted;
     /// <summary>Sessions created per protocol.</summary>
     public long CreatedTcp, CreatedUdp, CreatedIcmp, CreatedOther;
 
@@ -497,12 +501,13 @@ internal sealed class SessionTable
     {
         if (_freeHead < 0)
         {
-            // full: evict the session closest to expiring (the earliest head over all classes)
-            int victim = -1;
-            for (int c = 0; c < ClassCount; c++)
+            // full: evict a session still opening or already closed (never answered, or over: scans leave these)
+            // closest to expiring; only when there is none, the live session closest to expiring
+            int victim = Earliest(_head[(int)TimeoutClass.TcpOpening], _head[(int)TimeoutClass.TcpClosed]);
+            if (victim < 0)
             {
-                int h = _head[c];
-                if (h >= 0 && (victim < 0 || _sessions[h].ExpiresAt < _sessions[victim].ExpiresAt)) victim = h;
+                for (int c = 0; c < ClassCount; c++) victim = Earliest(victim, _head[c]);
+                LiveEvicted++;
             }
             Remove(victim);
             Evicted++;
@@ -511,6 +516,8 @@ internal sealed class SessionTable
         _freeHead = _sessions[index].Next;
         return index;
     }
+
+    private int Earliest(int a, int b) => a < 0 ? b : b < 0 ? a : _sessions[b].ExpiresAt < _sessions[a].ExpiresAt ? b : a;
 
     private void Remove(int index)
     {

@@ -85,7 +85,7 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ValidateRange(1, 1 << 24)]
     public int? SessionCapacity { get; set; }
 
-    /// <summary><para type="description">The size of the preallocated connection table Get-DpConnection reads (default 16384; the least recently seen entry is evicted when it is full).</para></summary>
+    /// <summary><para type="description">The size of the preallocated connection table Get-DpConnection reads (default 16384; when it is full, denied and never-answered entries are evicted first and a scanning client is summarised in one entry: Get-Datapath shows its fill and evictions in Tables).</para></summary>
     [Parameter]
     [ValidateRange(1, 1 << 22)]
     public int? ConnectionCapacity { get; set; }
@@ -115,9 +115,10 @@ public sealed class StartDatapathCommand : NvCmdlet
 
 /// <summary>
 /// <para type="synopsis">Lists the running datapath daemons, or describes the one on a control socket.</para>
-/// <para type="description">Without -ControlSocket, finds every nvr-dp process through its command line in /proc and asks each one's control socket for its state; a daemon that does not answer (starting, stopping) is left out. With -ControlSocket, asks that socket and reports an error when nothing answers. Each datapath is described by itself: pid, namespace, control socket, log file, service ports, workloads (MAC, ucmac, tap), internal networks, current sessions and device counters.</para>
+/// <para type="description">Without -ControlSocket, finds every nvr-dp process through its command line in /proc and asks each one's control socket for its state; a daemon that does not answer (starting, stopping) is left out. With -ControlSocket, asks that socket and reports an error when nothing answers. Each datapath is described by itself: pid, namespace, control socket, log file, service ports, workloads (MAC, ucmac, tap), internal networks, current sessions, device counters, and Tables: for the session and the connection table their capacity, fill, evictions (LearnedEvicted: learned connections or live sessions among them; non-zero means the table is too small) and the connection attempts summarised in scan entries.</para>
 /// </summary>
 /// <example><code>Get-Datapath</code><para>Lists every running datapath.</para></example>
+/// <example><code>(Get-Datapath -ControlSocket $dp.ControlSocket).Tables</code><para>Shows how full the session and connection tables are and what they evicted or summarised, say after a port scan.</para></example>
 /// <example><code>(Get-Datapath -ControlSocket /tmp/dp_listen.sock).Workloads | Format-Table Mac, UcMac, Tap</code><para>Shows the workloads registered with the datapath on NeuVector's socket and whether each is tapped or inline.</para></example>
 [Cmdlet(VerbsCommon.Get, "Datapath")]
 [OutputType(typeof(DatapathInfo))]

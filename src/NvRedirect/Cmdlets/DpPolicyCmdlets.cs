@@ -521,7 +521,7 @@ public sealed class SetDpWorkloadModeCommand : DpPolicyCmdlet
 
 /// <summary>
 /// <para type="synopsis">Lists the connections the datapath has seen per workload, with the verdict each got (nvr_list_connection).</para>
-/// <para type="description">One entry per workload, direction, client, server, server port, protocol and verdict (rule id and action), with the sessions, packets and bytes it counts, the packets withheld (Deny) and when it was first and last seen. A connection whose verdict changed (say Learn in Discover, then Deny in Protect) has an entry for each. -Learned keeps the entries allowed for learning (action Learn: what a workload in Discover mode did), -Violation those reported as violations (Violate or Deny), -Blocked those blocked (Deny); given together, an entry that fits any of them is kept. Rule id 0 means the policy's default action decided. Workloads from Get-Datapath bind by property name; a MAC the datapath does not know is reported as GetDpConnectionNotFound.</para>
+/// <para type="description">One entry per workload, direction, client, server, server port, protocol and verdict (rule id and action), with the sessions, packets and bytes it counts, the packets withheld (Deny) and when it was first and last seen. A connection whose verdict changed (say Learn in Discover, then Deny in Protect) has an entry for each. -Learned keeps the entries allowed for learning (action Learn: what a workload in Discover mode did), -Violation those reported as violations (Violate or Deny), -Blocked those blocked (Deny); given together, an entry that fits any of them is kept. Rule id 0 means the policy's default action decided. Answered says the server answered (a learned entry: a full table evicts never-answered entries first). A client that opens more than 32 new connections to a workload within a minute that are not answered is scanning: its further never-answered attempts fold into one entry with Scan set, ServerPort 0 and Attempts counting them (shown as port "scan"; -Learned leaves these out). Workloads from Get-Datapath bind by property name; a MAC the datapath does not know is reported as GetDpConnectionNotFound.</para>
 /// </summary>
 /// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Makes what the workload did in Discover mode its allowed rules.</para></example>
 /// <example><code>Get-DpConnection -Blocked -ControlSocket $dp.ControlSocket | Format-Table Mac, Client, Server, ServerPort, DroppedPackets</code><para>Shows what was blocked, and how many packets each block withheld.</para></example>
@@ -535,7 +535,7 @@ public sealed class GetDpConnectionCommand : DpPolicyCmdlet
     [ArgumentCompleter(typeof(DpWorkloadMacCompleter))]
     public string[]? Mac { get; set; }
 
-    /// <summary><para type="description">Keep the entries with action Learn.</para></summary>
+    /// <summary><para type="description">Keep the entries with action Learn (not scan summaries).</para></summary>
     [Parameter] public SwitchParameter Learned { get; set; }
 
     /// <summary><para type="description">Keep the entries with action Violate or Deny.</para></summary>
@@ -557,7 +557,7 @@ public sealed class GetDpConnectionCommand : DpPolicyCmdlet
             WriteVerbose($"{connections.Count} connection entries (table capacity {capacity}, {evicted} evicted)");
             bool filter = Learned || Violation || Blocked;
             foreach (var c in connections.OrderBy(c => c.Mac, StringComparer.Ordinal).ThenBy(c => c.FirstSeen)) // grouped per workload, oldest first
-                if (!filter || (Learned && c.Action == DpPolicyAction.Learn) || (Violation && c.Action is DpPolicyAction.Violate or DpPolicyAction.Deny)
+                if (!filter || (Learned && c.Action == DpPolicyAction.Learn && !c.Scan) || (Violation && c.Action is DpPolicyAction.Violate or DpPolicyAction.Deny)
                     || (Blocked && c.Action == DpPolicyAction.Deny))
                     WriteObject(c);
         });
@@ -602,10 +602,11 @@ public sealed class ClearDpConnectionCommand : DpPolicyCmdlet
 
 /// <summary>
 /// <para type="synopsis">Turns connections from Get-DpConnection into policy rules, one per distinct conversation. Changes nothing.</para>
-/// <para type="description">Each distinct workload, direction, client, server, server port and protocol gives one rule (entries that differ only in their verdict give one): Source is the client, Destination the server, Port the server port (for ICMP: any port), the protocol and direction those of the connection, the action -Action (Allow by default), id 0 (numbered when sent). The rule keeps the connection's workload (Mac) and control socket, so it can go straight to Set-DpPolicy or Add-DpPolicyRule. IPv6 connections are skipped with a warning: the datapath polices IPv4 only.</para>
+/// <para type="description">Each distinct workload, direction, client, server, server port and protocol gives one rule (entries that differ only in their verdict give one): Source is the client, Destination the server, Port the server port (for ICMP: any port), the protocol and direction those of the connection, the action -Action (Allow by default), id 0 (numbered when sent). The rule keeps the connection's workload (Mac) and control socket, so it can go straight to Set-DpPolicy or Add-DpPolicyRule. The rules come out once the input ends, in the order their connections came. -CollapsePorts joins rules of the same workload, direction, client, server and protocol whose ports are adjacent (8080, 8081, 8082) into one port-range rule. More rules than -WarningThreshold (100) draws a warning: that many usually means a scan or ephemeral ports were learned, not a policy (look at Get-DpConnection's Answered and Scan, or use -CollapsePorts). IPv6 connections are skipped with a warning: the datapath polices IPv4 only; so are scan summaries (Scan): they stand for ports nobody answered on, not for a conversation.</para>
 /// </summary>
 /// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Makes what the workload did in Discover mode its policy's rules.</para></example>
 /// <example><code>Get-DpConnection -Violation | ConvertTo-DpRule | Add-DpPolicyRule -WhatIf</code><para>Shows which allow rules would be added for the violations seen so far.</para></example>
+/// <example><code>Get-DpConnection -Learned | Where-Object Answered | ConvertTo-DpRule -CollapsePorts</code><para>Rules only for connections whose server answered, adjacent ports joined into ranges.</para></example>
 [Cmdlet(VerbsData.ConvertTo, "DpRule")]
 [OutputType(typeof(DpRule))]
 public sealed class ConvertToDpRuleCommand : NvCmdlet
@@ -618,7 +619,21 @@ public sealed class ConvertToDpRuleCommand : NvCmdlet
     [Parameter]
     public DpPolicyAction Action { get; set; } = DpPolicyAction.Allow;
 
+    /// <summary><para type="description">Join rules of the same workload, direction, client, server and protocol whose ports are adjacent into one port-range rule.</para></summary>
+    [Parameter]
+    public SwitchParameter CollapsePorts { get; set; }
+
+    /// <summary><para type="description">Warn when more rules than this come out (default 100; 0: never warn).</para></summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int WarningThreshold { get; set; } = DefaultWarningThreshold;
+
+    /// <summary>More rules than this draw a warning unless -WarningThreshold says otherwise.</summary>
+    public const int DefaultWarningThreshold = 100;
+
     private readonly HashSet<(string, string, DpDirection, string, string, ushort, byte)> _seen = [];
+    private readonly List<DpRule> _rules = [];
+    private int _scans;
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
@@ -626,6 +641,7 @@ public sealed class ConvertToDpRuleCommand : NvCmdlet
         foreach (var c in Connection)
         {
             if (c == null) continue;
+            if (c.Scan) { _scans++; continue; }
             if (c.Client.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || c.Server.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             {
                 WriteWarning($"Skipped {c}: the datapath polices IPv4 only.");
@@ -633,7 +649,7 @@ public sealed class ConvertToDpRuleCommand : NvCmdlet
             }
             if (!_seen.Add((c.ControlSocket, c.Mac, c.Direction, c.Client.ToString(), c.Server.ToString(), c.ServerPort, c.Protocol))) continue;
             bool icmp = c.Protocol == 1;
-            WriteObject(new DpRule
+            _rules.Add(new DpRule
             {
                 ControlSocket = string.IsNullOrEmpty(c.ControlSocket) ? null : c.ControlSocket,
                 Mac = string.IsNullOrEmpty(c.Mac) ? null : c.Mac,
@@ -642,5 +658,46 @@ public sealed class ConvertToDpRuleCommand : NvCmdlet
                 Protocol = c.Protocol, Action = Action, Direction = c.Direction,
             });
         }
+    }
+
+    /// <inheritdoc/>
+    protected override void EndProcessing()
+    {
+        if (_scans > 0) WriteWarning($"Skipped {_scans} scan summar{(_scans == 1 ? "y" : "ies")}: they stand for ports nobody answered on, not for a conversation.");
+        var rules = CollapsePorts ? Collapse(_rules) : _rules;
+        if (WarningThreshold > 0 && rules.Count > WarningThreshold)
+            WriteWarning($"{rules.Count} rules (more than {WarningThreshold}): that many usually means a scan or ephemeral ports were learned, not a policy. "
+                + "Keep the connections whose server answered (Where-Object Answered), join adjacent ports with -CollapsePorts, or review them before Set-DpPolicy.");
+        foreach (var r in rules) WriteObject(r);
+    }
+
+    /// <summary>Joins rules that differ only in adjacent (or overlapping) port ranges; a joined rule takes the place of the first rule of its run.</summary>
+    public static List<DpRule> Collapse(IReadOnlyList<DpRule> rules)
+    {
+        var result = new List<(int At, DpRule Rule)>(rules.Count);
+        foreach (var group in rules.Select((r, i) => (At: i, Rule: r))
+            .GroupBy(x => (x.Rule.ControlSocket, x.Rule.Mac, x.Rule.Direction, x.Rule.SourceFrom, x.Rule.SourceTo, x.Rule.DestinationFrom, x.Rule.DestinationTo, x.Rule.Protocol, x.Rule.Action)))
+        {
+            (int At, DpRule Rule)? run = null;
+            foreach (var x in group.OrderBy(x => x.Rule.PortFrom).ThenBy(x => x.Rule.PortTo))
+            {
+                if (run is { } r && x.Rule.PortFrom <= r.Rule.PortTo + 1)
+                {
+                    run = (Math.Min(r.At, x.At), x.Rule.PortTo > r.Rule.PortTo ? Copy(r.Rule, r.Rule.PortFrom, x.Rule.PortTo) : r.Rule);
+                    continue;
+                }
+                if (run is { } done) result.Add(done);
+                run = x;
+            }
+            if (run is { } last) result.Add(last);
+        }
+        return result.OrderBy(x => x.At).Select(x => x.Rule).ToList();
+
+        static DpRule Copy(DpRule r, ushort from, ushort to) => new()
+        {
+            ControlSocket = r.ControlSocket, Mac = r.Mac, Id = r.Id, SourceFrom = r.SourceFrom, SourceTo = r.SourceTo,
+            DestinationFrom = r.DestinationFrom, DestinationTo = r.DestinationTo, PortFrom = from, PortTo = to,
+            Protocol = r.Protocol, Action = r.Action, Direction = r.Direction,
+        };
     }
 }
