@@ -148,6 +148,7 @@ public static class ContainerTakeover
     private static InterceptionInfo TakeOverOne(Steps steps, TakeoverRequest r, string enforcer, RouteHandle hc, RouteHandle he, LinkRecord x, DpClient? client, string? socket)
     {
         var t = r.Target;
+        steps.NextGroup();
         var entryName = EntryName(t.NetnsInode, x.Name);
         var innerName = InnerName(t.NetnsInode, x.Name);
         var mac = Parse.Mac(x.Address);
@@ -421,6 +422,7 @@ public static class ContainerTakeover
         Interface = mark.Interface, InterfaceIndex = mark.InterfaceIndex, NetnsPath = mark.NetnsPath, NetnsInode = mark.Inode,
         ProcessId = mark.ProcessId, Runtime = mark.Runtime, ContainerName = mark.ContainerName, ContainerId = mark.ContainerId,
         IsOrphaned = orphaned, ControlSocket = socket, Mode = mode, DatapathLink = info.DatapathLink ?? DatapathLink,
+        InnerLink = info.InnerLink.Length > 0 ? info.InnerLink : InnerName(mark.Inode, mark.Interface), // an orphan's inner port went with its container
     };
 
     // ------------------------------------------------------------------ interface state
@@ -441,6 +443,9 @@ public static class ContainerTakeover
     private static void Apply(RouteHandle h, int index, LinkState s)
     {
         var name = s.Link.Name;
+        // attaching the ingress qdisc to a noqueue device (txqueuelen 0, as runtimes make them) sets its txqueuelen to 1000
+        if (h.FindLink(index) is { } now && now.TxQueueLength != s.Link.TxQueueLength)
+            h.Socket.Execute(LinkMessages.SetTxQueueLength(index, s.Link.TxQueueLength), $"set the txqueuelen of {h.Describe(name)} to {s.Link.TxQueueLength}");
         // IPv6 addresses dump newest first: add them oldest first so the kernel lists them as before
         foreach (var a in s.Addresses.Where(a => a.Family == Rtnl.AF_INET).Concat(s.Addresses.Where(a => a.Family == Rtnl.AF_INET6).Reverse()))
             Tolerate(() => h.Socket.Execute(RouteMessages.AddAddress(Reindex(a, index)), $"add {AddressText(a)} to {h.Describe(name)}"));
@@ -500,9 +505,18 @@ public static class ContainerTakeover
 
     // ------------------------------------------------------------------ steps and their undo
 
+    /// <summary>
+    /// The steps done so far and their undo actions. Steps belong to groups (one per interface): a failure undoes the
+    /// groups in the order they were done, each one's steps in reverse, so interfaces come back in their original order
+    /// (the kernel lists their routes as before).
+    /// </summary>
     private sealed class Steps(string operation)
     {
-        private readonly List<(string Name, Action Undo)> _done = new();
+        private readonly List<(int Group, string Name, Action Undo)> _done = new();
+        private int _group;
+
+        /// <summary>Starts the steps of the next interface.</summary>
+        public void NextGroup() => _group++;
 
         public void Run(string name, Action work, Action? undo = null) => Run(name, () => { work(); return 0; }, undo);
 
@@ -514,18 +528,19 @@ public static class ContainerTakeover
             {
                 throw Fail(name, e);
             }
-            if (undo != null) _done.Add((name, undo));
+            if (undo != null) _done.Add((_group, name, undo));
             return result;
         }
 
         public TakeoverException Fail(string name, Exception e)
         {
             var failures = new List<string>();
-            for (int i = _done.Count - 1; i >= 0; i--)
-            {
-                try { _done[i].Undo(); }
-                catch (Exception u) { failures.Add($"undoing '{_done[i].Name}': {u.Message}"); }
-            }
+            foreach (var group in _done.GroupBy(d => d.Group).OrderBy(g => g.Key))
+                foreach (var (_, step, undo) in group.Reverse())
+                {
+                    try { undo(); }
+                    catch (Exception u) { failures.Add($"undoing '{step}': {u.Message}"); }
+                }
             _done.Clear();
             return new TakeoverException(operation, name, e, failures);
         }

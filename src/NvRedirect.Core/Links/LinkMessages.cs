@@ -84,6 +84,10 @@ public static class LinkMessages
     public static NetlinkWriter SetMtu(int index, int mtu)
         => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
 
+    /// <summary>`ip link set DEV txqueuelen N`.</summary>
+    public static NetlinkWriter SetTxQueueLength(int index, uint length)
+        => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrU32(Rtnl.IFLA_TXQLEN, length);
+
     /// <summary>`ip link set DEV address MAC`.</summary>
     public static NetlinkWriter SetMacAddress(int index, ReadOnlySpan<byte> mac)
         => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).Attr(Rtnl.IFLA_ADDRESS, mac);
