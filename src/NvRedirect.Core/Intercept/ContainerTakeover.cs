@@ -152,7 +152,7 @@ public static class ContainerTakeover
         var entryName = EntryName(t.NetnsInode, x.Name);
         var innerName = InnerName(t.NetnsInode, x.Name);
         var mac = Parse.Mac(x.Address);
-        var state = steps.Run($"read the state of '{x.Name}'", () => Capture(hc, t.NetnsPath, x));
+        var state = steps.Run($"read the state of '{x.Name}'", () => InterfaceState.Capture(hc, t.NetnsPath, x));
         using var enforcerFd = RouteHandle.OpenNamespaceFd(enforcer);
         using var containerFd = RouteHandle.OpenNamespaceFd(t.NetnsPath);
         int efd = enforcerFd.Fd, cfd = containerFd.Fd;
@@ -167,7 +167,7 @@ public static class ContainerTakeover
                 MoveBack(he, entry.Index, fd.Fd, x.Name, x.Index, $"move {he.Describe(entryName)} back as '{x.Name}' (ifindex {x.Index})");
                 var back = hc.GetLink(x.Name);
                 Ethtool.SetFeatures(t.NetnsPath, x.Name, state.Features);
-                Apply(hc, back.Index, state);
+                state.Apply(hc, back.Index);
             });
 
         steps.Run($"create the replacement veth '{x.Name}' (ifindex {x.Index}) with its peer {innerName} in namespace '{enforcer}'",
@@ -181,7 +181,7 @@ public static class ContainerTakeover
         steps.Run($"give the replacement '{x.Name}' the offloads, addresses, routes and neighbours of the original", () =>
         {
             Ethtool.SetFeatures(t.NetnsPath, x.Name, state.Features);
-            Apply(hc, x.Index, state);
+            state.Apply(hc, x.Index);
         });
 
         var entry = he.GetLink(entryName);
@@ -320,7 +320,7 @@ public static class ContainerTakeover
             using var hc = RouteHandle.Open(path);
             var replacement = hc.FindLink(mark.InterfaceIndex) is { } l && l.Name == mark.Interface ? l
                 : hc.FindLink(mark.Interface) ?? throw new LinkNotFoundException(mark.Interface, path);
-            var state = steps.Run($"read the state of the replacement '{mark.Interface}'", () => Capture(hc, path, replacement));
+            var state = steps.Run($"read the state of the replacement '{mark.Interface}'", () => InterfaceState.Capture(hc, path, replacement));
             var innerName = InnerName(mark.Inode, mark.Interface);
             steps.Run($"remove the replacement '{mark.Interface}' (and its peer {innerName})",
                 () => hc.Socket.Execute(LinkMessages.Delete(replacement.Index), $"remove {hc.Describe(replacement.Name)}"),
@@ -330,7 +330,7 @@ public static class ContainerTakeover
                     hc.Socket.Execute(LinkMessages.CreateVethAt(replacement.Index, replacement.Name, replacement.Address, replacement.Mtu, replacement.TxQueueLength, innerName, efd.Fd),
                         $"create the replacement {hc.Describe(replacement.Name)} again");
                     Ethtool.SetFeatures(path, replacement.Name, state.Features);
-                    Apply(hc, replacement.Index, state);
+                    state.Apply(hc, replacement.Index);
                     he.SetUp(he.GetLink(innerName), true);
                 });
             steps.Run($"move {info.EntryLink} back into the container as '{mark.Interface}'", () =>
@@ -352,7 +352,7 @@ public static class ContainerTakeover
             {
                 var original = hc.GetLink(mark.Interface);
                 Ethtool.SetFeatures(path, mark.Interface, state.Features);
-                Apply(hc, original.Index, state);
+                state.Apply(hc, original.Index);
             });
         }
         catch (TakeoverException) { throw; }
@@ -425,85 +425,7 @@ public static class ContainerTakeover
         InnerLink = info.InnerLink.Length > 0 ? info.InnerLink : InnerName(mark.Inode, mark.Interface), // an orphan's inner port went with its container
     };
 
-    // ------------------------------------------------------------------ interface state
-
-    /// <summary>What the take-over carries from one interface to another.</summary>
-    private sealed record LinkState(LinkRecord Link, List<RtnlObject> Addresses, List<RtnlObject> Routes, List<RtnlObject> Neighbours, uint[] Features);
-
-    private static LinkState Capture(RouteHandle h, string nsPath, LinkRecord link)
-    {
-        var routes = h.DumpRoutes(Rtnl.AF_INET).Concat(h.DumpRoutes(Rtnl.AF_INET6))
-            .Where(rt => rt.RouteUses(link.Index) && rt.RouteProtocol != Rtnl.RTPROT_KERNEL).ToList();
-        var neighbours = h.DumpNeighbours(Rtnl.AF_INET).Concat(h.DumpNeighbours(Rtnl.AF_INET6))
-            .Where(n => n.NeighbourIndex == link.Index && (n.NeighbourState & Rtnl.NUD_PERMANENT) != 0).ToList();
-        return new LinkState(link, h.DumpAddressObjects(link.Index), routes, neighbours, Ethtool.GetFeatures(nsPath, link.Name));
-    }
-
-    /// <summary>Addresses, up state, routes (retried while one enables another) and neighbours onto ifindex <paramref name="index"/>.</summary>
-    private static void Apply(RouteHandle h, int index, LinkState s)
-    {
-        var name = s.Link.Name;
-        // attaching the ingress qdisc to a noqueue device (txqueuelen 0, as runtimes make them) sets its txqueuelen to 1000
-        if (h.FindLink(index) is { } now && now.TxQueueLength != s.Link.TxQueueLength)
-            h.Socket.Execute(LinkMessages.SetTxQueueLength(index, s.Link.TxQueueLength), $"set the txqueuelen of {h.Describe(name)} to {s.Link.TxQueueLength}");
-        // IPv6 addresses dump newest first: add them oldest first so the kernel lists them as before
-        foreach (var a in s.Addresses.Where(a => a.Family == Rtnl.AF_INET).Concat(s.Addresses.Where(a => a.Family == Rtnl.AF_INET6).Reverse()))
-            Tolerate(() => h.Socket.Execute(RouteMessages.AddAddress(Reindex(a, index)), $"add {AddressText(a)} to {h.Describe(name)}"));
-        if ((s.Link.Flags & Rtnl.IFF_UP) != 0) h.Socket.Execute(LinkMessages.SetUp(index, true), $"set {h.Describe(name)} up");
-        var pending = s.Routes.Select(rt => Reindex(rt, index)).ToList();
-        while (pending.Count > 0)
-        {
-            var failed = new List<(RtnlObject Route, NetlinkException Error)>();
-            foreach (var rt in pending)
-            {
-                try { Tolerate(() => h.Socket.Execute(RouteMessages.AddRoute(rt), $"add the route {RouteText(rt)} on {h.Describe(name)}")); }
-                catch (NetlinkException e) { failed.Add((rt, e)); }
-            }
-            if (failed.Count == pending.Count) throw failed[0].Error;
-            pending = failed.Select(f => f.Route).ToList();
-        }
-        foreach (var n in s.Neighbours)
-            Tolerate(() => h.Socket.Execute(RouteMessages.AddNeighbour(Reindex(n, index)), $"add the permanent neighbour {NeighbourText(n)} on {h.Describe(name)}"));
-    }
-
-    private static void Tolerate(Action add)
-    {
-        try { add(); }
-        catch (NetlinkException e) when (e.Errno == 17) { } // the kernel made it already (a link-local address, a prefix route)
-    }
-
-    private static RtnlObject Reindex(RtnlObject o, int index)
-    {
-        if (o.Type == Rtnl.RTM_NEWROUTE)
-        {
-            var attributes = o.Attributes.Select(a =>
-            {
-                if ((a.Type & Rtnl.NLA_TYPE_MASK) != Rtnl.RTA_OIF) return a;
-                var v = new byte[4];
-                BinaryPrimitives.WriteInt32LittleEndian(v, index);
-                return (a.Type, v);
-            }).ToList();
-            return new RtnlObject { Type = o.Type, Header = o.Header, Attributes = attributes };
-        }
-        var header = o.Header.ToArray();
-        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), index);
-        return new RtnlObject { Type = o.Type, Header = header, Attributes = o.Attributes };
-    }
-
-    private static string AddressText(RtnlObject a)
-        => (a.Attribute(Rtnl.IFA_LOCAL) ?? a.Attribute(Rtnl.IFA_ADDRESS)) is { } b ? $"{new IPAddress(b)}/{a.Header[1]}" : "an address";
-
-    private static string RouteText(RtnlObject r)
-    {
-        var dst = r.Attribute(Rtnl.RTA_DST) is { } d ? $"{new IPAddress(d)}/{r.Header[1]}" : "default";
-        var via = r.Attribute(Rtnl.RTA_GATEWAY) is { } g ? $" via {new IPAddress(g)}" : "";
-        return $"{dst}{via} (table {r.RouteTable})";
-    }
-
-    private static string NeighbourText(RtnlObject n)
-        => $"{(n.Attribute(Rtnl.NDA_DST) is { } d ? new IPAddress(d).ToString() : "?")} lladdr {(n.Attribute(Rtnl.NDA_LLADDR) is { } l ? Parse.Mac(l) : "?")}";
-
-    // ------------------------------------------------------------------ steps and their undo
+        // ------------------------------------------------------------------ steps and their undo
 
     /// <summary>
     /// The steps done so far and their undo actions. Steps belong to groups (one per interface): a failure undoes the
@@ -597,4 +519,106 @@ public sealed record TakeoverMark(string Interface, int InterfaceIndex, ulong In
         return new TakeoverMark(ifname, ix, ino, kv.GetValueOrDefault("ns") ?? "", int.TryParse(kv.GetValueOrDefault("pid"), out var pid) ? pid : null,
             kv.GetValueOrDefault("rt"), kv.GetValueOrDefault("name"), kv.GetValueOrDefault("id"), kv.GetValueOrDefault("dp"));
     }
+}
+
+/// <summary>
+/// What a take-over carries from one interface to another and back: the link (MAC, MTU, txqueuelen, up state), its
+/// addresses as dumped, its routes of every table and both families (all but the kernel's own, which come back with the
+/// addresses), its permanent neighbours and its offload features.
+/// </summary>
+/// <param name="Link">The link as it was.</param>
+/// <param name="Addresses">Its addresses, in the kernel's order.</param>
+/// <param name="Routes">Its routes that the kernel did not make itself.</param>
+/// <param name="Neighbours">Its permanent neighbours.</param>
+/// <param name="Features">Its offload features as requested (<see cref="Ethtool.GetFeatures"/>).</param>
+public sealed record InterfaceState(LinkRecord Link, List<RtnlObject> Addresses, List<RtnlObject> Routes, List<RtnlObject> Neighbours, uint[] Features)
+{
+    /// <summary>How long a route whose gateway is not reachable yet (an IPv6 prefix route still coming up) is retried.</summary>
+    private static readonly TimeSpan RouteRetry = TimeSpan.FromSeconds(3);
+
+    /// <summary>Reads the state of <paramref name="link"/> through <paramref name="h"/> (whose namespace is <paramref name="nsPath"/>, for ethtool).</summary>
+    public static InterfaceState Capture(RouteHandle h, string nsPath, LinkRecord link)
+    {
+        var routes = h.DumpRoutes(Rtnl.AF_INET).Concat(h.DumpRoutes(Rtnl.AF_INET6))
+            .Where(rt => rt.RouteUses(link.Index) && rt.RouteProtocol != Rtnl.RTPROT_KERNEL).ToList();
+        var neighbours = h.DumpNeighbours(Rtnl.AF_INET).Concat(h.DumpNeighbours(Rtnl.AF_INET6))
+            .Where(n => n.NeighbourIndex == link.Index && (n.NeighbourState & Rtnl.NUD_PERMANENT) != 0).ToList();
+        return new InterfaceState(link, h.DumpAddressObjects(link.Index), routes, neighbours, Ethtool.GetFeatures(nsPath, link.Name));
+    }
+
+    /// <summary>
+    /// Puts the state onto ifindex <paramref name="index"/> (offload features apart: <see cref="Ethtool.SetFeatures"/>):
+    /// txqueuelen, up state, addresses, routes (retried while one enables another or a prefix route comes up) and
+    /// neighbours. What the kernel already made (a link-local address, a prefix route) is taken as done.
+    /// </summary>
+    public void Apply(RouteHandle h, int index)
+    {
+        var name = Link.Name;
+        // attaching the ingress qdisc to a noqueue device (txqueuelen 0, as runtimes make them) sets its txqueuelen to 1000
+        if (h.FindLink(index) is { } now && now.TxQueueLength != Link.TxQueueLength)
+            h.Socket.Execute(LinkMessages.SetTxQueueLength(index, Link.TxQueueLength), $"set the txqueuelen of {h.Describe(name)} to {Link.TxQueueLength}");
+        // up first: an IPv6 address with a finite lifetime added to a link that is down gets no prefix route when it comes up.
+        // The order the kernel lists addresses in does not depend on it (IPv4 by insertion, IPv6 by scope, newest first).
+        if ((Link.Flags & Rtnl.IFF_UP) != 0) h.Socket.Execute(LinkMessages.SetUp(index, true), $"set {h.Describe(name)} up");
+        // IPv6 addresses dump newest first: add them oldest first so the kernel lists them as before
+        foreach (var a in Addresses.Where(a => a.Family == Rtnl.AF_INET).Concat(Addresses.Where(a => a.Family == Rtnl.AF_INET6).Reverse()))
+            Tolerate(() => h.Socket.Execute(RouteMessages.AddAddress(Reindex(a, index)), $"add {AddressText(a)} to {h.Describe(name)}"));
+        var pending = Routes.Select(rt => Reindex(rt, index)).ToList();
+        var deadline = DateTime.UtcNow + RouteRetry;
+        while (pending.Count > 0)
+        {
+            var failed = new List<(RtnlObject Route, NetlinkException Error)>();
+            foreach (var rt in pending)
+            {
+                try { Tolerate(() => h.Socket.Execute(RouteMessages.AddRoute(rt), $"add the route {RouteText(rt)} on {h.Describe(name)}")); }
+                catch (NetlinkException e) { failed.Add((rt, e)); }
+            }
+            if (failed.Count == pending.Count)
+            {
+                // nothing went in: unreachable gateways wait a little for prefix routes; anything else is final
+                if (DateTime.UtcNow > deadline || failed.Any(f => f.Error.Errno is not (101 or 113))) throw failed[0].Error;
+                System.Threading.Thread.Sleep(20);
+            }
+            pending = failed.Select(f => f.Route).ToList();
+        }
+        foreach (var n in Neighbours)
+            Tolerate(() => h.Socket.Execute(RouteMessages.AddNeighbour(Reindex(n, index)), $"add the permanent neighbour {NeighbourText(n)} on {h.Describe(name)}"));
+    }
+
+    private static void Tolerate(Action add)
+    {
+        try { add(); }
+        catch (NetlinkException e) when (e.Errno == 17) { } // the kernel made it already (a link-local address, a prefix route)
+    }
+
+    private static RtnlObject Reindex(RtnlObject o, int index)
+    {
+        if (o.Type == Rtnl.RTM_NEWROUTE)
+        {
+            var attributes = o.Attributes.Select(a =>
+            {
+                if ((a.Type & Rtnl.NLA_TYPE_MASK) != Rtnl.RTA_OIF) return a;
+                var v = new byte[4];
+                BinaryPrimitives.WriteInt32LittleEndian(v, index);
+                return (a.Type, v);
+            }).ToList();
+            return new RtnlObject { Type = o.Type, Header = o.Header, Attributes = attributes };
+        }
+        var header = o.Header.ToArray();
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), index);
+        return new RtnlObject { Type = o.Type, Header = header, Attributes = o.Attributes };
+    }
+
+    private static string AddressText(RtnlObject a)
+        => (a.Attribute(Rtnl.IFA_LOCAL) ?? a.Attribute(Rtnl.IFA_ADDRESS)) is { } b ? $"{new IPAddress(b)}/{a.Header[1]}" : "an address";
+
+    private static string RouteText(RtnlObject r)
+    {
+        var dst = r.Attribute(Rtnl.RTA_DST) is { } d ? $"{new IPAddress(d)}/{r.Header[1]}" : "default";
+        var via = r.Attribute(Rtnl.RTA_GATEWAY) is { } g ? $" via {new IPAddress(g)}" : "";
+        return $"{dst}{via} (table {r.RouteTable})";
+    }
+
+    private static string NeighbourText(RtnlObject n)
+        => $"{(n.Attribute(Rtnl.NDA_DST) is { } d ? new IPAddress(d).ToString() : "?")} lladdr {(n.Attribute(Rtnl.NDA_LLADDR) is { } l ? Parse.Mac(l) : "?")}";
 }

@@ -39,19 +39,20 @@ public static class LinkMessages
     /// </summary>
     public static NetlinkWriter CreateVethAt(int index, string name, ReadOnlySpan<byte> mac, int mtu, uint txQueueLength, string peerName, int peerNamespaceFd)
     {
+        // attributes in iproute2's order (netlink-golden 30)
         var w = Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.CreateFlags), index);
-        w.AttrString(Rtnl.IFLA_IFNAME, name);
-        w.AttrU32(Rtnl.IFLA_TXQLEN, txQueueLength);
-        w.AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
         w.Attr(Rtnl.IFLA_ADDRESS, mac);
+        w.AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
+        w.AttrU32(Rtnl.IFLA_TXQLEN, txQueueLength);
+        w.AttrString(Rtnl.IFLA_IFNAME, name);
         int linkInfo = w.BeginNest(Rtnl.IFLA_LINKINFO);
         w.AttrString(Rtnl.IFLA_INFO_KIND, "veth", nulTerminated: false);
         int data = w.BeginNest(Rtnl.IFLA_INFO_DATA);
         int peer = w.BeginNest(Rtnl.VETH_INFO_PEER);
         Ifinfo(w, 0);
         w.AttrU32(Rtnl.IFLA_NET_NS_FD, (uint)peerNamespaceFd);
-        w.AttrString(Rtnl.IFLA_IFNAME, peerName);
         w.AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
+        w.AttrString(Rtnl.IFLA_IFNAME, peerName);
         w.EndNest(peer).EndNest(data).EndNest(linkInfo);
         return w;
     }
