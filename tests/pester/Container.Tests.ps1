@@ -201,6 +201,9 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         @($learned | Where-Object { $_.ProtocolName -eq 'ICMP' -and "$($_.Client)" -eq "$Net.1" -and "$($_.Server)" -eq $a.Ip }).Count | Should -Be 1
         @($learned | Where-Object { $_.ProtocolName -eq 'TCP' -and "$($_.Server)" -eq "$Net.1" -and $_.ServerPort -eq $Port -and "$($_.Direction)" -eq 'Egress' }).Count | Should -Be 1
         (Get-DpConnection -Mac $a.Mac -ControlSocket $sock | Measure-Object -Property Packets -Sum).Sum | Should -BeGreaterThan 4
+        # the interception binds to the datapath cmdlets by property name (WorkloadMac, ControlSocket)
+        $piped = @(Get-WorkloadInterception -ProcessId $a.Pid -Namespace $enf | Where-Object Interface -EQ eth0 | Get-DpConnection -Learned)
+        $piped.Count | Should -Be $learned.Count
     }
 
     It 'takes a second container by -NetnsPath into the same enforcer in another mode, with its own ports and prefs' {

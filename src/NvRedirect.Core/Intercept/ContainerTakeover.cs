@@ -364,8 +364,8 @@ public static class ContainerTakeover
     }
 
     /// <summary>
-    /// Moves a link into the container under its name and original ifindex (IFLA_NEW_IFINDEX); a kernel older than 6.6
-    /// refuses nothing but keeps the link's current index, so the index is asked for only where the kernel knows the attribute.
+    /// Moves a link into the container under its name and original ifindex (IFLA_NEW_IFINDEX); a kernel that does not
+    /// take the attribute gets the move without it (the link then keeps its current index when that is free).
     /// </summary>
     private static void MoveBack(RouteHandle from, int index, int containerFd, string name, int originalIndex, string what)
     {

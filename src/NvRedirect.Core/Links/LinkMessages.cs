@@ -71,7 +71,7 @@ public static class LinkMessages
 
     /// <summary>
     /// `ip link set DEV netns NS [name NEW]` (one message: move, then rename on arrival); <paramref name="newIndex"/> asks
-    /// for an ifindex in the destination (IFLA_NEW_IFINDEX, Linux 6.6+; older kernels ignore it and keep the index when free).
+    /// for an ifindex in the destination (IFLA_NEW_IFINDEX; without it the kernel keeps the link's index when it is free there).
     /// </summary>
     public static NetlinkWriter Move(int index, int namespaceFd, string? newName = null, int? newIndex = null)
     {
