@@ -29,7 +29,9 @@ param(
     [string]$HostNamespace = 'host-ns',
     [switch]$InRootNamespace,
     # NeuVector's default control socket, the one the seed's Python client talks to.
-    [string]$ControlSocket = '/tmp/dp_listen.sock'
+    [string]$ControlSocket = '/tmp/dp_listen.sock',
+    # Make the demo's running container with unshare --net even when podman is installed.
+    [switch]$NoPodman
 )
 $ErrorActionPreference = 'Stop'
 $PSStyle.OutputRendering = 'PlainText'
@@ -265,7 +267,7 @@ try {
     Show-Connection (Get-DpConnection -Mac $mac -Violation -ControlSocket $ControlSocket)
 
     # ---- a running container, made as a runtime makes it, protected in one command and given back ----
-    $ctr.Runtime = if ((Get-Command podman -CommandType Application -ErrorAction Ignore) -and (Test-Path /bin/busybox)) { 'podman' } else { 'unshare' }
+    $ctr.Runtime = if (-not $NoPodman -and (Get-Command podman -CommandType Application -ErrorAction Ignore) -and (Test-Path /bin/busybox)) { 'podman' } else { 'unshare' }
     if ($ctr.Runtime -eq 'podman') {
         Step "16. A running podman container: an image imported from busybox-static, a bridge network $($ctr.Network) (172.31.199.0/24)"
         $ctr.Forward = (Get-Content /proc/sys/net/ipv4/ip_forward -Raw).Trim(); $ctr.Iptables = (& iptables-save | Out-String)
@@ -282,7 +284,7 @@ try {
         $target = @{ Container = $ctr.Name }
     }
     else {
-        Step "16. A running container made as a runtime makes it (no podman here): unshare --net sleep, eth0 on a bridge in $($ctr.HostNs)"
+        Step "16. A running container made as a runtime makes it, without podman: unshare --net sleep, eth0 on a bridge in $($ctr.HostNs)"
         $null = New-AgentNamespace $ctr.HostNs; $created.Add($ctr.HostNs)
         ip -n $ctr.HostNs link add br0 type bridge; ip -n $ctr.HostNs addr add 172.31.199.1/24 dev br0; ip -n $ctr.HostNs link set br0 up
         $ctr.Process = [System.Diagnostics.Process]::Start('unshare', [string[]]@('--net', 'sleep', '3600'))

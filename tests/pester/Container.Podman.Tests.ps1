@@ -139,6 +139,12 @@ Describe 'Protecting real podman containers (an image imported from busybox-stat
         (@(Get-WorkloadInterception -Namespace $enf).Mode | Sort-Object) -join ',' | Should -Be 'Discover,Protect'
     }
 
+    It 'completes -Container with the names of the running containers' {
+        $line = "Add-WorkloadInterception -Container $stem"
+        $names = @((TabExpansion2 $line $line.Length).CompletionMatches | ForEach-Object CompletionText)
+        ($names | Sort-Object) -join ',' | Should -Be (($c.Name | Sort-Object) -join ',')
+    }
+
     It 'gives both back by -Container: inside each, ip -d link, addresses, routes, neighbours and ethtool -k are as before' {
         Remove-WorkloadInterception -Container $c.Name -Namespace $enf
         @(Get-WorkloadInterception -Namespace $enf) | Should -BeNullOrEmpty

@@ -77,6 +77,21 @@ public sealed record WorkloadTarget(string NetnsPath, ulong NetnsInode, int? Pro
         throw new ArgumentException($"No container runtime knows a container '{nameOrId}' ({string.Join("; ", refusals)}). Give its name or id as `podman ps` or `docker ps` shows it, or use -ProcessId/-NetnsPath.", "Container");
     }
 
+    /// <summary>The running containers' names, as each installed runtime lists them (`ps --format {{.Names}}`), for completion.</summary>
+    public static List<(string Runtime, string Name)> RunningContainers()
+    {
+        var result = new List<(string, string)>();
+        foreach (var runtime in Runtimes)
+        {
+            if (FindExecutable(runtime) is not { } exe) continue;
+            var (code, stdout, _) = Run(exe, ["ps", "--format", "{{.Names}}"]);
+            if (code != 0) continue;
+            foreach (var line in stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                foreach (var name in line.Split(',', StringSplitOptions.RemoveEmptyEntries)) result.Add((runtime, name));
+        }
+        return result;
+    }
+
     /// <summary>A process whose network namespace has this inode (the lowest pid), or null.</summary>
     public static int? FindProcess(ulong inode)
     {

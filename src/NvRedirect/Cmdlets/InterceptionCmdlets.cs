@@ -27,6 +27,7 @@ public abstract class WorkloadTargetCmdlet : NvCmdlet
     /// <summary><para type="description">podman or docker container names or ids; each is resolved with `podman inspect --type container` when podman is installed, else (or when podman does not know it) `docker inspect --type container`, whose .State.Pid names the namespace. Objects with an Id property (podman ps --format json, docker ps) bind here.</para></summary>
     [Parameter(Mandatory = true, ParameterSetName = ContainerSet, ValueFromPipelineByPropertyName = true)]
     [Alias("Id")]
+    [ArgumentCompleter(typeof(ContainerNameCompleter))]
     public string[]? Container { get; set; }
 
     /// <summary>Whether the workload was named by process, path or container (not by MAC).</summary>
