@@ -109,17 +109,22 @@ public static class ContainerTakeover
             if (l.HardwareType != 1 || l.Address.Length != 6)
                 throw new ArgumentException($"'{l.Name}' of {t.Display} is not an Ethernet interface; only Ethernet interfaces (veth, macvlan...) can be taken over.");
 
-        EnsureEnforcer(enforcer);
-        using var he = RouteHandle.Open(enforcer);
-        var existing = List(enforcer, withDatapath: false);
-        var results = new List<InterceptionInfo>();
         var steps = new Steps($"Taking over {t.Display}");
+        var results = new List<InterceptionInfo>();
         DpClient? client = null;
         try
         {
+            // the shared parts first (undone last): the enforcer and its datapath, each undone only when this call made it
+            bool made = !NetworkNamespace.Exists(enforcer);
+            steps.Run($"create the enforcer namespace '{enforcer}' with its {MonitorLink}/{DatapathLink} pair", () => EnsureEnforcer(enforcer),
+                made ? () => NetworkNamespace.Delete(enforcer) : null);
+            using var he = RouteHandle.Open(enforcer);
+            var existing = List(enforcer, withDatapath: false);
             string? socket = null;
+            int? startedPid = null;
             if (!r.NoDatapath)
-                steps.Run($"find or start the datapath of namespace '{enforcer}'", () => (client, socket) = OpenDatapath(enforcer, r.ControlSocket));
+                steps.Run($"find or start the datapath of namespace '{enforcer}'", () => (client, socket, startedPid) = OpenDatapath(enforcer, r.ControlSocket),
+                    () => { if (startedPid is int pid) DatapathProcess.Stop(pid, socket!, TimeSpan.FromSeconds(10), force: false); });
             foreach (var x in selected)
             {
                 var entryName = EntryName(t.NetnsInode, x.Name);
@@ -139,6 +144,7 @@ public static class ContainerTakeover
         catch (TakeoverException) { throw; }
         catch (Exception e) when (e is NetlinkException or ArgumentException or InvalidOperationException)
         {
+            if (!steps.AnyDone) throw; // refused before anything changed: the error as it is
             throw steps.Fail("check the interfaces", e);
         }
         finally { client?.Dispose(); }
@@ -223,18 +229,24 @@ public static class ContainerTakeover
     }
 
     /// <summary>The datapath serving <paramref name="socket"/> (started there when nothing answers), or the one running in the enforcer (started with the defaults when none); its service port is the enforcer's vth.</summary>
-    private static (DpClient, string) OpenDatapath(string enforcer, string? socket)
+    private static (DpClient, string, int?) OpenDatapath(string enforcer, string? socket)
     {
+        int? started = null;
         if (socket == null)
         {
             var running = DatapathProcess.Find(TimeSpan.FromSeconds(2)).FirstOrDefault(d => d.Namespace == enforcer);
-            socket = running?.ControlSocket ?? DatapathProcess.Start(new DatapathStartRequest { Namespace = enforcer }).ControlSocket;
+            if (running != null) socket = running.ControlSocket;
+            else
+            {
+                var dp = DatapathProcess.Start(new DatapathStartRequest { Namespace = enforcer });
+                (socket, started) = (dp.ControlSocket, dp.Pid);
+            }
         }
         else
         {
             bool answers;
             using (var probe = DpClient.Open(socket, TimeSpan.FromSeconds(2))) answers = probe.KeepAlive();
-            if (!answers) DatapathProcess.Start(new DatapathStartRequest { Namespace = enforcer, ControlSocket = socket });
+            if (!answers) started = DatapathProcess.Start(new DatapathStartRequest { Namespace = enforcer, ControlSocket = socket }).Pid;
         }
         var client = DpClient.Open(socket);
         try
@@ -243,11 +255,12 @@ public static class ContainerTakeover
             if (state.Namespace != enforcer)
                 throw new ArgumentException($"The datapath at {socket} runs in {(state.Namespace.Length == 0 ? "the root namespace" : $"namespace '{state.Namespace}'")}, not in the enforcer '{enforcer}': its service port cannot be the enforcer's {DatapathLink}. Give the control socket of a datapath in '{enforcer}', or a free one.");
             if (!state.ServicePorts.Contains(DatapathLink)) client.Apply(DpRequests.AddServicePort(DatapathLink, false));
-            return (client, socket);
+            return (client, socket, started);
         }
         catch
         {
             client.Dispose();
+            if (started is int pid) DatapathProcess.Stop(pid, socket, TimeSpan.FromSeconds(10), force: false);
             throw;
         }
     }
@@ -437,6 +450,9 @@ public static class ContainerTakeover
         private readonly List<(int Group, string Name, Action Undo)> _done = new();
         private int _group;
 
+        /// <summary>Whether any step with an undo was done (else a failure has nothing to roll back).</summary>
+        public bool AnyDone => _done.Count > 0;
+
         /// <summary>Starts the steps of the next interface.</summary>
         public void NextGroup() => _group++;
 
@@ -457,7 +473,8 @@ public static class ContainerTakeover
         public TakeoverException Fail(string name, Exception e)
         {
             var failures = new List<string>();
-            foreach (var group in _done.GroupBy(d => d.Group).OrderBy(g => g.Key))
+            // group 0 holds the shared parts (enforcer, datapath): undone last
+            foreach (var group in _done.GroupBy(d => d.Group).OrderBy(g => g.Key == 0 ? int.MaxValue : g.Key))
                 foreach (var (_, step, undo) in group.Reverse())
                 {
                     try { undo(); }
