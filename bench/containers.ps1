@@ -120,7 +120,10 @@ try {
     # loss: a 10 ms ping to container 0 through take-over and give-back
     for ($run = 1; $run -le $Runs; $run++) {
         $c = $containers[0]
-        $ping = [System.Diagnostics.Process]::Start([System.Diagnostics.ProcessStartInfo]@{ FileName = 'ip'; ArgumentList = [string[]]@('netns', 'exec', $hostNs, 'ping', '-n', '-i', '0.01', '-W', '1', $c.Ip); RedirectStandardOutput = $true; UseShellExecute = $false })
+        $psi = [System.Diagnostics.ProcessStartInfo]::new('ip')
+        foreach ($a in 'netns', 'exec', $hostNs, 'ping', '-n', '-q', '-i', '0.01', '-W', '1', $c.Ip) { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardOutput = $true; $psi.UseShellExecute = $false
+        $ping = [System.Diagnostics.Process]::Start($psi)
         Start-Sleep -Milliseconds 500
         $null = Add-WorkloadInterception -ProcessId $c.Pid -Namespace $enf -ControlSocket $sock
         Start-Sleep -Milliseconds 500
@@ -152,7 +155,7 @@ $summary = foreach ($g in $results | Group-Object N, Method) {
     }
 }
 if ($Markdown) {
-    "Measured $($machine.Date) with ``dotnet pwsh -NoProfile -File bench/containers.ps1 -Count $($Count -join ',') -Runs $Runs -Markdown``; $($machine.CPUs), kernel $($machine.Kernel), load $($machine.'Load (1 min)')."
+    "Measured $($machine.Date) with ``dotnet pwsh -NoProfile -Command '& ./bench/containers.ps1 -Count $($Count -join ',') -Runs $Runs -Markdown'``; $($machine.CPUs), kernel $($machine.Kernel), load $($machine.'Load (1 min)')."
     ''
     '| N | method | take-over ms/container (median) | give-back ms/container (median) | take-over runs (ms, all N) | give-back runs (ms, all N) |'
     '|---|---|---|---|---|---|'

@@ -206,6 +206,18 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         $piped.Count | Should -Be $learned.Count
     }
 
+    It 'taking the same container over again changes nothing (but the mode it asks for)' {
+        $links = (Get-IpLink $enf).ifname -join ','
+        $again = @(Add-WorkloadInterception -ProcessId $a.Pid -Namespace $enf -ControlSocket $sock -Mode Monitor)
+        $again.Count | Should -Be 2
+        $again.EntryLink | Should -Contain $st.Eth0.EntryLink
+        ($again | Where-Object Interface -EQ eth0).Mode | Should -Be 'Monitor'
+        (Get-IpLink $enf).ifname -join ',' | Should -Be $links
+        @(Get-WorkloadInterception -Namespace $enf).Count | Should -Be 2
+        $null = Add-WorkloadInterception -ProcessId $a.Pid -Namespace $enf -ControlSocket $sock -Mode Discover
+        (Get-WorkloadInterception -ProcessId $a.Pid -Namespace $enf).Mode | Should -Be @('Discover', 'Discover')
+    }
+
     It 'takes a second container by -NetnsPath into the same enforcer in another mode, with its own ports and prefs' {
         $r = @(Add-WorkloadInterception -NetnsPath "/run/netns/$bNs" -Namespace $enf -ControlSocket $sock -Mode Discover)
         $r.Count | Should -Be 1

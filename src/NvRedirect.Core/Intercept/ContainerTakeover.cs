@@ -119,7 +119,8 @@ public static class ContainerTakeover
             steps.Run($"create the enforcer namespace '{enforcer}' with its {MonitorLink}/{DatapathLink} pair", () => EnsureEnforcer(enforcer),
                 made ? () => NetworkNamespace.Delete(enforcer) : null);
             using var he = RouteHandle.Open(enforcer);
-            var existing = List(enforcer, withDatapath: false);
+            // the workloads already taken over here, by their marked entry ports: one link dump (the rules are read only when needed)
+            var marked = he.DumpLinks().Where(l => TakeoverMark.Parse(l.Alias) != null).ToList();
             string? socket = null;
             int? startedPid = null;
             if (!r.NoDatapath)
@@ -128,15 +129,16 @@ public static class ContainerTakeover
             foreach (var x in selected)
             {
                 var entryName = EntryName(t.NetnsInode, x.Name);
-                if (existing.FirstOrDefault(i => i.EntryLink == entryName) is { } already)
+                if (marked.Any(l => l.Name == entryName))
                 {
                     // idempotent: already taken over; only the mode may change
+                    var already = List(enforcer, withDatapath: false).First(i => i.EntryLink == entryName);
                     if (client != null && r.Mode is { } m) SetMode(client, already.WorkloadMac, m);
-                    results.Add(already);
+                    results.Add(client != null ? already with { Mode = client.State().FindWorkload(already.WorkloadMac)?.Mode.ToString() } : already);
                     continue;
                 }
-                if (existing.FirstOrDefault(i => i.WorkloadMac == Parse.Mac(x.Address)) is { } clash)
-                    throw new ArgumentException($"The MAC {Parse.Mac(x.Address)} of '{x.Name}' is already intercepted in namespace '{enforcer}' (entry port {clash.EntryLink}); a workload's MAC identifies its rules, so two workloads in one enforcer need different MACs.");
+                if (marked.FirstOrDefault(l => l.Address.AsSpan().SequenceEqual(x.Address)) is { } clash)
+                    throw new ArgumentException($"The MAC {Parse.Mac(x.Address)} of '{x.Name}' is already intercepted in namespace '{enforcer}' (entry port {clash.Name}); a workload's MAC identifies its rules, so two workloads in one enforcer need different MACs.");
                 if (he.FindLink(entryName) != null) throw new LinkExistsException(entryName, enforcer);
                 results.Add(TakeOverOne(steps, r, enforcer, hc, he, x, client, socket));
             }
