@@ -214,7 +214,7 @@ public static class ContainerTakeover
         {
             Namespace = enforcer, EntryLink = entryName, InnerLink = innerName, MonitorLink = MonitorLink,
             WorkloadMac = x.Address, UcMac = uc, Backend = r.Backend,
-        }), () => Interception.Remove(enforcer, x.Address));
+        }), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
 
         string? mode = null;
         if (client != null) mode = client.State().FindWorkload(mac)?.Mode.ToString();
@@ -319,7 +319,7 @@ public static class ContainerTakeover
             }
             var backend = info.Backend == "Bpf" ? InterceptionBackend.Bpf : InterceptionBackend.Pedit;
             var uc = string.IsNullOrEmpty(info.UcMac) ? null : Parse.Mac(info.UcMac, "ucmac");
-            steps.Run($"remove the steering rules of {mac}", () => Interception.Remove(enforcer, macBytes), () => Interception.Add(new InterceptionRequest
+            steps.Run($"remove the steering rules of {mac}", () => Interception.Remove(enforcer, macBytes, [info.EntryLink, InnerName(mark.Inode, mark.Interface), MonitorLink]), () => Interception.Add(new InterceptionRequest
             {
                 Namespace = enforcer, EntryLink = info.EntryLink, InnerLink = InnerName(mark.Inode, mark.Interface), MonitorLink = MonitorLink,
                 WorkloadMac = macBytes, UcMac = uc, Backend = backend,

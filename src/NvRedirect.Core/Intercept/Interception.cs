@@ -267,13 +267,16 @@ public static class Interception
         return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
-    /// <summary>Removes exactly the rules of one workload (found by its tag); qdiscs stay.</summary>
-    public static List<InterceptionRule> Remove(string ns, byte[] workloadMac)
+    /// <summary>
+    /// Removes exactly the rules of one workload (found by its tag); qdiscs stay. <paramref name="links"/> limits the
+    /// search to the workload's own devices when the caller knows them (its entry, inner and monitor ports).
+    /// </summary>
+    public static List<InterceptionRule> Remove(string ns, byte[] workloadMac, IReadOnlyCollection<string>? links = null)
     {
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
-        if (!Collect(tc).TryGetValue(tag, out var rules)) return [];
+        if (!Collect(tc, links).TryGetValue(tag, out var rules)) return [];
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
         foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
@@ -285,10 +288,10 @@ public static class Interception
     }
 
     /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
-    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc)
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc, IReadOnlyCollection<string>? links = null)
     {
         var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
-        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        var devices = tc.ListQdiscs().Where(q => q.IsIngress && (links == null || links.Contains(q.LinkName ?? ""))).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
         foreach (var (index, name) in devices)
             foreach (var f in tc.ListFilters(index))
                 if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
