@@ -324,6 +324,19 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         Assert-SameState $beforeA (Get-ContainerState $a.Pid)
     }
 
+    It 'an established TCP connection survives the take-over and the give-back' {
+        $held = Open-TestTcpConnection $aNs "$Net.1" $Port
+        $held.Result | Should -Be 'connected'
+        try {
+            $null = Add-WorkloadInterception -ProcessId $a.Pid -Namespace $enf -ControlSocket $sock -Mode Discover
+            (Send-TestTcpData $held).Result | Should -Be 'answered' -Because 'the connection is picked up mid-stream and passes in Discover'
+            Remove-WorkloadInterception -ProcessId $a.Pid -Namespace $enf
+            (Send-TestTcpData $held).Result | Should -Be 'answered' -Because 'the original interface carries it again'
+        }
+        finally { Close-TestTcpConnection $held }
+        @(Get-WorkloadInterception -Namespace $enf) | Should -BeNullOrEmpty
+    }
+
     It 'binds podman-ps-like objects by property name (Pid) and -WhatIf changes nothing' {
         [pscustomobject]@{ Pid = $a.Pid } | Add-WorkloadInterception -Namespace $enf -ControlSocket $sock -WhatIf
         @(Get-WorkloadInterception -Namespace $enf) | Should -BeNullOrEmpty
