@@ -293,6 +293,15 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         @(Get-TcFilter $enf vbr | Where-Object { "$($_.BpfName)$($_.Cookie)" -like "*$($a.Mac -replace ':', '')*" }) | Should -BeNullOrEmpty
     }
 
+    It 'rolls back the enforcer namespace it made when a later step fails (a datapath that cannot start)' {
+        $fresh = New-TestNamespaceName 'enf2'
+        $errors = Get-ErrorRecord { Add-WorkloadInterception -ProcessId $a.Pid -Namespace $fresh -ControlSocket "/nonexistent-$(Get-TestRunStem)/dp.sock" }
+        Assert-AgentError $errors -Id 'AddWorkloadInterceptionStepFailed,NvRedirect.Cmdlets.AddWorkloadInterceptionCommand' -Category InvalidOperation `
+            -Message "*failed at step 'find or start the datapath of namespace '$fresh''*", '*Everything done before it was undone*'
+        Test-Path "/run/netns/$fresh" | Should -BeFalse -Because 'the enforcer this call created is removed again'
+        Assert-SameState $beforeA (Get-ContainerState $a.Pid)
+    }
+
     It 'marks a container that exited while intercepted as orphaned, and Remove cleans up its enforcer port and host-side veth' {
         $hostPort = $b.HostPort
         Get-IpLink $hostNs $hostPort | Should -Not -BeNullOrEmpty
