@@ -12,6 +12,10 @@
     allow rules pass again while the rest stays blocked; a rule by hand and its removal; Monitor lets everything pass
     and lists the violations. Each step prints what it does, what the traffic did and Get-DpConnection's table; an
     outcome the story does not expect is marked and makes the demo fail at the end.
+    Last, a running container made as a runtime makes it (podman with an image imported from busybox-static when podman
+    is installed, else a process from unshare --net on a bridge) is protected in one command (Add-WorkloadInterception),
+    learns in Discover, is blocked in Protect, and is given back: the demo compares what iproute2 and ethtool report
+    inside it before and after.
     Everything it created is removed at the end, also on failure. By default the host side lives in a
     third namespace (host-ns) so the demo never touches this machine's own addresses or routes; -InRootNamespace puts
     vex-peer in the root namespace exactly as the seed does.
@@ -25,7 +29,9 @@ param(
     [string]$HostNamespace = 'host-ns',
     [switch]$InRootNamespace,
     # NeuVector's default control socket, the one the seed's Python client talks to.
-    [string]$ControlSocket = '/tmp/dp_listen.sock'
+    [string]$ControlSocket = '/tmp/dp_listen.sock',
+    # Make the demo's running container with unshare --net even when podman is installed.
+    [switch]$NoPodman
 )
 $ErrorActionPreference = 'Stop'
 $PSStyle.OutputRendering = 'PlainText'
@@ -81,6 +87,24 @@ function Show-Traffic([string]$What, [string]$Outcome, [string]$Expected) {
     Write-Host ('  {0,-72} {1}{2}' -f $What, $Outcome, $mark)
 }
 $pingLog = Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-ping-$PID.txt"
+# The container part: podman when installed (busybox-static image), else a process from unshare --net on a bridge
+$podmanOptions = @('--runtime', 'runc', '--cgroup-manager=cgroupfs')
+$ctr = @{ Runtime = $null; Name = "nvr-demo-$PID"; Image = "localhost/nvr-demo-bb:$PID"; Network = "nvr-demo-$PID"; Root = Join-Path ([IO.Path]::GetTempPath()) "nvr-demo-rootfs-$PID"
+    HostNs = 'ctr-host-ns'; Enforcer = 'nvr-enforcer-demo'; Socket = '/tmp/nvr-enforcer-demo.sock'
+    Process = $null; Started = $false; NetworkMade = $false; Imported = $false; Forward = $null; Iptables = $null; Before = $null }
+# What iproute2 and ethtool report inside a container (by pid), once its links settled
+function Get-DemoContainerState([int]$ProcessId) {
+    $n = @('nsenter', '-t', "$ProcessId", '-n')
+    for ($i = 0; $i -lt 50 -and ((& $n[0] @($n[1..3]) ip -j addr) -join '').Contains('tentative'); $i++) { Start-Sleep -Milliseconds 100 }
+    Start-Sleep -Milliseconds 500
+    [ordered]@{
+        'ip -d -j link' = (& $n[0] @($n[1..3]) ip -d -j link) -join ''
+        'ip -j addr' = (& $n[0] @($n[1..3]) ip -j addr) -join ''
+        'ip -j route show table all (IPv4 and IPv6)' = ((& $n[0] @($n[1..3]) ip -4 -j route show table all) + (& $n[0] @($n[1..3]) ip -6 -j route show table all)) -join ''
+        'ip -j neigh (permanent)' = (& $n[0] @($n[1..3]) ip -j neigh show nud permanent) -join ''
+        'ethtool -k eth0' = (& $n[0] @($n[1..3]) ethtool -k eth0) -join "`n"
+    }
+}
 try {
     Step "1. Namespaces: '$AgentNamespace' steers, '$ContainerNamespace' stands in for a container$(if ($hostNs) { ", '$hostNs' stands in for the host" })"
     foreach ($ns in $ours) { $null = New-AgentNamespace $ns; $created.Add($ns) }
@@ -219,13 +243,76 @@ try {
     Show-Traffic 'TCP host -> container:8080 (allowed by its rule)' (Invoke-DemoTraffic TCP $hostNs 10.10.10.88 8080) 'Connected'
     Write-Host 'Get-DpConnection -Violation:'
     Show-Connection (Get-DpConnection -Mac $mac -Violation -ControlSocket $ControlSocket)
-    if ($surprises.Count) { throw "The policy story did not hold: $($surprises -join '; ')" }
+
+    # ---- a running container, made as a runtime makes it, protected in one command and given back ----
+    $ctr.Runtime = if (-not $NoPodman -and (Get-Command podman -CommandType Application -ErrorAction Ignore) -and (Test-Path /bin/busybox)) { 'podman' } else { 'unshare' }
+    if ($ctr.Runtime -eq 'podman') {
+        Step "16. A running podman container: an image imported from busybox-static, a bridge network $($ctr.Network) (172.31.199.0/24)"
+        $ctr.Forward = (Get-Content /proc/sys/net/ipv4/ip_forward -Raw).Trim(); $ctr.Iptables = (& iptables-save | Out-String)
+        New-Item -ItemType Directory (Join-Path $ctr.Root 'bin') -Force | Out-Null
+        Copy-Item /bin/busybox (Join-Path $ctr.Root 'bin/busybox')
+        & chroot $ctr.Root /bin/busybox --install -s /bin
+        & bash -c "tar -C '$($ctr.Root)' -c . | podman import - '$($ctr.Image)'" | Out-Null; $ctr.Imported = $true
+        & podman network create --subnet 172.31.199.0/24 $ctr.Network | Out-Null; $ctr.NetworkMade = $true
+        & podman @podmanOptions run -d --cap-add NET_RAW --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --name $ctr.Name --network $ctr.Network --ip 172.31.199.10 $ctr.Image sleep 3600 | Out-Null
+        if ($LASTEXITCODE -ne 0) { throw "podman could not start the demo container (see above)" }
+        $ctr.Started = $true
+        $ctr.Pid = [int](& podman inspect --type container --format '{{.State.Pid}}' $ctr.Name)
+        $ctr.Ip = '172.31.199.10'; $ctr.PingFrom = ''
+        $target = @{ Container = $ctr.Name }
+    }
+    else {
+        Step "16. A running container made as a runtime makes it, without podman: unshare --net sleep, eth0 on a bridge in $($ctr.HostNs)"
+        $null = New-AgentNamespace $ctr.HostNs; $created.Add($ctr.HostNs)
+        ip -n $ctr.HostNs link add br0 type bridge; ip -n $ctr.HostNs addr add 172.31.199.1/24 dev br0; ip -n $ctr.HostNs link set br0 up
+        $ctr.Process = [System.Diagnostics.Process]::Start('unshare', [string[]]@('--net', 'sleep', '3600'))
+        Start-Sleep -Milliseconds 300
+        $ctr.Pid = $ctr.Process.Id
+        ip -n $ctr.HostNs link add demo-c0 type veth peer name eth0 netns $ctr.Pid
+        ip -n $ctr.HostNs link set demo-c0 master br0 up
+        nsenter -t $ctr.Pid -n sh -c 'ip link set lo up; ip addr add 172.31.199.10/24 dev eth0; ip -6 addr add fd00:199::10/64 dev eth0 nodad; ip link set eth0 up; ip route add default via 172.31.199.1; ip neigh add 172.31.199.99 lladdr 02:00:00:00:01:99 dev eth0 nud permanent'
+        $ctr.Ip = '172.31.199.10'; $ctr.PingFrom = $ctr.HostNs
+        $target = @{ ProcessId = $ctr.Pid }
+    }
+    Start-Sleep -Seconds 1
+    $ctr.Before = Get-DemoContainerState $ctr.Pid
+    nsenter -t $ctr.Pid -n ip -br addr | Write-Host
+    nsenter -t $ctr.Pid -n ip route | Write-Host
+
+    Step "17. Protect it in one command: Add-WorkloadInterception $(($target.GetEnumerator() | ForEach-Object { "-$($_.Key) $($_.Value)" }) -join ' ') -Namespace $($ctr.Enforcer) -Mode Discover"
+    $created.Add($ctr.Enforcer); $created.Add("dp:$($ctr.Socket)")
+    $w = Add-WorkloadInterception @target -Namespace $ctr.Enforcer -ControlSocket $ctr.Socket -Mode Discover
+    Show ($w | Format-Table Namespace, Interface, InterfaceIndex, WorkloadMac, EntryLink, InnerLink, Backend, Runtime, ContainerName, ProcessId, Mode -AutoSize)
+    Show-Traffic "ping host -> container $($ctr.Ip) (Discover)" (Invoke-DemoPing $ctr.PingFrom $ctr.Ip) 'passes'
+    Write-Host 'Get-WorkloadInterception | Get-DpConnection -Learned:'
+    Show-Connection (Get-WorkloadInterception @target -Namespace $ctr.Enforcer | Get-DpConnection -Learned)
+
+    Step '18. Protect: Get-WorkloadInterception | Set-DpWorkloadMode -Mode Protect'
+    Show (Get-WorkloadInterception @target -Namespace $ctr.Enforcer | Set-DpWorkloadMode -Mode Protect -PassThru)
+    Show-Traffic "ping host -> container $($ctr.Ip) (Protect, no rules)" (Invoke-DemoPing $ctr.PingFrom $ctr.Ip) 'blocked'
+
+    Step '19. Give it back: Remove-WorkloadInterception, then the container as iproute2 and ethtool see it, before and after'
+    Remove-WorkloadInterception @target -Namespace $ctr.Enforcer
+    $after = Get-DemoContainerState $ctr.Pid
+    foreach ($k in $ctr.Before.Keys) { Show-Traffic "inside the container: $k" $(if ($after[$k] -ceq $ctr.Before[$k]) { 'identical' } else { 'different' }) 'identical' }
+    Show-Traffic "ping host -> container $($ctr.Ip) (given back)" (Invoke-DemoPing $ctr.PingFrom $ctr.Ip) 'passes'
+
+    if ($surprises.Count) { throw "The story did not hold: $($surprises -join '; ')" }
     Write-Host 'The story held: every outcome above is the expected one.'
 }
 finally {
     Remove-Item $pingLog -ErrorAction Ignore
     Stop-DemoTraffic
     Step 'Cleanup: removing everything this demo created'
+    if ($ctr.Process -and -not $ctr.Process.HasExited) { $ctr.Process.Kill(); [void]$ctr.Process.WaitForExit(5000) }
+    if ($ctr.Started) { & podman @podmanOptions rm -f -t 0 $ctr.Name *> $null }
+    if ($ctr.NetworkMade) { & podman network rm -f $ctr.Network *> $null }
+    if ($ctr.Imported) { & podman rmi -f $ctr.Image *> $null }
+    Remove-Item -LiteralPath $ctr.Root -Recurse -Force -ErrorAction Ignore
+    if ($null -ne $ctr.Forward) { & sysctl -q -w "net.ipv4.ip_forward=$($ctr.Forward)" }
+    if ($null -ne $ctr.Iptables) {
+        if ($ctr.Iptables.Trim()) { $ctr.Iptables | iptables-restore } else { foreach ($t in 'filter', 'nat') { iptables -t $t -F; iptables -t $t -X } }
+    }
     foreach ($socket in $created | Where-Object { $_ -like 'dp:*' }) { Stop-Datapath -ControlSocket $socket.Substring(3) -ErrorAction Continue }
     if ($created.Contains('link:vex-peer')) { Remove-AgentLink vex-peer -ErrorAction Continue }
     foreach ($ns in $created | Where-Object { $_ -notlike 'link:*' -and $_ -notlike 'dp:*' }) { Remove-AgentNamespace $ns -ErrorAction Continue }

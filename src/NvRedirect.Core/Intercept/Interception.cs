@@ -56,7 +56,7 @@ public sealed record InterceptionRequest
 public sealed record InterceptionRule(string Role, string LinkName, ushort Priority, string Kind, TcChange Change, TcFilter? Filter);
 
 /// <summary>An intercepted workload.</summary>
-public sealed class InterceptionInfo
+public sealed record InterceptionInfo
 {
     /// <summary>The agent namespace ("" = root).</summary>
     public string Namespace { get; init; } = "";
@@ -86,6 +86,29 @@ public sealed class InterceptionInfo
     public IReadOnlyList<InterceptionRule> Rules { get; init; } = [];
     /// <summary>Whether offloads were switched off on the agent-side ports by this call.</summary>
     public bool OffloadsDisabled { get; init; }
+
+    /// <summary>For a taken-over container: the interface's name inside the container (eth0), else null.</summary>
+    public string? Interface { get; init; }
+    /// <summary>The interface's ifindex inside the container (kept by the take-over).</summary>
+    public int? InterfaceIndex { get; init; }
+    /// <summary>The container's network namespace path as it was targeted (/proc/PID/ns/net, a bind mount).</summary>
+    public string? NetnsPath { get; init; }
+    /// <summary>The container namespace's nsfs inode (its identity).</summary>
+    public ulong? NetnsInode { get; init; }
+    /// <summary>A process of the container, when known.</summary>
+    public int? ProcessId { get; init; }
+    /// <summary>podman or docker, when the container was named through its runtime.</summary>
+    public string? Runtime { get; init; }
+    /// <summary>The container's name, when known.</summary>
+    public string? ContainerName { get; init; }
+    /// <summary>The container's id (first 12 characters), when known.</summary>
+    public string? ContainerId { get; init; }
+    /// <summary>True when the container's namespace is gone (it exited while intercepted): only the enforcer-side ports are left; Remove-WorkloadInterception cleans them up.</summary>
+    public bool IsOrphaned { get; init; }
+    /// <summary>The control socket of the datapath the workload is registered with, when any.</summary>
+    public string? ControlSocket { get; init; }
+    /// <summary>The workload's mode in that datapath (Discover, Monitor, Protect; None when it has no policy), when registered.</summary>
+    public string? Mode { get; init; }
 }
 
 /// <summary>A pref an interception needs already holds a filter that is not this workload's; nothing was changed.</summary>
@@ -244,13 +267,16 @@ public static class Interception
         return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
-    /// <summary>Removes exactly the rules of one workload (found by its tag); qdiscs stay.</summary>
-    public static List<InterceptionRule> Remove(string ns, byte[] workloadMac)
+    /// <summary>
+    /// Removes exactly the rules of one workload (found by its tag); qdiscs stay. <paramref name="links"/> limits the
+    /// search to the workload's own devices when the caller knows them (its entry, inner and monitor ports).
+    /// </summary>
+    public static List<InterceptionRule> Remove(string ns, byte[] workloadMac, IReadOnlyCollection<string>? links = null)
     {
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
-        if (!Collect(tc).TryGetValue(tag, out var rules)) return [];
+        if (!Collect(tc, links).TryGetValue(tag, out var rules)) return [];
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
         foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
@@ -262,10 +288,10 @@ public static class Interception
     }
 
     /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
-    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc)
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc, IReadOnlyCollection<string>? links = null)
     {
         var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
-        var devices = tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        var devices = tc.ListQdiscs().Where(q => q.IsIngress && (links == null || links.Contains(q.LinkName ?? ""))).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
         foreach (var (index, name) in devices)
             foreach (var f in tc.ListFilters(index))
                 if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));

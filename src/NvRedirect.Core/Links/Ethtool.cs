@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using System.Text;
 using NvRedirect.Core.Interop;
 using NvRedirect.Core.Namespaces;
@@ -42,9 +43,50 @@ public static unsafe class Ethtool
             return 0;
         });
 
+    /// <summary>
+    /// Every feature the user can switch on <paramref name="link"/>, as the device was asked to have it (ETHTOOL_GFEATURES
+    /// "requested", one bit per ETH_SS_FEATURES name): what `ethtool -K` changes and <see cref="SetFeatures"/> puts back.
+    /// </summary>
+    public static uint[] GetFeatures(string ns, string link)
+        => InNamespace(ns, () =>
+        {
+            var words = (FeatureNames(link).Length + 31) / 32;
+            var buffer = ReadFeatureWords(link, words);
+            return Enumerable.Range(0, words).Select(w => buffer[2 + 4 * w + 1]).ToArray();
+        });
+
+    /// <summary>Asks for exactly <paramref name="requested"/> (from <see cref="GetFeatures"/>, of this or a like device) on every changeable feature.</summary>
+    public static void SetFeatures(string ns, string link, uint[] requested)
+        => InNamespace(ns, () =>
+        {
+            var current = ReadFeatureWords(link, requested.Length);
+            // struct ethtool_sfeatures { u32 cmd, size; struct { u32 valid, requested; } features[size]; }
+            var buffer = new uint[2 + 2 * requested.Length];
+            buffer[0] = SFeatures;
+            buffer[1] = (uint)requested.Length;
+            for (int w = 0; w < requested.Length; w++)
+            {
+                uint changeable = current[2 + 4 * w] & ~current[2 + 4 * w + 3];
+                buffer[2 + 2 * w] = changeable;
+                buffer[2 + 2 * w + 1] = requested[w] & changeable;
+            }
+            fixed (uint* p = buffer) Ioctl(link, p, SFeatures);
+            return 0;
+        });
+
+    private static uint[] ReadFeatureWords(string link, int words)
+    {
+        var buffer = new uint[2 + 4 * words];
+        buffer[0] = GFeatures;
+        buffer[1] = (uint)words;
+        fixed (uint* p = buffer) Ioctl(link, p, GFeatures);
+        return buffer;
+    }
+
     private static T InNamespace<T>(string ns, Func<T> work)
     {
         if (string.IsNullOrEmpty(ns)) return work();
+        if (NetworkNamespace.IsPath(ns)) return NetworkNamespace.NsfsInode(ns) != null ? NamespaceThread.RunIn(ns, work) : throw new NamespacePathException(ns);
         if (!NetworkNamespace.Exists(ns)) throw new NamespaceNotFoundException(ns);
         return NamespaceThread.RunIn(NetworkNamespace.PathOf(ns), work);
     }

@@ -32,6 +32,35 @@ public static class LinkMessages
         return w;
     }
 
+    /// <summary>
+    /// `ip link add NAME index INDEX address MAC mtu MTU txqueuelen N type veth peer name PEER netns NS mtu MTU`: a veth
+    /// whose local end takes a given ifindex, MAC, MTU and queue length (a replacement for an interface that left), the
+    /// peer created straight in another namespace.
+    /// </summary>
+    public static NetlinkWriter CreateVethAt(int index, string name, ReadOnlySpan<byte> mac, int mtu, uint txQueueLength, string peerName, int peerNamespaceFd)
+    {
+        // attributes in iproute2's order (netlink-golden 30)
+        var w = Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.CreateFlags), index);
+        w.Attr(Rtnl.IFLA_ADDRESS, mac);
+        w.AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
+        w.AttrU32(Rtnl.IFLA_TXQLEN, txQueueLength);
+        w.AttrString(Rtnl.IFLA_IFNAME, name);
+        int linkInfo = w.BeginNest(Rtnl.IFLA_LINKINFO);
+        w.AttrString(Rtnl.IFLA_INFO_KIND, "veth", nulTerminated: false);
+        int data = w.BeginNest(Rtnl.IFLA_INFO_DATA);
+        int peer = w.BeginNest(Rtnl.VETH_INFO_PEER);
+        Ifinfo(w, 0);
+        w.AttrU32(Rtnl.IFLA_NET_NS_FD, (uint)peerNamespaceFd);
+        w.AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
+        w.AttrString(Rtnl.IFLA_IFNAME, peerName);
+        w.EndNest(peer).EndNest(data).EndNest(linkInfo);
+        return w;
+    }
+
+    /// <summary>`ip link set DEV alias TEXT` (an empty text removes the alias).</summary>
+    public static NetlinkWriter SetAlias(int index, string alias)
+        => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrString(Rtnl.IFLA_IFALIAS, alias, nulTerminated: false);
+
     /// <summary>`ip link set DEV up|down`.</summary>
     public static NetlinkWriter SetUp(int index, bool up)
         => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index, up ? Rtnl.IFF_UP : 0, Rtnl.IFF_UP);
@@ -40,17 +69,25 @@ public static class LinkMessages
     public static NetlinkWriter Rename(int index, string newName)
         => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrString(Rtnl.IFLA_IFNAME, newName);
 
-    /// <summary>`ip link set DEV netns NS [name NEW]` (one message: move, then rename on arrival).</summary>
-    public static NetlinkWriter Move(int index, int namespaceFd, string? newName = null)
+    /// <summary>
+    /// `ip link set DEV netns NS [name NEW]` (one message: move, then rename on arrival); <paramref name="newIndex"/> asks
+    /// for an ifindex in the destination (IFLA_NEW_IFINDEX; without it the kernel keeps the link's index when it is free there).
+    /// </summary>
+    public static NetlinkWriter Move(int index, int namespaceFd, string? newName = null, int? newIndex = null)
     {
         var w = Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrU32(Rtnl.IFLA_NET_NS_FD, (uint)namespaceFd);
         if (newName != null) w.AttrString(Rtnl.IFLA_IFNAME, newName);
+        if (newIndex is int ni) w.AttrS32(Rtnl.IFLA_NEW_IFINDEX, ni);
         return w;
     }
 
     /// <summary>`ip link set DEV mtu N`.</summary>
     public static NetlinkWriter SetMtu(int index, int mtu)
         => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrU32(Rtnl.IFLA_MTU, (uint)mtu);
+
+    /// <summary>`ip link set DEV txqueuelen N`.</summary>
+    public static NetlinkWriter SetTxQueueLength(int index, uint length)
+        => Ifinfo(new NetlinkWriter(Rtnl.RTM_NEWLINK, Rtnl.ChangeFlags), index).AttrU32(Rtnl.IFLA_TXQLEN, length);
 
     /// <summary>`ip link set DEV address MAC`.</summary>
     public static NetlinkWriter SetMacAddress(int index, ReadOnlySpan<byte> mac)
@@ -130,6 +167,10 @@ public sealed class LinkRecord
     public int Mtu { get; init; }
     /// <summary>IFLA_ADDRESS.</summary>
     public byte[] Address { get; init; } = [];
+    /// <summary>IFLA_TXQLEN.</summary>
+    public uint TxQueueLength { get; init; }
+    /// <summary>IFLA_IFALIAS, or null when the link has none.</summary>
+    public string? Alias { get; init; }
     /// <summary>IFLA_OPERSTATE (RFC 2863 value).</summary>
     public byte OperState { get; init; }
     /// <summary>IFLA_LINK: the peer's ifindex (in the peer's namespace), 0 when none.</summary>
@@ -147,6 +188,8 @@ public sealed class LinkRecord
         int? nsid = null;
         byte oper = 0;
         byte[] addr = [];
+        uint txqlen = 0;
+        string? alias = null;
         foreach (var a in new NetlinkAttributes(p[16..]))
         {
             switch (a.Type)
@@ -157,6 +200,8 @@ public sealed class LinkRecord
                 case Rtnl.IFLA_ADDRESS: addr = a.Value.ToArray(); break;
                 case Rtnl.IFLA_OPERSTATE: oper = a.U8; break;
                 case Rtnl.IFLA_LINK_NETNSID: nsid = a.S32; break;
+                case Rtnl.IFLA_TXQLEN: txqlen = a.U32; break;
+                case Rtnl.IFLA_IFALIAS: alias = a.String; break;
                 case Rtnl.IFLA_LINKINFO:
                     foreach (var i in a.Nested)
                         if (i.Type == Rtnl.IFLA_INFO_KIND) kind = i.String;
@@ -169,7 +214,7 @@ public sealed class LinkRecord
             Index = index,
             HardwareType = BinaryPrimitives.ReadUInt16LittleEndian(p[2..]),
             Flags = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]),
-            Name = name, Kind = kind, Mtu = mtu, Address = addr, OperState = oper,
+            Name = name, Kind = kind, Mtu = mtu, Address = addr, OperState = oper, TxQueueLength = txqlen, Alias = alias,
             // the kernel always sends IFLA_LINK with IFLA_LINK_NETNSID, and a peer in another namespace may have our
             // own ifindex there (both are often 2); only a local IFLA_LINK equal to our index means "no peer"
             PeerIndex = link == index && nsid == null ? 0 : link,

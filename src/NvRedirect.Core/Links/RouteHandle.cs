@@ -30,6 +30,12 @@ public sealed class RouteHandle : IDisposable
     {
         ns ??= "";
         if (ns.Length == 0) return new RouteHandle("", NetlinkSocket.OpenInCurrentNamespace(), NetworkNamespace.CurrentInode());
+        if (NetworkNamespace.IsPath(ns))
+        {
+            if (NetworkNamespace.NsfsInode(ns) == null) throw new NamespacePathException(ns);
+            var (s, i) = NamespaceThread.RunIn(ns, () => (NetlinkSocket.OpenInCurrentNamespace(), NetworkNamespace.CurrentInode()));
+            return new RouteHandle(ns, s, i);
+        }
         NetworkNamespace.ThrowIfInvalid(ns);
         if (!NetworkNamespace.Exists(ns))
             throw new NamespaceNotFoundException(ns);
@@ -39,7 +45,9 @@ public sealed class RouteHandle : IDisposable
 
     /// <summary>Whether the name still denotes the namespace this handle's socket lives in (not removed, not replaced).</summary>
     public bool IsCurrent()
-        => Namespace.Length == 0 || NetworkNamespace.Describe(Namespace) is { IsMounted: true } info && info.Inode == NamespaceInode;
+        => Namespace.Length == 0
+           || (NetworkNamespace.IsPath(Namespace) ? NetworkNamespace.NsfsInode(Namespace) == NamespaceInode
+               : NetworkNamespace.Describe(Namespace) is { IsMounted: true } info && info.Inode == NamespaceInode);
 
     /// <summary>"link X" or "link X in namespace N", for messages.</summary>
     public string Describe(string linkName) => Namespace.Length == 0 ? $"link '{linkName}' in the root namespace" : $"link '{linkName}' in namespace '{Namespace}'";
@@ -78,6 +86,21 @@ public sealed class RouteHandle : IDisposable
     public List<AddressRecord> DumpAddresses()
         => Socket.Dump(LinkMessages.DumpAddresses(), $"list addresses in {NamespaceText}")
                  .Where(m => m.Type == Rtnl.RTM_NEWADDR).Select(AddressRecord.Parse).ToList();
+
+    /// <summary>Every route of every table of one family (AF_INET or AF_INET6), as dumped.</summary>
+    public List<RtnlObject> DumpRoutes(byte family)
+        => Socket.Dump(RouteMessages.DumpRoutes(family), $"list the {(family == Rtnl.AF_INET ? "IPv4" : "IPv6")} routes of every table in {NamespaceText}")
+                 .Where(m => m.Type == Rtnl.RTM_NEWROUTE).Select(m => RtnlObject.Parse(m, 12)).ToList();
+
+    /// <summary>Every neighbour entry of one family, as dumped.</summary>
+    public List<RtnlObject> DumpNeighbours(byte family)
+        => Socket.Dump(RouteMessages.DumpNeighbours(family), $"list the {(family == Rtnl.AF_INET ? "IPv4" : "IPv6")} neighbours in {NamespaceText}")
+                 .Where(m => m.Type == Rtnl.RTM_NEWNEIGH).Select(m => RtnlObject.Parse(m, 12)).ToList();
+
+    /// <summary>Every address of one link with all its attributes, as dumped (both families, in the kernel's order).</summary>
+    public List<RtnlObject> DumpAddressObjects(int index)
+        => Socket.Dump(LinkMessages.DumpAddresses(index), $"list the addresses of ifindex {index} in {NamespaceText}")
+                 .Where(m => m.Type == Rtnl.RTM_NEWADDR).Select(m => RtnlObject.Parse(m, 8)).Where(a => a.AddressIndex == index).ToList();
 
     /// <summary>"namespace X" or "the root namespace".</summary>
     public string NamespaceText => Namespace.Length == 0 ? "the root namespace" : $"namespace '{Namespace}'";
@@ -169,12 +192,13 @@ public sealed class RouteHandle : IDisposable
     /// <summary>An fd of a namespace ("" = this process's own), for IFLA_NET_NS_FD.</summary>
     public static SafeFd OpenNamespaceFd(string ns)
     {
-        if (ns.Length > 0)
+        if (ns.Length > 0 && !NetworkNamespace.IsPath(ns))
         {
             NetworkNamespace.ThrowIfInvalid(ns);
             if (!NetworkNamespace.Exists(ns)) throw new NamespaceNotFoundException(ns);
         }
-        string path = ns.Length == 0 ? "/proc/self/ns/net" : NetworkNamespace.PathOf(ns);
+        if (NetworkNamespace.IsPath(ns) && NetworkNamespace.NsfsInode(ns) == null) throw new NamespacePathException(ns);
+        string path = ns.Length == 0 ? "/proc/self/ns/net" : NetworkNamespace.PathFor(ns);
         int fd = Native.open(path, Native.O_RDONLY | Native.O_CLOEXEC, 0);
         if (fd < 0) throw SyscallException.FromLastError($"open {path}");
         return new SafeFd(fd);

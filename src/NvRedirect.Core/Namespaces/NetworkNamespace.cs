@@ -20,6 +20,20 @@ public static unsafe class NetworkNamespace
     /// <summary>The pinned path of a named namespace.</summary>
     public static string PathOf(string name) => System.IO.Path.Combine(RunDirectory, name);
 
+    /// <summary>Whether <paramref name="nameOrPath"/> is a namespace path (/proc/PID/ns/net, a bind mount) rather than a /run/netns name.</summary>
+    public static bool IsPath(string? nameOrPath) => nameOrPath is { Length: > 0 } && nameOrPath[0] == '/';
+
+    /// <summary>The file to open for a /run/netns name or a namespace path.</summary>
+    public static string PathFor(string nameOrPath) => IsPath(nameOrPath) ? nameOrPath : PathOf(nameOrPath);
+
+    /// <summary>The nsfs inode of a network namespace file (its identity), or null when the path is not one.</summary>
+    public static ulong? NsfsInode(string path)
+    {
+        ulong nsfs = DeviceOf("/proc/self/ns/net", out _);
+        ulong device = DeviceOf(path, out ulong inode);
+        return device != 0 && device == nsfs ? inode : null;
+    }
+
     /// <summary>Why a namespace name is unacceptable, or null when it is fine (iproute2's rules plus no white space).</summary>
     public static string? Validate(string? name)
     {
@@ -188,3 +202,11 @@ public static unsafe class NetworkNamespace
 /// <param name="Inode">The namespace's nsfs inode (its identity), 0 when not mounted.</param>
 /// <param name="IsMounted">False for a stale entry that pins no namespace.</param>
 public sealed record NamespaceInfo(string Name, string Path, ulong Inode, bool IsMounted);
+
+/// <summary>A namespace path that is not a network namespace (missing, or not an nsfs file).</summary>
+public sealed class NamespacePathException(string path)
+        : Netlink.NetlinkException(2, "open network namespace", null, $"'{path}' is not a network namespace: give /proc/PID/ns/net of a running process, a /run/netns entry or another bind mount of one")
+{
+    /// <summary>The path.</summary>
+    public string Path { get; } = path;
+}

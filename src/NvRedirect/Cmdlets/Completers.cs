@@ -62,3 +62,23 @@ public sealed class EchoServerIdCompleter : IArgumentCompleter
             .ToList();
     }
 }
+
+/// <summary>Completes container names with the running containers of podman and docker (whichever are installed).</summary>
+public sealed class ContainerNameCompleter : IArgumentCompleter
+{
+    /// <inheritdoc/>
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var prefix = (wordToComplete ?? "").Trim('\'', '"');
+        try
+        {
+            return NvRedirect.Core.Namespaces.WorkloadTarget.RunningContainers()
+                .Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal))
+                .OrderBy(c => c.Name, StringComparer.Ordinal)
+                .Select(c => new CompletionResult(NamespaceNameCompleter.Quote(c.Name), c.Name, CompletionResultType.ParameterValue, $"{c.Name} ({c.Runtime})"))
+                .ToList();
+        }
+        catch (Exception) { return []; } // completion must never throw at the prompt
+    }
+}

@@ -35,6 +35,7 @@ public abstract class NvCmdlet : PSCmdlet
     /// <summary>Maps an exception to a condition name and an ErrorCategory.</summary>
     internal static (string Condition, ErrorCategory Category) Classify(Exception e) => e switch
     {
+        NvRedirect.Core.Intercept.TakeoverException => ("StepFailed", ErrorCategory.InvalidOperation),
         NamespaceNotFoundException => ("NamespaceNotFound", ErrorCategory.ObjectNotFound),
         LinkNotFoundException => ("LinkNotFound", ErrorCategory.ObjectNotFound),
         AddressNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
