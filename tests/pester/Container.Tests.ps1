@@ -307,7 +307,7 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         Get-IpLink $hostNs $hostPort | Should -Not -BeNullOrEmpty
         # the container's last processes end (its sleep, and the echo server the test ran in it) and its name is unpinned
         $b.Process.Kill(); [void]$b.Process.WaitForExit(10000)
-        $bServer.Process.Kill($true); [void]$bServer.Process.WaitForExit(10000)
+        $bServer.Server | Stop-AgentEchoServer
         Invoke-Ip netns del $bNs | Out-Null
         Wait-TestCondition { (Get-WorkloadInterception -Namespace $enf | Where-Object WorkloadMac -EQ $b.Mac).IsOrphaned } -TimeoutSeconds 15 | Should -BeTrue
         $o = Get-WorkloadInterception -Namespace $enf | Where-Object WorkloadMac -EQ $b.Mac

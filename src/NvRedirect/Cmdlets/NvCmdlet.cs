@@ -76,7 +76,7 @@ public abstract class NvCmdlet : PSCmdlet
     protected void Try(object? target, Action work)
     {
         try { work(); }
-        catch (Exception e) when (e is NetlinkException or ArgumentException or InvalidOperationException or ItemNotFoundException)
+        catch (Exception e) when (e is NetlinkException or ArgumentException or InvalidOperationException or ItemNotFoundException or NvRedirect.Core.Namespaces.NamespaceTargetNotFoundException)
         {
             WriteFailure(e, target);
         }
