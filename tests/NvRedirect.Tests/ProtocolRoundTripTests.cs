@@ -54,6 +54,23 @@ public class ProtocolRoundTripTests
         new PolicyRequest(PolicyCommand.Delete, ChunkFlags.Whole, null, null, [Wl], []),
         new MacFilterRequest(Command.GetPolicy), new MacFilterRequest(Command.GetPolicy, [Wl]),
         new MacFilterRequest(Command.ListConnections, [Wl, Uc]), new MacFilterRequest(Command.ClearConnections),
+        // the rest of what NeuVector's agent sends
+        new TapPortRequest(Command.AddTapPort, "/proc/4242/ns/net", "eth0", Wl), new TapPortRequest(Command.DeleteTapPort, "/proc/4242/ns/net", "eth0", 0),
+        new NfqPortRequest(Command.AddNfqPort, "/proc/1/ns/net", "eth0", 7, Wl, true), new NfqPortRequest(Command.AddNfqPort, "/proc/1/ns/net", "eth0", 0, Wl),
+        new NfqPortRequest(Command.DeleteNfqPort, "/proc/1/ns/net", "eth0"),
+        new PortPairRequest(Command.AddPortPair, "vex1a2b-eth0", "vin1a2b-eth0", Wl, true), new PortPairRequest(Command.AddPortPair, "vex1", "vin1", Wl),
+        new PortPairRequest(Command.DeletePortPair, "vex1a2b-eth0", "vin1a2b-eth0"),
+        new SpecialIpNetRequest(ChunkFlags.Whole, [new InternalSubnet(0xac110001, 0xffffffff, "hostip"), new InternalSubnet(0x0a600000, 0xfff00000, "svcip")]),
+        new SpecialIpNetRequest(ChunkFlags.Start, []),
+        new NbeRequest([Wl, Uc], true), new NbeRequest([Wl], null),
+        new SetFqdnRequest("www.example.com", [IPAddress.Parse("192.0.2.7"), IPAddress.Parse("2001:db8::7")], true), new SetFqdnRequest("*.example.org", []),
+        new DeleteFqdnRequest(["www.example.com", "*.example.org"]),
+        new EmptyRequest(Command.RefreshApp), new EmptyRequest(Command.DeviceStats), new EmptyRequest(Command.ListMeters),
+        new MacStatsRequest([Wl, Other]), new MacStatsRequest([]),
+        new DlpRequest(Command.ConfigureDlp, ChunkFlags.Whole, [new MacList(Key.Mac, [Wl])]),
+        new DlpRequest(Command.BuildDlp, ChunkFlags.Start, [new MacList(Key.Mac, [Wl]), new MacList(Key.DeleteMacs, [Other])]),
+        new DlpRequest(Command.ConfigureDlpMac, null, [new MacList(Key.DeleteMacs, [Wl])]),
+        new DlpRequest(Command.BuildDlpMac, null, [new MacList(Key.OldMac, [Other]), new MacList(Key.AddMacs, [Wl]), new MacList(Key.DeleteMacs, [])]),
     ];
 
     [Fact]
