@@ -207,10 +207,14 @@ public class ProtocolRoundTripTests
             new PendingPolicyEntry([Wl, Other], 80),
             new PolicyCounters(11, 12, 13, 14, 15),
             new RequestCounters(100, 2, "ctrl_add_mac: \"mac\" is missing"),
-            new LastRequest(false, "because"));
+            new LastRequest(false, "because"),
+            new AgentState([new InternalSubnet(0x0a0a0a01, 0xffffffff, "hostip")],
+                [new FqdnEntry("www.example.com", [IPAddress.Parse("192.0.2.7"), IPAddress.Parse("2001:db8::7")], true), new FqdnEntry("a.example", [], false)],
+                [Wl, Other], [new TapPortEntry("/proc/1/ns/net", "eth0", Wl)], [new NoEffectEntry(Command.AddTapPort, 2), new NoEffectEntry(Command.ConfigureDlp, 1)],
+                new ReportCounters("/tmp/ctrl_listen.sock", true, 3, 200, 1, "owned by uid 1000")));
         Same(state, JsonReplies.ReadState(JsonReplies.WriteState(state)), "state");
         var bare = state with { Daemon = state.Daemon with { Log = null }, ServicePort = null, InternalNetsPending = null, PolicyPending = null,
-            Requests = new RequestCounters(0, 0, null), YourLastRequest = null };
+            Requests = new RequestCounters(0, 0, null), YourLastRequest = null, Agent = null };
         Same(bare, JsonReplies.ReadState(JsonReplies.WriteState(bare)), "bare state");
 
         // and the module shows what the daemon counted
