@@ -206,6 +206,8 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             }
             index = Sessions.Create(in key, in t, in opening, workload, now);
             ref var n = ref Sessions[index];
+            // the workload's side names its registered MAC, the other side the MAC on the wire (as dp: its ep_mac)
+            if (sessionIngress) n.ServerMac = workload.Mac; else n.ClientMac = workload.Mac;
             long slot = TrafficMeter.SlotOf(now);
             workload.State.Meter.Session(sessionIngress, slot);
             c.Meter.Session(sessionIngress, slot);
