@@ -169,7 +169,7 @@ public sealed record SetFqdnRequest(string Name, IPAddress[] Addresses, bool? Vi
         var o = Fields.Object(args);
         string name = Fields.FqdnName(Fields.NonEmptyString(o, Key.FqdnName), Key.FqdnName);
         var addresses = new List<IPAddress>();
-        foreach (var item in Fields.OptionalArray(o, Key.FqdnIps) ?? default(JsonElement.ArrayEnumerator))
+        foreach (var item in Fields.OptionalArray(o, Key.FqdnIps) is { } ips ? ips : Enumerable.Empty<JsonElement>())
         {
             if (item.ValueKind != JsonValueKind.String || !IPAddress.TryParse(item.GetString()!, out var ip)
                 || ip.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
