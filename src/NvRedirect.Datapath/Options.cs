@@ -20,15 +20,24 @@ internal sealed class Options
     public int Sessions { get; private set; } = 65536;
     public int Connections { get; private set; } = 16384;
     public bool Help { get; private set; }
+    /// <summary>Where connection reports go (null: none are sent); sent only while a trusted socket is there.</summary>
+    public string? ReportSocket { get; private set; } = Control.ConnectionReporter.DefaultSocket;
+    /// <summary>A group (gid) whose report socket is trusted besides root's.</summary>
+    public uint? ReportGroup { get; private set; }
 
     public const string Usage =
         "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--log FILE] [--foreground] [--sessions N] [--connections N]\n" +
+        "                   [--report-socket PATH | --no-reports] [--report-group GID]\n" +
         "  --netns NAME     open service ports inside the named network namespace (/run/netns/NAME)\n" +
         "  --socket PATH    control socket (unix datagram, mode 0600); default " + DefaultSocket + "\n" +
         "  --log FILE       append the log to FILE (default: stderr in the foreground, " + DefaultBackgroundLog + " in the background)\n" +
         "  --foreground     stay attached to the terminal and log to stderr too\n" +
         "  --sessions N     session table size (preallocated; the session closest to expiring is evicted when full); default 65536\n" +
-        "  --connections N  connection table size (preallocated; when full, never-answered entries are evicted first); default 16384\n";
+        "  --connections N  connection table size (preallocated; when full, never-answered entries are evicted first); default 16384\n" +
+        "  --report-socket PATH  send NeuVector CONNECTION reports every 6 s to this unix datagram socket while it exists and is\n" +
+        "                   owned by root (or --report-group); default " + Control.ConnectionReporter.DefaultSocket + "\n" +
+        "  --no-reports     send no connection reports\n" +
+        "  --report-group GID  also trust a report socket owned by this group\n";
 
     /// <summary>Parses <paramref name="args"/>; throws ArgumentException with a readable message.</summary>
     public static Options Parse(string[] args)
@@ -56,6 +65,17 @@ internal sealed class Options
                     var count = Value();
                     if (!int.TryParse(count, out int c) || c < 1 || c > 1 << 22) throw new ArgumentException($"--connections: {count} is not a number from 1 to {1 << 22}");
                     o.Connections = c;
+                    break;
+                case "--report-socket":
+                    o.ReportSocket = Value();
+                    if (o.ReportSocket.Length == 0 || System.Text.Encoding.UTF8.GetByteCount(o.ReportSocket) > 107)
+                        throw new ArgumentException("--report-socket: give a path of 1 to 107 bytes");
+                    break;
+                case "--no-reports": o.ReportSocket = null; break;
+                case "--report-group":
+                    var gid = Value();
+                    if (!uint.TryParse(gid, out uint g)) throw new ArgumentException($"--report-group: {gid} is not a group id (a number)");
+                    o.ReportGroup = g;
                     break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {args[i]}");

@@ -51,8 +51,10 @@ public static class Program
             return 1;
         }
         using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log, options.Connections);
+        using var reporter = options.ReportSocket is { } reportPath ? new ConnectionReporter(datapath, reportPath, options.ReportGroup, log) : null;
         var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log)
         {
+            Reports = reporter,
             Identity = new DaemonIdentity(Environment.ProcessId, typeof(Program).Assembly.GetName().Version?.ToString() ?? "", options.Namespace,
                 System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow),
         };
@@ -92,7 +94,7 @@ public static class Program
             if (child) Detach();
             try
             {
-                new ControlServer(socket, controller, log).Run(stop);
+                new ControlServer(socket, controller, log) { Tick = reporter == null ? null : reporter.Tick }.Run(stop);
                 if (portFailed) return 1;
             }
             catch (Exception e)

@@ -220,6 +220,76 @@ public class DatapathDaemonTests
     }
 
     [RootFact]
+    public void The_daemon_sends_connection_reports_to_the_agents_socket_every_6_seconds()
+    {
+        using var ns = TestNamespace.WithVeth("reports", "vbr", "vth", quiet: true);
+        string id = Guid.NewGuid().ToString("N")[..10];
+        string socketPath = $"/tmp/nvr-test-{id}.sock", reportPath = $"/tmp/nvr-test-{id}-ctrl.sock";
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(reportPath)); // root's, as the agent's is
+        listener.ReceiveTimeout = 15000;
+        ToolProcess? daemon = null;
+        try
+        {
+            daemon = Tool.Start("dotnet", [TestRun.Daemon, "--netns", ns.Name, "--socket", socketPath, "--foreground", "--report-socket", reportPath]);
+            Assert.True(Eventually.True(() => File.Exists(socketPath) || daemon.Process.HasExited, 60), "the daemon did not create its socket");
+            var (code, text) = RunSeedScript(socketPath);
+            Assert.True(code == 0, text);
+            using var vbr = RawPacketSocket.Open(ns.Name, "vbr");
+            using var client = new DatapathClient(socketPath);
+            long PacketsOut()
+            {
+                client.Send("""{"nvr_get_state": {}}""");
+                return JsonReplies.ReadState(Replies.Join([client.Receive()], MessageKind.State, "state")).Workloads.Single().PacketsOut;
+            }
+            // pings from the workload, until the service port has seen some (its ring opens just after the seed's messages)
+            var frame = TestFrames.Icmp(TestFrames.HostMac, TestFrames.UnicastAlias, TestFrames.ContainerIp, TestFrames.HostIp, 8, 0x78, 1, "NVR-REPORT");
+            long seen = 0;
+            Assert.True(Eventually.True(() => { vbr.Send(frame); Thread.Sleep(100); return (seen = PacketsOut()) > 0; }, 10), "the datapath saw none of the pings");
+
+            var started = Stopwatch.StartNew();
+            var buffer = new byte[DpWire.MaxMessageSize];
+            if (!listener.Poll(TimeSpan.FromSeconds(15), SelectMode.SelectRead))
+            {
+                using var asker = new DatapathClient(socketPath);
+                asker.Send("""{"nvr_get_state": {}, "nvr_list_connection": {}}""");
+                Assert.Fail($"no report in 15 s; state: {Encoding.UTF8.GetString(asker.Receive().AsSpan(4))}; connections: {Encoding.UTF8.GetString(asker.Receive().AsSpan(4))}; daemon: {daemon.Output}");
+            }
+            int n = listener.Receive(buffer);
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(6 + 2), $"the report came after {started.Elapsed}");
+            var record = Assert.Single(StatsReplies.ReadConnections(buffer.AsSpan(0, n)));
+            // a report tick may have fallen between two pings: what the next report adds belongs to the same connection
+            long bytes = record.Bytes;
+            while (listener.Poll(TimeSpan.FromSeconds(7), SelectMode.SelectRead))
+            {
+                var more = Assert.Single(StatsReplies.ReadConnections(buffer.AsSpan(0, listener.Receive(buffer))));
+                Assert.Equal((record.Protocol, record.ServerPort, 0u), (more.Protocol, more.ServerPort, more.Sessions));
+                bytes += more.Bytes;
+            }
+            Assert.Equal((TestFrames.ContainerMac, (byte)1, (ushort)0, (uint)1, DpPolicyAction.Open, (uint)0, (ushort)0),
+                (record.EndpointMac, record.Protocol, record.ServerPort, record.Sessions, record.PolicyAction, record.PolicyId, record.Flags));
+            Assert.Equal(new byte[] { 10, 10, 10, 88 }, record.ClientIP); // the workload pinged: it is the client
+            Assert.Equal(new byte[] { 10, 10, 10, 66 }, record.ServerIP);
+            Assert.Equal(seen * frame.Length, bytes);
+            Assert.InRange(record.LastSeenAt, (uint)DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 15, (uint)DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 1);
+
+            client.Send("""{"nvr_get_state": {}}""");
+            var reports = JsonReplies.ReadState(Replies.Join([client.Receive()], MessageKind.State, "state")).Agent!.Reports;
+            Assert.Equal((reportPath, true, 0L), (reports.Socket, reports.Listening, reports.Failures));
+            Assert.InRange(reports.Datagrams, 1, 2);
+
+            Assert.Equal(0, Tmds.Linux.LibC.kill(daemon.Process.Id, Tmds.Linux.LibC.SIGTERM));
+            Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not stop on SIGTERM");
+        }
+        finally
+        {
+            daemon?.Dispose();
+            if (File.Exists(socketPath)) File.Delete(socketPath);
+            File.Delete(reportPath);
+        }
+    }
+
+    [RootFact]
     public void A_missing_namespace_or_bad_arguments_stop_the_daemon_with_a_message()
     {
         string socketPath = $"/tmp/nvr-test-{Guid.NewGuid().ToString("N")[..10]}.sock";

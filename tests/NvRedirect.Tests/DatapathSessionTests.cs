@@ -66,7 +66,7 @@ public class DatapathSessionTests
         Assert.Equal(TimeoutClass.TcpEstablished, done.Class);
         Assert.Equal((3u, 2u), (done.ClientPackets, done.ServerPackets));
         Assert.Equal(TestFrames.ContainerMac, done.EndpointMac);
-        Assert.Equal((U, H), (done.ClientMac, done.ServerMac));
+        Assert.Equal((TestFrames.ContainerMac, H), (done.ClientMac, done.ServerMac)); // the workload by its registered MAC, as dp (not the alias on the wire)
         Assert.Equal((1, 1, 0), (rig.Sessions.Count, rig.Sessions.CurrentTcp, rig.Sessions.CurrentUdp));
         Assert.Equal((0, 1), (rig.Workload.State.CurrentSessionsIn, rig.Workload.State.CurrentSessionsOut));
         Assert.Equal((2L, 3L), (rig.Workload.State.PacketsIn, rig.Workload.State.PacketsOut));

@@ -54,6 +54,23 @@ public class ProtocolRoundTripTests
         new PolicyRequest(PolicyCommand.Delete, ChunkFlags.Whole, null, null, [Wl], []),
         new MacFilterRequest(Command.GetPolicy), new MacFilterRequest(Command.GetPolicy, [Wl]),
         new MacFilterRequest(Command.ListConnections, [Wl, Uc]), new MacFilterRequest(Command.ClearConnections),
+        // the rest of what NeuVector's agent sends
+        new TapPortRequest(Command.AddTapPort, "/proc/4242/ns/net", "eth0", Wl), new TapPortRequest(Command.DeleteTapPort, "/proc/4242/ns/net", "eth0", 0),
+        new NfqPortRequest(Command.AddNfqPort, "/proc/1/ns/net", "eth0", 7, Wl, true), new NfqPortRequest(Command.AddNfqPort, "/proc/1/ns/net", "eth0", 0, Wl),
+        new NfqPortRequest(Command.DeleteNfqPort, "/proc/1/ns/net", "eth0"),
+        new PortPairRequest(Command.AddPortPair, "vex1a2b-eth0", "vin1a2b-eth0", Wl, true), new PortPairRequest(Command.AddPortPair, "vex1", "vin1", Wl),
+        new PortPairRequest(Command.DeletePortPair, "vex1a2b-eth0", "vin1a2b-eth0"),
+        new SpecialIpNetRequest(ChunkFlags.Whole, [new InternalSubnet(0xac110001, 0xffffffff, "hostip"), new InternalSubnet(0x0a600000, 0xfff00000, "svcip")]),
+        new SpecialIpNetRequest(ChunkFlags.Start, []),
+        new NbeRequest([Wl, Uc], true), new NbeRequest([Wl], null),
+        new SetFqdnRequest("www.example.com", [IPAddress.Parse("192.0.2.7"), IPAddress.Parse("2001:db8::7")], true), new SetFqdnRequest("*.example.org", []),
+        new DeleteFqdnRequest(["www.example.com", "*.example.org"]),
+        new EmptyRequest(Command.RefreshApp), new EmptyRequest(Command.DeviceStats), new EmptyRequest(Command.ListMeters),
+        new MacStatsRequest([Wl, Other]), new MacStatsRequest([]),
+        new DlpRequest(Command.ConfigureDlp, ChunkFlags.Whole, [new MacList(Key.Mac, [Wl])]),
+        new DlpRequest(Command.BuildDlp, ChunkFlags.Start, [new MacList(Key.Mac, [Wl]), new MacList(Key.DeleteMacs, [Other])]),
+        new DlpRequest(Command.ConfigureDlpMac, null, [new MacList(Key.DeleteMacs, [Wl])]),
+        new DlpRequest(Command.BuildDlpMac, null, [new MacList(Key.OldMac, [Other]), new MacList(Key.AddMacs, [Wl]), new MacList(Key.DeleteMacs, [])]),
     ];
 
     [Fact]
@@ -190,10 +207,15 @@ public class ProtocolRoundTripTests
             new PendingPolicyEntry([Wl, Other], 80),
             new PolicyCounters(11, 12, 13, 14, 15),
             new RequestCounters(100, 2, "ctrl_add_mac: \"mac\" is missing"),
-            new LastRequest(false, "because"));
+            new LastRequest(false, "because"),
+            new TablesReport(new TableFigures(65536, 40000, 0, 0, 143331, 0, 0), new TableFigures(16384, 16384, 4, 4096, 30970, 0, 175068)),
+            new AgentState([new InternalSubnet(0x0a0a0a01, 0xffffffff, "hostip")],
+                [new FqdnEntry("www.example.com", [IPAddress.Parse("192.0.2.7"), IPAddress.Parse("2001:db8::7")], true), new FqdnEntry("a.example", [], false)],
+                [Wl, Other], [new TapPortEntry("/proc/1/ns/net", "eth0", Wl)], [new NoEffectEntry(Command.AddTapPort, 2), new NoEffectEntry(Command.ConfigureDlp, 1)],
+                new ReportCounters("/tmp/ctrl_listen.sock", true, 3, 200, 1, "owned by uid 1000")));
         Same(state, JsonReplies.ReadState(JsonReplies.WriteState(state)), "state");
         var bare = state with { Daemon = state.Daemon with { Log = null }, ServicePort = null, InternalNetsPending = null, PolicyPending = null,
-            Requests = new RequestCounters(0, 0, null), YourLastRequest = null };
+            Requests = new RequestCounters(0, 0, null), YourLastRequest = null, Agent = null };
         Same(bare, JsonReplies.ReadState(JsonReplies.WriteState(bare)), "bare state");
 
         // and the module shows what the daemon counted

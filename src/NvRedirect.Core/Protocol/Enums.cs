@@ -112,7 +112,8 @@ public enum PolicyCommand : uint
 public static class MessageKind
 {
     /// <summary>NeuVector kinds nvr-dp sends.</summary>
-    public const byte SessionList = 2, SessionCount = 3, DeviceCounter = 4, KeepAlive = 10;
+    public const byte SessionList = 2, SessionCount = 3, DeviceCounter = 4, MeterList = 5, Connection = 7, MacStats = 8, DeviceStats = 9,
+        KeepAlive = 10;
     /// <summary>nvr-dp's extension: the reply to nvr_get_state, a UTF-8 JSON text split over datagrams (More=1 until the last).
     /// Far above NeuVector's kinds (1-13), so a NeuVector agent never mistakes it.</summary>
     public const byte State = 200;

@@ -26,6 +26,19 @@ public static class Fields
     public static string String(JsonElement obj, string name)
         => OptionalString(obj, name) ?? throw new CommandException($"\"{name}\" is missing (a string is required)");
 
+    /// <summary>A required string that is not empty.</summary>
+    public static string NonEmptyString(JsonElement obj, string name)
+        => String(obj, name) is { Length: > 0 } s ? s : throw new CommandException($"\"{name}\" is empty");
+
+    /// <summary>A domain name as NeuVector keeps it (1-255 bytes, no control characters); <paramref name="name"/> names the field.</summary>
+    public static string FqdnName(string text, string name)
+    {
+        if (System.Text.Encoding.UTF8.GetByteCount(text) > 255) throw new CommandException($"\"{name}\": the name \"{Clip(text)}\" is longer than 255 bytes");
+        foreach (char c in text)
+            if (char.IsControl(c) || char.IsWhiteSpace(c)) throw new CommandException($"\"{name}\": the name \"{Clip(text)}\" holds a space or control character");
+        return text;
+    }
+
     /// <summary>A string, or null when absent/null.</summary>
     public static string? OptionalString(JsonElement obj, string name)
     {

@@ -54,7 +54,26 @@ public sealed record LastRequest(bool Accepted, string? Error);
 public sealed record StateReport(DaemonEntry Daemon, string? ServicePort, WorkloadEntry[] Workloads, InternalSubnet[] InternalNets,
     int? InternalNetsPending, bool XffEnabled, bool DisableNetPolicy, bool DetectUnmanagedWorkloads, bool EnableIcmpPolicy,
     bool StrictGroupMode, string[] Debug, uint[] PolicyAddresses, PendingPolicyEntry? PolicyPending, PolicyCounters PolicyCounters,
-    RequestCounters Requests, LastRequest? YourLastRequest, TablesReport? Tables = null);
+    RequestCounters Requests, LastRequest? YourLastRequest, TablesReport? Tables = null, AgentState? Agent = null);
+
+/// <summary>A name ctrl_cfg_set_fqdn bound to addresses.</summary>
+public sealed record FqdnEntry(string Name, IPAddress[] Addresses, bool VirtualHost);
+
+/// <summary>A ctrl_add_tap_port nvr-dp keeps (and opens nothing for).</summary>
+public sealed record TapPortEntry(string NetNs, string Interface, ulong EndpointMac);
+
+/// <summary>How many times a command was accepted without effect.</summary>
+public sealed record NoEffectEntry(string Command, long Count);
+
+/// <summary>Connection reports to the agent's socket: where, whether a listener was found, datagrams and records sent, failures.</summary>
+public sealed record ReportCounters(string? Socket, bool Listening, long Datagrams, long Records, long Failures, string? LastFailure);
+
+/// <summary>
+/// What nvr_get_state says about the rest of the agent's messages: special IP networks, FQDN names, namespace-boundary
+/// switches and tap ports kept, the commands accepted without effect (each with a count), and the connection reports.
+/// </summary>
+public sealed record AgentState(InternalSubnet[] SpecialNets, FqdnEntry[] Fqdns, ulong[] NbeMacs, TapPortEntry[] TapPorts, NoEffectEntry[] NoEffect,
+    ReportCounters Reports);
 
 /// <summary>
 /// nvr-dp's JSON replies (kinds 200-202), each with its one writer (the daemon) and its one reader (the module). The text
@@ -289,8 +308,69 @@ public static class JsonReplies
             WriteOptional(w, Key.Error, last.Error);
             w.WriteEndObject();
         }
+        if (s.Agent is { } agent) WriteAgent(w, agent);
         w.WriteEndObject();
     });
+
+    private static void WriteAgent(Utf8JsonWriter w, AgentState a)
+    {
+        w.WriteStartArray(Key.SpecialNets);
+        foreach (var n in a.SpecialNets) n.Write(w);
+        w.WriteEndArray();
+        w.WriteStartArray(Key.Fqdns);
+        foreach (var f in a.Fqdns)
+        {
+            w.WriteStartObject();
+            w.WriteString(Key.FqdnName, f.Name);
+            w.WriteStartArray(Key.FqdnIps);
+            foreach (var ip in f.Addresses) w.WriteStringValue(ip.ToString());
+            w.WriteEndArray();
+            w.WriteBoolean(Key.VirtualHost, f.VirtualHost);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        Fields.WriteMacs(w, Key.NbeMacs, a.NbeMacs);
+        w.WriteStartArray(Key.TapPorts);
+        foreach (var t in a.TapPorts)
+        {
+            w.WriteStartObject();
+            w.WriteString(Key.NetNs, t.NetNs);
+            w.WriteString(Key.Interface, t.Interface);
+            w.WriteString(Key.EndpointMac, Fields.FormatMac(t.EndpointMac));
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartObject(Key.NoEffect);
+        foreach (var n in a.NoEffect) w.WriteNumber(n.Command, n.Count);
+        w.WriteEndObject();
+        var r = a.Reports;
+        w.WriteStartObject(Key.Reports);
+        WriteOptional(w, Key.Socket, r.Socket);
+        w.WriteBoolean(Key.Listening, r.Listening);
+        w.WriteNumber(Key.Datagrams, r.Datagrams);
+        w.WriteNumber(Key.Records, r.Records);
+        w.WriteNumber(Key.Failures, r.Failures);
+        WriteOptional(w, Key.LastFailure, r.LastFailure);
+        w.WriteEndObject();
+    }
+
+    private static AgentState? ReadAgent(JsonElement r)
+    {
+        if (!r.TryGetProperty(Key.NoEffect, out var noEffect) || noEffect.ValueKind != JsonValueKind.Object) return null; // an older daemon
+        var rep = r.GetProperty(Key.Reports);
+        return new AgentState(
+            r.GetProperty(Key.SpecialNets).EnumerateArray().Select(n => new InternalSubnet(ReadIPv4(n.GetProperty(Key.Ip)), ReadIPv4(n.GetProperty(Key.Mask)),
+                OptionalString(n, Key.IpType))).ToArray(),
+            r.GetProperty(Key.Fqdns).EnumerateArray().Select(f => new FqdnEntry(f.GetProperty(Key.FqdnName).GetString() ?? "",
+                f.GetProperty(Key.FqdnIps).EnumerateArray().Select(ip => IPAddress.Parse(ip.GetString() ?? "")).ToArray(),
+                f.GetProperty(Key.VirtualHost).GetBoolean())).ToArray(),
+            r.GetProperty(Key.NbeMacs).EnumerateArray().Select(ReadMac).ToArray(),
+            r.GetProperty(Key.TapPorts).EnumerateArray().Select(t => new TapPortEntry(t.GetProperty(Key.NetNs).GetString() ?? "",
+                t.GetProperty(Key.Interface).GetString() ?? "", ReadMac(t.GetProperty(Key.EndpointMac)))).ToArray(),
+            noEffect.EnumerateObject().Select(p => new NoEffectEntry(p.Name, p.Value.GetInt64())).ToArray(),
+            new ReportCounters(OptionalString(rep, Key.Socket), rep.GetProperty(Key.Listening).GetBoolean(), rep.GetProperty(Key.Datagrams).GetInt64(),
+                rep.GetProperty(Key.Records).GetInt64(), rep.GetProperty(Key.Failures).GetInt64(), OptionalString(rep, Key.LastFailure)));
+    }
 
     /// <summary>The reader of <see cref="WriteState"/>.</summary>
     public static StateReport ReadState(ReadOnlySpan<byte> json)
@@ -325,7 +405,8 @@ public static class JsonReplies
                 OptionalString(requests, Key.LastRejection)),
             last,
             r.TryGetProperty(Key.Tables, out var t) && t.ValueKind == JsonValueKind.Object
-                ? new TablesReport(ReadTable(t.GetProperty(Key.Sessions)), ReadTable(t.GetProperty(Key.Connections))) : null);
+                ? new TablesReport(ReadTable(t.GetProperty(Key.Sessions)), ReadTable(t.GetProperty(Key.Connections))) : null,
+            ReadAgent(r));
     }
 
     private static void WriteTable(Utf8JsonWriter w, string key, TableFigures t)

@@ -55,3 +55,48 @@ public static class DeviceCounterLayout
     /// <summary>sizeof(DPMsgDeviceCounter) on x86-64.</summary>
     public const int Size = LimitPassConns + 8;
 }
+
+/// <summary>
+/// NeuVector's DPMsgStats (defs.h), 176 bytes: Interval, padding, then totals (u32 sessions in/out, u32 current sessions
+/// in/out, u64 packets and bytes in/out) and the same in/out sums for the last 5 s slot (1), 12 slots and 60 slots
+/// (u32 sessions, u64 packets, u64 bytes). Big-endian except where <see cref="StatsReplies.Stats"/> says.
+/// </summary>
+public static class StatsLayout
+{
+    public const int Interval = 0, SessionIn = 8, SessionOut = 12, SessionCurIn = 16, SessionCurOut = 20,
+        PacketIn = 24, PacketOut = 32, ByteIn = 40, ByteOut = 48;
+    /// <summary>Where the window blocks start (last slot, 12 slots, 60 slots); each is u32 SessionIn, u32 SessionOut, u64 PacketIn, PacketOut, ByteIn, ByteOut.</summary>
+    public const int Window1 = 56, Window12 = 96, Window60 = 136, WindowSize = 40;
+    /// <summary>Offsets inside a window block.</summary>
+    public const int WSessionIn = 0, WSessionOut = 4, WPacketIn = 8, WPacketOut = 16, WByteIn = 24, WByteOut = 32;
+    /// <summary>sizeof(DPMsgStats).</summary>
+    public const int Size = 176;
+    /// <summary>STATS_INTERVAL: seconds per slot; STATS_SLOTS: slots kept.</summary>
+    public const int SlotSeconds = 5, Slots = 60;
+}
+
+/// <summary>NeuVector's DPMsgMeter (defs.h), 44 bytes; METER_LIST datagrams carry DPMsgMeterHdr {u16 Meters; u16 Reserved} first.</summary>
+public static class MeterLayout
+{
+    public const int EndpointMac = 0, Idle = 6, Count = 8, LastCount = 12, PeerIP = 16, MeterId = 32, Flags = 33, Span = 34,
+        UpperLimit = 36, LowerLimit = 40;
+    /// <summary>sizeof(DPMsgMeter).</summary>
+    public const int Size = 44;
+}
+
+/// <summary>
+/// NeuVector's DPMsgConnect (defs.h at the reference commit), 96 bytes, as dp sends it to the agent's socket in CONNECTION
+/// datagrams: DPMsgConnectHdr {u16 Connects; u16 Reserved}, then up to 85 records, header More=1 always.
+/// </summary>
+public static class ConnectionLayout
+{
+    public const int EndpointMac = 0, IPProto = 6, Padding = 7, ServerPort = 8, ClientPort = 10, ClientIP = 12, ServerIP = 28,
+        EtherType = 44, Flags = 46, Bytes = 48, Sessions = 52, FirstSeenAt = 56, LastSeenAt = 60, Application = 64,
+        PolicyAction = 66, Severity = 67, PolicyId = 68, Violates = 72, ThreatId = 76, EpSessCurIn = 80, EpSessIn12 = 84, EpByteIn12 = 88;
+    /// <summary>sizeof(DPMsgConnect).</summary>
+    public const int Size = 96;
+    /// <summary>Records per datagram: (8192 - 4 - 4) / 96 = 85.</summary>
+    public const int PerMessage = (DpWire.MaxMessageSize - DpWire.HeaderSize - 4) / Size;
+    /// <summary>DPCONN_FLAG_* bits.</summary>
+    public const ushort FlagIngress = 0x0001, FlagExternal = 0x0002, FlagTmpOpen = 0x0040;
+}

@@ -20,6 +20,16 @@ public static class Command
     public const string ConfigurePolicy = "ctrl_cfg_policy", ConfigurePolicyAddresses = "ctrl_cfg_policy_addr";
     public const string GetState = "nvr_get_state", GetPolicy = "nvr_get_policy";
     public const string ListConnections = "nvr_list_connection", ClearConnections = "nvr_clear_connection";
+    // the agent's other messages (docs/datapath.md, "Accepted without effect" and "Kept and reported")
+    public const string AddTapPort = "ctrl_add_tap_port", DeleteTapPort = "ctrl_del_tap_port";
+    public const string AddNfqPort = "ctrl_add_nfq_port", DeleteNfqPort = "ctrl_del_nfq_port";
+    public const string AddPortPair = "ctrl_add_port_pair", DeletePortPair = "ctrl_del_port_pair";
+    public const string ConfigureSpecialIpNet = "ctrl_cfg_specip_net", ConfigureNbe = "ctrl_cfg_nbe";
+    public const string SetFqdn = "ctrl_cfg_set_fqdn", DeleteFqdn = "ctrl_cfg_del_fqdn";
+    public const string RefreshApp = "ctrl_refresh_app";
+    public const string ConfigureDlp = "ctrl_cfg_dlp", BuildDlp = "ctrl_bld_dlp", ConfigureDlpMac = "ctrl_cfg_dlpmac", BuildDlpMac = "ctrl_bld_dlpmac";
+    // the agent's other queries
+    public const string DeviceStats = "ctrl_stats_device", MacStats = "ctrl_stats_macs", ListMeters = "ctrl_list_meter";
 }
 
 /// <summary>The keys of command arguments and of nvr-dp's JSON replies (one constant per name; a name means the same wherever it appears).</summary>
@@ -37,6 +47,9 @@ public static class Key
     public const string PolicyCommand = "cmd", DefaultAction = "defact", Direction = "dir", Rules = "rules";
     public const string Id = "id", SourceIp = "sip", SourceIpTo = "sipr", DestinationIp = "dip", DestinationIpTo = "dipr",
         PortTo = "portr", Protocol = "proto", Action = "action", Ingress = "ingress", Fqdn = "fqdn", VirtualHost = "vhost", RuleId = "rid";
+    public const string NetNs = "netns", EndpointMac = "epmac", QueueNumber = "qnum", VexInterface = "vex_iface", VinInterface = "vin_iface",
+        Quarantine = "quar", Nbe = "nbe", FqdnName = "fqdn_name", FqdnIps = "fqdn_ips", Names = "names";
+    public const string DeleteMacs = "delmac", AddMacs = "addmac";
     // nvr-dp's extension of ctrl_cfg_policy
     public const string ExpectVersion = "nvr_expect_version";
 
@@ -59,6 +72,9 @@ public static class Key
         Summarised = "summarised";
     public const string Requests = "requests", Accepted = "accepted", Rejected = "rejected", LastRejection = "last_rejection",
         YourLastRequest = "your_last_request", Error = "error";
+    public const string SpecialNets = "special_nets", Fqdns = "fqdns", NbeMacs = "nbe_macs", TapPorts = "tap_ports", NoEffect = "no_effect",
+        Reports = "reports", Listening = "listening", Datagrams = "datagrams", Records = "records", Failures = "failures",
+        LastFailure = "last_failure";
 }
 
 /// <summary>ctrl_set_debug's category names (NeuVector's).</summary>

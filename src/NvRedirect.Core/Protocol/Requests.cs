@@ -27,7 +27,7 @@ public sealed record KeepAliveRequest(uint Sequence) : IRequestMessage
     public static KeepAliveRequest Read(JsonElement args) => new(Fields.UInt(Fields.Object(args), Key.SequenceNumber));
 }
 
-/// <summary>A command without arguments: ctrl_count_session, ctrl_list_session, ctrl_counter_device, nvr_get_state.</summary>
+/// <summary>A command without arguments: ctrl_count_session, ctrl_list_session, ctrl_counter_device, ctrl_stats_device, ctrl_list_meter, ctrl_refresh_app, nvr_get_state.</summary>
 public sealed record EmptyRequest(string Command) : IRequestMessage
 {
     public void WriteArguments(Utf8JsonWriter w) { w.WriteStartObject(); w.WriteEndObject(); }
@@ -454,6 +454,16 @@ public static class Datagram
         Command.ConfigurePolicyAddresses => PolicyAddressRequest.Read(args),
         Command.ConfigurePolicy => PolicyRequest.Read(args),
         Command.GetPolicy or Command.ListConnections or Command.ClearConnections => MacFilterRequest.Read(command, args),
+        Command.AddTapPort or Command.DeleteTapPort => TapPortRequest.Read(command, args),
+        Command.AddNfqPort or Command.DeleteNfqPort => NfqPortRequest.Read(command, args),
+        Command.AddPortPair or Command.DeletePortPair => PortPairRequest.Read(command, args),
+        Command.ConfigureSpecialIpNet => SpecialIpNetRequest.Read(args),
+        Command.ConfigureNbe => NbeRequest.Read(args),
+        Command.SetFqdn => SetFqdnRequest.Read(args),
+        Command.DeleteFqdn => DeleteFqdnRequest.Read(args),
+        Command.ConfigureDlp or Command.BuildDlp or Command.ConfigureDlpMac or Command.BuildDlpMac => DlpRequest.Read(command, args),
+        Command.RefreshApp or Command.DeviceStats or Command.ListMeters => EmptyRequest.Read(command, args),
+        Command.MacStats => MacStatsRequest.Read(args),
         _ => throw new CommandException("unknown command (not supported by this nvr-dp)"),
     };
 

@@ -15,15 +15,28 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     private readonly byte[] _buffer = new byte[Controller.MaxRequestSize + 1];
     private readonly byte[] _sender = new byte[ControlSocket.AddressSize];
 
+    /// <summary>NeuVector's control loop period: the tick (connection reports) runs this often.</summary>
+    public const int TickMilliseconds = 2000;
+    /// <summary>Run every <see cref="TickMilliseconds"/> on this thread (null: no timer).</summary>
+    public Action? Tick { get; init; }
+
     /// <summary>Serves until <paramref name="stop"/> (an eventfd) becomes readable.</summary>
     public void Run(SafeFd stop)
     {
         var pfds = stackalloc pollfd[2];
+        long nextTick = Environment.TickCount64 + TickMilliseconds;
         while (true)
         {
             pfds[0] = new pollfd { fd = socket.Fd, events = POLLIN };
             pfds[1] = new pollfd { fd = stop.Fd, events = POLLIN };
-            int r = Native.poll(pfds, 2, -1);
+            long wait = Tick == null ? -1 : Math.Max(0, nextTick - Environment.TickCount64);
+            int r = Native.poll(pfds, 2, (int)wait);
+            if (Tick != null && Environment.TickCount64 >= nextTick)
+            {
+                nextTick = Environment.TickCount64 + TickMilliseconds;
+                try { Tick(); }
+                catch (Exception e) { log.Error($"the control thread's timer failed: {e.Message}"); }
+            }
             if (r < 0)
             {
                 if (Native.LastErrno == EINTR) continue;

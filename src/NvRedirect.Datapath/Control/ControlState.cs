@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
@@ -63,6 +64,17 @@ internal sealed class ControlState
     public string? ServicePort { get; set; }
     /// <summary>Whether a workload was added, changed or removed (a new table must be published).</summary>
     public bool WorkloadsChanged { get; set; }
+    /// <summary>ctrl_cfg_specip_net: the special IP networks in force (kept and reported; no policy decision uses them yet).</summary>
+    public InternalSubnet[] SpecialNets { get; set; } = [];
+    public List<InternalSubnet>? PendingSpecialNets { get; set; }
+    /// <summary>ctrl_cfg_set_fqdn: names and the addresses they stand for (kept and reported), by name without case.</summary>
+    public Dictionary<string, FqdnEntry> Fqdns { get; private init; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>ctrl_cfg_nbe: the workloads (real MACs) whose namespace-boundary enforcement is on (kept and reported).</summary>
+    public HashSet<ulong> NbeMacs { get; private init; } = [];
+    /// <summary>ctrl_add_tap_port: the tap ports the agent asked for (kept and reported; nvr-dp opens none).</summary>
+    public Dictionary<(string NetNs, string Interface), ulong> TapPorts { get; private init; } = [];
+    /// <summary>How many times each command was accepted without effect.</summary>
+    public Dictionary<string, long> NoEffect { get; private init; } = [];
 
     /// <summary>A copy to apply a request to (workload objects are immutable and shared).</summary>
     public ControlState Clone() => new()
@@ -74,6 +86,8 @@ internal sealed class ControlState
         ServicePort = ServicePort, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
         PolicyAddresses = PolicyAddresses, PendingPolicyAddresses = PendingPolicyAddresses is null ? null : [.. PendingPolicyAddresses],
         SettingsGeneration = SettingsGeneration,
+        SpecialNets = SpecialNets, PendingSpecialNets = PendingSpecialNets is null ? null : [.. PendingSpecialNets],
+        Fqdns = new(Fqdns, StringComparer.OrdinalIgnoreCase), NbeMacs = [.. NbeMacs], TapPorts = new(TapPorts), NoEffect = new(NoEffect),
     };
 
     /// <summary>The settings the packet path decides policy with.</summary>
@@ -106,6 +120,12 @@ internal sealed class ControlState
         b.Append("debug=").AppendJoin(',', DebugCategories).AppendLine();
         b.Append("policy_addr=").AppendJoin(',', PolicyAddresses.Select(Fields.FormatIPv4)).AppendLine();
         b.Append("policy_pending=").Append(PendingPolicy is null ? "-" : $"{PendingPolicy.Rules.Count}").AppendLine();
+        b.Append("special_nets=").AppendJoin(',', SpecialNets.Select(Format)).AppendLine();
+        b.Append("fqdns=").AppendJoin(',', Fqdns.Values.OrderBy(f => f.Name, StringComparer.OrdinalIgnoreCase)
+            .Select(f => $"{f.Name}:{string.Join('|', f.Addresses.Select(a => a.ToString()))}{(f.VirtualHost ? ":vh" : "")}")).AppendLine();
+        b.Append("nbe=").AppendJoin(',', NbeMacs.Order().Select(Fields.FormatMac)).AppendLine();
+        b.Append("tap_ports=").AppendJoin(',', TapPorts.OrderBy(t => t.Key.NetNs).ThenBy(t => t.Key.Interface)
+            .Select(t => $"{t.Key.NetNs}:{t.Key.Interface}:{Fields.FormatMac(t.Value)}")).AppendLine();
         return b.ToString();
     }
 

@@ -148,4 +148,28 @@ internal sealed partial class Controller
             _log.Info($"{Command.ClearConnections}: forgot {n} connection entries");
         });
     }
+
+    /// <summary>NeuVector's DP_POLICY_FQDN_MAX_ENTRIES: most names kept.</summary>
+    public const int MaxFqdns = 2048;
+
+    // ctrl_cfg_set_fqdn: the addresses a name stands for now (replacing what it stood for). Kept and reported, and
+    // counted in DEVICE_COUNTER's PolicyDomains/PolicyDomainIPs; rules naming an fqdn are still refused (docs/datapath.md).
+    private static void SetFqdn(SetFqdnRequest m, Request r)
+    {
+        var f = r.State.Fqdns;
+        if (!f.ContainsKey(m.Name) && f.Count >= MaxFqdns)
+            throw new CommandException($"already {MaxFqdns} names (NeuVector's limit); delete some with {Command.DeleteFqdn} first");
+        var addresses = m.Addresses.Distinct().ToArray();
+        f[m.Name] = new FqdnEntry(m.Name.ToLowerInvariant(), addresses, m.VirtualHost ?? false);
+        r.Notes.Add($"{Command.SetFqdn}: {m.Name.ToLowerInvariant()} = {(addresses.Length == 0 ? "no address" : string.Join(", ", addresses.Select(a => a.ToString())))}"
+            + (m.VirtualHost == true ? " (virtual host)" : "") + " (kept and reported)");
+    }
+
+    private static void DeleteFqdn(DeleteFqdnRequest m, Request r)
+    {
+        var removed = m.Names.Where(n => r.State.Fqdns.Remove(n)).ToList();
+        var missing = m.Names.Except(removed, StringComparer.OrdinalIgnoreCase).ToList();
+        r.Notes.Add($"{Command.DeleteFqdn}: {(removed.Count == 0 ? "nothing" : string.Join(", ", removed))} removed"
+            + (missing.Count > 0 ? $" (not known: {string.Join(", ", missing)})" : ""));
+    }
 }

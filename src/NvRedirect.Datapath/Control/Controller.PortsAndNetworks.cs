@@ -91,4 +91,45 @@ internal sealed partial class Controller
         r.State.DebugCategories = m.Categories;
         r.Notes.Add($"{Command.SetDebug}: {(m.Categories.Length == 0 ? "none" : string.Join(", ", m.Categories))}");
     }
+
+    // ctrl_add_tap_port / ctrl_del_tap_port: NeuVector sniffs the container's own interface through them in Discover and
+    // Monitor. nvr-dp sees those workloads' traffic through the service port (tc mirrors it there), so it opens nothing;
+    // it keeps the ports for nvr_get_state and counts the command as without effect.
+    private static void TapPort(TapPortRequest m, Request r)
+    {
+        var ports = r.State.TapPorts;
+        var key = (m.NetNs, m.Interface);
+        if (m.Add)
+        {
+            if (r.State.FindByAnyMac(m.EndpointMac) == null)
+                r.Notes.Add($"{m.Command}: note: epmac {Fields.FormatMac(m.EndpointMac)} is not a registered workload (yet)");
+            ports[key] = m.EndpointMac; // a re-add updates the MAC, as in NeuVector
+        }
+        else if (!ports.Remove(key)) r.Notes.Add($"{m.Command}: no tap port {m.Interface} in {m.NetNs}; nothing to do");
+        NoEffect(m.Command, $"nvr-dp opens no tap ports ({m.Interface} in {m.NetNs}{(m.Add ? $", workload {Fields.FormatMac(m.EndpointMac)}" : "")})", r);
+    }
+
+    // ctrl_add_port_pair / ctrl_del_port_pair: NeuVector's "no tc" wiring (dp bridges vex and vin itself). nvr-dp works
+    // with tc steering only. A quarantine asked this way is not enforced: said in the log.
+    private static void PortPair(PortPairRequest m, Request r)
+    {
+        if (m.Quarantine == true)
+            r.Notes.Add($"{m.Command}: warning: quarantine of {Fields.FormatMac(m.EndpointMac)} asked through a port pair is NOT enforced by nvr-dp (quarantine through tc: remove the pair's filters)");
+        NoEffect(m.Command, $"nvr-dp bridges no port pairs ({m.VexInterface} / {m.VinInterface})", r);
+    }
+
+    // ctrl_cfg_specip_net: typed special networks (host, service, tunnel, device, unmanaged-workload, external IPs), in
+    // chunks like ctrl_cfg_internal_net. Kept and reported; no policy decision uses them yet (docs/datapath.md).
+    private static void ConfigureSpecialIpNet(SpecialIpNetRequest m, Request r)
+    {
+        var s = r.State;
+        foreach (var n in m.Subnets.Where(n => SpecialIpType.Canonical(n.IpType) == "none"))
+            r.Notes.Add($"{Command.ConfigureSpecialIpNet}: note: iptype \"{n.IpType}\" of {Fields.FormatIPv4(n.Ip)} is none of {string.Join(", ", SpecialIpType.Names)}; kept as none");
+        var pending = s.PendingSpecialNets;
+        var chunk = m.Subnets.Select(n => n with { IpType = SpecialIpType.Canonical(n.IpType) }).ToList();
+        if (Assemble(Command.ConfigureSpecialIpNet, m.Flag, chunk, ref pending, r) is not { } list) { s.PendingSpecialNets = pending; return; }
+        s.PendingSpecialNets = null;
+        s.SpecialNets = list.ToArray();
+        r.Notes.Add($"{Command.ConfigureSpecialIpNet}: {s.SpecialNets.Length} special networks kept (reported; not used in policy decisions)");
+    }
 }

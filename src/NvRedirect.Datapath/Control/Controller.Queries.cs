@@ -52,7 +52,55 @@ internal sealed partial class Controller
             v[(int)DeviceCounter.IPSessions] = (ulong)t.CreatedOther;
             return v;
         });
-        replies.Add(Replies.DeviceCounters(values));
+        // NeuVector counts rules by where its policy lookup keeps them: type 1 the exact (hash) rules, type 2 the ranges;
+        // domains are the FQDN names and their addresses. No rate limiting here: the limit counters stay 0.
+        var s = State;
+        var policies = s.Workloads.Values.Select(w => w.Policy).OfType<Policy>().Distinct().ToList();
+        uint exact = (uint)policies.Sum(p => p.Rules.Count(x => x.IsExact)), ranges = (uint)policies.Sum(p => p.Rules.Count(x => !x.IsExact));
+        var counts = new DevicePolicyCounts(exact, ranges, (uint)s.Fqdns.Count, (uint)s.Fqdns.Values.Sum(f => f.Addresses.Length), 0, 0);
+        replies.Add(StatsReplies.DeviceCounters(values, counts));
+    }
+
+    // ctrl_stats_device: the datapath's workload traffic, totals and 5-second windows as NeuVector computes them.
+    private void DeviceStats(List<byte[]> replies)
+    {
+        var stats = _datapath.OnPacketThread(() =>
+        {
+            var m = _datapath.Counters.Meter;
+            long currentIn = 0, currentOut = 0;
+            foreach (var w in _datapath.Workloads.Current.Workloads) { currentIn += w.State.CurrentSessionsIn; currentOut += w.State.CurrentSessionsOut; }
+            return TrafficMeter.Stats(m.SessionsIn, m.SessionsOut, currentIn, currentOut, m.PacketsIn, m.PacketsOut, m.BytesIn, m.BytesOut,
+                m.DeviceWindows(TrafficMeter.SlotOf(_datapath.Clock.NowSeconds)));
+        });
+        replies.Add(StatsReplies.Stats(MessageKind.DeviceStats, stats));
+    }
+
+    // ctrl_stats_macs: the listed workloads' traffic summed (MACs nobody registered are skipped, as in NeuVector).
+    private void MacStats(MacStatsRequest m, Request r)
+    {
+        var known = m.Macs.Select(mac => r.State.FindByAnyMac(mac)).OfType<Workload>().Select(w => w.Mac).Distinct().ToArray();
+        if (known.Length < m.Macs.Length) r.Notes.Add($"{Command.MacStats}: {m.Macs.Length - known.Length} MACs are not registered and count nothing");
+        r.Effects.Add(replies =>
+        {
+            var stats = _datapath.OnPacketThread(() =>
+            {
+                long current = TrafficMeter.SlotOf(_datapath.Clock.NowSeconds);
+                long si = 0, so = 0, ci = 0, co = 0, pi = 0, po = 0, bi = 0, bo = 0;
+                StatsWindow one = StatsWindow.Zero, twelve = StatsWindow.Zero, sixty = StatsWindow.Zero;
+                var table = _datapath.Workloads.Current;
+                foreach (var mac in known)
+                {
+                    if (!table.TryGet(mac, out var w)) continue;
+                    var st = w.State;
+                    si += st.SessionsIn; so += st.SessionsOut; ci += st.CurrentSessionsIn; co += st.CurrentSessionsOut;
+                    pi += st.PacketsIn; po += st.PacketsOut; bi += st.BytesIn; bo += st.BytesOut;
+                    var (a, b, c) = st.Meter.WorkloadWindows(current);
+                    one = TrafficMeter.Add(one, a); twelve = TrafficMeter.Add(twelve, b); sixty = TrafficMeter.Add(sixty, c);
+                }
+                return TrafficMeter.Stats(si, so, ci, co, pi, po, bi, bo, (one, twelve, sixty));
+            });
+            replies.Add(StatsReplies.Stats(MessageKind.MacStats, stats));
+        });
     }
 
     private void ListSessions(List<byte[]> replies)
@@ -103,6 +151,11 @@ internal sealed partial class Controller
                 Volatile.Read(ref dc.ResetsSent), Volatile.Read(ref dc.Reevaluations)),
             new RequestCounters(Accepted, Rejected, LastRejection),
             previous is { } last ? new LastRequest(last.Accepted, last.Error) : null,
-            _datapath.OnPacketThread(() => TableUsage.Of(_datapath)).Report());
+            _datapath.OnPacketThread(() => TableUsage.Of(_datapath)).Report(),
+            new AgentState(s.SpecialNets, s.Fqdns.Values.OrderBy(f => f.Name, StringComparer.Ordinal).ToArray(), s.NbeMacs.Order().ToArray(),
+                s.TapPorts.OrderBy(t => t.Key.NetNs, StringComparer.Ordinal).ThenBy(t => t.Key.Interface, StringComparer.Ordinal)
+                    .Select(t => new TapPortEntry(t.Key.NetNs, t.Key.Interface, t.Value)).ToArray(),
+                s.NoEffect.OrderBy(n => n.Key, StringComparer.Ordinal).Select(n => new NoEffectEntry(n.Key, n.Value)).ToArray(),
+                Reports?.Counters() ?? new ReportCounters(null, false, 0, 0, 0, null)));
     }
 }

@@ -46,6 +46,7 @@ internal sealed partial class Controller
         var s = r.State;
         if (!s.Workloads.Remove(mac)) { r.Notes.Add($"{Command.DeleteMac}: {Fields.FormatMac(mac)} is not registered; nothing to do"); return; }
         s.Tap.Remove(mac);
+        s.NbeMacs.Remove(mac);
         s.WorkloadsChanged = true;
         r.Notes.Add($"{Command.DeleteMac}: removed {Fields.FormatMac(mac)}");
         r.Effects.Add(_ =>
@@ -70,6 +71,26 @@ internal sealed partial class Controller
         }
         r.Notes.Add($"{Command.ConfigureMac}: {(changed.Count == 0 ? "no registered MAC" : string.Join(", ", changed))}"
             + (m.Tap is bool v ? $": tap {(v ? "on" : "off")}" : "") + (m.Apps != null ? $", {m.Apps.Length} app ports" : "")
+            + (unknown.Count > 0 ? $" (not registered, skipped: {string.Join(", ", unknown)})" : ""));
+    }
+
+    // ctrl_cfg_nbe: namespace-boundary enforcement per workload (unknown MACs skipped, an absent "nbe" changes nothing,
+    // as in NeuVector). Kept and reported; nvr-dp's decisions do not depend on it (docs/datapath.md).
+    private static void ConfigureNbe(NbeRequest m, Request r)
+    {
+        var s = r.State;
+        var changed = new List<string>();
+        var unknown = new List<string>();
+        foreach (var mac in m.Macs)
+        {
+            var w = s.FindByAnyMac(mac);
+            if (w == null) { unknown.Add(Fields.FormatMac(mac)); continue; }
+            if (m.Nbe == true) s.NbeMacs.Add(w.Mac);
+            else if (m.Nbe == false) s.NbeMacs.Remove(w.Mac);
+            changed.Add(Fields.FormatMac(w.Mac));
+        }
+        r.Notes.Add($"{Command.ConfigureNbe}: {(changed.Count == 0 ? "no registered MAC" : string.Join(", ", changed))}"
+            + (m.Nbe is bool v ? $": nbe {(v ? "on" : "off")} (kept and reported; no decision depends on it here)" : ": nbe unchanged")
             + (unknown.Count > 0 ? $" (not registered, skipped: {string.Join(", ", unknown)})" : ""));
     }
 }

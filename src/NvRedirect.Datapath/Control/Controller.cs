@@ -40,6 +40,8 @@ internal sealed partial class Controller
     public long Rejected { get; private set; }
     /// <summary>Why the last rejected request was rejected (null when none was).</summary>
     public string? LastRejection { get; private set; }
+    /// <summary>The connection reports to the agent's socket (null: none are sent), for nvr_get_state.</summary>
+    public ConnectionReporter? Reports { get; init; }
     /// <summary>Who this daemon is, for nvr_get_state.</summary>
     public DaemonIdentity Identity { get; init; } = DaemonIdentity.OfThisProcess();
 
@@ -153,8 +155,30 @@ internal sealed partial class Controller
             case EmptyRequest { Command: Command.DeviceCounters }: r.Effects.Add(DeviceCounters); break;
             case EmptyRequest { Command: Command.GetState }: GetState(r); break;
             case ClearSessionRequest m: ClearSession(m, r); break;
+            case EmptyRequest { Command: Command.DeviceStats }: r.Effects.Add(DeviceStats); break;
+            case MacStatsRequest m: MacStats(m, r); break;
+            case EmptyRequest { Command: Command.ListMeters }: r.Effects.Add(replies => replies.AddRange(StatsReplies.MeterList([]))); break;
+            case EmptyRequest { Command: Command.RefreshApp }:
+                NoEffect(Command.RefreshApp, "nvr-dp identifies no applications, so it has no APP_UPDATE to send", r);
+                break;
+            // the agent's other ports, networks and names (Controller.PortsAndNetworks.cs, Controller.Workloads.cs, Controller.Policy.cs)
+            case TapPortRequest m: TapPort(m, r); break;
+            case NfqPortRequest m: NoEffect(m.Command, $"nvr-dp opens no NFQUEUE ports ({m.NetNs} {m.Interface}{(m.Add ? $" queue {m.QueueNumber}" : "")})", r); break;
+            case PortPairRequest m: PortPair(m, r); break;
+            case SpecialIpNetRequest m: ConfigureSpecialIpNet(m, r); break;
+            case NbeRequest m: ConfigureNbe(m, r); break;
+            case SetFqdnRequest m: SetFqdn(m, r); break;
+            case DeleteFqdnRequest m: DeleteFqdn(m, r); break;
+            case DlpRequest m: NoEffect(m.Command, "nvr-dp inspects no payloads (DLP/WAF)", r); break;
             case var m: throw new CommandException($"{m.Command} has no handler in this nvr-dp");
         }
+    }
+
+    // A command nvr-dp accepts and does nothing with: logged (when the datagram commits) and counted in nvr_get_state's no_effect.
+    private static void NoEffect(string command, string why, Request r)
+    {
+        r.State.NoEffect[command] = r.State.NoEffect.GetValueOrDefault(command) + 1;
+        r.Notes.Add($"{command}: accepted without effect: {why}");
     }
 
     /// <summary>Rejects a datagram that was longer than <see cref="MaxRequestSize"/> (only its length is known).</summary>

@@ -41,7 +41,12 @@ internal struct Connection
     public long FirstSeen, LastSeen;
     /// <summary>Neighbours in the least-recently-seen list of its kind (answered or not), or the next free entry.</summary>
     public int Prev, Next;
+    /// <summary>What the last connection report to the agent covered (see <see cref="ConnectionTable.CollectReports"/>).</summary>
+    public long ReportedSessions, ReportedBytes, ReportedDropped;
 }
+
+/// <summary>What an entry gained since the previous connection report.</summary>
+internal readonly record struct ConnectionDelta(ConnectionKey Key, long Sessions, long Bytes, long Dropped, long FirstSeen, long LastSeen);
 
 /// <summary>A connection copied out for the control side.</summary>
 internal sealed record ConnectionRecord(ConnectionKey Key, long Sessions, long Packets, long Bytes, long Dropped, long FirstSeen, long LastSeen,
@@ -222,6 +227,25 @@ internal sealed class ConnectionTable
         return n;
     }
 
+    /// <summary>
+    /// Adds to <paramref name="into"/> what each entry gained since the previous call, and marks it reported (control
+    /// path, on the packet thread: the reports to the agent's socket). Entries evicted meanwhile are lost to reports.
+    /// </summary>
+    public void CollectReports(List<ConnectionDelta> into)
+    {
+        for (int kind = 0; kind < _oldest.Length; kind++)
+            for (int i = _oldest[kind]; i >= 0; i = _entries[i].Next)
+            {
+                ref var c = ref _entries[i];
+                long sessions = c.Sessions - c.ReportedSessions, bytes = c.Bytes - c.ReportedBytes, dropped = c.Dropped - c.ReportedDropped;
+                if (sessions == 0 && bytes == 0 && dropped == 0) continue;
+                into.Add(new ConnectionDelta(c.Key, sessions, bytes, dropped, c.FirstSeen, c.LastSeen));
+                c.ReportedSessions = c.Sessions;
+                c.ReportedBytes = c.Bytes;
+                c.ReportedDropped = c.Dropped;
+            }
+    }
+
     /// <summary>Copies the entries out (control path; allocates), oldest first: unanswered ones, then answered ones, then scans.</summary>
     public List<ConnectionRecord> Snapshot(ulong mac = 0)
     {
@@ -270,6 +294,7 @@ internal sealed class ConnectionTable
         if (++_epoch == 0) _epoch = 1;
         n.Epoch = _epoch;
         n.Sessions = n.Packets = n.Bytes = n.Dropped = n.Attempts = 0;
+        n.ReportedSessions = n.ReportedBytes = n.ReportedDropped = 0;
         n.FirstSeen = n.LastSeen = now;
         Append(index);
         _index.Insert(hash, index);

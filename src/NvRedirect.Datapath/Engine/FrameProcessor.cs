@@ -48,6 +48,8 @@ internal sealed class DatapathCounters
     public long DeniedPackets, DeniedSessions, BlockedSessions, ResetsSent;
     /// <summary>Sessions decided again because the policy or its settings changed.</summary>
     public long Reevaluations;
+    /// <summary>Workload traffic of the whole datapath per 5-second slot (ctrl_stats_device).</summary>
+    public readonly TrafficMeter Meter = new();
 }
 
 /// <summary>
@@ -92,6 +94,9 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         var state = workload.State;
         if (ingress) { state.PacketsIn++; state.BytesIn += wireLength; }
         else { state.PacketsOut++; state.BytesOut += wireLength; }
+        long slot = TrafficMeter.SlotOf(now);
+        state.Meter.Packet(ingress, wireLength, slot);
+        c.Meter.Packet(ingress, wireLength, slot);
 
         var result = info.IpVersion != 0 ? Track(frame, in info, ingress, wireLength, workload, workloads.Settings, now) : PolicyResult.Pass;
 
@@ -204,6 +209,11 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             }
             index = Sessions.Create(in key, in t, in opening, workload, now);
             ref var n = ref Sessions[index];
+            // the workload's side names its registered MAC, the other side the MAC on the wire (as dp: its ep_mac)
+            if (sessionIngress) n.ServerMac = workload.Mac; else n.ClientMac = workload.Mac;
+            long slot = TrafficMeter.SlotOf(now);
+            workload.State.Meter.Session(sessionIngress, slot);
+            c.Meter.Session(sessionIngress, slot);
             n.PolicyStamp = stamp;
             n.PolicyId = verdict.RuleId;
             n.PolicyAction = verdict.Action;

@@ -23,6 +23,8 @@ internal sealed class WorkloadState
     public long SessionsIn, SessionsOut;
     /// <summary>Sessions currently in the table, by the same orientation.</summary>
     public int CurrentSessionsIn, CurrentSessionsOut;
+    /// <summary>The same per 5-second slot (ctrl_stats_macs).</summary>
+    public readonly TrafficMeter Meter = new();
 }
 
 /// <summary>
