@@ -57,8 +57,8 @@ public static class Program
                 System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow),
         };
         ControlSocket socket;
-        try { socket = ControlSocket.Bind(options.SocketPath, log); }
-        catch (Exception e) when (e is ControlSocketException or NetlinkException)
+        try { socket = ControlSocket.Bind(options.SocketPath, log, options.ControlGroup); }
+        catch (Exception e) when (e is ControlSocketException or NetlinkException or System.IO.IOException)
         {
             log.Error(e.Message);
             return 1;

@@ -611,7 +611,9 @@ Describe 'After the datapath tests' {
             })
         $daemons | Should -BeNullOrEmpty
         @(Get-ChildItem /tmp -Filter "${stem}dp-*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
-        @(Get-ChildItem /tmp -Filter "nvr-dp-client.$PID.*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
+        @(Get-ChildItem /run/nvredirect -Filter "client.$PID.*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
+        # no pid lock of this run's sockets is left either (their names are the escaped socket paths)
+        @(Get-ChildItem /run/nvredirect -Filter "%2Ftmp%2F${stem}dp-*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
         @(Get-ChildItem /tmp -Filter 'nvr-dp-pyquery.*' -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
     }
 }

@@ -19,8 +19,10 @@ public sealed record DatapathStartRequest
 {
     /// <summary>Namespace for the service ports ("" = the namespace the daemon runs in, the caller's).</summary>
     public string Namespace { get; init; } = "";
-    /// <summary>Control socket (an absolute path).</summary>
-    public string ControlSocket { get; init; } = DpWire.DefaultControlSocket;
+    /// <summary>Control socket (an absolute path); null = the namespace's default in nvr-dp's private directory (<see cref="DatapathPaths.DefaultSocket"/>).</summary>
+    public string? ControlSocket { get; init; }
+    /// <summary>--control-group: a group (name or id) whose members may command the daemon besides root (null: root only).</summary>
+    public string? ControlGroup { get; init; }
     /// <summary>Log file; null = nvr-dp's default for a background daemon (/var/log/nvr-dp.log).</summary>
     public string? LogPath { get; init; }
     /// <summary>Session table size; null = nvr-dp's default.</summary>
@@ -69,15 +71,21 @@ public static class DatapathProcess
             NetworkNamespace.ThrowIfInvalid(r.Namespace);
             if (!NetworkNamespace.Exists(r.Namespace)) throw new NamespaceNotFoundException(r.Namespace);
         }
-        using (var probe = DpClient.Open(r.ControlSocket, TimeSpan.FromSeconds(2)))
-            if (probe.KeepAlive())
+        string socket = r.ControlSocket ?? DatapathPaths.DefaultSocket(r.Namespace);
+        // the pid lock, not an answer on the socket, says whether a live nvr-dp serves it (anyone can answer a keep-alive)
+        if (DatapathLock.Owner(socket) is int owner)
+        {
+            string who = $" (nvr-dp pid {owner})";
+            try
             {
-                string who = "";
-                try { var s = probe.State(); who = $" (pid {s.Pid}, {(s.Namespace.Length == 0 ? "its own namespace" : $"namespace '{s.Namespace}'")})"; }
-                catch (DatapathException) { }
-                throw new DatapathAlreadyRunningException(
-                    $"another datapath{who} is already serving {r.ControlSocket}; stop it with Stop-Datapath, or give this one another -ControlSocket");
+                using var probe = DpClient.Open(socket, TimeSpan.FromSeconds(2));
+                var s = probe.State();
+                if (s.Pid == owner) who = $" (nvr-dp pid {s.Pid}, {(s.Namespace.Length == 0 ? "its own namespace" : $"namespace '{s.Namespace}'")})";
             }
+            catch (DatapathException) { }
+            throw new DatapathAlreadyRunningException(
+                $"another datapath{who} is already serving {socket}; stop it with Stop-Datapath, or give this one another -ControlSocket");
+        }
         string daemon = DaemonPath;
         if (!File.Exists(daemon)) throw new DatapathNotInstalledException($"the datapath daemon {daemon} is missing: build the module (build.ps1 Build)");
 
@@ -89,7 +97,8 @@ public static class DatapathProcess
         psi.ArgumentList.Add(daemon);
         if (r.Namespace.Length > 0) { psi.ArgumentList.Add("--netns"); psi.ArgumentList.Add(r.Namespace); }
         psi.ArgumentList.Add("--socket");
-        psi.ArgumentList.Add(r.ControlSocket);
+        psi.ArgumentList.Add(socket);
+        if (r.ControlGroup != null) { psi.ArgumentList.Add("--control-group"); psi.ArgumentList.Add(r.ControlGroup); }
         if (r.LogPath != null) { psi.ArgumentList.Add("--log"); psi.ArgumentList.Add(r.LogPath); }
         if (r.Sessions is int n) { psi.ArgumentList.Add("--sessions"); psi.ArgumentList.Add(n.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
         if (r.Connections is int c) { psi.ArgumentList.Add("--connections"); psi.ArgumentList.Add(c.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
@@ -103,22 +112,22 @@ public static class DatapathProcess
         if (!starter.WaitForExit(r.Timeout))
         {
             try { starter.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw new DatapathStartException($"nvr-dp did not report that it serves {r.ControlSocket} within {r.Timeout.TotalSeconds:0} s");
+            throw new DatapathStartException($"nvr-dp did not report that it serves {socket} within {r.Timeout.TotalSeconds:0} s");
         }
         starter.WaitForExit();
         if (starter.ExitCode != 0)
         {
             var reason = Reason(stderr.Result + stdout.Result);
             if (reason.Contains("another datapath daemon is serving", StringComparison.Ordinal))
-                throw new DatapathAlreadyRunningException($"another datapath is already serving {r.ControlSocket} (nvr-dp: {reason}); stop it with Stop-Datapath, or give this one another -ControlSocket");
+                throw new DatapathAlreadyRunningException($"another datapath is already serving {socket} (nvr-dp: {reason}); stop it with Stop-Datapath, or give this one another -ControlSocket");
             throw new DatapathStartException($"nvr-dp could not start (exit code {starter.ExitCode}): {(reason.Length == 0 ? "no message" : reason)}");
         }
 
-        using var client = DpClient.Open(r.ControlSocket);
+        using var client = DpClient.Open(socket);
         var deadline = Stopwatch.StartNew();
         while (!client.KeepAlive())
         {
-            if (deadline.Elapsed > r.Timeout) throw new DatapathStartException($"nvr-dp started but does not answer on {r.ControlSocket}");
+            if (deadline.Elapsed > r.Timeout) throw new DatapathStartException($"nvr-dp started but does not answer on {socket}");
             Thread.Sleep(100);
         }
         return client.Query();
@@ -148,8 +157,13 @@ public static class DatapathProcess
             var name = Path.GetFileName(dir);
             if (!int.TryParse(name, out int pid)) continue;
             if (DaemonArguments(pid) is not { } args) continue;
-            string socket = DpWire.DefaultControlSocket;
-            for (int i = 0; i + 1 < args.Count; i++) if (args[i] == "--socket") socket = args[i + 1];
+            string? socket = null, ns = "";
+            for (int i = 0; i + 1 < args.Count; i++)
+            {
+                if (args[i] == "--socket") socket = args[i + 1];
+                if (args[i] == "--netns") ns = args[i + 1];
+            }
+            socket ??= DatapathPaths.DefaultSocket(ns);
             if (!socket.StartsWith('/'))
             {
                 try { socket = Path.GetFullPath(Path.Combine(new DirectoryInfo($"/proc/{pid}/cwd").LinkTarget ?? "/", socket)); }
@@ -260,6 +274,7 @@ public static class DatapathProcess
     public static bool RemoveStaleSocket(string path)
     {
         if (!IsSocket(path)) return false; // never a symlink, a regular file or a missing path
+        if (DatapathLock.Owner(path) != null) return false; // a live nvr-dp holds it
         using (var client = DpClient.Open(path, TimeSpan.FromSeconds(1)))
             if (client.Probe() != DpProbe.Stale) return false;
         return Native.unlink(path) == 0;

@@ -15,6 +15,9 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     private readonly byte[] _buffer = new byte[Controller.MaxRequestSize + 1];
     private readonly byte[] _sender = new byte[ControlSocket.AddressSize];
 
+    /// <summary>Datagrams refused because their sender is neither root nor in the control group.</summary>
+    public long Refused { get; private set; }
+
     /// <summary>Serves until <paramref name="stop"/> (an eventfd) becomes readable.</summary>
     public void Run(SafeFd stop)
     {
@@ -38,9 +41,16 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     public void Drain()
     {
         int length;
-        while ((length = socket.Receive(_buffer, _sender, out int senderLength)) >= 0)
+        while ((length = socket.Receive(_buffer, _sender, out int senderLength, out var credentials)) >= 0)
         {
             var sender = _sender.AsSpan(0, senderLength);
+            if (!socket.Admits(credentials))
+            {
+                Refused++;
+                log.Warn($"control datagram of {length} bytes from {credentials} ({ControlSocket.DescribeAddress(sender)}) refused, nothing read: only root"
+                    + (socket.ControlGroup is int g ? $" and group {g}" : "") + " may command this datapath");
+                continue;
+            }
             bool bound = senderLength > 2;
             var replies = length > Controller.MaxRequestSize
                 ? controller.RejectOversized(length, ControlSocket.DescribeAddress(sender), bound)

@@ -28,17 +28,24 @@ public sealed class ControlSocketCompleter : IArgumentCompleter
 /// <summary>What the datapath client cmdlets share: the control socket they talk to.</summary>
 public abstract class DpCmdlet : NvCmdlet
 {
-    /// <summary><para type="description">The datapath's control socket (default /tmp/dp_listen.sock, NeuVector's path). A datapath object from Start-Datapath or Get-Datapath, and the workloads, sessions, policies, rules and connections they list, bind here by property name.</para></summary>
+    /// <summary><para type="description">The datapath's control socket. Default: the socket of the one running nvr-dp; with none or several, the root namespace's default /run/nvredirect/dp.sock (a datapath started with -Namespace NAME serves /run/nvredirect/dp-NAME.sock; NeuVector's /tmp/dp_listen.sock only when started with it). A datapath object from Start-Datapath or Get-Datapath, and the workloads, sessions, policies, rules and connections they list, bind here by property name.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(ControlSocketCompleter))]
     [AllowNull, AllowEmptyString]
     public string ControlSocket
     {
-        get => _controlSocket;
+        get => _controlSocket ??= DefaultSocket();
         // a rule built by New-DpRule has no control socket: binding its null by property name means "the default"
-        set => _controlSocket = string.IsNullOrEmpty(value) ? DpWire.DefaultControlSocket : value;
+        set => _controlSocket = string.IsNullOrEmpty(value) ? null : value;
     }
-    private string _controlSocket = DpWire.DefaultControlSocket;
+    private string? _controlSocket;
+
+    /// <summary>The socket of the only running nvr-dp, else the root namespace's default.</summary>
+    internal static string DefaultSocket()
+    {
+        var running = DatapathProcess.Processes().Select(p => p.ControlSocket).Distinct(StringComparer.Ordinal).ToList();
+        return running.Count == 1 ? running[0] : DatapathPaths.DefaultSocket("");
+    }
 
     /// <summary><para type="description">How many seconds to wait for the datapath's answers (default 5, as NeuVector's agent waits).</para></summary>
     [Parameter]
@@ -72,9 +79,13 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
-    /// <summary><para type="description">The control socket to serve (default /tmp/dp_listen.sock, NeuVector's path).</para></summary>
+    /// <summary><para type="description">The control socket to serve. Default: /run/nvredirect/dp-NAMESPACE.sock (/run/nvredirect/dp.sock for the root namespace), in a root-owned directory only root can enter. NeuVector's /tmp/dp_listen.sock (or any other path) on request: there every datagram's sender must be root or in -ControlGroup.</para></summary>
     [Parameter]
-    public string ControlSocket { get; set; } = DpWire.DefaultControlSocket;
+    public string? ControlSocket { get; set; }
+
+    /// <summary><para type="description">A group (name or id) whose members may command the datapath besides root: the socket becomes mode 0660, group GROUP (useful only outside /run/nvredirect, which stays root's).</para></summary>
+    [Parameter]
+    public string? ControlGroup { get; set; }
 
     /// <summary><para type="description">The log file the daemon appends to (default /var/log/nvr-dp.log).</para></summary>
     [Parameter]
@@ -99,12 +110,12 @@ public sealed class StartDatapathCommand : NvCmdlet
     protected override void ProcessRecord()
     {
         var ns = Namespace ?? "";
-        var socket = GetUnresolvedProviderPathFromPSPath(ControlSocket);
+        var socket = string.IsNullOrEmpty(ControlSocket) ? DatapathPaths.DefaultSocket(ns) : GetUnresolvedProviderPathFromPSPath(ControlSocket);
         Try(socket, () =>
         {
             var request = new DatapathStartRequest
             {
-                Namespace = ns, ControlSocket = socket, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
+                Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
                 Sessions = SessionCapacity, Connections = ConnectionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
             };
             if (!ShouldProcess($"nvr-dp serving {socket}, service ports in {Where(ns)}", "Start datapath")) return;
@@ -183,22 +194,24 @@ public sealed class StopDatapathCommand : DpCmdlet
         {
             DatapathInfo? info = null;
             int pid;
+            // the pid lock names the daemon (null: no live nvr-dp; 0: one is starting); an answer on the socket proves nothing
+            int? owner = DatapathLock.Owner(socket);
             try
             {
                 using var client = OpenClient();
                 info = client.Query();
-                pid = info.Pid;
             }
-            catch (DatapathNotRespondingException)
+            catch (DatapathNotRespondingException) when (owner != null) { } // a hung daemon: the lock names it
+            catch (DatapathNotRespondingException) when (Force)
             {
-                // a hung daemon: its pid from /proc; a killed one left a stale socket, which -Force removes
-                if (DatapathProcess.FindPid(socket) is not int found)
-                {
-                    if (Force && ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) return;
-                    throw;
-                }
-                pid = found;
+                // a killed daemon left a stale socket, which -Force removes
+                if (ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) return;
+                throw;
             }
+            if (owner == null)
+                throw new DatapathNotRespondingException(socket, $"something answers on it, but no nvr-dp holds its lock {DatapathPaths.LockFile(socket)}: it is not a datapath, and the pid {info?.Pid} it claims is not signalled");
+            pid = owner > 0 ? owner.Value : DatapathProcess.FindPid(socket) ?? throw new DatapathNotRespondingException(socket, "its nvr-dp is still starting");
+            if (info?.Pid != pid) info = null;
             if (!ShouldProcess($"nvr-dp (pid {pid}) serving {socket}", Force ? "Kill datapath" : "Stop datapath")) return;
             DatapathProcess.Stop(pid, socket, TimeSpan.FromSeconds(StopTimeoutSeconds), Force);
             if (PassThru && info != null) WriteObject(info);

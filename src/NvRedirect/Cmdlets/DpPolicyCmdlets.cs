@@ -21,7 +21,7 @@ public sealed class DpWorkloadMacCompleter : IArgumentCompleter
         var socket = fakeBoundParameters?["ControlSocket"] as string;
         try
         {
-            using var client = DpClient.Open(string.IsNullOrEmpty(socket) ? DpWire.DefaultControlSocket : socket, TimeSpan.FromSeconds(1));
+            using var client = DpClient.Open(string.IsNullOrEmpty(socket) ? DpCmdlet.DefaultSocket() : socket, TimeSpan.FromSeconds(1));
             return client.State().Workloads
                 .Where(w => w.Mac.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
                 .OrderBy(w => w.Mac, StringComparer.Ordinal)
