@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using NvRedirect.Core.Interop;
@@ -65,11 +66,18 @@ public static class Program
         }
         using (socket)
         {
+            // the configuration before any ring opens (the saved service port is opened last, on a complete configuration);
+            // only now, holding the socket's lock: a second daemon refused above must not touch the file
+            var state = new StateFile(DatapathPaths.StateFile(socket.Path), options.Namespace);
+            controller.Persist = state;
+            controller.Restore();
             int efd = eventfd(0, EFD_CLOEXEC);
             if (efd < 0) throw SyscallException.FromLastError("create the stop eventfd");
             using var stop = new SafeFd(efd);
+            bool stopRequested = false;
             void RequestStop(PosixSignalContext context)
             {
+                stopRequested = true;
                 context.Cancel = true; // we exit on our own, after removing the socket
                 log.Info($"{context.Signal} received, stopping");
                 Signal(stop);
@@ -103,6 +111,12 @@ public static class Program
             finally
             {
                 datapath.DetachPort();
+                // a deliberate stop ends the datapath and its configuration; a crash (or a failed port) keeps it for the restart
+                if (!portFailed && stopRequested)
+                {
+                    try { System.IO.File.Delete(state.Path); }
+                    catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException) { log.Warn($"could not remove {state.Path}: {e.Message}"); }
+                }
                 log.Info($"stopped ({controller.Summary()}; {controller.Accepted} requests executed, {controller.Rejected} rejected)");
             }
         }

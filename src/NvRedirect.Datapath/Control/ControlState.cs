@@ -61,6 +61,8 @@ internal sealed class ControlState
     public string[] DebugCategories { get; set; } = [];
     /// <summary>The service port's interface, when one is open.</summary>
     public string? ServicePort { get; set; }
+    /// <summary>Whether the service port was opened for jumbo frames.</summary>
+    public bool ServicePortJumbo { get; set; }
     /// <summary>Whether a workload was added, changed or removed (a new table must be published).</summary>
     public bool WorkloadsChanged { get; set; }
 
@@ -71,7 +73,7 @@ internal sealed class ControlState
         PendingInternalNets = PendingInternalNets is null ? null : [.. PendingInternalNets],
         XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy, DetectUnmanagedWorkloads = DetectUnmanagedWorkloads,
         EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode, DebugCategories = DebugCategories,
-        ServicePort = ServicePort, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
+        ServicePort = ServicePort, ServicePortJumbo = ServicePortJumbo, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
         PolicyAddresses = PolicyAddresses, PendingPolicyAddresses = PendingPolicyAddresses is null ? null : [.. PendingPolicyAddresses],
         SettingsGeneration = SettingsGeneration,
     };

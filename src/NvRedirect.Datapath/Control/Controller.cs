@@ -40,6 +40,8 @@ internal sealed partial class Controller
     public long Rejected { get; private set; }
     /// <summary>Why the last rejected request was rejected (null when none was).</summary>
     public string? LastRejection { get; private set; }
+    /// <summary>Where the committed configuration is kept (null: nowhere, as in tests of the controller alone).</summary>
+    public StateFile? Persist { get; set; }
     /// <summary>Who this daemon is, for nvr_get_state.</summary>
     public DaemonIdentity Identity { get; init; } = DaemonIdentity.OfThisProcess();
 
@@ -174,7 +176,7 @@ internal sealed partial class Controller
         return replies;
     }
 
-    private void Commit(Request request, List<byte[]> replies)
+    private void Commit(Request request, List<byte[]> replies, bool save = true)
     {
         Accepted++;
         var state = request.State;
@@ -194,6 +196,68 @@ internal sealed partial class Controller
                 _outcome = new RequestOutcome(true, (_outcome.Error == null ? "" : _outcome.Error + "; ") + $"applying a command failed: {e.Message}");
             }
         }
+        // durable before the replies go out: what a client was told is in force survives a crash
+        if (save && Persist != null)
+        {
+            try { Persist.Save(State); }
+            catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException or NvRedirect.Core.Netlink.NetlinkException)
+            {
+                _log.Error($"the configuration is in force but could not be saved to {Persist.Path}: {e.Message}; a restart would lose it");
+                _outcome = new RequestOutcome(true, (_outcome.Error == null ? "" : _outcome.Error + "; ") + $"applied but not saved ({e.Message})");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Restores the configuration <see cref="Persist"/> holds, before the daemon serves: every saved datagram is applied
+    /// to one copy of the (empty) state, through the same validation as any request, and committed only when all of
+    /// them are valid. A file that cannot be read or applied (corrupt, foreign, refused) is renamed aside with the reason
+    /// logged, and the daemon starts empty. Returns the reason when the file was refused, else null.
+    /// </summary>
+    public string? Restore()
+    {
+        if (Persist is not { } file) return null;
+        List<byte[]>? datagrams;
+        try { datagrams = file.Read(); }
+        catch (Exception e) when (e is System.IO.InvalidDataException or System.IO.IOException or UnauthorizedAccessException)
+        {
+            return Refuse(file, e.Message);
+        }
+        if (datagrams == null) { _log.Info($"no saved configuration at {file.Path}: starting empty"); return null; }
+        var request = new Request { State = State.Clone() };
+        foreach (var datagram in datagrams)
+        {
+            using var doc = JsonDocument.Parse(datagram, JsonOptions);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) { request.Errors.Add("a saved datagram is not an object"); continue; }
+            foreach (var command in doc.RootElement.EnumerateObject())
+            {
+                try { Apply(command.Name, command.Value, request); }
+                catch (CommandException e) { request.Errors.Add($"{command.Name}: {e.Message}"); }
+                catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+                {
+                    request.Errors.Add($"{command.Name}: unreadable argument ({e.Message})");
+                }
+            }
+        }
+        if (request.Errors.Count > 0)
+        {
+            foreach (var p in request.Prepared) p.Dispose();
+            return Refuse(file, $"its configuration is refused: {string.Join("; ", request.Errors)}");
+        }
+        request.Notes.Clear();
+        Commit(request, [], save: false);
+        file.Loaded(State);
+        _log.Info($"restored the configuration saved in {file.Path}: {Summary()}");
+        return null;
+    }
+
+    private string Refuse(StateFile file, string reason)
+    {
+        string aside;
+        try { aside = $"set aside as {file.SetAside()}"; }
+        catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException) { aside = $"and could not be set aside ({e.Message})"; }
+        _log.Error($"the saved configuration {file.Path} is not applied, nothing of it is: {reason}; {aside}. Starting empty: send the configuration again");
+        return reason;
     }
 
     /// <summary>A one-line summary of the configuration, for the log.</summary>
