@@ -20,18 +20,21 @@ internal sealed class Options
     public int? ControlGroup { get; private set; }
     public string? LogPath { get; private set; }
     public bool Foreground { get; private set; }
+    /// <summary>--supervise: run the daemon as a child and restart it when it dies (Supervisor.cs).</summary>
+    public bool Supervise { get; private set; }
     public int Sessions { get; private set; } = 65536;
     public int Connections { get; private set; } = 16384;
     public bool Help { get; private set; }
 
     public const string Usage =
-        "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--control-group GROUP] [--log FILE] [--foreground] [--sessions N] [--connections N]\n" +
+        "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--control-group GROUP] [--log FILE] [--foreground] [--supervise] [--sessions N] [--connections N]\n" +
         "  --netns NAME     open service ports inside the named network namespace (/run/netns/NAME)\n" +
         "  --socket PATH    control socket (unix datagram, mode 0600); default " + DatapathPaths.Directory + "/dp-NAME.sock\n" +
         "                   (" + DatapathPaths.Directory + "/dp.sock without --netns; NeuVector's is " + DpWire.DefaultControlSocket + ")\n" +
         "  --control-group GROUP  a group (name or id) whose members may send commands besides root; the socket becomes 0660\n" +
         "  --log FILE       append the log to FILE (default: stderr in the foreground, " + DefaultBackgroundLog + " in the background)\n" +
         "  --foreground     stay attached to the terminal and log to stderr too\n" +
+        "  --supervise      run the daemon as a child and restart it within a second when it dies (backing off while it keeps dying)\n" +
         "  --sessions N     session table size (preallocated; the session closest to expiring is evicted when full); default 65536\n" +
         "  --connections N  connection table size (preallocated; the least recently seen entry is evicted when full); default 16384\n";
 
@@ -56,6 +59,7 @@ internal sealed class Options
                     o.ControlGroup = ResolveGroup(group) ?? throw new ArgumentException($"--control-group: no group {group} (give a name from /etc/group or a number)");
                     break;
                 case "--foreground": o.Foreground = true; break;
+                case "--supervise": o.Supervise = true; break;
                 case "--sessions":
                     var text = Value();
                     if (!int.TryParse(text, out int n) || n < 1 || n > 1 << 24) throw new ArgumentException($"--sessions: {text} is not a number from 1 to {1 << 24}");

@@ -19,7 +19,8 @@ namespace NvRedirect.Datapath;
 public static class Program
 {
     private const string DaemonChildVariable = "NVR_DP_DAEMON_CHILD";
-    private const string ReadyLine = "nvr-dp: ready";
+    /// <summary>What a daemon prints on stdout once it serves (to its background starter or its supervisor).</summary>
+    internal const string ReadyLine = "nvr-dp: ready";
 
     /// <summary>Runs the daemon; exit code 0 after a clean shutdown, 1 when it could not start, 2 for bad arguments.</summary>
     public static int Main(string[] args)
@@ -41,7 +42,11 @@ public static class Program
         Logger log;
         try { log = new Logger(options.LogPath ?? (child ? Options.DefaultBackgroundLog : null), stderr: true); } // a child's stderr reaches the starter until it detaches
         catch (Exception e) { Console.Error.WriteLine($"nvr-dp: cannot open the log: {e.Message}"); return 1; }
-        using (log) return Serve(options, log, child, options.LogPath ?? (child ? Options.DefaultBackgroundLog : null));
+        using (log)
+        {
+            if (options.Supervise) return Supervisor.Run(args, options.LogPath ?? Options.DefaultBackgroundLog, log, child ? Detach : () => { });
+            return Serve(options, log, child, options.LogPath ?? (child ? Options.DefaultBackgroundLog : null));
+        }
     }
 
     private static int Serve(Options options, Logger log, bool child, string? logPath)
@@ -51,11 +56,17 @@ public static class Program
             log.Error($"network namespace '{options.Namespace}' does not exist ({NetworkNamespace.PathOf(options.Namespace)})");
             return 1;
         }
+        bool supervised = Environment.GetEnvironmentVariable(Supervisor.SupervisedVariable) == "1";
         using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log, options.Connections);
         var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log)
         {
             Identity = new DaemonIdentity(Environment.ProcessId, typeof(Program).Assembly.GetName().Version?.ToString() ?? "", options.Namespace,
-                System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow),
+                System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow)
+            {
+                Supervised = supervised,
+                Restarts = int.TryParse(Environment.GetEnvironmentVariable(Supervisor.RestartsVariable), out int restarts) ? restarts : 0,
+                LastExit = Environment.GetEnvironmentVariable(Supervisor.LastExitVariable),
+            },
         };
         ControlSocket socket;
         try { socket = ControlSocket.Bind(options.SocketPath, log, options.ControlGroup); }
@@ -98,9 +109,11 @@ public static class Program
                 + (options.Namespace.Length == 0 ? "its own network namespace" : $"namespace '{options.Namespace}'")
                 + $", {options.Sessions} sessions, {options.Connections} connections");
             if (child) Detach();
+            else if (supervised) { Console.Out.WriteLine(ReadyLine); Console.Out.Flush(); }
+            SystemdNotify.Send("READY=1");
             try
             {
-                new ControlServer(socket, controller, log).Run(stop);
+                new ControlServer(socket, controller, log) { AliveInterval = SystemdNotify.WatchdogInterval, Alive = () => SystemdNotify.Send("WATCHDOG=1") }.Run(stop);
                 if (portFailed) return 1;
             }
             catch (Exception e)

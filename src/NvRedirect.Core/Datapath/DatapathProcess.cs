@@ -29,6 +29,8 @@ public sealed record DatapathStartRequest
     public int? Sessions { get; init; }
     /// <summary>--connections: the connection table's size (null: nvr-dp's default).</summary>
     public int? Connections { get; init; }
+    /// <summary>Run it under nvr-dp's supervisor (--supervise), which restarts it when it dies (default).</summary>
+    public bool Supervise { get; init; } = true;
     /// <summary>How long to wait for the daemon to serve its socket.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
 }
@@ -75,12 +77,12 @@ public static class DatapathProcess
         // the pid lock, not an answer on the socket, says whether a live nvr-dp serves it (anyone can answer a keep-alive)
         if (DatapathLock.Owner(socket) is int owner)
         {
-            string who = $" (nvr-dp pid {owner})";
+            string who = $" (pid {owner})";
             try
             {
                 using var probe = DpClient.Open(socket, TimeSpan.FromSeconds(2));
                 var s = probe.State();
-                if (s.Pid == owner) who = $" (nvr-dp pid {s.Pid}, {(s.Namespace.Length == 0 ? "its own namespace" : $"namespace '{s.Namespace}'")})";
+                if (s.Pid == owner) who = $" (pid {s.Pid}, {(s.Namespace.Length == 0 ? "its own namespace" : $"namespace '{s.Namespace}'")})";
             }
             catch (DatapathException) { }
             throw new DatapathAlreadyRunningException(
@@ -95,6 +97,7 @@ public static class DatapathProcess
             WorkingDirectory = "/", // the daemon outlives us: it must not pin the caller's directory
         };
         psi.ArgumentList.Add(daemon);
+        if (r.Supervise) psi.ArgumentList.Add("--supervise");
         if (r.Namespace.Length > 0) { psi.ArgumentList.Add("--netns"); psi.ArgumentList.Add(r.Namespace); }
         psi.ArgumentList.Add("--socket");
         psi.ArgumentList.Add(socket);
@@ -209,6 +212,13 @@ public static class DatapathProcess
         return at < 0 ? null : args.Skip(at + 1).Where(a => a.Length > 0).ToList();
     }
 
+    /// <summary>The nvr-dp --supervise process that runs <paramref name="pid"/>, if one does.</summary>
+    public static int? SupervisorOf(int pid)
+    {
+        int parent = ParentOf(pid);
+        return parent > 1 && IsAlive(parent) && DaemonArguments(parent) is { } args && args.Contains("--supervise") ? parent : null;
+    }
+
     /// <summary>Whether <paramref name="pid"/> is a running nvr-dp (not gone, not a zombie).</summary>
     public static bool IsRunningDaemon(int pid) => IsAlive(pid) && DaemonArguments(pid) != null;
 
@@ -251,6 +261,11 @@ public static class DatapathProcess
             if (!IsAlive(pid)) throw new DatapathStopException($"the datapath on {controlSocket} reported pid {pid}, which is gone");
             throw new DatapathStopException($"pid {pid} is not an nvr-dp process; refusing to signal it");
         }
+        // a supervisor would start a killed daemon again: it goes first (SIGTERM needs no such care: the daemon exits 0,
+        // and a supervisor ends with a daemon that stopped cleanly)
+        int? supervisor = SupervisorOf(pid);
+        if (force && supervisor is int sup && kill(sup, SIGKILL) < 0 && Native.LastErrno != ESRCH)
+            throw SyscallException.FromLastError($"kill nvr-dp's supervisor (pid {sup})");
         if (kill(pid, force ? SIGKILL : SIGTERM) < 0 && Native.LastErrno != ESRCH)
             throw SyscallException.FromLastError($"signal nvr-dp (pid {pid})");
         var clock = Stopwatch.StartNew();
@@ -262,13 +277,24 @@ public static class DatapathProcess
                     : $"nvr-dp (pid {pid}) did not stop within {timeout.TotalSeconds:0} s of SIGTERM; Stop-Datapath -Force kills it");
             Thread.Sleep(50);
         }
+        while (supervisor is int s && IsAlive(s) && clock.Elapsed < timeout) Thread.Sleep(50);
         if (!force) return;
+        // a killed daemon cannot forget its configuration itself: a deliberate kill does it here (a crash keeps it)
+        Forget(controlSocket);
         // The leader turns zombie before its other threads have closed the shared file table, so the socket can stay
         // bound for a moment after IsAlive says the daemon is gone: retry until it is stale (or gone).
         var settle = Stopwatch.StartNew();
         while (!RemoveStaleSocket(controlSocket) && IsSocket(controlSocket) && settle.Elapsed < TimeSpan.FromSeconds(3))
             Thread.Sleep(50);
     }
+
+    /// <summary>Removes the saved configuration and pid lock of <paramref name="controlSocket"/> when no live nvr-dp holds the lock.</summary>
+    public static void Forget(string controlSocket)
+    {
+        using var held = DatapathLock.TryAcquire(controlSocket, out _);
+        if (held == null) return; // a daemon (a restarted one) owns them
+        File.Delete(DatapathPaths.StateFile(controlSocket));
+    } // disposing the lock removes its file
 
     /// <summary>Removes a control socket file that nothing is bound to (what a killed daemon leaves); true when it did.</summary>
     public static bool RemoveStaleSocket(string path)

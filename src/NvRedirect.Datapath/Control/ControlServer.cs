@@ -18,15 +18,27 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     /// <summary>Datagrams refused because their sender is neither root nor in the control group.</summary>
     public long Refused { get; private set; }
 
+    /// <summary>How often <see cref="Alive"/> runs (null: never): a watchdog ping from the control loop itself, so a hung loop stops pinging.</summary>
+    public TimeSpan? AliveInterval { get; init; }
+    /// <summary>Runs at least every <see cref="AliveInterval"/> while the loop serves (systemd's WATCHDOG=1).</summary>
+    public Action? Alive { get; init; }
+
     /// <summary>Serves until <paramref name="stop"/> (an eventfd) becomes readable.</summary>
     public void Run(SafeFd stop)
     {
         var pfds = stackalloc pollfd[2];
+        int timeout = AliveInterval is { } every ? (int)Math.Max(1, every.TotalMilliseconds) : -1;
+        long next = Environment.TickCount64 + timeout;
         while (true)
         {
+            if (timeout > 0 && Environment.TickCount64 >= next)
+            {
+                Alive?.Invoke();
+                next = Environment.TickCount64 + timeout;
+            }
             pfds[0] = new pollfd { fd = socket.Fd, events = POLLIN };
             pfds[1] = new pollfd { fd = stop.Fd, events = POLLIN };
-            int r = Native.poll(pfds, 2, -1);
+            int r = Native.poll(pfds, 2, timeout < 0 ? -1 : (int)Math.Max(0, next - Environment.TickCount64));
             if (r < 0)
             {
                 if (Native.LastErrno == EINTR) continue;

@@ -42,6 +42,8 @@ internal sealed partial class Controller
     public string? LastRejection { get; private set; }
     /// <summary>Where the committed configuration is kept (null: nowhere, as in tests of the controller alone).</summary>
     public StateFile? Persist { get; set; }
+    /// <summary>Why the saved configuration was refused at start (null: restored, or none).</summary>
+    public string? StateProblem { get; private set; }
     /// <summary>Who this daemon is, for nvr_get_state.</summary>
     public DaemonIdentity Identity { get; init; } = DaemonIdentity.OfThisProcess();
 
@@ -217,6 +219,11 @@ internal sealed partial class Controller
     public string? Restore()
     {
         if (Persist is not { } file) return null;
+        return StateProblem = RestoreFrom(file);
+    }
+
+    private string? RestoreFrom(StateFile file)
+    {
         List<byte[]>? datagrams;
         try { datagrams = file.Read(); }
         catch (Exception e) when (e is System.IO.InvalidDataException or System.IO.IOException or UnauthorizedAccessException)
@@ -299,6 +306,11 @@ internal sealed class RecentOutcomes(int capacity)
 /// <summary>What nvr_get_state reports about the daemon itself.</summary>
 internal sealed record DaemonIdentity(int Pid, string Version, string Namespace, string SocketPath, string? LogPath, int SessionCapacity, DateTime Started)
 {
+    /// <summary>Set by a supervisor (see Supervisor.cs): it restarts this daemon, how often it did, why the last one died.</summary>
+    public bool Supervised { get; init; }
+    public int Restarts { get; init; }
+    public string? LastExit { get; init; }
+
     /// <summary>Defaults for a controller that is not a daemon (tests).</summary>
     public static DaemonIdentity OfThisProcess() => new(Environment.ProcessId, typeof(Controller).Assembly.GetName().Version?.ToString() ?? "",
         "", DpWire.DefaultControlSocket, null, 0, DateTime.UtcNow);

@@ -101,6 +101,9 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ValidateRange(1, 1 << 22)]
     public int? ConnectionCapacity { get; set; }
 
+    /// <summary><para type="description">Run nvr-dp without its supervisor: a crash then leaves the datapath down (and its workloads cut off) until someone starts it again. By default nvr-dp --supervise restarts a daemon that dies within a second, with its saved configuration.</para></summary>
+    [Parameter] public SwitchParameter Unsupervised { get; set; }
+
     /// <summary><para type="description">How many seconds to wait for the daemon to serve its socket (default 60).</para></summary>
     [Parameter]
     [ValidateRange(1, 600)]
@@ -115,7 +118,7 @@ public sealed class StartDatapathCommand : NvCmdlet
         {
             var request = new DatapathStartRequest
             {
-                Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
+                Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, Supervise = !Unsupervised, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
                 Sessions = SessionCapacity, Connections = ConnectionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
             };
             if (!ShouldProcess($"nvr-dp serving {socket}, service ports in {Where(ns)}", "Start datapath")) return;
@@ -205,7 +208,7 @@ public sealed class StopDatapathCommand : DpCmdlet
             catch (DatapathNotRespondingException) when (Force)
             {
                 // a killed daemon left a stale socket, which -Force removes
-                if (ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) return;
+                if (ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) { DatapathProcess.Forget(socket); return; }
                 throw;
             }
             if (owner == null)
