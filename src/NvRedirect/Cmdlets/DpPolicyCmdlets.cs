@@ -10,7 +10,7 @@ using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Cmdlets;
 
-/// <summary>Completes workload MACs with those registered with the datapath on -ControlSocket (default /tmp/dp_listen.sock).</summary>
+/// <summary>Completes workload MACs with those registered with the datapath on -ControlSocket (default: the running datapath's).</summary>
 public sealed class DpWorkloadMacCompleter : IArgumentCompleter
 {
     /// <inheritdoc/>
