@@ -37,7 +37,8 @@ public static class Program
 
         bool child = Environment.GetEnvironmentVariable(DaemonChildVariable) == "1";
         if (!options.Foreground && !child) return StartInBackground(args);
-        if (child) setsid(); // leave the starter's session: no terminal signals reach the daemon
+        // leave the starter's session: no terminal signals reach the daemon (a supervised one leads a session of its own too)
+        if (child || Environment.GetEnvironmentVariable(Supervisor.SupervisedVariable) == "1") setsid();
 
         Logger log;
         try { log = new Logger(options.LogPath ?? (child ? Options.DefaultBackgroundLog : null), stderr: true); } // a child's stderr reaches the starter until it detaches

@@ -35,6 +35,7 @@ Describe 'A supervised datapath survives kill -9 with its configuration and its 
         $null = Start-TestEchoServer $containerNs -TcpPort $AllowedTcp, $DeniedLaterTcp, $DeniedTcp
         $held = @{}
     }
+    AfterAll { Stop-TestTraffic; Stop-TestDp $sock }
 
     It 'runs under its supervisor, its configuration saved in root''s /run/nvredirect' {
         $dp.Supervised | Should -BeTrue
@@ -137,6 +138,7 @@ Describe 'A corrupt saved configuration' {
         $sock = New-TestDpPath '.sock'
         $log = New-TestDpPath '.log'
     }
+    AfterAll { Stop-TestDp $sock }
 
     It 'is refused with a clear error, set aside, reported by Get-Datapath, and the datapath starts empty' {
         $stateFile = '/run/nvredirect/' + ($sock -replace '%', '%25' -replace '/', '%2F') + '.state'
@@ -147,7 +149,8 @@ Describe 'A corrupt saved configuration' {
             $dp.StateProblem | Should -BeLike 'it is not JSON*'
             # the refused file is gone; the configuration now saved is the empty one it started with
             (Get-Content -LiteralPath $stateFile -Raw -ErrorAction Ignore) | Should -Not -BeLike '*ctrl_add_mac*'
-            $aside = @(Get-ChildItem /run/nvredirect -Filter (Split-Path $stateFile -Leaf).Replace('%', '?') | Where-Object Name -Like '*.refused-*')
+            $leaf = Split-Path $stateFile -Leaf
+            $aside = @(Get-ChildItem /run/nvredirect | Where-Object { $_.Name.StartsWith("$leaf.refused-", [StringComparison]::Ordinal) })
             $aside.Count | Should -Be 1
             (Get-Content $log -Raw) | Should -BeLike "*ERROR the saved configuration $stateFile is not applied, nothing of it is: it is not JSON*set aside as $($aside[0].FullName)*"
             Remove-Item -LiteralPath $aside[0].FullName

@@ -469,7 +469,13 @@ function Stop-TestDp([string[]]$ControlSocket = @()) {
     foreach ($p in @($script:DpPids)) { if (Test-TestDpProcess $p) { Stop-Process -Id $p -Force -ErrorAction Ignore } }
     foreach ($p in @($script:DpPids)) { $null = Wait-TestCondition { -not (Test-TestDpProcess $p) } -TimeoutSeconds 10 }
     $script:DpPids.Clear()
-    foreach ($f in @($script:DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
+    foreach ($f in @($script:DpFiles)) {
+        Remove-Item -LiteralPath $f -Force -ErrorAction Ignore
+        # what a killed daemon leaves in its private directory: its pid lock, saved configuration, refused ones set aside
+        $companion = (($f -replace '%', '%25') -replace '/', '%2F')
+        Get-ChildItem /run/nvredirect -ErrorAction Ignore | Where-Object { $_.Name -in "$companion.pid", "$companion.state", "$companion.state.tmp" -or $_.Name.StartsWith("$companion.state.refused-", [StringComparison]::Ordinal) } |
+            Remove-Item -Force -ErrorAction Ignore
+    }
     $script:DpFiles.Clear()
 }
 
