@@ -40,9 +40,11 @@ function Invoke-Native([string]$What, [scriptblock]$Command) {
 
 # Debian packages the tests and the demo call (iproute2 for cross-checks, ping for traffic, strace for byte captures,
 # tcpdump to read our pcap files back, ethtool to check offloads, python3 for the seed's client; podman with runc and
-# a static busybox for real containers: tests/pester/Container.Podman.Tests.ps1 builds its image from busybox-static).
+# a static busybox for real containers: tests/pester/Container.Podman.Tests.ps1 builds its image from busybox-static;
+# setpriv (util-linux) to send as nobody, systemd-analyze to verify the shipped unit: the systemd package installs
+# without systemd running).
 $prerequisites = [ordered]@{ ip = 'iproute2'; tc = 'iproute2'; ping = 'iputils-ping'; strace = 'strace'; python3 = 'python3'; tcpdump = 'tcpdump'; ethtool = 'ethtool'
-    podman = 'podman'; runc = 'runc'; busybox = 'busybox-static'; nsenter = 'util-linux' }
+    podman = 'podman'; runc = 'runc'; busybox = 'busybox-static'; nsenter = 'util-linux'; setpriv = 'util-linux'; 'systemd-analyze' = 'systemd' }
 
 function Install-Prerequisites {
     $missing = @($prerequisites.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -CommandType Application -ErrorAction SilentlyContinue) } | ForEach-Object Value | Select-Object -Unique)

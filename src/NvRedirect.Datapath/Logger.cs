@@ -26,9 +26,12 @@ internal sealed class Logger : IDisposable
         {
             var info = new FileInfo(path);
             if (info.LinkTarget != null) throw new IOException($"log file {path} is a symbolic link; refusing to write through it");
-            var options = new FileStreamOptions { Mode = FileMode.Append, Access = FileAccess.Write, Share = FileShare.ReadWrite };
-            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
-            var stream = new FileStream(path, options);
+            // O_APPEND, not FileMode.Append (which seeks once and then writes at its own offset): nvr-dp's supervisor and
+            // its daemon write the same file, and each line must land whole at the end
+            int fd = NvRedirect.Core.Interop.Native.open(path, 1 /* O_WRONLY */ | 0x400 /* O_APPEND */ | NvRedirect.Core.Interop.Native.O_CREAT
+                | NvRedirect.Core.Interop.Native.O_CLOEXEC | 0x20000 /* O_NOFOLLOW */, 0x1a0 /* 0640 */);
+            if (fd < 0) throw new IOException($"cannot open the log file {path}: {NvRedirect.Core.Interop.Native.StrError(NvRedirect.Core.Interop.Native.LastErrno)}");
+            var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true), FileAccess.Write, bufferSize: 0);
             _file = new StreamWriter(stream) { AutoFlush = true };
         }
     }

@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using NvRedirect.Core.Datapath;
 using NvRedirect.Datapath.Control;
 using NvRedirect.Datapath.Engine;
 using NvRedirect.Core.Interop;
@@ -18,7 +19,8 @@ namespace NvRedirect.Datapath;
 public static class Program
 {
     private const string DaemonChildVariable = "NVR_DP_DAEMON_CHILD";
-    private const string ReadyLine = "nvr-dp: ready";
+    /// <summary>What a daemon prints on stdout once it serves (to its background starter or its supervisor).</summary>
+    internal const string ReadyLine = "nvr-dp: ready";
 
     /// <summary>Runs the daemon; exit code 0 after a clean shutdown, 1 when it could not start, 2 for bad arguments.</summary>
     public static int Main(string[] args)
@@ -35,12 +37,17 @@ public static class Program
 
         bool child = Environment.GetEnvironmentVariable(DaemonChildVariable) == "1";
         if (!options.Foreground && !child) return StartInBackground(args);
-        if (child) setsid(); // leave the starter's session: no terminal signals reach the daemon
+        // leave the starter's session: no terminal signals reach the daemon (a supervised one leads a session of its own too)
+        if (child || Environment.GetEnvironmentVariable(Supervisor.SupervisedVariable) == "1") setsid();
 
         Logger log;
         try { log = new Logger(options.LogPath ?? (child ? Options.DefaultBackgroundLog : null), stderr: true); } // a child's stderr reaches the starter until it detaches
         catch (Exception e) { Console.Error.WriteLine($"nvr-dp: cannot open the log: {e.Message}"); return 1; }
-        using (log) return Serve(options, log, child, options.LogPath ?? (child ? Options.DefaultBackgroundLog : null));
+        using (log)
+        {
+            if (options.Supervise) return Supervisor.Run(args, options.LogPath ?? Options.DefaultBackgroundLog, log, child ? Detach : () => { });
+            return Serve(options, log, child, options.LogPath ?? (child ? Options.DefaultBackgroundLog : null));
+        }
     }
 
     private static int Serve(Options options, Logger log, bool child, string? logPath)
@@ -50,28 +57,41 @@ public static class Program
             log.Error($"network namespace '{options.Namespace}' does not exist ({NetworkNamespace.PathOf(options.Namespace)})");
             return 1;
         }
+        bool supervised = Environment.GetEnvironmentVariable(Supervisor.SupervisedVariable) == "1";
         using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log, options.Connections);
         using var reporter = options.ReportSocket is { } reportPath ? new ConnectionReporter(datapath, reportPath, options.ReportGroup, log) : null;
         var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log)
         {
             Reports = reporter,
             Identity = new DaemonIdentity(Environment.ProcessId, typeof(Program).Assembly.GetName().Version?.ToString() ?? "", options.Namespace,
-                System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow),
+                System.IO.Path.GetFullPath(options.SocketPath), logPath == null ? null : System.IO.Path.GetFullPath(logPath), options.Sessions, DateTime.UtcNow)
+            {
+                Supervised = supervised,
+                Restarts = int.TryParse(Environment.GetEnvironmentVariable(Supervisor.RestartsVariable), out int restarts) ? restarts : 0,
+                LastExit = Environment.GetEnvironmentVariable(Supervisor.LastExitVariable),
+            },
         };
         ControlSocket socket;
-        try { socket = ControlSocket.Bind(options.SocketPath, log); }
-        catch (Exception e) when (e is ControlSocketException or NetlinkException)
+        try { socket = ControlSocket.Bind(options.SocketPath, log, options.ControlGroup); }
+        catch (Exception e) when (e is ControlSocketException or NetlinkException or System.IO.IOException)
         {
             log.Error(e.Message);
             return 1;
         }
         using (socket)
         {
+            // the configuration before any ring opens (the saved service port is opened last, on a complete configuration);
+            // only now, holding the socket's lock: a second daemon refused above must not touch the file
+            var state = new StateFile(DatapathPaths.StateFile(socket.Path), options.Namespace);
+            controller.Persist = state;
+            controller.Restore();
             int efd = eventfd(0, EFD_CLOEXEC);
             if (efd < 0) throw SyscallException.FromLastError("create the stop eventfd");
             using var stop = new SafeFd(efd);
+            bool stopRequested = false;
             void RequestStop(PosixSignalContext context)
             {
+                stopRequested = true;
                 context.Cancel = true; // we exit on our own, after removing the socket
                 log.Info($"{context.Signal} received, stopping");
                 Signal(stop);
@@ -92,9 +112,15 @@ public static class Program
                 + (options.Namespace.Length == 0 ? "its own network namespace" : $"namespace '{options.Namespace}'")
                 + $", {options.Sessions} sessions, {options.Connections} connections");
             if (child) Detach();
+            else if (supervised) { Console.Out.WriteLine(ReadyLine); Console.Out.Flush(); }
+            SystemdNotify.Send("READY=1");
             try
             {
-                new ControlServer(socket, controller, log) { Tick = reporter == null ? null : reporter.Tick }.Run(stop);
+                new ControlServer(socket, controller, log)
+                {
+                    Tick = reporter == null ? null : reporter.Tick,
+                    AliveInterval = SystemdNotify.WatchdogInterval, Alive = () => SystemdNotify.Send("WATCHDOG=1"),
+                }.Run(stop);
                 if (portFailed) return 1;
             }
             catch (Exception e)
@@ -105,6 +131,12 @@ public static class Program
             finally
             {
                 datapath.DetachPort();
+                // a deliberate stop ends the datapath and its configuration; a crash (or a failed port) keeps it for the restart
+                if (!portFailed && stopRequested)
+                {
+                    try { System.IO.File.Delete(state.Path); }
+                    catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException) { log.Warn($"could not remove {state.Path}: {e.Message}"); }
+                }
                 log.Info($"stopped ({controller.Summary()}; {controller.Accepted} requests executed, {controller.Rejected} rejected)");
             }
         }

@@ -49,7 +49,7 @@ internal sealed class DatapathClient : IDisposable
     public void Dispose() => _socket.Dispose();
 }
 
-/// <summary>The control socket's safety rules, in process (a temp directory, no root needed).</summary>
+/// <summary>The control socket's safety rules, in process (a temp directory; the pid lock lives in root's /run/nvredirect).</summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class DatapathControlSocketTests : IDisposable
 {
@@ -58,7 +58,7 @@ public class DatapathControlSocketTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    [Fact]
+    [RootFact]
     public void The_socket_is_created_with_mode_0600_and_removed_on_dispose()
     {
         var path = Path.Combine(_dir, "dp.sock");
@@ -67,7 +67,7 @@ public class DatapathControlSocketTests : IDisposable
         Assert.False(File.Exists(path));
     }
 
-    [Fact]
+    [RootFact]
     public void A_regular_file_or_a_symlink_is_never_taken_over()
     {
         var file = Path.Combine(_dir, "file.sock");
@@ -82,7 +82,7 @@ public class DatapathControlSocketTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_dir, "elsewhere.sock")));
     }
 
-    [Fact]
+    [RootFact]
     public void A_stale_socket_file_is_replaced()
     {
         var path = Path.Combine(_dir, "stale.sock");
@@ -107,7 +107,7 @@ public class DatapathControlSocketTests : IDisposable
         Native.close(fd);
     }
 
-    [Fact]
+    [RootFact]
     public void A_live_daemon_is_refused_and_replies_go_to_each_sender()
     {
         var path = Path.Combine(_dir, "live.sock");

@@ -313,6 +313,21 @@ public class DatapathPolicyTests
     }
 
     [Fact]
+    public void After_a_restart_an_open_tcp_connection_is_picked_up_mid_stream_allowed_goes_on_and_denied_is_reset()
+    {
+        // a fresh datapath (no sessions: what a restarted nvr-dp has) with a Protect policy allowing port 80 only
+        var rig = Seeded();
+        rig.Send(PolicyJson(1, 3, Deny, [RuleJson(1, "10.10.10.66", "10.10.10.88", 80, 6, Allow, true)]));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InData(dport: 80)));   // data of a connection opened before: allowed
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InData(dport: 80, seq: 111)));
+        Assert.Contains(rig.Engine.Sessions.Snapshot(rig.Clock.NowSeconds), s => s.ServerPort == 80 && s.ClientState == TcpState.Established);
+        Assert.Equal(FrameVerdict.Reset, rig.Frame(InData(dport: 81)));     // denied: reset both ways, not left to hang
+        Assert.Equal(FrameVerdict.Deny, rig.Frame(InSyn(dport: 81)));       // a new connection is only refused
+        Assert.Equal(1L, rig.Engine.Counters.ResetsSent);
+        Assert.DoesNotContain(rig.Engine.Sessions.Snapshot(rig.Clock.NowSeconds), s => s.ServerPort == 81);
+    }
+
+    [Fact]
     public void Discover_learns_protect_blocks_and_resets_an_open_connection_and_an_allow_rule_lets_it_pass_again()
     {
         var rig = Seeded();

@@ -104,13 +104,15 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
     AfterAll { Clear-DpTest $sock }
 
     It 'Start-Datapath starts nvr-dp in the agent namespace and returns it once its socket answers' {
-        $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log -SessionCapacity 32768 -ConnectionCapacity 4096
+        $dp = $topo | Start-Datapath -ControlSocket $sock -LogPath $log -SessionCapacity 32768 -ConnectionCapacity 4096 -Unsupervised # the crash below is a crash without a supervisor
         Register-TestDp -ProcessId $dp.Pid
         $dp | Should -BeOfType ([NvRedirect.Core.Datapath.DatapathInfo])
         Test-TestDpProcess $dp.Pid | Should -BeTrue
         $cmdline = (Get-Content "/proc/$($dp.Pid)/cmdline" -Raw) -split "`0"
         $cmdline | Should -Contain $sock
         $dp.SessionCapacity | Should -Be 32768
+        $dp.Supervised | Should -BeFalse
+        $dp.Restarts | Should -Be 0
         ($cmdline -join ' ') | Should -BeLike '*--sessions 32768 --connections 4096*'
         (Get-Content $log -Raw) | Should -BeLike '*32768 sessions, 4096 connections*' 
         $dp.Namespace | Should -BeExactly $agent
@@ -252,7 +254,7 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         (Clear-DpSession -ControlSocket $sock -PassThru).Total | Should -Be 0
     }
 
-    It 'killing the daemon blackholes the steered traffic; Start-Datapath again plus the configuration sent again restores it' {
+    It 'killing the daemon blackholes the steered traffic (fail closed); Start-Datapath again restores the saved configuration without it being sent again' {
         $old = Get-Datapath -ControlSocket $sock
         Stop-Process -Id $old.Pid -Force   # SIGKILL: no clean shutdown, the socket file stays
         Wait-TestCondition { -not (Test-TestDpProcess $old.Pid) } | Should -BeTrue
@@ -260,14 +262,14 @@ Describe 'The seed''s datapath, started and driven from PowerShell' {
         $errors = Get-ErrorRecord { Get-Datapath -ControlSocket $sock }
         Assert-AgentError $errors -Id (Get-QualifiedErrorId 'GetDatapathNotResponding') -Category ConnectionError -Message "*no datapath answers on $sock*nothing is bound to it*start one with Start-Datapath*"
 
-        $new = Start-TestDp $agent $sock $log
+        $new = Start-TestDp $agent $sock $log -Unsupervised
         $new.Pid | Should -Not -Be $old.Pid
-        Test-Ping $hostNs -Count 2 | Should -BeFalse -Because 'a fresh datapath knows no workload yet'
-        Set-SeedConfiguration $sock $agent
+        # no configuration sent: the new daemon read what the killed one had saved
         Wait-Ping $hostNs | Should -BeTrue
         Get-DpConfigurationText $sock | Should -BeExactly ((@('ports=vth', "workload $SeedMac uc=$SeedUcMac bc=$SeedBcMac p= pips= iface=vth tap=False apps=",
                     "nets=$($SeedNetworks -join ',') pending=", 'xff=False nopolicy=False unmanaged=False icmp=True strict=False debug=')) -join "`n")
-        (Get-Content $log -Raw) | Should -BeLike '*replacing stale control socket*'
+        (Get-Content $log -Raw) | Should -BeLike "*replacing stale control socket $sock (left by nvr-dp pid $($old.Pid), which is gone)*"
+        (Get-Content $log -Raw) | Should -BeLike '*restored the configuration saved in /run/nvredirect/*service port vth, 1 workloads (1 inline), 6 internal subnets*'
     }
 
     It 'Stop-Datapath stops it cleanly and removes its socket' {
@@ -611,7 +613,9 @@ Describe 'After the datapath tests' {
             })
         $daemons | Should -BeNullOrEmpty
         @(Get-ChildItem /tmp -Filter "${stem}dp-*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
-        @(Get-ChildItem /tmp -Filter "nvr-dp-client.$PID.*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
+        @(Get-ChildItem /run/nvredirect -Filter "client.$PID.*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
+        # no pid lock of this run's sockets is left either (their names are the escaped socket paths)
+        @(Get-ChildItem /run/nvredirect -Filter "%2Ftmp%2F${stem}dp-*" -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
         @(Get-ChildItem /tmp -Filter 'nvr-dp-pyquery.*' -Name -ErrorAction Ignore) | Should -BeNullOrEmpty
     }
 }

@@ -414,12 +414,28 @@ function New-TestDpPath([string]$Suffix) {
 
 <#
 .SYNOPSIS
-    Start-Datapath (of the NvRedirect module the test file imported), its pid registered for Stop-TestDp.
+    Start-Datapath (of the NvRedirect module the test file imported; supervised unless -Unsupervised), its pid and its
+    supervisor's registered for Stop-TestDp.
 #>
-function Start-TestDp([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$ControlSocket, [Parameter(Mandatory)][string]$LogPath) {
-    $dp = Start-Datapath -Namespace $Namespace -ControlSocket $ControlSocket -LogPath $LogPath
-    if ($dp) { $script:DpPids.Add($dp.Pid) }
+function Start-TestDp([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$ControlSocket, [Parameter(Mandatory)][string]$LogPath, [switch]$Unsupervised) {
+    $dp = Start-Datapath -Namespace $Namespace -ControlSocket $ControlSocket -LogPath $LogPath -Unsupervised:$Unsupervised
+    if ($dp) {
+        if (Get-TestDpSupervisor $dp.Pid) { $script:DpPids.Add((Get-TestDpSupervisor $dp.Pid)) }
+        $script:DpPids.Add($dp.Pid)
+    }
     $dp
+}
+
+<#
+.SYNOPSIS
+    The pid of the nvr-dp --supervise process that runs daemon $ProcessId, or nothing.
+#>
+function Get-TestDpSupervisor([int]$ProcessId) {
+    $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction Ignore
+    if (-not $stat) { return }
+    $parent = [int]($stat.Substring($stat.LastIndexOf(')') + 2).Split(' ')[1])
+    $cmdline = Get-Content "/proc/$parent/cmdline" -Raw -ErrorAction Ignore
+    if ($cmdline -and $cmdline.Contains('nvr-dp.dll') -and $cmdline.Contains("`0--supervise`0")) { $parent }
 }
 
 <#
@@ -448,10 +464,18 @@ function Test-TestDpProcess([int]$ProcessId) {
 #>
 function Stop-TestDp([string[]]$ControlSocket = @()) {
     foreach ($s in $ControlSocket | Where-Object { $_ }) { Stop-Datapath -ControlSocket $s -ErrorAction Ignore }
+    # supervisors first (each registered before its daemon), or they would start a killed daemon again
+    foreach ($p in @($script:DpPids)) { if (Get-TestDpSupervisor $p) { Stop-Process -Id (Get-TestDpSupervisor $p) -Force -ErrorAction Ignore } }
     foreach ($p in @($script:DpPids)) { if (Test-TestDpProcess $p) { Stop-Process -Id $p -Force -ErrorAction Ignore } }
     foreach ($p in @($script:DpPids)) { $null = Wait-TestCondition { -not (Test-TestDpProcess $p) } -TimeoutSeconds 10 }
     $script:DpPids.Clear()
-    foreach ($f in @($script:DpFiles)) { Remove-Item -LiteralPath $f -Force -ErrorAction Ignore }
+    foreach ($f in @($script:DpFiles)) {
+        Remove-Item -LiteralPath $f -Force -ErrorAction Ignore
+        # what a killed daemon leaves in its private directory: its pid lock, saved configuration, refused ones set aside
+        $companion = (($f -replace '%', '%25') -replace '/', '%2F')
+        Get-ChildItem /run/nvredirect -ErrorAction Ignore | Where-Object { $_.Name -in "$companion.pid", "$companion.state", "$companion.state.tmp" -or $_.Name.StartsWith("$companion.state.refused-", [StringComparison]::Ordinal) } |
+            Remove-Item -Force -ErrorAction Ignore
+    }
     $script:DpFiles.Clear()
 }
 
@@ -578,4 +602,4 @@ Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkNam
     Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
     Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction,
     Start-TestEchoServer, Get-TestEchoServerEvent, Invoke-TestTcpConnection, Invoke-TestUdpRequest, Open-TestTcpConnection, Send-TestTcpData,
-    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Register-TestDp, Test-TestDpProcess, Stop-TestDp
+    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Register-TestDp, Test-TestDpProcess, Get-TestDpSupervisor, Stop-TestDp

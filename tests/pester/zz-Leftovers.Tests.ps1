@@ -24,6 +24,12 @@ Describe 'After the suite' {
         @(Get-ChildItem /run/netns -Name -ErrorAction Ignore | Where-Object { $_.StartsWith($stem, [StringComparison]::Ordinal) }) | Should -BeNullOrEmpty
     }
 
+    It 'leaves nothing of this run in nvr-dp''s private directory /run/nvredirect (pid locks, saved configurations, sockets, client sockets)' {
+        # this run's names there: its sockets' escaped paths (%2Ftmp%2F<stem>...) and dp-<stem>... for default sockets of its namespaces
+        @(Get-ChildItem /run/nvredirect -Name -ErrorAction Ignore | Where-Object { $_.StartsWith("%2Ftmp%2F$stem", [StringComparison]::Ordinal) -or $_.StartsWith("dp-$stem", [StringComparison]::Ordinal) -or $_.StartsWith("client.$PID.", [StringComparison]::Ordinal) }) |
+            Should -BeNullOrEmpty
+    }
+
     It 'leaves no link of this run in the root namespace' {
         # links die with their namespaces asynchronously: poll, bounded
         $clean = Wait-TestCondition { @(Get-IpLink '' | Where-Object { $_.ifname.StartsWith($linkStem, [StringComparison]::Ordinal) }).Count -eq 0 }

@@ -19,14 +19,18 @@ public sealed record DatapathStartRequest
 {
     /// <summary>Namespace for the service ports ("" = the namespace the daemon runs in, the caller's).</summary>
     public string Namespace { get; init; } = "";
-    /// <summary>Control socket (an absolute path).</summary>
-    public string ControlSocket { get; init; } = DpWire.DefaultControlSocket;
+    /// <summary>Control socket (an absolute path); null = the namespace's default in nvr-dp's private directory (<see cref="DatapathPaths.DefaultSocket"/>).</summary>
+    public string? ControlSocket { get; init; }
+    /// <summary>--control-group: a group (name or id) whose members may command the daemon besides root (null: root only).</summary>
+    public string? ControlGroup { get; init; }
     /// <summary>Log file; null = nvr-dp's default for a background daemon (/var/log/nvr-dp.log).</summary>
     public string? LogPath { get; init; }
     /// <summary>Session table size; null = nvr-dp's default.</summary>
     public int? Sessions { get; init; }
     /// <summary>--connections: the connection table's size (null: nvr-dp's default).</summary>
     public int? Connections { get; init; }
+    /// <summary>Run it under nvr-dp's supervisor (--supervise), which restarts it when it dies (default).</summary>
+    public bool Supervise { get; init; } = true;
     /// <summary>How long to wait for the daemon to serve its socket.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
 }
@@ -69,15 +73,21 @@ public static class DatapathProcess
             NetworkNamespace.ThrowIfInvalid(r.Namespace);
             if (!NetworkNamespace.Exists(r.Namespace)) throw new NamespaceNotFoundException(r.Namespace);
         }
-        using (var probe = DpClient.Open(r.ControlSocket, TimeSpan.FromSeconds(2)))
-            if (probe.KeepAlive())
+        string socket = r.ControlSocket ?? DatapathPaths.DefaultSocket(r.Namespace);
+        // the pid lock, not an answer on the socket, says whether a live nvr-dp serves it (anyone can answer a keep-alive)
+        if (DatapathLock.Owner(socket) is int owner)
+        {
+            string who = $" (pid {owner})";
+            try
             {
-                string who = "";
-                try { var s = probe.State(); who = $" (pid {s.Pid}, {(s.Namespace.Length == 0 ? "its own namespace" : $"namespace '{s.Namespace}'")})"; }
-                catch (DatapathException) { }
-                throw new DatapathAlreadyRunningException(
-                    $"another datapath{who} is already serving {r.ControlSocket}; stop it with Stop-Datapath, or give this one another -ControlSocket");
+                using var probe = DpClient.Open(socket, TimeSpan.FromSeconds(2));
+                var s = probe.State();
+                if (s.Pid == owner) who = $" (pid {s.Pid}, {(s.Namespace.Length == 0 ? "its own namespace" : $"namespace '{s.Namespace}'")})";
             }
+            catch (DatapathException) { }
+            throw new DatapathAlreadyRunningException(
+                $"another datapath{who} is already serving {socket}; stop it with Stop-Datapath, or give this one another -ControlSocket");
+        }
         string daemon = DaemonPath;
         if (!File.Exists(daemon)) throw new DatapathNotInstalledException($"the datapath daemon {daemon} is missing: build the module (build.ps1 Build)");
 
@@ -87,9 +97,11 @@ public static class DatapathProcess
             WorkingDirectory = "/", // the daemon outlives us: it must not pin the caller's directory
         };
         psi.ArgumentList.Add(daemon);
+        if (r.Supervise) psi.ArgumentList.Add("--supervise");
         if (r.Namespace.Length > 0) { psi.ArgumentList.Add("--netns"); psi.ArgumentList.Add(r.Namespace); }
         psi.ArgumentList.Add("--socket");
-        psi.ArgumentList.Add(r.ControlSocket);
+        psi.ArgumentList.Add(socket);
+        if (r.ControlGroup != null) { psi.ArgumentList.Add("--control-group"); psi.ArgumentList.Add(r.ControlGroup); }
         if (r.LogPath != null) { psi.ArgumentList.Add("--log"); psi.ArgumentList.Add(r.LogPath); }
         if (r.Sessions is int n) { psi.ArgumentList.Add("--sessions"); psi.ArgumentList.Add(n.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
         if (r.Connections is int c) { psi.ArgumentList.Add("--connections"); psi.ArgumentList.Add(c.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
@@ -103,22 +115,22 @@ public static class DatapathProcess
         if (!starter.WaitForExit(r.Timeout))
         {
             try { starter.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw new DatapathStartException($"nvr-dp did not report that it serves {r.ControlSocket} within {r.Timeout.TotalSeconds:0} s");
+            throw new DatapathStartException($"nvr-dp did not report that it serves {socket} within {r.Timeout.TotalSeconds:0} s");
         }
         starter.WaitForExit();
         if (starter.ExitCode != 0)
         {
             var reason = Reason(stderr.Result + stdout.Result);
             if (reason.Contains("another datapath daemon is serving", StringComparison.Ordinal))
-                throw new DatapathAlreadyRunningException($"another datapath is already serving {r.ControlSocket} (nvr-dp: {reason}); stop it with Stop-Datapath, or give this one another -ControlSocket");
+                throw new DatapathAlreadyRunningException($"another datapath is already serving {socket} (nvr-dp: {reason}); stop it with Stop-Datapath, or give this one another -ControlSocket");
             throw new DatapathStartException($"nvr-dp could not start (exit code {starter.ExitCode}): {(reason.Length == 0 ? "no message" : reason)}");
         }
 
-        using var client = DpClient.Open(r.ControlSocket);
+        using var client = DpClient.Open(socket);
         var deadline = Stopwatch.StartNew();
         while (!client.KeepAlive())
         {
-            if (deadline.Elapsed > r.Timeout) throw new DatapathStartException($"nvr-dp started but does not answer on {r.ControlSocket}");
+            if (deadline.Elapsed > r.Timeout) throw new DatapathStartException($"nvr-dp started but does not answer on {socket}");
             Thread.Sleep(100);
         }
         return client.Query();
@@ -148,8 +160,13 @@ public static class DatapathProcess
             var name = Path.GetFileName(dir);
             if (!int.TryParse(name, out int pid)) continue;
             if (DaemonArguments(pid) is not { } args) continue;
-            string socket = DpWire.DefaultControlSocket;
-            for (int i = 0; i + 1 < args.Count; i++) if (args[i] == "--socket") socket = args[i + 1];
+            string? socket = null, ns = "";
+            for (int i = 0; i + 1 < args.Count; i++)
+            {
+                if (args[i] == "--socket") socket = args[i + 1];
+                if (args[i] == "--netns") ns = args[i + 1];
+            }
+            socket ??= DatapathPaths.DefaultSocket(ns);
             if (!socket.StartsWith('/'))
             {
                 try { socket = Path.GetFullPath(Path.Combine(new DirectoryInfo($"/proc/{pid}/cwd").LinkTarget ?? "/", socket)); }
@@ -195,6 +212,13 @@ public static class DatapathProcess
         return at < 0 ? null : args.Skip(at + 1).Where(a => a.Length > 0).ToList();
     }
 
+    /// <summary>The nvr-dp --supervise process that runs <paramref name="pid"/>, if one does.</summary>
+    public static int? SupervisorOf(int pid)
+    {
+        int parent = ParentOf(pid);
+        return parent > 1 && IsAlive(parent) && DaemonArguments(parent) is { } args && args.Contains("--supervise") ? parent : null;
+    }
+
     /// <summary>Whether <paramref name="pid"/> is a running nvr-dp (not gone, not a zombie).</summary>
     public static bool IsRunningDaemon(int pid) => IsAlive(pid) && DaemonArguments(pid) != null;
 
@@ -237,6 +261,11 @@ public static class DatapathProcess
             if (!IsAlive(pid)) throw new DatapathStopException($"the datapath on {controlSocket} reported pid {pid}, which is gone");
             throw new DatapathStopException($"pid {pid} is not an nvr-dp process; refusing to signal it");
         }
+        // a supervisor would start a killed daemon again: it goes first (SIGTERM needs no such care: the daemon exits 0,
+        // and a supervisor ends with a daemon that stopped cleanly)
+        int? supervisor = SupervisorOf(pid);
+        if (force && supervisor is int sup && kill(sup, SIGKILL) < 0 && Native.LastErrno != ESRCH)
+            throw SyscallException.FromLastError($"kill nvr-dp's supervisor (pid {sup})");
         if (kill(pid, force ? SIGKILL : SIGTERM) < 0 && Native.LastErrno != ESRCH)
             throw SyscallException.FromLastError($"signal nvr-dp (pid {pid})");
         var clock = Stopwatch.StartNew();
@@ -248,7 +277,10 @@ public static class DatapathProcess
                     : $"nvr-dp (pid {pid}) did not stop within {timeout.TotalSeconds:0} s of SIGTERM; Stop-Datapath -Force kills it");
             Thread.Sleep(50);
         }
+        while (supervisor is int s && IsAlive(s) && clock.Elapsed < timeout) Thread.Sleep(50);
         if (!force) return;
+        // a killed daemon cannot forget its configuration itself: a deliberate kill does it here (a crash keeps it)
+        Forget(controlSocket);
         // The leader turns zombie before its other threads have closed the shared file table, so the socket can stay
         // bound for a moment after IsAlive says the daemon is gone: retry until it is stale (or gone).
         var settle = Stopwatch.StartNew();
@@ -256,10 +288,19 @@ public static class DatapathProcess
             Thread.Sleep(50);
     }
 
+    /// <summary>Removes the saved configuration and pid lock of <paramref name="controlSocket"/> when no live nvr-dp holds the lock.</summary>
+    public static void Forget(string controlSocket)
+    {
+        using var held = DatapathLock.TryAcquire(controlSocket, out _);
+        if (held == null) return; // a daemon (a restarted one) owns them
+        File.Delete(DatapathPaths.StateFile(controlSocket));
+    } // disposing the lock removes its file
+
     /// <summary>Removes a control socket file that nothing is bound to (what a killed daemon leaves); true when it did.</summary>
     public static bool RemoveStaleSocket(string path)
     {
         if (!IsSocket(path)) return false; // never a symlink, a regular file or a missing path
+        if (DatapathLock.Owner(path) != null) return false; // a live nvr-dp holds it
         using (var client = DpClient.Open(path, TimeSpan.FromSeconds(1)))
             if (client.Probe() != DpProbe.Stale) return false;
         return Native.unlink(path) == 0;

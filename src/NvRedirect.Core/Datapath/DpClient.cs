@@ -14,14 +14,14 @@ namespace NvRedirect.Core.Datapath;
 
 /// <summary>
 /// A client of the datapath's control socket, as NeuVector's agent is one: a unix datagram socket bound to a path of
-/// its own (/tmp/nvr-dp-client.PID.RANDOM, mode 0600 from the first instant, removed on dispose) so replies can reach
+/// its own (/run/nvredirect/client.PID.RANDOM in nvr-dp's private directory, mode 0600 from the first instant, removed on dispose) so replies can reach
 /// it, connected to the control socket (so only the datapath's datagrams arrive), one JSON object per datagram out,
 /// binary replies in. Queries wait at most <see cref="Timeout"/>.
 /// </summary>
 public sealed unsafe class DpClient : IDisposable
 {
     /// <summary>Where client sockets are bound: this prefix, the process id, a random suffix.</summary>
-    public const string ClientPathPrefix = "/tmp/nvr-dp-client.";
+    public const string ClientPathPrefix = DatapathPaths.ClientPrefix;
     /// <summary>How long a query waits for its answer unless told otherwise (NeuVector's agent waits 5 s).</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(5);
 
@@ -53,6 +53,7 @@ public sealed unsafe class DpClient : IDisposable
         if (string.IsNullOrEmpty(controlSocket)) throw new ArgumentException("The control socket path is empty.");
         if (Encoding.UTF8.GetByteCount(controlSocket) >= PathCapacity)
             throw new ArgumentException($"The control socket path {controlSocket} is longer than {PathCapacity - 1} bytes, which a unix socket address cannot hold.");
+        DatapathPaths.Ensure(); // replies come back to a socket only root can reach
         int raw = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (raw < 0) throw SyscallException.FromLastError("open a datapath client socket");
         var fd = new SafeFd(raw);

@@ -22,6 +22,16 @@ public sealed class DatapathInfo
     public DateTime StartTime { get; init; }
     /// <summary>Size of its preallocated session table.</summary>
     public int SessionCapacity { get; init; }
+    /// <summary>Whether a supervisor (Start-Datapath's default) restarts it when it dies.</summary>
+    public bool Supervised { get; init; }
+    /// <summary>How often the supervisor restarted it after it died.</summary>
+    public int Restarts { get; init; }
+    /// <summary>Why the last one died (exit code or signal, when, and its last error), null when none did.</summary>
+    public string? LastExit { get; init; }
+    /// <summary>Where it keeps its configuration across restarts.</summary>
+    public string? StateFile { get; init; }
+    /// <summary>Why the configuration saved before it started was refused (and set aside), null when it was restored or there was none.</summary>
+    public string? StateProblem { get; init; }
     /// <summary>The interfaces it reads frames from (NeuVector's agent adds one: vth).</summary>
     public string[] ServicePorts { get; init; } = [];
     /// <summary>The registered workloads.</summary>
@@ -73,7 +83,8 @@ public sealed class DatapathInfo
     public DatapathInfo With(DpSessionCount? sessions, DpDeviceCounters? counters) => new()
     {
         Pid = Pid, Namespace = Namespace, ControlSocket = ControlSocket, LogPath = LogPath, Version = Version, StartTime = StartTime,
-        SessionCapacity = SessionCapacity, ServicePorts = ServicePorts, Workloads = Workloads, InternalNetworks = InternalNetworks,
+        SessionCapacity = SessionCapacity, Supervised = Supervised, Restarts = Restarts, LastExit = LastExit, StateFile = StateFile, StateProblem = StateProblem,
+        ServicePorts = ServicePorts, Workloads = Workloads, InternalNetworks = InternalNetworks,
         InternalNetworksPending = InternalNetworksPending, PolicyAddresses = PolicyAddresses, PolicyPending = PolicyPending,
         DeniedPackets = DeniedPackets, DeniedSessions = DeniedSessions, BlockedSessions = BlockedSessions, ResetsSent = ResetsSent, Reevaluations = Reevaluations, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
         DetectUnmanagedWorkloads = DetectUnmanagedWorkloads, EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode,

@@ -200,6 +200,8 @@ public static class DpReplyReader
             LogPath = s.Daemon.Log,
             SessionCapacity = s.Daemon.SessionCapacity,
             StartTime = s.Daemon.Started,
+            Supervised = s.Daemon.Supervised, Restarts = s.Daemon.Restarts, LastExit = s.Daemon.LastExit,
+            StateFile = s.Daemon.StateFile, StateProblem = s.Daemon.StateProblem,
             ServicePorts = s.ServicePort is { } port ? [port] : [],
             Workloads = s.Workloads.Select(w => Workload(w, socket)).ToArray(),
             InternalNetworks = s.InternalNets.Select(InternalNetwork).ToArray(),

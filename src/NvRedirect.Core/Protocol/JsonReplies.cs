@@ -20,7 +20,16 @@ public sealed record ConnectionEntry(ulong Mac, bool Ingress, IPAddress Client, 
 public sealed record ConnectionList(ConnectionEntry[] Connections, long Capacity, long Evicted);
 
 /// <summary>nvr_get_state's "daemon": who it is.</summary>
-public sealed record DaemonEntry(int Pid, string Version, string Namespace, string Socket, string? Log, int SessionCapacity, DateTime Started);
+public sealed record DaemonEntry(int Pid, string Version, string Namespace, string Socket, string? Log, int SessionCapacity, DateTime Started)
+{
+    /// <summary>Whether a supervisor restarts it when it dies, how often it did, and why the last one died (null: never).</summary>
+    public bool Supervised { get; init; }
+    public int Restarts { get; init; }
+    public string? LastExit { get; init; }
+    /// <summary>Where its configuration is saved, and why a saved one was refused at start (null: none was).</summary>
+    public string? StateFile { get; init; }
+    public string? StateProblem { get; init; }
+}
 
 /// <summary>A workload's policy in the state: version, default action, direction and how many rules.</summary>
 public sealed record PolicySummary(uint Version, DpPolicyAction DefaultAction, DpDirection Direction, int Rules);
@@ -220,6 +229,11 @@ public static class JsonReplies
         WriteOptional(w, Key.Log, d.Log);
         w.WriteNumber(Key.SessionCapacity, d.SessionCapacity);
         w.WriteString(Key.Started, Time(d.Started));
+        w.WriteBoolean(Key.Supervised, d.Supervised);
+        w.WriteNumber(Key.Restarts, d.Restarts);
+        WriteOptional(w, Key.LastExit, d.LastExit);
+        WriteOptional(w, Key.StateFile, d.StateFile);
+        WriteOptional(w, Key.StateProblem, d.StateProblem);
         w.WriteEndObject();
         WriteOptional(w, Key.ServicePort, s.ServicePort);
         w.WriteStartArray(Key.Workloads);
@@ -380,7 +394,12 @@ public static class JsonReplies
         var d = r.GetProperty(Key.Daemon);
         var daemon = new DaemonEntry(d.GetProperty(Key.Pid).GetInt32(), d.GetProperty(Key.Version).GetString() ?? "",
             d.GetProperty(Key.Namespace).GetString() ?? "", d.GetProperty(Key.Socket).GetString() ?? "", OptionalString(d, Key.Log),
-            d.GetProperty(Key.SessionCapacity).GetInt32(), ReadTime(d.GetProperty(Key.Started)));
+            d.GetProperty(Key.SessionCapacity).GetInt32(), ReadTime(d.GetProperty(Key.Started)))
+        {
+            Supervised = d.TryGetProperty(Key.Supervised, out var sv) && sv.ValueKind == JsonValueKind.True,
+            Restarts = d.TryGetProperty(Key.Restarts, out var rs) && rs.ValueKind == JsonValueKind.Number ? rs.GetInt32() : 0,
+            LastExit = OptionalString(d, Key.LastExit), StateFile = OptionalString(d, Key.StateFile), StateProblem = OptionalString(d, Key.StateProblem),
+        };
         LastRequest? last = r.TryGetProperty(Key.YourLastRequest, out var l) && l.ValueKind == JsonValueKind.Object
             ? new LastRequest(l.GetProperty(Key.Accepted).GetBoolean(), OptionalString(l, Key.Error)) : null;
         var requests = r.GetProperty(Key.Requests);

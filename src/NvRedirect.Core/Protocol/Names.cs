@@ -61,7 +61,8 @@ public static class Key
         Capacity = "capacity", Evicted = "evicted", Answered = "answered", Scan = "scan", Attempts = "attempts";
     // nvr_get_state's reply
     public const string Daemon = "daemon", Pid = "pid", Namespace = "netns", Socket = "socket", Log = "log",
-        SessionCapacity = "sessions_capacity", Started = "started";
+        SessionCapacity = "sessions_capacity", Started = "started", Supervised = "supervised", Restarts = "restarts", LastExit = "last_exit",
+        StateFile = "state_file", StateProblem = "state_problem";
     public const string ServicePort = "service_port", Workloads = "workloads", PacketsIn = "packets_in", PacketsOut = "packets_out",
         BytesIn = "bytes_in", BytesOut = "bytes_out", SessionsIn = "sessions_in", SessionsOut = "sessions_out", Policy = "policy";
     public const string InternalNets = "internal_nets", InternalNetsPending = "internal_nets_pending", Debug = "debug",

@@ -20,23 +20,41 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     /// <summary>Run every <see cref="TickMilliseconds"/> on this thread (null: no timer).</summary>
     public Action? Tick { get; init; }
 
+    /// <summary>Datagrams refused because their sender is neither root nor in the control group.</summary>
+    public long Refused { get; private set; }
+
+    /// <summary>How often <see cref="Alive"/> runs (null: never): a watchdog ping from the control loop itself, so a hung loop stops pinging.</summary>
+    public TimeSpan? AliveInterval { get; init; }
+    /// <summary>Runs at least every <see cref="AliveInterval"/> while the loop serves (systemd's WATCHDOG=1).</summary>
+    public Action? Alive { get; init; }
+
     /// <summary>Serves until <paramref name="stop"/> (an eventfd) becomes readable.</summary>
     public void Run(SafeFd stop)
     {
         var pfds = stackalloc pollfd[2];
+        // two timers on this one thread: the watchdog ping (Alive) and the report tick (Tick); poll waits for the nearer
+        long aliveEvery = AliveInterval is { } every ? (long)Math.Max(1, every.TotalMilliseconds) : -1;
+        long nextAlive = Environment.TickCount64 + Math.Max(0, aliveEvery);
         long nextTick = Environment.TickCount64 + TickMilliseconds;
         while (true)
         {
-            pfds[0] = new pollfd { fd = socket.Fd, events = POLLIN };
-            pfds[1] = new pollfd { fd = stop.Fd, events = POLLIN };
-            long wait = Tick == null ? -1 : Math.Max(0, nextTick - Environment.TickCount64);
-            int r = Native.poll(pfds, 2, (int)wait);
-            if (Tick != null && Environment.TickCount64 >= nextTick)
+            long now = Environment.TickCount64;
+            if (aliveEvery > 0 && now >= nextAlive)
             {
-                nextTick = Environment.TickCount64 + TickMilliseconds;
+                Alive?.Invoke();
+                nextAlive = now + aliveEvery;
+            }
+            if (Tick != null && now >= nextTick)
+            {
+                nextTick = now + TickMilliseconds;
                 try { Tick(); }
                 catch (Exception e) { log.Error($"the control thread's timer failed: {e.Message}"); }
             }
+            long deadline = Math.Min(aliveEvery > 0 ? nextAlive : long.MaxValue, Tick != null ? nextTick : long.MaxValue);
+            int wait = deadline == long.MaxValue ? -1 : (int)Math.Clamp(deadline - Environment.TickCount64, 0, int.MaxValue);
+            pfds[0] = new pollfd { fd = socket.Fd, events = POLLIN };
+            pfds[1] = new pollfd { fd = stop.Fd, events = POLLIN };
+            int r = Native.poll(pfds, 2, wait);
             if (r < 0)
             {
                 if (Native.LastErrno == EINTR) continue;
@@ -51,9 +69,16 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     public void Drain()
     {
         int length;
-        while ((length = socket.Receive(_buffer, _sender, out int senderLength)) >= 0)
+        while ((length = socket.Receive(_buffer, _sender, out int senderLength, out var credentials)) >= 0)
         {
             var sender = _sender.AsSpan(0, senderLength);
+            if (!socket.Admits(credentials))
+            {
+                Refused++;
+                log.Warn($"control datagram of {length} bytes from {credentials} ({ControlSocket.DescribeAddress(sender)}) refused, nothing read: only root"
+                    + (socket.ControlGroup is int g ? $" and group {g}" : "") + " may command this datapath");
+                continue;
+            }
             bool bound = senderLength > 2;
             var replies = length > Controller.MaxRequestSize
                 ? controller.RejectOversized(length, ControlSocket.DescribeAddress(sender), bound)

@@ -62,6 +62,8 @@ internal sealed class ControlState
     public string[] DebugCategories { get; set; } = [];
     /// <summary>The service port's interface, when one is open.</summary>
     public string? ServicePort { get; set; }
+    /// <summary>Whether the service port was opened for jumbo frames.</summary>
+    public bool ServicePortJumbo { get; set; }
     /// <summary>Whether a workload was added, changed or removed (a new table must be published).</summary>
     public bool WorkloadsChanged { get; set; }
     /// <summary>ctrl_cfg_specip_net: the special IP networks in force (kept and reported; no policy decision uses them yet).</summary>
@@ -83,7 +85,7 @@ internal sealed class ControlState
         PendingInternalNets = PendingInternalNets is null ? null : [.. PendingInternalNets],
         XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy, DetectUnmanagedWorkloads = DetectUnmanagedWorkloads,
         EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode, DebugCategories = DebugCategories,
-        ServicePort = ServicePort, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
+        ServicePort = ServicePort, ServicePortJumbo = ServicePortJumbo, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
         PolicyAddresses = PolicyAddresses, PendingPolicyAddresses = PendingPolicyAddresses is null ? null : [.. PendingPolicyAddresses],
         SettingsGeneration = SettingsGeneration,
         SpecialNets = SpecialNets, PendingSpecialNets = PendingSpecialNets is null ? null : [.. PendingSpecialNets],

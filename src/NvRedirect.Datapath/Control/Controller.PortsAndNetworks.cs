@@ -21,6 +21,7 @@ internal sealed partial class Controller
         catch (Exception e) { throw new CommandException($"cannot open service port {iface}: {e.Message}"); }
         r.Prepared.Add(port);
         r.State.ServicePort = iface;
+        r.State.ServicePortJumbo = m.JumboFrame;
         r.Notes.Add($"{Command.AddServicePort}: serving {iface}{(m.JumboFrame ? " (jumbo frames)" : "")}");
         r.Effects.Add(_ => _datapath.AttachPort(port));
     }

@@ -142,7 +142,10 @@ internal sealed partial class Controller
         }).ToArray();
         var dc = _datapath.Counters;
         return new StateReport(
-            new DaemonEntry(id.Pid, id.Version, id.Namespace, id.SocketPath, id.LogPath, id.SessionCapacity, id.Started),
+            new DaemonEntry(id.Pid, id.Version, id.Namespace, id.SocketPath, id.LogPath, id.SessionCapacity, id.Started)
+            {
+                Supervised = id.Supervised, Restarts = id.Restarts, LastExit = id.LastExit, StateFile = Persist?.Path, StateProblem = StateProblem,
+            },
             s.ServicePort, workloads, s.InternalNets, s.PendingInternalNets?.Count,
             s.XffEnabled, s.DisableNetPolicy, s.DetectUnmanagedWorkloads, s.EnableIcmpPolicy, s.StrictGroupMode, s.DebugCategories,
             s.PolicyAddresses,

@@ -42,6 +42,10 @@ internal sealed partial class Controller
     public string? LastRejection { get; private set; }
     /// <summary>The connection reports to the agent's socket (null: none are sent), for nvr_get_state.</summary>
     public ConnectionReporter? Reports { get; init; }
+    /// <summary>Where the committed configuration is kept (null: nowhere, as in tests of the controller alone).</summary>
+    public StateFile? Persist { get; set; }
+    /// <summary>Why the saved configuration was refused at start (null: restored, or none).</summary>
+    public string? StateProblem { get; private set; }
     /// <summary>Who this daemon is, for nvr_get_state.</summary>
     public DaemonIdentity Identity { get; init; } = DaemonIdentity.OfThisProcess();
 
@@ -198,7 +202,7 @@ internal sealed partial class Controller
         return replies;
     }
 
-    private void Commit(Request request, List<byte[]> replies)
+    private void Commit(Request request, List<byte[]> replies, bool save = true)
     {
         Accepted++;
         var state = request.State;
@@ -218,6 +222,73 @@ internal sealed partial class Controller
                 _outcome = new RequestOutcome(true, (_outcome.Error == null ? "" : _outcome.Error + "; ") + $"applying a command failed: {e.Message}");
             }
         }
+        // durable before the replies go out: what a client was told is in force survives a crash
+        if (save && Persist != null)
+        {
+            try { Persist.Save(State); }
+            catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException or NvRedirect.Core.Netlink.NetlinkException)
+            {
+                _log.Error($"the configuration is in force but could not be saved to {Persist.Path}: {e.Message}; a restart would lose it");
+                _outcome = new RequestOutcome(true, (_outcome.Error == null ? "" : _outcome.Error + "; ") + $"applied but not saved ({e.Message})");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Restores the configuration <see cref="Persist"/> holds, before the daemon serves: every saved datagram is applied
+    /// to one copy of the (empty) state, through the same validation as any request, and committed only when all of
+    /// them are valid. A file that cannot be read or applied (corrupt, foreign, refused) is renamed aside with the reason
+    /// logged, and the daemon starts empty. Returns the reason when the file was refused, else null.
+    /// </summary>
+    public string? Restore()
+    {
+        if (Persist is not { } file) return null;
+        return StateProblem = RestoreFrom(file);
+    }
+
+    private string? RestoreFrom(StateFile file)
+    {
+        List<byte[]>? datagrams;
+        try { datagrams = file.Read(); }
+        catch (Exception e) when (e is System.IO.InvalidDataException or System.IO.IOException or UnauthorizedAccessException)
+        {
+            return Refuse(file, e.Message);
+        }
+        if (datagrams == null) { _log.Info($"no saved configuration at {file.Path}: starting empty"); return null; }
+        var request = new Request { State = State.Clone() };
+        foreach (var datagram in datagrams)
+        {
+            using var doc = JsonDocument.Parse(datagram, JsonOptions);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) { request.Errors.Add("a saved datagram is not an object"); continue; }
+            foreach (var command in doc.RootElement.EnumerateObject())
+            {
+                try { Apply(command.Name, command.Value, request); }
+                catch (CommandException e) { request.Errors.Add($"{command.Name}: {e.Message}"); }
+                catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+                {
+                    request.Errors.Add($"{command.Name}: unreadable argument ({e.Message})");
+                }
+            }
+        }
+        if (request.Errors.Count > 0)
+        {
+            foreach (var p in request.Prepared) p.Dispose();
+            return Refuse(file, $"its configuration is refused: {string.Join("; ", request.Errors)}");
+        }
+        request.Notes.Clear();
+        Commit(request, [], save: false);
+        file.Loaded(State);
+        _log.Info($"restored the configuration saved in {file.Path}: {Summary()}");
+        return null;
+    }
+
+    private string Refuse(StateFile file, string reason)
+    {
+        string aside;
+        try { aside = $"set aside as {file.SetAside()}"; }
+        catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException) { aside = $"and could not be set aside ({e.Message})"; }
+        _log.Error($"the saved configuration {file.Path} is not applied, nothing of it is: {reason}; {aside}. Starting empty: send the configuration again");
+        return reason;
     }
 
     /// <summary>A one-line summary of the configuration, for the log.</summary>
@@ -259,6 +330,11 @@ internal sealed class RecentOutcomes(int capacity)
 /// <summary>What nvr_get_state reports about the daemon itself.</summary>
 internal sealed record DaemonIdentity(int Pid, string Version, string Namespace, string SocketPath, string? LogPath, int SessionCapacity, DateTime Started)
 {
+    /// <summary>Set by a supervisor (see Supervisor.cs): it restarts this daemon, how often it did, why the last one died.</summary>
+    public bool Supervised { get; init; }
+    public int Restarts { get; init; }
+    public string? LastExit { get; init; }
+
     /// <summary>Defaults for a controller that is not a daemon (tests).</summary>
     public static DaemonIdentity OfThisProcess() => new(Environment.ProcessId, typeof(Controller).Assembly.GetName().Version?.ToString() ?? "",
         "", DpWire.DefaultControlSocket, null, 0, DateTime.UtcNow);

@@ -174,7 +174,8 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
 
     // The session and policy step (as NeuVector's dp/dpi/dpi_session.c and dpi_policy.c; docs/datapath.md, "Verdicts"): a new session is decided before it exists, and a DENY creates
     // none; an existing one is decided again when its workload's policy or the settings changed since, and one that
-    // became denied is blocked (TCP: reset both ways).
+    // became denied is blocked (TCP: reset both ways). A TCP packet without SYN and without a session (a connection
+    // opened before a restart) opens a mid-stream session: allowed, it goes on; denied, it is reset both ways.
     private PolicyResult Police(in PacketTuple t, Workload workload, PolicySettings settings, long now)
     {
         var c = Counters;
@@ -205,6 +206,9 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
                 c.DeniedSessions++;
                 int refused = Connections.Record(in ck, now, out _);
                 Connections.Account(refused, t.Length, dropped: true, now);
+                // a denied TCP connection met mid-stream (opened before this daemon started: a restart) is reset both
+                // ways, as a session that became denied is, rather than left to hang (a new SYN is only dropped)
+                if (opening.MidStream && !workload.State.Tap) { c.ResetsSent++; return PolicyResult.Reset; }
                 return PolicyResult.Drop;
             }
             index = Sessions.Create(in key, in t, in opening, workload, now);

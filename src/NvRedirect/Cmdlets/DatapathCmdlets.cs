@@ -28,17 +28,24 @@ public sealed class ControlSocketCompleter : IArgumentCompleter
 /// <summary>What the datapath client cmdlets share: the control socket they talk to.</summary>
 public abstract class DpCmdlet : NvCmdlet
 {
-    /// <summary><para type="description">The datapath's control socket (default /tmp/dp_listen.sock, NeuVector's path). A datapath object from Start-Datapath or Get-Datapath, and the workloads, sessions, policies, rules and connections they list, bind here by property name.</para></summary>
+    /// <summary><para type="description">The datapath's control socket. Default: the socket of the one running nvr-dp; with none or several, the root namespace's default /run/nvredirect/dp.sock (a datapath started with -Namespace NAME serves /run/nvredirect/dp-NAME.sock; NeuVector's /tmp/dp_listen.sock only when started with it). A datapath object from Start-Datapath or Get-Datapath, and the workloads, sessions, policies, rules and connections they list, bind here by property name.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(ControlSocketCompleter))]
     [AllowNull, AllowEmptyString]
     public string ControlSocket
     {
-        get => _controlSocket;
+        get => _controlSocket ??= DefaultSocket();
         // a rule built by New-DpRule has no control socket: binding its null by property name means "the default"
-        set => _controlSocket = string.IsNullOrEmpty(value) ? DpWire.DefaultControlSocket : value;
+        set => _controlSocket = string.IsNullOrEmpty(value) ? null : value;
     }
-    private string _controlSocket = DpWire.DefaultControlSocket;
+    private string? _controlSocket;
+
+    /// <summary>The socket of the only running nvr-dp, else the root namespace's default.</summary>
+    internal static string DefaultSocket()
+    {
+        var running = DatapathProcess.Processes().Select(p => p.ControlSocket).Distinct(StringComparer.Ordinal).ToList();
+        return running.Count == 1 ? running[0] : DatapathPaths.DefaultSocket("");
+    }
 
     /// <summary><para type="description">How many seconds to wait for the datapath's answers (default 5, as NeuVector's agent waits).</para></summary>
     [Parameter]
@@ -57,9 +64,9 @@ public abstract class DpCmdlet : NvCmdlet
 
 /// <summary>
 /// <para type="synopsis">Starts the datapath daemon (nvr-dp) in a namespace and returns it once its control socket answers.</para>
-/// <para type="description">Runs `dotnet nvr-dp.dll --netns NAMESPACE --socket PATH --log FILE` from the module's bin folder in nvr-dp's background mode: the daemon detaches into a session of its own (so it outlives this PowerShell session and its terminal) and the command returns once the daemon serves its control socket and answers a keep-alive. The datapath opens its service ports (Add-DpServicePort) inside the namespace; the control socket is a file path, reachable from any namespace, created with mode 0600. A second daemon on a control socket that a datapath already serves is refused. The daemon logs to -LogPath (default /var/log/nvr-dp.log). Stop it with Stop-Datapath.</para>
+/// <para type="description">Runs `dotnet nvr-dp.dll --supervise --netns NAMESPACE --socket PATH --log FILE` from the module's bin folder in nvr-dp's background mode: the daemon detaches into a session of its own (so it outlives this PowerShell session and its terminal) and the command returns once the daemon serves its control socket and answers a keep-alive. By default a small supervisor process runs the daemon and starts it again within a second when it dies, with the configuration it saved (/run/nvredirect/...state, written before every change is acknowledged); Get-Datapath shows Restarts and LastExit; -Unsupervised runs it alone. The datapath opens its service ports (Add-DpServicePort) inside the namespace. The control socket defaults to /run/nvredirect/dp-NAMESPACE.sock, in a root-owned 0700 directory no other user can reach; any other path (NeuVector's /tmp/dp_listen.sock) is created mode 0600 and serves only datagrams whose sender is root or in -ControlGroup. A second daemon on a control socket that a datapath already serves (it holds the socket's lock) is refused. The daemon logs to -LogPath (default /var/log/nvr-dp.log). Stop it with Stop-Datapath.</para>
 /// </summary>
-/// <example><code>Start-Datapath -Namespace agent-ns</code><para>Starts the datapath for the seed's agent namespace on NeuVector's control socket /tmp/dp_listen.sock and shows its pid, namespace and socket.</para></example>
+/// <example><code>Start-Datapath -Namespace agent-ns</code><para>Starts the datapath for the seed's agent namespace, supervised, on its default control socket /run/nvredirect/dp-agent-ns.sock and shows its pid, namespace and socket.</para></example>
 /// <example><code>$dp = New-SeedTopology | Start-Datapath -ControlSocket /tmp/lab-dp.sock -LogPath /tmp/lab-dp.log</code><para>Builds the seed topology and starts a datapath in its agent namespace (the topology's AgentNamespace binds to -Namespace) on a socket of its own.</para></example>
 [Cmdlet(VerbsLifecycle.Start, "Datapath", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(DatapathInfo))]
@@ -72,9 +79,13 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ArgumentCompleter(typeof(NamespaceNameCompleter))]
     public string? Namespace { get; set; }
 
-    /// <summary><para type="description">The control socket to serve (default /tmp/dp_listen.sock, NeuVector's path).</para></summary>
+    /// <summary><para type="description">The control socket to serve. Default: /run/nvredirect/dp-NAMESPACE.sock (/run/nvredirect/dp.sock for the root namespace), in a root-owned directory only root can enter. NeuVector's /tmp/dp_listen.sock (or any other path) on request: there every datagram's sender must be root or in -ControlGroup.</para></summary>
     [Parameter]
-    public string ControlSocket { get; set; } = DpWire.DefaultControlSocket;
+    public string? ControlSocket { get; set; }
+
+    /// <summary><para type="description">A group (name or id) whose members may command the datapath besides root: the socket becomes mode 0660, group GROUP (useful only outside /run/nvredirect, which stays root's).</para></summary>
+    [Parameter]
+    public string? ControlGroup { get; set; }
 
     /// <summary><para type="description">The log file the daemon appends to (default /var/log/nvr-dp.log).</para></summary>
     [Parameter]
@@ -90,6 +101,9 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ValidateRange(1, 1 << 22)]
     public int? ConnectionCapacity { get; set; }
 
+    /// <summary><para type="description">Run nvr-dp without its supervisor: a crash then leaves the datapath down (and its workloads cut off) until someone starts it again. By default nvr-dp --supervise restarts a daemon that dies within a second, with its saved configuration.</para></summary>
+    [Parameter] public SwitchParameter Unsupervised { get; set; }
+
     /// <summary><para type="description">How many seconds to wait for the daemon to serve its socket (default 60).</para></summary>
     [Parameter]
     [ValidateRange(1, 600)]
@@ -99,12 +113,12 @@ public sealed class StartDatapathCommand : NvCmdlet
     protected override void ProcessRecord()
     {
         var ns = Namespace ?? "";
-        var socket = GetUnresolvedProviderPathFromPSPath(ControlSocket);
+        var socket = string.IsNullOrEmpty(ControlSocket) ? DatapathPaths.DefaultSocket(ns) : GetUnresolvedProviderPathFromPSPath(ControlSocket);
         Try(socket, () =>
         {
             var request = new DatapathStartRequest
             {
-                Namespace = ns, ControlSocket = socket, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
+                Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, Supervise = !Unsupervised, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
                 Sessions = SessionCapacity, Connections = ConnectionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
             };
             if (!ShouldProcess($"nvr-dp serving {socket}, service ports in {Where(ns)}", "Start datapath")) return;
@@ -157,9 +171,9 @@ public sealed class GetDatapathCommand : NvCmdlet
 
 /// <summary>
 /// <para type="synopsis">Stops a datapath daemon cleanly and waits until it is gone and its control socket removed.</para>
-/// <para type="description">Asks the control socket for the daemon's pid (or, when it does not answer, finds the nvr-dp process started for that socket in /proc), checks that the pid is an nvr-dp process, sends SIGTERM and waits until the process has exited. On SIGTERM nvr-dp stops its packet thread, closes the service port and removes its socket. -Force sends SIGKILL instead and then removes the socket the killed daemon leaves (only when it is a socket nothing is bound to). With the daemon gone, frames steered to vth are dropped: the intercepted workloads are cut off until a datapath runs again.</para>
+/// <para type="description">Finds the daemon's pid by the lock it holds on its control socket (an answer on the socket proves nothing: anyone can answer a keep-alive on a /tmp path; a daemon that does not answer is still found), checks that the pid is an nvr-dp process, sends SIGTERM and waits until the process and its supervisor have exited. On SIGTERM nvr-dp stops its packet thread, closes the service port, removes its socket and forgets its saved configuration (a deliberate stop; a crash keeps it), and its supervisor ends with it. -Force sends SIGKILL to the supervisor and then the daemon, removes the socket the killed daemon leaves (only when it is a socket nothing is bound to) and the saved configuration. With the daemon gone, frames steered to vth are dropped: the intercepted workloads are cut off until a datapath runs again.</para>
 /// </summary>
-/// <example><code>Stop-Datapath</code><para>Stops the datapath serving /tmp/dp_listen.sock.</para></example>
+/// <example><code>Stop-Datapath</code><para>Stops the running datapath (the only one; with several, name it with -ControlSocket) and its supervisor.</para></example>
 /// <example><code>Get-Datapath | Stop-Datapath -WhatIf</code><para>Shows which running datapaths would be stopped.</para></example>
 [Cmdlet(VerbsLifecycle.Stop, "Datapath", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(DatapathInfo))]
@@ -184,22 +198,24 @@ public sealed class StopDatapathCommand : DpCmdlet
         {
             DatapathInfo? info = null;
             int pid;
+            // the pid lock names the daemon (null: no live nvr-dp; 0: one is starting); an answer on the socket proves nothing
+            int? owner = DatapathLock.Owner(socket);
             try
             {
                 using var client = OpenClient();
                 info = client.Query();
-                pid = info.Pid;
             }
-            catch (DatapathNotRespondingException)
+            catch (DatapathNotRespondingException) when (owner != null) { } // a hung daemon: the lock names it
+            catch (DatapathNotRespondingException) when (Force)
             {
-                // a hung daemon: its pid from /proc; a killed one left a stale socket, which -Force removes
-                if (DatapathProcess.FindPid(socket) is not int found)
-                {
-                    if (Force && ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) return;
-                    throw;
-                }
-                pid = found;
+                // a killed daemon left a stale socket, which -Force removes
+                if (ShouldProcess(socket, "Remove the stale control socket") && DatapathProcess.RemoveStaleSocket(socket)) { DatapathProcess.Forget(socket); return; }
+                throw;
             }
+            if (owner == null)
+                throw new DatapathNotRespondingException(socket, $"something answers on it, but no nvr-dp holds its lock {DatapathPaths.LockFile(socket)}: it is not a datapath, and the pid {info?.Pid} it claims is not signalled");
+            pid = owner > 0 ? owner.Value : DatapathProcess.FindPid(socket) ?? throw new DatapathNotRespondingException(socket, "its nvr-dp is still starting");
+            if (info?.Pid != pid) info = null;
             if (!ShouldProcess($"nvr-dp (pid {pid}) serving {socket}", Force ? "Kill datapath" : "Stop datapath")) return;
             DatapathProcess.Stop(pid, socket, TimeSpan.FromSeconds(StopTimeoutSeconds), Force);
             if (PassThru && info != null) WriteObject(info);
@@ -211,7 +227,7 @@ public sealed class StopDatapathCommand : DpCmdlet
 /// <para type="synopsis">Opens the datapath's service port: the interface (vth) it reads steered frames from and writes allowed frames back to.</para>
 /// <para type="description">Sends ctrl_add_srvc_port, as NeuVector's agent does once: the datapath opens an AF_PACKET ring on the interface inside its namespace. It has one service port; adding the same one again changes nothing, adding another is rejected. Like every datapath client cmdlet it then asks the datapath (nvr-dp's nvr_get_state) whether the request was applied, and reports a rejection with the datapath's reason.</para>
 /// </summary>
-/// <example><code>Add-DpServicePort vth</code><para>Serves vth, the seed's service port, on the datapath at /tmp/dp_listen.sock.</para></example>
+/// <example><code>Add-DpServicePort vth</code><para>Serves vth, the seed's service port, on the running datapath.</para></example>
 /// <example><code>Get-WorkloadInterception agent-ns | Add-DpServicePort -ControlSocket $dp.ControlSocket -PassThru</code><para>Serves the interception's datapath link (vth) on the datapath in $dp and returns the datapath.</para></example>
 [Cmdlet(VerbsCommon.Add, "DpServicePort", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(DatapathInfo))]
@@ -439,7 +455,7 @@ public sealed class RemoveDpMacCommand : DpCmdlet
 /// <para type="synopsis">Lists the datapath's sessions (ctrl_list_session), or counts them by protocol (ctrl_count_session).</para>
 /// <para type="description">Each session shows its id, workload, protocol, client and server (address, port, MAC), packets and bytes each way, TCP states, idle time, age, time left, and whether it was opened towards the workload (Ingress), started while the workload was tapped, or picked up mid-stream. -Count returns the current sessions per protocol instead.</para>
 /// </summary>
-/// <example><code>Get-DpSession</code><para>Lists every session of the datapath at /tmp/dp_listen.sock.</para></example>
+/// <example><code>Get-DpSession</code><para>Lists every session of the running datapath.</para></example>
 /// <example><code>Get-DpSession -Count -ControlSocket $dp.ControlSocket</code><para>Counts the sessions of the datapath in $dp per protocol.</para></example>
 [Cmdlet(VerbsCommon.Get, "DpSession")]
 [OutputType(typeof(DpSession), typeof(DpSessionCount))]
@@ -464,7 +480,7 @@ public sealed class GetDpSessionCommand : DpCmdlet
 /// <para type="synopsis">Removes sessions from the datapath's table (ctrl_clear_session): all of them, or those with the given ids.</para>
 /// <para type="description">The datapath forgets the sessions; the next packet of a conversation starts a new one (a TCP segment without SYN is then picked up mid-stream). Sessions from Get-DpSession bind by property name (Id, ControlSocket).</para>
 /// </summary>
-/// <example><code>Clear-DpSession</code><para>Removes every session of the datapath at /tmp/dp_listen.sock.</para></example>
+/// <example><code>Clear-DpSession</code><para>Removes every session of the running datapath.</para></example>
 /// <example><code>Get-DpSession | Where-Object Protocol -eq ICMP | Clear-DpSession</code><para>Removes the ICMP sessions only.</para></example>
 [Cmdlet(VerbsCommon.Clear, "DpSession", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(DpSessionCount))]

@@ -10,7 +10,7 @@ using NvRedirect.Core.Protocol;
 
 namespace NvRedirect.Cmdlets;
 
-/// <summary>Completes workload MACs with those registered with the datapath on -ControlSocket (default /tmp/dp_listen.sock).</summary>
+/// <summary>Completes workload MACs with those registered with the datapath on -ControlSocket (default: the running datapath's).</summary>
 public sealed class DpWorkloadMacCompleter : IArgumentCompleter
 {
     /// <inheritdoc/>
@@ -21,7 +21,7 @@ public sealed class DpWorkloadMacCompleter : IArgumentCompleter
         var socket = fakeBoundParameters?["ControlSocket"] as string;
         try
         {
-            using var client = DpClient.Open(string.IsNullOrEmpty(socket) ? DpWire.DefaultControlSocket : socket, TimeSpan.FromSeconds(1));
+            using var client = DpClient.Open(string.IsNullOrEmpty(socket) ? DpCmdlet.DefaultSocket() : socket, TimeSpan.FromSeconds(1));
             return client.State().Workloads
                 .Where(w => w.Mac.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
                 .OrderBy(w => w.Mac, StringComparer.Ordinal)

@@ -1,0 +1,125 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Text;
+using NvRedirect.Datapath.Control;
+using Xunit;
+
+namespace NvRedirect.Tests;
+
+/// <summary>
+/// The configuration outlives the process: every committed datagram is saved (atomically, before its replies), a new
+/// controller restores it whole, and a corrupt or foreign file is refused, set aside and never half-applied.
+/// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed class StateFileTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nvr-state-").FullName;
+    private string PathOf => Path.Combine(_dir, "dp.state");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private const string Policy = """{"ctrl_cfg_policy": {"cmd": 1, "flag": 3, "defact": 2, "dir": 3, "mac": ["1a:27:f3:87:3a:27"], "rules": [{"id": 7, "sip": "10.10.10.1", "sipr": "10.10.10.9", "dip": "10.10.10.2", "port": 80, "portr": 90, "proto": 6, "action": 1, "ingress": true}]}}""";
+    private const string SecondMac = """{"ctrl_add_mac": {"iface": "vth", "mac": "02:00:00:00:00:42", "ucmac": "4e:65:75:56:00:42"}}""";
+    private const string Toggles = """{"ctrl_enable_icmp_policy": {"enable_icmp_policy": false}, "ctrl_sys_conf": {"xff_enabled": true}, "ctrl_cfg_policy_addr": {"flag": 3, "subnet_addr": [{"ip": "10.10.10.7", "mask": "255.255.255.255"}]}}""";
+
+    private DatapathControlTests.Rig Configured(string ns = "ns-a")
+    {
+        var rig = new DatapathControlTests.Rig();
+        rig.Controller.Persist = new StateFile(PathOf, ns);
+        rig.SendSeed();
+        foreach (var m in new[] { SecondMac, Policy, Toggles }) Assert.Empty(rig.Send(m));
+        Assert.True(rig.Controller.Rejected == 0, rig.Controller.LastRejection);
+        return rig;
+    }
+
+    private static DatapathControlTests.Rig Restarted(string path, string ns = "ns-a")
+    {
+        var rig = new DatapathControlTests.Rig();
+        rig.Controller.Persist = new StateFile(path, ns);
+        return rig;
+    }
+
+    [Fact]
+    public void Every_committed_datagram_is_on_disk_before_it_returns_and_a_restart_restores_all_of_it()
+    {
+        var before = Configured();
+        var described = before.Controller.State.Describe();
+        Assert.Contains("tap=False policy=v1:2:3:1", described); // the seed's workload, inline, with its policy
+
+        var after = Restarted(PathOf);
+        Assert.Null(after.Controller.Restore());
+        Assert.Equal(described, after.Controller.State.Describe());
+        Assert.Equal(["vth"], after.Ports.Select(p => p.Interface));
+        Assert.True(after.Ports[0].Started);
+        Assert.Contains(after.Log.Lines, l => l.Contains("restored the configuration saved in"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(PathOf));
+        Assert.False(File.Exists(PathOf + ".tmp"));
+
+        // the next change is saved before Handle returns (the reply would go out after): a third start sees it
+        Assert.Empty(after.Send("""{"ctrl_del_mac": {"mac": "02:00:00:00:00:42"}}"""));
+        var third = Restarted(PathOf);
+        Assert.Null(third.Controller.Restore());
+        Assert.Equal(after.Controller.State.Describe(), third.Controller.State.Describe());
+        Assert.DoesNotContain("02:00:00:00:00:42", third.Controller.State.Describe());
+    }
+
+    [Fact]
+    public void Queries_and_rejected_datagrams_do_not_rewrite_the_file()
+    {
+        var rig = Configured();
+        long writes = rig.Controller.Persist!.Writes;
+        rig.Send("""{"ctrl_keep_alive": {"seq_num": 3}}""");
+        rig.Send("""{"ctrl_add_mac": {"iface": "vth", "mac": "01:00:00:00:00:01"}}"""); // multicast: refused
+        Assert.Equal(1, rig.Controller.Rejected);
+        Assert.Equal(writes, rig.Controller.Persist.Writes);
+    }
+
+    [Theory]
+    [InlineData("not json at all", "it is not JSON")]
+    [InlineData("""{"something": 1}""", "not an nvr-dp state file")]
+    [InlineData("""{"nvr_state": 2, "namespace": "ns-a", "datagrams": []}""", "format 2")]
+    [InlineData("""{"nvr_state": 1, "namespace": "other", "datagrams": []}""", "written for namespace 'other'")]
+    public void A_corrupt_or_foreign_file_is_refused_set_aside_and_the_daemon_starts_empty(string content, string reason)
+    {
+        File.WriteAllText(PathOf, content);
+        var rig = Restarted(PathOf);
+        Assert.Contains(reason, rig.Controller.Restore());
+        Assert.Empty(rig.Controller.State.Workloads);
+        Assert.False(File.Exists(PathOf));
+        var aside = Directory.GetFiles(_dir, "dp.state.refused-*");
+        Assert.Single(aside);
+        Assert.Equal(content, File.ReadAllText(aside[0]));
+        Assert.Contains(rig.Log.Lines, l => l.Contains("ERROR") && l.Contains(reason) && l.Contains("set aside as") && l.Contains("nothing of it is"));
+    }
+
+    [Fact]
+    public void A_file_with_one_refused_datagram_is_not_half_applied()
+    {
+        Configured();
+        // truncate the file's last workload-independent part: the policy's MAC no longer registered
+        var text = File.ReadAllText(PathOf).Replace("\"ctrl_add_mac\":{\"iface\":\"vth\",\"mac\":\"1a:27:f3:87:3a:27\"", "\"ctrl_add_mac\":{\"iface\":\"vth\",\"mac\":\"01:27:f3:87:3a:27\"", StringComparison.Ordinal);
+        Assert.NotEqual(File.ReadAllText(PathOf), text);
+        File.WriteAllText(PathOf, text);
+        var rig = Restarted(PathOf);
+        Assert.Contains("not a unicast address", rig.Controller.Restore());
+        Assert.Empty(rig.Controller.State.Workloads); // not even the valid second workload
+        Assert.Null(rig.Controller.State.ServicePort);
+        Assert.All(rig.Ports, p => Assert.True(p.Disposed)); // the port opened while validating is closed again
+    }
+
+    [Fact]
+    public void The_file_is_the_protocols_own_datagrams()
+    {
+        var rig = Configured();
+        var datagrams = StateFile.Datagrams(rig.Controller.State).Select(d => Encoding.UTF8.GetString(d)).ToList();
+        Assert.StartsWith("{\"ctrl_add_mac\":", datagrams[0]);
+        Assert.StartsWith("{\"ctrl_add_srvc_port\":{\"iface\":\"vth\"", datagrams[^1]); // the ring opens last
+        Assert.Contains(datagrams, d => d.StartsWith("{\"ctrl_cfg_policy\":", StringComparison.Ordinal));
+        // replayed as ordinary requests on a fresh controller they give the same state
+        var replay = new DatapathControlTests.Rig();
+        foreach (var d in datagrams) replay.Send(d);
+        Assert.True(replay.Controller.Rejected == 0, replay.Controller.LastRejection);
+        Assert.Equal(rig.Controller.State.Describe(), replay.Controller.State.Describe());
+    }
+}
