@@ -121,6 +121,9 @@ Describe 'Protecting real podman containers (an image imported from busybox-stat
         Test-HostPing $c[0].Ip | Should -BeTrue -Because 'the host reaches the container through the enforcer'
         & podman @Podman exec $c[1].Name ping -c 2 -W 2 $c[0].Ip | Out-Null
         $LASTEXITCODE | Should -Be 0 -Because 'the other container reaches it too'
+        # the same, probed from inside the other container named as users name it (Test-AgentConnection -Container)
+        $probe = Test-AgentConnection $c[0].Ip -Container $c[1].Name -Count 1 -TimeoutSeconds 2
+        $probe.Outcome | Should -Be 'Answered'
         $learned = @(Get-DpConnection -Mac $c[0].Mac -Learned -ControlSocket $sock)
         @($learned | Where-Object { "$($_.Client)" -eq $gateway -and $_.ProtocolName -eq 'ICMP' }).Count | Should -Be 1
         @($learned | Where-Object { "$($_.Client)" -eq $c[1].Ip -and $_.ProtocolName -eq 'ICMP' }).Count | Should -Be 1
@@ -134,6 +137,7 @@ Describe 'Protecting real podman containers (an image imported from busybox-stat
         $r[0].ContainerName | Should -Be $c[1].Name
         & podman @Podman exec $c[0].Name ping -c 2 -W 1 $c[1].Ip | Out-Null
         $LASTEXITCODE | Should -Not -Be 0 -Because 'the container in Protect mode without rules is unreachable'
+        (Test-AgentConnection $c[1].Ip -Container $c[0].Name -Count 1 -TimeoutSeconds 1).Outcome | Should -Be 'TimedOut' -Because 'a probe from the other container is dropped too'
         Test-HostPing $c[0].Ip | Should -BeTrue -Because 'the one in Discover is not'
         @(Get-DpConnection -Mac $c[1].Mac -Blocked -ControlSocket $sock).Count | Should -BeGreaterThan 0
         (@(Get-WorkloadInterception -Namespace $enf).Mode | Sort-Object) -join ',' | Should -Be 'Discover,Protect'
