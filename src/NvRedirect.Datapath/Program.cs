@@ -118,7 +118,7 @@ public static class Program
             {
                 new ControlServer(socket, controller, log)
                 {
-                    Tick = reporter == null ? null : reporter.Tick,
+                    Tick = () => { reporter?.Tick(); controller.SaveLearned(); },
                     AliveInterval = SystemdNotify.WatchdogInterval, Alive = () => SystemdNotify.Send("WATCHDOG=1"),
                 }.Run(stop);
                 if (portFailed) return 1;

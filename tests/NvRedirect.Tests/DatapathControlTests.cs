@@ -30,9 +30,9 @@ public class DatapathControlTests
         public readonly List<FakeServicePort> Ports = [];
         public readonly Controller Controller;
 
-        public Rig()
+        public Rig(int connections = 16384)
         {
-            Engine = new PacketEngine(1024, Clock, Log);
+            Engine = new PacketEngine(1024, Clock, Log, connections);
             Controller = new Controller(Engine, FakeServicePort.Opener(Ports, "vth", "vth2"), Log);
         }
 

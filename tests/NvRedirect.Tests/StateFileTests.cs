@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using NvRedirect.Datapath.Control;
+using NvRedirect.Datapath.Engine;
 using Xunit;
 
 namespace NvRedirect.Tests;
@@ -121,5 +122,78 @@ public sealed class StateFileTests : IDisposable
         foreach (var d in datagrams) replay.Send(d);
         Assert.True(replay.Controller.Rejected == 0, replay.Controller.LastRejection);
         Assert.Equal(rig.Controller.State.Describe(), replay.Controller.State.Describe());
+    }
+
+    private const ulong SeedMac = 0x1a27f3873a27, SecondMacValue = 0x020000000042;
+
+    private static ConnectionKey Learnt(ulong mac, ushort port, bool v6 = false) => new()
+    {
+        EndpointMac = mac, Ingress = true, ClientLow = 0x0a0a0a01u + port, ServerLow = 0x0a0a0a02u, ServerPort = port, Protocol = 6, RuleId = 7,
+        Action = NvRedirect.Core.Protocol.DpPolicyAction.Allow, IPv6 = v6, ClientHigh = v6 ? 0xfd00000000000000UL : 0, ServerHigh = v6 ? 0xfd00000000000000UL : 0,
+    };
+
+    private static string Describe(ConnectionRecord c)
+        => $"{c.Key.EndpointMac:x}/{c.Key.Ingress}/{c.Key.ClientHigh:x}:{c.Key.ClientLow:x}>{c.Key.ServerHigh:x}:{c.Key.ServerLow:x}:{c.Key.ServerPort}/{c.Key.Protocol}"
+           + $"/{c.Key.RuleId}/{c.Key.Action}/{c.Key.IPv6} s{c.Sessions} p{c.Packets} b{c.Bytes} d{c.Dropped} answered={c.Answered}";
+
+    [Fact]
+    public void Learned_connections_survive_a_restart_unlearned_ones_do_not_and_the_saved_share_is_bounded()
+    {
+        var before = new DatapathControlTests.Rig(connections: 16); // at most 14 answered entries
+        before.Controller.Persist = new StateFile(PathOf, "ns-a");
+        before.SendSeed();
+        Assert.Empty(before.Send(SecondMac));
+        var table = before.Engine.Connections;
+        for (ushort p = 1; p <= 20; p++) // 20 answers: the 6 oldest are evicted by the table's own bound
+        {
+            int i = table.Find(Learnt(p % 2 == 0 ? SeedMac : SecondMacValue, p, v6: p == 20), 1000 + p);
+            table.Account(i, 100 + p, false, 1000 + p);
+            table[i].Sessions = p;
+            table.MarkAnswered(i);
+        }
+        table.Find(Learnt(SeedMac, 999), 1100); // never answered: not learned, not saved
+        var learned = table.SnapshotLearned();
+        Assert.Equal(14, learned.Count);
+
+        // the tick saves what changed; a second tick with nothing learned writes nothing
+        long writes = before.Controller.Persist!.Writes;
+        before.Controller.SaveLearned();
+        Assert.Equal(writes + 1, before.Controller.Persist.Writes);
+        before.Controller.SaveLearned();
+        Assert.Equal(writes + 1, before.Controller.Persist.Writes);
+        Assert.Contains("\"connections\":", File.ReadAllText(PathOf));
+
+        var after = new DatapathControlTests.Rig(connections: 16);
+        after.Controller.Persist = new StateFile(PathOf, "ns-a");
+        Assert.Null(after.Controller.Restore());
+        Assert.Equal(learned.Select(Describe), after.Engine.Connections.SnapshotLearned().Select(Describe));
+        Assert.Equal(14, after.Engine.Connections.Count); // the unanswered entry stayed behind
+        Assert.Contains(after.Log.Lines, l => l.Contains("14 learned connections"));
+
+        // a smaller table keeps the newest of them (its own answered share), and a commit saves that bound
+        var small = new DatapathControlTests.Rig(connections: 8);
+        small.Controller.Persist = new StateFile(PathOf, "ns-a");
+        Assert.Null(small.Controller.Restore());
+        Assert.Equal(small.Engine.Connections.MaxAnswered, small.Engine.Connections.AnsweredCount);
+        Assert.Equal(learned.TakeLast(small.Engine.Connections.MaxAnswered).Select(Describe), small.Engine.Connections.SnapshotLearned().Select(Describe));
+
+        // forgetting a workload's connections (a commit) is saved with it: a restart does not bring them back
+        Assert.Empty(small.Send("""{"nvr_clear_connection": {"macs": []}}"""));
+        var third = new DatapathControlTests.Rig(connections: 8);
+        third.Controller.Persist = new StateFile(PathOf, "ns-a");
+        Assert.Null(third.Controller.Restore());
+        Assert.Equal(0, third.Engine.Connections.Count);
+    }
+
+    [Fact]
+    public void Unreadable_learned_connections_refuse_the_file_whole()
+    {
+        var rig = Configured();
+        string text = File.ReadAllText(PathOf).TrimEnd();
+        File.WriteAllText(PathOf, text[..^1] + ""","connections": {"connections": [{"mac": "nope"}]}}""" + "\n");
+        var after = Restarted(PathOf);
+        Assert.NotNull(after.Controller.Restore());
+        Assert.Empty(after.Controller.State.Workloads);
+        Assert.False(File.Exists(PathOf));
     }
 }

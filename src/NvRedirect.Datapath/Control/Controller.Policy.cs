@@ -119,15 +119,91 @@ internal sealed partial class Controller
             var (list, capacity, evicted, now) = _datapath.OnPacketThread(() =>
                 (_datapath.Connections.Snapshot(), _datapath.Connections.Capacity, _datapath.Connections.Evicted, _datapath.Clock.NowSeconds));
             var wallNow = DateTime.UtcNow;
-            var entries = list.Where(c => macs.Length == 0 || macs.Contains(c.Key.EndpointMac)).Select(c =>
-            {
-                var k = c.Key;
-                return new ConnectionEntry(k.EndpointMac, k.Ingress, Address(k.ClientHigh, k.ClientLow, k.IPv6), Address(k.ServerHigh, k.ServerLow, k.IPv6),
-                    k.ServerPort, k.Protocol, k.RuleId, k.Action, c.Sessions, c.Packets, c.Bytes, c.Dropped,
-                    wallNow.AddSeconds(c.FirstSeen - now), wallNow.AddSeconds(c.LastSeen - now), c.Answered, k.Scan, c.Attempts);
-            }).ToArray();
+            var entries = list.Where(c => macs.Length == 0 || macs.Contains(c.Key.EndpointMac)).Select(c => Entry(c, wallNow, now)).ToArray();
             replies.AddRange(Replies.Json(MessageKind.Connections, JsonReplies.WriteConnections(new ConnectionList(entries, capacity, evicted))));
         });
+    }
+
+    /// <summary>A connection entry in the protocol's terms (times: the datapath clock's <paramref name="now"/> is <paramref name="wallNow"/>).</summary>
+    private static ConnectionEntry Entry(ConnectionRecord c, DateTime wallNow, long now)
+    {
+        var k = c.Key;
+        return new ConnectionEntry(k.EndpointMac, k.Ingress, Address(k.ClientHigh, k.ClientLow, k.IPv6), Address(k.ServerHigh, k.ServerLow, k.IPv6),
+            k.ServerPort, k.Protocol, k.RuleId, k.Action, c.Sessions, c.Packets, c.Bytes, c.Dropped,
+            wallNow.AddSeconds(c.FirstSeen - now), wallNow.AddSeconds(c.LastSeen - now), c.Answered, k.Scan, c.Attempts);
+    }
+
+    /// <summary>The table key of a protocol connection entry (the inverse of <see cref="Entry"/>'s key part).</summary>
+    private static ConnectionKey KeyOf(ConnectionEntry e)
+    {
+        var k = new ConnectionKey
+        {
+            EndpointMac = e.Mac, Ingress = e.Ingress, ServerPort = e.ServerPort, Protocol = e.Protocol, RuleId = e.RuleId, Action = e.Action,
+            Scan = e.Scan, IPv6 = e.Client.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6,
+        };
+        (k.ClientHigh, k.ClientLow) = Halves(e.Client);
+        (k.ServerHigh, k.ServerLow) = Halves(e.Server);
+        return k;
+    }
+
+    private static (ulong High, ulong Low) Halves(IPAddress a)
+    {
+        var b = a.GetAddressBytes();
+        return b.Length == 4 ? (0UL, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b))
+            : (System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b), System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(8)));
+    }
+
+    // the learned entries last collected for the state file, and the table's LearnedChanges they were collected at
+    private ConnectionList? _learned;
+    private long _learnedAt = -1;
+
+    /// <summary>
+    /// The learned (answered) connections for the state file, collected on the packet thread (as nvr_list_connection
+    /// is) only when the table's learned set changed since the last collection; at most the table's answered share.
+    /// </summary>
+    private ConnectionList Learned()
+    {
+        var table = _datapath.Connections;
+        long changes = table.LearnedChanges;
+        if (_learned != null && changes == _learnedAt) return _learned;
+        var (list, capacity, evicted, now, at) = _datapath.OnPacketThread(() =>
+            (table.SnapshotLearned(), table.Capacity, table.Evicted, _datapath.Clock.NowSeconds, table.LearnedChanges));
+        var wallNow = DateTime.UtcNow;
+        _learned = new ConnectionList(list.Select(c => Entry(c, wallNow, now)).ToArray(), capacity, evicted);
+        _learnedAt = at;
+        return _learned;
+    }
+
+    /// <summary>
+    /// The control thread's tick: saves the learned connections when the table learned or forgot one since the last
+    /// save (a cheap read when nothing changed), so a crash between commits loses at most one tick of learning.
+    /// </summary>
+    public void SaveLearned()
+    {
+        if (Persist == null || (_learned != null && _datapath.Connections.LearnedChanges == _learnedAt)) return;
+        try { Persist.Save(State, Learned()); }
+        catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException or NvRedirect.Core.Netlink.NetlinkException)
+        {
+            _log.Error($"the learned connections could not be saved to {Persist.Path}: {e.Message}; a restart would forget them");
+        }
+    }
+
+    /// <summary>Re-learns saved connections of the restored workloads (before the ring opens), oldest first; returns how many.</summary>
+    private int Relearn(ConnectionList saved, ControlState state)
+    {
+        var table = _datapath.Connections;
+        long now = _datapath.Clock.NowSeconds;
+        var wallNow = DateTime.UtcNow;
+        var entries = saved.Connections.Where(e => e.Answered && !e.Scan && state.Workloads.ContainsKey(e.Mac))
+            .OrderBy(e => e.LastSeen).TakeLast(table.MaxAnswered).ToArray();
+        _datapath.OnPacketThread(() =>
+        {
+            foreach (var e in entries)
+                table.Relearn(KeyOf(e), e.Sessions, e.Packets, e.Bytes, e.Dropped,
+                    now + (long)Math.Round((e.FirstSeen - wallNow).TotalSeconds), now + (long)Math.Round((e.LastSeen - wallNow).TotalSeconds));
+            return 0;
+        });
+        return entries.Length;
     }
 
     private static IPAddress Address(ulong high, ulong low, bool v6)

@@ -225,7 +225,7 @@ internal sealed partial class Controller
         // durable before the replies go out: what a client was told is in force survives a crash
         if (save && Persist != null)
         {
-            try { Persist.Save(State); }
+            try { Persist.Save(State, Learned()); }
             catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException or NvRedirect.Core.Netlink.NetlinkException)
             {
                 _log.Error($"the configuration is in force but could not be saved to {Persist.Path}: {e.Message}; a restart would lose it");
@@ -249,7 +249,8 @@ internal sealed partial class Controller
     private string? RestoreFrom(StateFile file)
     {
         List<byte[]>? datagrams;
-        try { datagrams = file.Read(); }
+        ConnectionList? learned;
+        try { datagrams = file.Read(out learned); }
         catch (Exception e) when (e is System.IO.InvalidDataException or System.IO.IOException or UnauthorizedAccessException)
         {
             return Refuse(file, e.Message);
@@ -276,9 +277,11 @@ internal sealed partial class Controller
             return Refuse(file, $"its configuration is refused: {string.Join("; ", request.Errors)}");
         }
         request.Notes.Clear();
+        // learned connections first: the saved service port opens the ring in the commit below
+        int relearned = learned == null ? 0 : Relearn(learned, request.State);
         Commit(request, [], save: false);
-        file.Loaded(State);
-        _log.Info($"restored the configuration saved in {file.Path}: {Summary()}");
+        file.Loaded(State, Learned());
+        _log.Info($"restored the configuration saved in {file.Path}: {Summary()}, {relearned} learned connections");
         return null;
     }
 

@@ -16,7 +16,10 @@ namespace NvRedirect.Datapath.Control;
 /// <c>{"nvr_state": 1, "namespace": NS, "datagrams": [D, ...]}</c> where each D is a control datagram written by the
 /// protocol's own writers (ctrl_add_mac, ctrl_cfg_mac, ctrl_cfg_policy, ctrl_cfg_internal_net, ctrl_cfg_policy_addr, the
 /// switches, ctrl_set_debug, and ctrl_add_srvc_port last): restoring is executing them, through the same validation as
-/// any request, all of them on one copy of the state, so a file is applied whole or not at all.
+/// any request, all of them on one copy of the state, so a file is applied whole or not at all. Next to them,
+/// <c>"connections"</c> holds the learned (answered) connection entries in nvr_list_connection's reply layout (the
+/// protocol's <see cref="JsonReplies.WriteConnections"/>), at most the connection table's answered share, so a restart
+/// does not forget what Discover learned; they are re-learned before the ring opens.
 /// It is written atomically (a temp file, fsync, rename, fsync of the directory) after every datagram that changed the
 /// configuration, before that datagram's replies are sent. It lives in nvr-dp's private directory (root's, 0700).
 /// </summary>
@@ -24,7 +27,7 @@ internal sealed unsafe class StateFile(string path, string ns)
 {
     /// <summary>The format written and the only one read.</summary>
     public const int FormatVersion = 1;
-    private const string FormatKey = "nvr_state", NamespaceKey = "namespace", DatagramsKey = "datagrams";
+    private const string FormatKey = "nvr_state", NamespaceKey = "namespace", DatagramsKey = "datagrams", ConnectionsKey = "connections";
 
     private byte[]? _written;
 
@@ -55,8 +58,8 @@ internal sealed unsafe class StateFile(string path, string ns)
         return list;
     }
 
-    /// <summary>The file's bytes for <paramref name="s"/>.</summary>
-    public byte[] Serialize(ControlState s)
+    /// <summary>The file's bytes for <paramref name="s"/> and the learned connections <paramref name="learned"/> (none when null).</summary>
+    public byte[] Serialize(ControlState s, ConnectionList? learned = null)
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false }))
@@ -67,16 +70,21 @@ internal sealed unsafe class StateFile(string path, string ns)
             w.WriteStartArray(DatagramsKey);
             foreach (var d in Datagrams(s)) w.WriteRawValue(d, skipInputValidation: true);
             w.WriteEndArray();
+            if (learned is { Connections.Length: > 0 })
+            {
+                w.WritePropertyName(ConnectionsKey);
+                w.WriteRawValue(JsonReplies.WriteConnections(learned), skipInputValidation: true);
+            }
             w.WriteEndObject();
         }
         buffer.Write("\n"u8);
         return buffer.WrittenSpan.ToArray();
     }
 
-    /// <summary>Writes <paramref name="s"/> durably unless the file already holds it; true when it wrote.</summary>
-    public bool Save(ControlState s)
+    /// <summary>Writes <paramref name="s"/> (and <paramref name="learned"/>) durably unless the file already holds them; true when it wrote.</summary>
+    public bool Save(ControlState s, ConnectionList? learned = null)
     {
-        var bytes = Serialize(s);
+        var bytes = Serialize(s, learned);
         if (_written != null && bytes.AsSpan().SequenceEqual(_written)) return false;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         WriteAtomically(Path, bytes);
@@ -87,14 +95,18 @@ internal sealed unsafe class StateFile(string path, string ns)
     }
 
     /// <summary>Remembers what the file holds (after a restore) so an unchanged configuration is not written again.</summary>
-    public void Loaded(ControlState s) => _written = Serialize(s);
+    public void Loaded(ControlState s, ConnectionList? learned = null) => _written = Serialize(s, learned);
 
     /// <summary>
     /// Reads the file: null when there is none; otherwise its datagrams, or throws <see cref="InvalidDataException"/>
     /// naming what is wrong (not JSON, another format, another namespace, no datagram list).
     /// </summary>
-    public List<byte[]>? Read()
+    public List<byte[]>? Read() => Read(out _);
+
+    /// <summary>As <see cref="Read()"/>, and the learned connections saved with the configuration (null: none).</summary>
+    public List<byte[]>? Read(out ConnectionList? learned)
     {
+        learned = null;
         byte[] bytes;
         try { bytes = File.ReadAllBytes(Path); }
         catch (FileNotFoundException) { return null; }
@@ -117,6 +129,14 @@ internal sealed unsafe class StateFile(string path, string ns)
             {
                 if (d.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"\"{DatagramsKey}\" holds {Fields.Describe(d)}, not a datagram object");
                 datagrams.Add(System.Text.Encoding.UTF8.GetBytes(d.GetRawText()));
+            }
+            if (root.TryGetProperty(ConnectionsKey, out var connections))
+            {
+                try { learned = JsonReplies.ReadConnections(System.Text.Encoding.UTF8.GetBytes(connections.GetRawText())); }
+                catch (Exception e) when (e is InvalidOperationException or FormatException or KeyNotFoundException or JsonException or ArgumentException)
+                {
+                    throw new InvalidDataException($"its \"{ConnectionsKey}\" are unreadable ({e.Message})");
+                }
             }
             return datagrams;
         }

@@ -113,6 +113,13 @@ internal sealed class ConnectionTable
     public long AnsweredEvicted { get; private set; }
     /// <summary>Connection attempts folded into scan entries instead of getting entries of their own.</summary>
     public long Summarised { get; private set; }
+    /// <summary>
+    /// Bumped (on the packet thread) whenever the set of answered entries changes: one learned, one forgotten. The control
+    /// thread reads it without a round trip (<see cref="LearnedChanges"/>) to tell whether the saved learned entries are stale.
+    /// </summary>
+    private long _learnedChanges;
+    /// <summary>See <see cref="_learnedChanges"/> (any thread).</summary>
+    public long LearnedChanges => System.Threading.Volatile.Read(ref _learnedChanges);
 
     public ConnectionTable(int capacity = 16384)
     {
@@ -201,6 +208,27 @@ internal sealed class ConnectionTable
         c.Answered = true;
         AnsweredCount++;
         Append(index);
+        System.Threading.Volatile.Write(ref _learnedChanges, _learnedChanges + 1);
+    }
+
+    /// <summary>
+    /// Re-learns an answered entry saved before a restart (control path, before the ring opens): creates it with its
+    /// counters as saved (already reported to the agent) and marks it answered, newest last, so the answered share's
+    /// bound holds as it does for learning. An entry already present is left as it is.
+    /// </summary>
+    public void Relearn(in ConnectionKey key, long sessions, long packets, long bytes, long dropped, long firstSeen, long lastSeen)
+    {
+        if (key.Scan) return;
+        int index = Find(in key, lastSeen, out bool created);
+        if (!created) return;
+        ref var c = ref _entries[index];
+        c.Sessions = c.ReportedSessions = sessions;
+        c.Packets = packets;
+        c.Bytes = c.ReportedBytes = bytes;
+        c.Dropped = c.ReportedDropped = dropped;
+        c.FirstSeen = firstSeen;
+        c.LastSeen = lastSeen;
+        MarkAnswered(index);
     }
 
     /// <summary>Accounts a packet (forwarded or, with <paramref name="dropped"/>, withheld) to entry <paramref name="index"/>.</summary>
@@ -247,10 +275,15 @@ internal sealed class ConnectionTable
     }
 
     /// <summary>Copies the entries out (control path; allocates), oldest first: unanswered ones, then answered ones, then scans.</summary>
-    public List<ConnectionRecord> Snapshot(ulong mac = 0)
+    public List<ConnectionRecord> Snapshot(ulong mac = 0) => Snapshot(mac, [Unanswered, AnsweredList, ScanList]);
+
+    /// <summary>Copies the answered (learned) entries out, oldest first (control path; allocates): at most <see cref="MaxAnswered"/>.</summary>
+    public List<ConnectionRecord> SnapshotLearned() => Snapshot(0, [AnsweredList]);
+
+    private List<ConnectionRecord> Snapshot(ulong mac, ReadOnlySpan<int> kinds)
     {
         var list = new List<ConnectionRecord>(Count);
-        foreach (int kind in (ReadOnlySpan<int>)[Unanswered, AnsweredList, ScanList])
+        foreach (int kind in kinds)
             for (int i = _oldest[kind]; i >= 0; i = _entries[i].Next)
             {
                 ref var c = ref _entries[i];
@@ -310,6 +343,7 @@ internal sealed class ConnectionTable
         Unlink(index);
         if (c.Answered) AnsweredCount--;
         if (c.Key.Scan) ScanCount--;
+        if (c.Answered) System.Threading.Volatile.Write(ref _learnedChanges, _learnedChanges + 1);
         c.InUse = false;
         c.Answered = false;
         c.Next = _freeHead;
