@@ -13,6 +13,7 @@ BeforeAll {
 
     function Test-PingIn([int]$TimeoutMilliseconds = 1000) { Test-IcmpEcho $hostNs $ContainerIp -Count 1 -TimeoutMilliseconds $TimeoutMilliseconds }
     function Get-Worker { (Get-Datapath -ControlSocket $sock -ErrorAction Stop) }
+    function Format-TestLearned($c) { "$($c.Direction) $($c.Client)>$($c.Server):$($c.ServerPort)/$($c.Protocol)" }
 }
 AfterAll {
     Stop-TestTraffic
@@ -67,6 +68,11 @@ Describe 'A supervised datapath survives kill -9 with its configuration and its 
     }
 
     It 'kill -9: the workload stays closed while nvr-dp is down, and the supervisor brings it back within a second with its policy' {
+        # what Discover learned (ping and both held connections), to be found again after the crashes
+        $script:learnedBefore = @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock | Where-Object Answered | ForEach-Object { Format-TestLearned $_ } | Sort-Object)
+        $script:learnedBefore | Should -Contain "Ingress $HostIp>$($ContainerIp):$AllowedTcp/6"
+        $script:learnedBefore | Should -Contain "Ingress $HostIp>$($ContainerIp):$DeniedLaterTcp/6"
+        @($script:learnedBefore -like "Ingress $HostIp>$($ContainerIp):*/1").Count | Should -BeGreaterThan 0 -Because 'ping was answered in Discover'
         $old = Get-Worker
         $supervisor = Get-TestDpSupervisor $old.Pid
         # hold the supervisor so the outage lasts long enough to look at it
@@ -111,6 +117,15 @@ Describe 'A supervised datapath survives kill -9 with its configuration and its 
         $text | Should -BeLike "*supervisor: nvr-dp (pid $($old.Pid)) died: signal SIGKILL at *; restart 1 now*"
         $text | Should -BeLike "*supervisor: nvr-dp (pid $($back.Pid)) died: signal SIGKILL at *; restart 2 now*"
         $text | Should -BeLike '*restored the configuration saved in /run/nvredirect/*'
+    }
+
+    It 'Get-DpConnection -Learned still lists what Discover learned before the crashes' {
+        $after = @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock | Where-Object Answered | ForEach-Object { Format-TestLearned $_ } | Sort-Object)
+        $after | Should -Be $script:learnedBefore -Because 'the learned connections are saved with the configuration and re-learned before the ring opens'
+        # the log counts every answered entry re-learned (those of the Protect verdicts too), at least the ones above
+        $counts = [regex]::Matches((Get-Content $log -Raw), 'restored the configuration saved in /run/nvredirect/[^\n]*, (\d+) learned connections') | ForEach-Object { [int]$_.Groups[1].Value }
+        @($counts).Count | Should -Be 2
+        $counts | ForEach-Object { $_ | Should -BeGreaterOrEqual $script:learnedBefore.Count }
     }
 
     It 'an allowed TCP connection held open across the crashes goes on; one the restored policy denies is reset' {
