@@ -196,4 +196,30 @@ public sealed class StateFileTests : IDisposable
         Assert.Empty(after.Controller.State.Workloads);
         Assert.False(File.Exists(PathOf));
     }
+
+    [Fact]
+    public void The_agents_state_survives_a_restart_through_its_own_requests()
+    {
+        var rig = Configured();
+        foreach (var m in new NvRedirect.Core.Protocol.IRequestMessage[]
+        {
+            new NvRedirect.Core.Protocol.SpecialIpNetRequest(NvRedirect.Core.Protocol.ChunkFlags.Whole,
+                [new(0xac100000, 0xfff00000, "svcip"), new(0x0a0a0a00, 0xffffff00, "hostip")]),
+            new NvRedirect.Core.Protocol.NbeRequest([SecondMacValue], true),
+            new NvRedirect.Core.Protocol.SetFqdnRequest("Web.Example.Test", [System.Net.IPAddress.Parse("192.0.2.7"), System.Net.IPAddress.Parse("2001:db8::7")]),
+            new NvRedirect.Core.Protocol.SetFqdnRequest("vh.example.test", [], true),
+            new NvRedirect.Core.Protocol.TapPortRequest(NvRedirect.Core.Protocol.Command.AddTapPort, "/proc/1/ns/net", "eth9", SeedMac),
+        })
+            Assert.Empty(rig.Controller.Handle(NvRedirect.Core.Protocol.Datagram.Of(m)));
+        Assert.True(rig.Controller.Rejected == 0, rig.Controller.LastRejection);
+        var described = rig.Controller.State.Describe();
+        Assert.Contains("nbe=02:00:00:00:00:42", described);
+        Assert.Contains("fqdns=vh.example.test::vh,web.example.test:192.0.2.7|2001:db8::7", described);
+        Assert.Contains("tap_ports=/proc/1/ns/net:eth9:1a:27:f3:87:3a:27", described);
+        Assert.Matches("special_nets=172.16.0.0/255.240.0.0:svcip,10.10.10.0/255.255.255.0:hostip", described);
+
+        var after = Restarted(PathOf);
+        Assert.Null(after.Controller.Restore());
+        Assert.Equal(described, after.Controller.State.Describe());
+    }
 }

@@ -15,7 +15,8 @@ namespace NvRedirect.Datapath.Control;
 /// The committed configuration on disk, so a restarted nvr-dp comes back as it was. The file is JSON:
 /// <c>{"nvr_state": 1, "namespace": NS, "datagrams": [D, ...]}</c> where each D is a control datagram written by the
 /// protocol's own writers (ctrl_add_mac, ctrl_cfg_mac, ctrl_cfg_policy, ctrl_cfg_internal_net, ctrl_cfg_policy_addr, the
-/// switches, ctrl_set_debug, and ctrl_add_srvc_port last): restoring is executing them, through the same validation as
+/// switches, ctrl_set_debug, the agent's ctrl_cfg_specip_net, ctrl_cfg_nbe, ctrl_cfg_set_fqdn and ctrl_add_tap_port, and
+/// ctrl_add_srvc_port last): restoring is executing them, through the same validation as
 /// any request, all of them on one copy of the state, so a file is applied whole or not at all. Next to them,
 /// <c>"connections"</c> holds the learned (answered) connection entries in nvr_list_connection's reply layout (the
 /// protocol's <see cref="JsonReplies.WriteConnections"/>), at most the connection table's answered share, so a restart
@@ -54,6 +55,14 @@ internal sealed unsafe class StateFile(string path, string ns)
             new ToggleRequest(Command.SystemConfig, s.XffEnabled), new ToggleRequest(Command.DisableNetPolicy, s.DisableNetPolicy),
             new ToggleRequest(Command.DetectUnmanagedWorkloads, s.DetectUnmanagedWorkloads), new ToggleRequest(Command.EnableIcmpPolicy, s.EnableIcmpPolicy),
             new ToggleRequest(Command.StrictGroupMode, s.StrictGroupMode), new SetDebugRequest(s.DebugCategories)));
+        // the agent's state (kept and reported): special networks, namespace-boundary enforcement (after the workloads it
+        // names), names and their addresses, tap ports; each through its own request
+        if (s.SpecialNets.Length > 0) list.Add(Datagram.Of(new SpecialIpNetRequest(ChunkFlags.Whole, s.SpecialNets)));
+        if (s.NbeMacs.Count > 0) list.Add(Datagram.Of(new NbeRequest([.. s.NbeMacs.Order()], true)));
+        foreach (var f in s.Fqdns.Values.OrderBy(f => f.Name, StringComparer.OrdinalIgnoreCase))
+            list.Add(Datagram.Of(new SetFqdnRequest(f.Name, f.Addresses, f.VirtualHost ? true : null)));
+        foreach (var t in s.TapPorts.OrderBy(t => t.Key.NetNs, StringComparer.Ordinal).ThenBy(t => t.Key.Interface, StringComparer.Ordinal))
+            list.Add(Datagram.Of(new TapPortRequest(Command.AddTapPort, t.Key.NetNs, t.Key.Interface, t.Value)));
         if (s.ServicePort is { } port) list.Add(Datagram.Of(new AddServicePortRequest(port, s.ServicePortJumbo))); // last: the ring opens on a complete configuration
         return list;
     }
