@@ -270,6 +270,17 @@ public static class Interception
         };
     }
 
+    /// <summary>
+    /// The ucmac <see cref="Add"/> gives a workload whose entry port is <paramref name="entryIndex"/> when none is asked
+    /// for: its own when intercepted already, NeuVector's derived one when free, else the next free (one dump of the
+    /// monitor port). The container take-over registers it with the datapath before the rules go in.
+    /// </summary>
+    public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac)
+    {
+        var monitor = handle.GetLink(monitorLink);
+        return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
+    }
+
     /// <summary>Every interception in a namespace, rebuilt from the tagged filters.</summary>
     public static List<InterceptionInfo> List(string ns)
     {
