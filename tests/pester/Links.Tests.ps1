@@ -297,6 +297,11 @@ Describe 'Set-AgentLink' {
         # a MAC-only item equal to the current MAC is a no-op: nothing to confirm, nothing sent
         $said = @(Get-AgentLink s0 -Namespace $a | Select-Object Name, Namespace, MacAddress | Set-AgentLink -Verbose 4>&1 | ForEach-Object { "$_" })
         @($said | Where-Object { $_ -like '*Performing the operation*' }) | Should -BeNullOrEmpty
+        # an empty MacAddress from the pipeline (a link without one, an empty CSV cell) is absent, not an error
+        "Name,Namespace,MacAddress`ns1,$a," | ConvertFrom-Csv | Set-AgentLink -Down -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+        (Get-IpLink $a s1).flags | Should -Not -Contain 'UP'
+        (Get-IpLink $a s1).address | Should -BeExactly '02:00:00:00:0a:02'
     }
 
     It 'reports a missing link and a missing namespace' {

@@ -156,10 +156,11 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     [ValidateRange(68, 65535)]
     public int? Mtu { get; set; }
 
-    /// <summary><para type="description">New unicast MAC address, e.g. 02:00:00:00:00:01. Binds by property name, so objects with Name, Namespace and MacAddress (Import-Csv rows) set one MAC per link in one pipeline. A MAC equal to the link's current one changes nothing (so `Get-AgentLink | Set-AgentLink -Up`, whose objects carry their own MacAddress, only brings links up); an empty value is taken as absent.</para></summary>
+    /// <summary><para type="description">New unicast MAC address, e.g. 02:00:00:00:00:01. Binds by property name, so objects with Name, Namespace and MacAddress (Import-Csv rows) set one MAC per link in one pipeline. A MAC equal to the link's current one changes nothing (so `Get-AgentLink | Set-AgentLink -Up`, whose objects carry their own MacAddress, only brings links up); an empty value from the pipeline (a link without a MAC, an empty CSV cell) is taken as absent, an empty -MacAddress on the command line is an error.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
-    [AllowEmptyString, AllowNull]
     public string? MacAddress { get; set; }
+
+    private bool _macOnCommandLine;
 
     /// <summary><para type="description">Switch transmit checksum, TCP segmentation, generic segmentation and generic receive offloads on ($true) or off ($false), like `ethtool -K DEV tx off tso off gso off gro off`. An inline datapath needs them off on the ports it intercepts.</para></summary>
     [Parameter]
@@ -171,6 +172,7 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     /// <inheritdoc/>
     protected override void BeginProcessing()
     {
+        _macOnCommandLine = MyInvocation.BoundParameters.ContainsKey(nameof(MacAddress));
         if (Up && Down)
             ThrowTerminatingError(new ErrorRecord(new ArgumentException("-Up and -Down cannot be used together: choose one."), "SetAgentLinkUpAndDown", ErrorCategory.InvalidArgument, null));
     }
@@ -179,12 +181,13 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     protected override void ProcessRecord()
     {
         // per item: -MacAddress may come from the pipeline, bound only now
-        if (!Up && !Down && Mtu == null && string.IsNullOrEmpty(MacAddress) && Offload == null)
+        var macText = MacAddress == "" && !_macOnCommandLine ? null : MacAddress;
+        if (!Up && !Down && Mtu == null && macText == null && Offload == null)
             ThrowTerminatingError(new ErrorRecord(new ArgumentException("Nothing to change: give -Up, -Down, -Mtu, -MacAddress or -Offload."), "SetAgentLinkNothingToDo", ErrorCategory.InvalidArgument, Name));
         var ns = Namespace ?? "";
         Try(Name, () =>
         {
-            byte[]? mac = string.IsNullOrEmpty(MacAddress) ? null : Parse.Mac(MacAddress);
+            byte[]? mac = macText == null ? null : Parse.Mac(macText);
             var handle = Query.Handle(ns);
             var link = handle.GetLink(Name);
             if (mac != null && mac.AsSpan().SequenceEqual(link.Address)) mac = null; // already so: no request, not a change
