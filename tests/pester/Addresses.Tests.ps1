@@ -81,6 +81,20 @@ Describe 'Add-AgentAddress, Get-AgentAddress and Remove-AgentAddress' {
         Get-V4 a0 | Should -Be @('10.10.10.66/24')
     }
 
+    It 'adds the addresses of several links from CSV-like rows in one pipeline; Get-AgentAddress piped back reports each as AlreadyExists' {
+        $rows = "LinkName,Namespace,Address`na0,$a,10.10.10.66/24`na1,$a,10.10.10.67/24`na0,$a,10.10.11.66/24" | ConvertFrom-Csv
+        $out = @($rows | Add-AgentAddress)
+        $out.Count | Should -Be 3
+        Get-V4 a0 | Should -Be @('10.10.10.66/24', '10.10.11.66/24')
+        Get-V4 a1 | Should -Be @('10.10.10.67/24')
+        $again = Get-AgentAddress -Namespace $a -Family IPv4 | Where-Object LinkName -NE 'lo' | Add-AgentAddress -ErrorVariable err -ErrorAction SilentlyContinue
+        $again | Should -BeNullOrEmpty
+        $err.Count | Should -Be 3
+        $err | ForEach-Object { $_.FullyQualifiedErrorId | Should -BeExactly 'AddAgentAddressAlreadyExists,NvRedirect.Cmdlets.AddAgentAddressCommand' }
+        Get-V4 a0 | Should -Be @('10.10.10.66/24', '10.10.11.66/24')
+        Get-V4 a1 | Should -Be @('10.10.10.67/24')
+    }
+
     It 'rejects the malformed address <Bad>, adding nothing' -ForEach @(
         @{ Bad = '10.10.10.300/24'; Problem = "*'10.10.10.300/24' is not a valid IP address*" }
         @{ Bad = '10.10.10/24'; Problem = "*'10.10.10/24' is not a valid IP address*" }

@@ -377,6 +377,22 @@ Describe 'Two workloads intercepted in one agent namespace' {
         @(Get-WorkloadInterception $agent).Count | Should -Be 2
     }
 
+    It 'refuses the second workload the first one''s ucmac or pref, naming it, and changes nothing' {
+        $before = @(Get-TcFingerprint $agent)
+        $err = Get-ErrorRecord { Add-WorkloadInterception -Namespace $agent -WorkloadMac $mac2 -EntryLink vex2 -InnerLink vin2 -UcMac $w1.UcMac }
+        Assert-AgentError $err -Id 'AddWorkloadInterceptionUcMacInUse,NvRedirect.Cmdlets.AddWorkloadInterceptionCommand' -Category ResourceExists `
+            -Message "*ucmac $($w1.UcMac)*workload $SeedMac*", '*-UcMac*', "*Remove-WorkloadInterception -WorkloadMac $SeedMac*", '*Nothing was changed*'
+        $err = Get-ErrorRecord { Add-WorkloadInterception -Namespace $agent -WorkloadMac $mac2 -EntryLink vex2 -InnerLink vin2 -FromWorkloadPriority $w1.ToWorkloadPriority }
+        Assert-AgentError $err -Id 'AddWorkloadInterceptionPriorityInUse,NvRedirect.Cmdlets.AddWorkloadInterceptionCommand' -Category ResourceExists `
+            -Message "*pref $($w1.ToWorkloadPriority) of link 'vbr'*workload $SeedMac*", '*-FromWorkloadPriority*', '*Nothing was changed*'
+        @(Get-TcFingerprint $agent) | Should -Be $before
+        # run again with defaults, each keeps what it has
+        $again = Add-WorkloadInterception -Namespace $agent -WorkloadMac $mac2 -EntryLink vex2 -InnerLink vin2
+        $again.Rules.Change | Sort-Object -Unique | Should -Be @('Unchanged')
+        $again.UcMac | Should -BeExactly $w2.UcMac
+        @(Get-TcFingerprint $agent) | Should -Be $before
+    }
+
     It 'passes both workloads'' pings through the shared vbr/vth bounce' {
         Add-VthBounce $agent
         Test-IcmpEcho $host1 10.10.10.88 | Should -BeTrue
@@ -407,5 +423,23 @@ Describe 'Two workloads intercepted in one agent namespace' {
             Should -Be @($w2.Rules | ForEach-Object { "$($_.Role)|$($_.LinkName)|$($_.Priority)" } | Sort-Object)
         @(Get-TcFilter $agent vex) + @(Get-TcFilter $agent vin) | Should -BeNullOrEmpty
         @(Get-TcFilter $agent vbr | ForEach-Object Priority | Sort-Object) | Should -Be @($w2.ToWorkloadPriority, $w2.FromWorkloadPriority | Sort-Object)
+    }
+
+    It 'allocates free prefs and a free ucmac when explicit values hold the ones the ports'' ifindexes give' {
+        Remove-WorkloadInterception $mac2 -Namespace $agent | Out-Null
+        $vex2 = (Get-IpLink $agent vex2).ifindex; $vin2 = (Get-IpLink $agent vin2).ifindex
+        $derivedUc = '4e:65:75:56:{0:x2}:{1:x2}' -f ($vex2 -shr 8), ($vex2 -band 255)
+        # the first workload asks for exactly what the second one's ports would give it
+        $a = Add-WorkloadInterception -Namespace $agent -WorkloadMac $SeedMac -UcMac $derivedUc -ToWorkloadPriority $vex2 -FromWorkloadPriority $vin2
+        $b = Add-WorkloadInterception -Namespace $agent -WorkloadMac $mac2 -EntryLink vex2 -InnerLink vin2
+        $b.UcMac | Should -Not -Be $a.UcMac
+        $b.UcMac | Should -BeLike '4e:65:75:56:*'
+        @($a.ToWorkloadPriority, $a.FromWorkloadPriority, $b.ToWorkloadPriority, $b.FromWorkloadPriority | Sort-Object -Unique).Count | Should -Be 4
+        @(Get-TcFilter $agent vbr).Count | Should -Be 4
+        Test-IcmpEcho $host1 10.10.10.88 | Should -BeTrue
+        Test-IcmpEcho $host2 10.10.10.89 | Should -BeTrue
+        $listed = @(Get-WorkloadInterception $agent -WorkloadMac $mac2)
+        $listed[0].UcMac | Should -BeExactly $b.UcMac
+        $listed[0].ToWorkloadPriority | Should -Be $b.ToWorkloadPriority
     }
 }

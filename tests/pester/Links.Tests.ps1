@@ -279,6 +279,31 @@ Describe 'Set-AgentLink' {
         Get-IpLinkState $a | Should -Be $before
     }
 
+    It 'sets the MACs of several links from CSV-like rows (Name, Namespace, MacAddress) in one pipeline' {
+        $rows = "Name,Namespace,MacAddress`ns0,$a,02:00:00:00:0a:01`ns1,$a,02:00:00:00:0a:02" | ConvertFrom-Csv
+        $out = @($rows | Set-AgentLink -PassThru)
+        $out.Count | Should -Be 2
+        (Get-IpLink $a s0).address | Should -BeExactly '02:00:00:00:0a:01'
+        (Get-IpLink $a s1).address | Should -BeExactly '02:00:00:00:0a:02'
+        $out | ForEach-Object { Assert-AgentLinkMatchesIp $_ }
+    }
+
+    It 'Get-AgentLink | Set-AgentLink -Up binds each link''s own MAC and sends no MAC change' {
+        $macs = @(Get-IpLink $a | ForEach-Object { "$($_.ifname)=$($_.address)" })
+        $said = @(Get-AgentLink -Namespace $a | Set-AgentLink -Up -Verbose 4>&1 | ForEach-Object { "$_" })
+        @($said | Where-Object { $_ -like '*"Set up"*' }).Count | Should -Be 3 -Because 'lo, s0 and s1 are brought up'
+        @($said | Where-Object { $_ -like '*MAC*' }) | Should -BeNullOrEmpty -Because 'a MAC equal to the current one is no change'
+        @(Get-IpLink $a | ForEach-Object { "$($_.ifname)=$($_.address)" }) | Should -Be $macs
+        # a MAC-only item equal to the current MAC is a no-op: nothing to confirm, nothing sent
+        $said = @(Get-AgentLink s0 -Namespace $a | Select-Object Name, Namespace, MacAddress | Set-AgentLink -Verbose 4>&1 | ForEach-Object { "$_" })
+        @($said | Where-Object { $_ -like '*Performing the operation*' }) | Should -BeNullOrEmpty
+        # an empty MacAddress from the pipeline (a link without one, an empty CSV cell) is absent, not an error
+        "Name,Namespace,MacAddress`ns1,$a," | ConvertFrom-Csv | Set-AgentLink -Down -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+        (Get-IpLink $a s1).flags | Should -Not -Contain 'UP'
+        (Get-IpLink $a s1).address | Should -BeExactly '02:00:00:00:0a:02'
+    }
+
     It 'reports a missing link and a missing namespace' {
         Set-AgentLink nope -Namespace $a -Up -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-AgentError $err -Id 'SetAgentLinkLinkNotFound,NvRedirect.Cmdlets.SetAgentLinkCommand' -Category ObjectNotFound -Message "*'nope'*'$a'*"

@@ -204,7 +204,7 @@ public static class ContainerTakeover
             he.SetUp(inner, true);
         });
 
-        var uc = Interception.UcMacFor(entry.Index);
+        var uc = Interception.AllocateUcMac(he, MonitorLink, entry.Index, x.Address);
         if (client != null)
             steps.Run($"register {mac} inline with the datapath at {socket}", () =>
             {

@@ -146,6 +146,7 @@ public static class Interception
     /// <summary>pref of the catch-all rules on the entry and inner ports.</summary>
     public const ushort PassPriority = 10002;
     private static readonly byte[] NeuVPrefix = [0x4e, 0x65, 0x75, 0x56];
+    internal const string ToWorkloadRole = "monitor: to workload", FromWorkloadRole = "monitor: to host side";
 
     /// <summary>NeuVector's ucmac for an entry port: 4e:65:75:56:hi:lo of its ifindex.</summary>
     public static byte[] UcMacFor(int entryIndex) => [0x4e, 0x65, 0x75, 0x56, (byte)(entryIndex >> 8), (byte)entryIndex];
@@ -171,20 +172,30 @@ public static class Interception
         var monitor = handle.GetLink(request.MonitorLink);
         if (new[] { entry.Index, inner.Index, monitor.Index }.Distinct().Count() != 3)
             throw new ArgumentException("The entry, inner and monitor ports must be three different links.");
-        var uc = request.UcMac ?? UcMacFor(entry.Index);
-        if (uc.Length != 6) throw new ArgumentException("The ucmac must be 6 bytes.", "UcMac");
-        if (uc.AsSpan().SequenceEqual(request.WorkloadMac))
-            throw new ArgumentException("The ucmac must differ from the workload's MAC: the two tell the directions apart.", "UcMac");
-        if (!uc.AsSpan(0, 4).SequenceEqual(NeuVPrefix))
-            throw new ArgumentException($"The ucmac {Parse.Mac(uc)} lacks the 4e:65:75:56 (\"NeuV\") prefix the datapath recognises workloads by.", "UcMac");
-        ushort to = request.ToWorkloadPriority ?? PriorityFor(entry.Index);
-        ushort from = request.FromWorkloadPriority ?? PriorityFor(inner.Index);
-        if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+        if (request.UcMac is { } requested)
+        {
+            if (requested.Length != 6) throw new ArgumentException("The ucmac must be 6 bytes.", "UcMac");
+            if (requested.AsSpan().SequenceEqual(request.WorkloadMac))
+                throw new ArgumentException("The ucmac must differ from the workload's MAC: the two tell the directions apart.", "UcMac");
+            if (!requested.AsSpan(0, 4).SequenceEqual(NeuVPrefix))
+                throw new ArgumentException($"The ucmac {Parse.Mac(requested)} lacks the 4e:65:75:56 (\"NeuV\") prefix the datapath recognises workloads by.", "UcMac");
+        }
+        if (request.ToWorkloadPriority is { } t0 && t0 == request.FromWorkloadPriority)
+            throw new ArgumentException($"The two monitor-port prefs must differ (both are {t0}).");
         var tag = TagFor(request.WorkloadMac);
         var cookie = RedirectCookie.Create(tag);
 
-        // every pref we are about to use must be free or already ours for this workload
-        foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority), (monitor, to), (monitor, from) })
+        // prefs and ucmac are allocated against what the monitor port holds (one dump): every workload of the enforcer has its two return rules there
+        var usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index));
+        var self = Parse.Mac(request.WorkloadMac);
+        var where = tc.Handle.Describe(monitor.Name);
+        var uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
+        ushort to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, ToWorkloadRole, null, where, "ToWorkloadPriority");
+        ushort from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, FromWorkloadRole, to, where, "FromWorkloadPriority");
+        if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+
+        // every pref we are about to use on the entry and inner ports must be free or already ours for this workload
+        foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority) })
             CheckPrefIsFreeOrOurs(tc, link, pref, tag);
 
         var rewrites = new[]
@@ -257,6 +268,17 @@ public static class Interception
             ToWorkloadPriority = to, FromWorkloadPriority = from,
             Rules = installed, OffloadsDisabled = offloadsOff,
         };
+    }
+
+    /// <summary>
+    /// The ucmac <see cref="Add"/> gives a workload whose entry port is <paramref name="entryIndex"/> when none is asked
+    /// for: its own when intercepted already, NeuVector's derived one when free, else the next free (one dump of the
+    /// monitor port). The container take-over registers it with the datapath before the rules go in.
+    /// </summary>
+    public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac)
+    {
+        var monitor = handle.GetLink(monitorLink);
+        return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
     }
 
     /// <summary>Every interception in a namespace, rebuilt from the tagged filters.</summary>
@@ -411,7 +433,7 @@ public static class Interception
     };
 
     /// <summary>The hex owner tag of a filter of ours that belongs to an interception, or null.</summary>
-    private static string? TagText(TcFilter f)
+    internal static string? TagText(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.StartsWith(RedirectCookie.Marker + ":", StringComparison.Ordinal) == true)
         {
@@ -425,7 +447,7 @@ public static class Interception
         return null;
     }
 
-    private static byte[]? UcMacOf(TcFilter f)
+    internal static byte[]? UcMacOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 3 } parts && parts[2].Length == 12) return Convert.FromHexString(parts[2]);
         if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is "entry: to datapath" or "inner: to datapath")
@@ -439,12 +461,28 @@ public static class Interception
             }
             return mac;
         }
+        if (f is U32Filter ret && RoleOf(f) is ToWorkloadRole or FromWorkloadRole)
+        {
+            // the return rules match the ucmac: destination at -14..-9, source at -8..-3 (whole bytes of the keys)
+            int start = RoleOf(f) == ToWorkloadRole ? -14 : -8;
+            var mac = new byte[6];
+            int seen = 0;
+            foreach (var k in ret.Keys)
+                for (int i = 0; i < 4; i++)
+                {
+                    int at = k.Offset + i - start;
+                    if (k.OffMask != 0 || at < 0 || at >= 6 || (byte)(k.Mask >> (24 - 8 * i)) != 0xff) continue;
+                    mac[at] = (byte)(k.Value >> (24 - 8 * i));
+                    seen |= 1 << at;
+                }
+            return seen == 0x3f ? mac : null;
+        }
         return null;
     }
 
     private const string PassRole = "pass";
 
-    private static string RoleOf(TcFilter f)
+    internal static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
             return parts[3] switch { "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side", _ => "rule" };
@@ -463,5 +501,99 @@ public static class Interception
             };
         }
         return "rule";
+    }
+}
+
+/// <summary>A ucmac an interception asks for already belongs to another workload; nothing was changed.</summary>
+public sealed class InterceptionUcMacInUseException : InvalidOperationException
+{
+    /// <summary>The ucmac.</summary>
+    public string UcMac { get; }
+    /// <summary>The workload that has it.</summary>
+    public string OtherWorkloadMac { get; }
+
+    /// <summary>Creates the exception.</summary>
+    public InterceptionUcMacInUseException(string ucMac, string otherWorkloadMac, string message) : base(message)
+    {
+        UcMac = ucMac;
+        OtherWorkloadMac = otherWorkloadMac;
+    }
+}
+
+/// <summary>
+/// What a monitor port holds, read from one dump of its filters: which pref each filter sits at and whose it is, and
+/// which ucmac each intercepted workload uses. Allocates prefs and ucmacs that collide with none of it: the value
+/// NeuVector derives (from ifindexes) when free, else the next free one; an explicit value is taken only when free or
+/// already this workload's.
+/// </summary>
+public sealed class InterceptionUsage
+{
+    /// <summary>Each used pref and its owner: a workload MAC, or null for a filter that is not an interception's.</summary>
+    public Dictionary<ushort, string?> Priorities { get; } = new();
+    /// <summary>Each used ucmac (aa:bb:.. text) and the workload MAC it belongs to.</summary>
+    public Dictionary<string, string> UcMacs { get; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>The pref each workload's return rule of a role already sits at.</summary>
+    public Dictionary<(string Workload, string Role), ushort> Own { get; } = new();
+
+    /// <summary>The usage shown by the filters of a monitor port.</summary>
+    public static InterceptionUsage Of(IEnumerable<TcFilter> monitorFilters)
+    {
+        var u = new InterceptionUsage();
+        foreach (var f in monitorFilters)
+        {
+            string? owner = Interception.TagText(f) is string tag ? Parse.Mac(Convert.FromHexString(tag)[2..]) : null;
+            if (!u.Priorities.TryGetValue(f.Priority, out var had) || had == null) u.Priorities[f.Priority] = owner;
+            if (owner == null) continue;
+            var role = Interception.RoleOf(f);
+            if (role is Interception.ToWorkloadRole or Interception.FromWorkloadRole) u.Own[(owner, role)] = f.Priority;
+            if (Interception.UcMacOf(f) is { } uc) u.UcMacs.TryAdd(Parse.Mac(uc), owner);
+        }
+        return u;
+    }
+
+    /// <summary>
+    /// The pref for a return rule of <paramref name="self"/>: the requested one when free or its own (else refused),
+    /// the one it already has, the preferred one when free, else the next free pref above it (never <paramref name="avoid"/>).
+    /// </summary>
+    public ushort ChoosePriority(ushort? requested, ushort preferred, string self, string role, ushort? avoid, string where, string parameter)
+    {
+        if (requested is ushort r)
+        {
+            if (Priorities.TryGetValue(r, out var owner) && !string.Equals(owner, self, StringComparison.OrdinalIgnoreCase))
+                throw new InterceptionPriorityInUseException(where, r, owner == null
+                    ? $"pref {r} of {where} already holds a filter installed by someone else: remove it, or leave -{parameter} out to have a free pref allocated. Nothing was changed."
+                    : $"pref {r} of {where} already holds a rule of workload {owner}: choose another -{parameter}, leave it out to have a free pref allocated, or remove that interception first (Remove-WorkloadInterception -WorkloadMac {owner}). Nothing was changed.");
+            return r;
+        }
+        if (Own.TryGetValue((self.ToLowerInvariant(), role), out var mine) && mine != avoid) return mine;
+        ushort p = preferred == 0 ? (ushort)1 : preferred;
+        for (int i = 0; i < 65535; i++, p = p == 65535 ? (ushort)1 : (ushort)(p + 1))
+            if (!Priorities.ContainsKey(p) && p != avoid) return p;
+        throw new InvalidOperationException($"Every pref of {where} is in use; remove interceptions first.");
+    }
+
+    /// <summary>
+    /// The ucmac for <paramref name="self"/>: the requested one unless another workload has it (then refused), the one
+    /// it already has, the preferred one when free, else the next free 4e:65:75:56:hi:lo above it.
+    /// </summary>
+    public byte[] ChooseUcMac(byte[]? requested, byte[] preferred, string self)
+    {
+        if (requested != null)
+        {
+            var text = Parse.Mac(requested);
+            if (UcMacs.TryGetValue(text, out var owner) && !string.Equals(owner, self, StringComparison.OrdinalIgnoreCase))
+                throw new InterceptionUcMacInUseException(text, owner,
+                    $"The ucmac {text} is already workload {owner}'s: the datapath tells workloads apart by it. Choose another -UcMac, leave it out to have a free one allocated, or remove that interception first (Remove-WorkloadInterception -WorkloadMac {owner}). Nothing was changed.");
+            return requested;
+        }
+        foreach (var (uc, owner) in UcMacs)
+            if (string.Equals(owner, self, StringComparison.OrdinalIgnoreCase)) return Parse.Mac(uc, "ucmac");
+        int low = (preferred[4] << 8) | preferred[5];
+        for (int i = 0; i < 65536; i++, low = (low + 1) & 0xffff)
+        {
+            byte[] candidate = [preferred[0], preferred[1], preferred[2], preferred[3], (byte)(low >> 8), (byte)low];
+            if (!UcMacs.ContainsKey(Parse.Mac(candidate)) && !string.Equals(Parse.Mac(candidate), self, StringComparison.OrdinalIgnoreCase)) return candidate;
+        }
+        throw new InvalidOperationException("Every ucmac is in use; remove interceptions first.");
     }
 }

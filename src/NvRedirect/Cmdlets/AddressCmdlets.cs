@@ -10,10 +10,12 @@ namespace NvRedirect.Cmdlets;
 /// <summary>
 /// <para type="synopsis">Adds an IPv4 or IPv6 address to a link, like `ip addr add ADDR/PREFIX dev DEV`.</para>
 /// <para type="description">Sends what iproute2 sends (local = address, no broadcast). The kernel adds the prefix route itself. An address already present is an error.</para>
-/// <para type="description">Each address of -Address is added and returned on its own, so one that fails does not stop the others. Link objects from Get-AgentLink bind by Name and Namespace.</para>
+/// <para type="description">Each address of -Address is added and returned on its own, so one that fails does not stop the others. Link objects from Get-AgentLink bind by Name and Namespace; -Address binds by property name too.</para>
 /// </summary>
 /// <example><code>Add-AgentAddress eth0 10.10.10.88/24 -Namespace container-ns</code><para>Gives eth0 in container-ns the address 10.10.10.88 on the network 10.10.10.0/24 and returns the new address.</para></example>
 /// <example><code>Get-AgentLink eth0 -Namespace container-ns | Add-AgentAddress -Address 10.10.10.89/24, 2001:db8::89/64</code><para>Adds an IPv4 and an IPv6 address to the link piped in.</para></example>
+/// <example><code>Import-Csv workloads.csv | Add-AgentAddress</code><para>Adds the address of every row (columns LinkName, Namespace, Address) to its link: a topology's addresses in one pipeline.</para></example>
+/// <example><code>Get-AgentAddress eth0 -Namespace ctr1 -Family IPv4 | Add-AgentAddress -Namespace ctr2</code><para>Copies eth0's IPv4 addresses in ctr1 to eth0 in ctr2 (piped back into ctr1 they would each fail with AlreadyExists).</para></example>
 [Cmdlet(VerbsCommon.Add, "AgentAddress", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(AgentAddress))]
 public sealed class AddAgentAddressCommand : LinkCmdletBase
@@ -24,8 +26,8 @@ public sealed class AddAgentAddressCommand : LinkCmdletBase
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     public string LinkName { get; set; } = "";
 
-    /// <summary><para type="description">Address(es) with prefix length, e.g. 10.10.10.88/24 or 2001:db8::1/64; a bare address gets /32 or /128.</para></summary>
-    [Parameter(Mandatory = true, Position = 1)]
+    /// <summary><para type="description">Address(es) with prefix length, e.g. 10.10.10.88/24 or 2001:db8::1/64; a bare address gets /32 or /128. Binds by property name, so objects with LinkName (or Interface), Namespace and Address (Import-Csv rows) add one address per link in one pipeline. Address objects from Get-AgentAddress bind too (LinkName, Namespace, Address): piped back into the same namespace each is already there and reported as AlreadyExists; with -Namespace they are copied to the same-named links of another namespace.</para></summary>
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
     public string[] Address { get; set; } = [];
 
     /// <summary><para type="description">The link's namespace; the root namespace when absent.</para></summary>

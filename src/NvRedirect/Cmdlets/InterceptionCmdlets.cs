@@ -93,7 +93,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [ArgumentCompleter(typeof(LinkNameCompleter))]
     public string MonitorLink { get; set; } = "vbr";
 
-    /// <summary><para type="description">The workload's alias towards the datapath; it must start with 4e:65:75:56 ("NeuV"). Default: 4e:65:75:56:HI:LO of the entry port's ifindex, as NeuVector derives it.</para></summary>
+    /// <summary><para type="description">The workload's alias towards the datapath; it must start with 4e:65:75:56 ("NeuV"). Default: 4e:65:75:56:HI:LO of the entry port's ifindex, as NeuVector derives it, or the next free one when another workload of the namespace has that (the workload's own ucmac when it is intercepted already). An explicit ucmac another workload has is refused (UcMacInUse, naming it) and nothing is changed.</para></summary>
     [Parameter(ParameterSetName = MacSet, ValueFromPipelineByPropertyName = true)]
     public string? UcMac { get; set; }
 
@@ -101,12 +101,12 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [Parameter]
     public InterceptionBackend Backend { get; set; } = InterceptionBackend.Auto;
 
-    /// <summary><para type="description">pref of the monitor-port rule that returns frames to the workload (the seed uses 5); default: the entry port's ifindex.</para></summary>
+    /// <summary><para type="description">pref of the monitor-port rule that returns frames to the workload (the seed uses 5); default: the entry port's ifindex, or the next free pref of the monitor port when that is taken. An explicit pref that holds another workload's or anyone else's filter is refused (PriorityInUse, naming the workload) and nothing is changed.</para></summary>
     [Parameter(ParameterSetName = MacSet)]
     [ValidateRange(1, 65535)]
     public int? ToWorkloadPriority { get; set; }
 
-    /// <summary><para type="description">pref of the monitor-port rule that returns frames to the host side (the seed uses 172); default: the inner port's ifindex.</para></summary>
+    /// <summary><para type="description">pref of the monitor-port rule that returns frames to the host side (the seed uses 172); default: the inner port's ifindex, or the next free pref of the monitor port when that is taken. An explicit pref in use is refused as with -ToWorkloadPriority.</para></summary>
     [Parameter(ParameterSetName = MacSet)]
     [ValidateRange(1, 65535)]
     public int? FromWorkloadPriority { get; set; }

@@ -126,8 +126,9 @@ public sealed class GetAgentLinkCommand : LinkCmdletBase
 /// <summary>
 /// <para type="synopsis">Changes a link's state, MTU or MAC address, like `ip link set DEV up|down|mtu|address`.</para>
 /// <para type="description">Applies the MAC address, then the MTU, then the state. Takes links from the pipeline by Name and Namespace.</para>
-/// <para type="description">Give at least one of -Up, -Down, -Mtu or -MacAddress; -Up and -Down cannot be combined.</para>
+/// <para type="description">Give at least one of -Up, -Down, -Mtu, -MacAddress or -Offload (per link: a MacAddress property of the piped object counts); -Up and -Down cannot be combined.</para>
 /// </summary>
+/// <example><code>Import-Csv workloads.csv | Set-AgentLink -Up</code><para>Sets the MAC of every link the CSV lists (columns Name, Namespace, MacAddress) and brings it up: a topology's MACs in one pipeline.</para></example>
 /// <example><code>Get-AgentLink -Namespace agent-ns | Set-AgentLink -Up</code><para>Brings up every link in agent-ns, lo included.</para></example>
 /// <example><code>Set-AgentLink vin -Namespace agent-ns -MacAddress 02:00:00:00:00:01 -Mtu 1400 -PassThru</code><para>Gives vin a locally administered MAC address and an MTU of 1400, and returns the changed link.</para></example>
 [Cmdlet(VerbsCommon.Set, "AgentLink", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
@@ -155,9 +156,11 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     [ValidateRange(68, 65535)]
     public int? Mtu { get; set; }
 
-    /// <summary><para type="description">New unicast MAC address, e.g. 02:00:00:00:00:01.</para></summary>
-    [Parameter]
+    /// <summary><para type="description">New unicast MAC address, e.g. 02:00:00:00:00:01. Binds by property name, so objects with Name, Namespace and MacAddress (Import-Csv rows) set one MAC per link in one pipeline. A MAC equal to the link's current one changes nothing (so `Get-AgentLink | Set-AgentLink -Up`, whose objects carry their own MacAddress, only brings links up); an empty value from the pipeline (a link without a MAC, an empty CSV cell) is taken as absent, an empty -MacAddress on the command line is an error.</para></summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     public string? MacAddress { get; set; }
+
+    private bool _macOnCommandLine;
 
     /// <summary><para type="description">Switch transmit checksum, TCP segmentation, generic segmentation and generic receive offloads on ($true) or off ($false), like `ethtool -K DEV tx off tso off gso off gro off`. An inline datapath needs them off on the ports it intercepts.</para></summary>
     [Parameter]
@@ -169,23 +172,27 @@ public sealed class SetAgentLinkCommand : LinkCmdletBase
     /// <inheritdoc/>
     protected override void BeginProcessing()
     {
+        _macOnCommandLine = MyInvocation.BoundParameters.ContainsKey(nameof(MacAddress));
         if (Up && Down)
             ThrowTerminatingError(new ErrorRecord(new ArgumentException("-Up and -Down cannot be used together: choose one."), "SetAgentLinkUpAndDown", ErrorCategory.InvalidArgument, null));
-        if (!Up && !Down && Mtu == null && MacAddress == null && Offload == null)
-            ThrowTerminatingError(new ErrorRecord(new ArgumentException("Nothing to change: give -Up, -Down, -Mtu, -MacAddress or -Offload."), "SetAgentLinkNothingToDo", ErrorCategory.InvalidArgument, null));
     }
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
+        // per item: -MacAddress may come from the pipeline, bound only now
+        var macText = MacAddress == "" && !_macOnCommandLine ? null : MacAddress;
+        if (!Up && !Down && Mtu == null && macText == null && Offload == null)
+            ThrowTerminatingError(new ErrorRecord(new ArgumentException("Nothing to change: give -Up, -Down, -Mtu, -MacAddress or -Offload."), "SetAgentLinkNothingToDo", ErrorCategory.InvalidArgument, Name));
         var ns = Namespace ?? "";
         Try(Name, () =>
         {
-            byte[]? mac = MacAddress == null ? null : Parse.Mac(MacAddress);
+            byte[]? mac = macText == null ? null : Parse.Mac(macText);
             var handle = Query.Handle(ns);
             var link = handle.GetLink(Name);
+            if (mac != null && mac.AsSpan().SequenceEqual(link.Address)) mac = null; // already so: no request, not a change
             var changes = string.Join(", ", new[] { mac != null ? "MAC " + MacAddress : null, Mtu != null ? $"MTU {Mtu}" : null, Offload is bool o ? (o ? "offloads on" : "offloads off") : null, Up ? "up" : Down ? "down" : null }.Where(s => s != null));
-            if (!ShouldProcess($"{Name} in {Where(ns)}", $"Set {changes}")) return;
+            if (changes.Length > 0 && !ShouldProcess($"{Name} in {Where(ns)}", $"Set {changes}")) return;
             if (mac != null) handle.SetMacAddress(link, mac);
             if (Mtu is int mtu) handle.SetMtu(link, mtu);
             if (Offload is bool on) Ethtool.Set(ns, link.Name, on, on, on, on);

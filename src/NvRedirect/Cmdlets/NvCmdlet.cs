@@ -45,6 +45,7 @@ public abstract class NvCmdlet : PSCmdlet
         ItemNotFoundException => ("NotFound", ErrorCategory.ObjectNotFound),
         NvRedirect.Core.Tc.TcActionUnavailableException => ("ActionUnavailable", ErrorCategory.NotInstalled),
         NvRedirect.Core.Intercept.InterceptionPriorityInUseException => ("PriorityInUse", ErrorCategory.ResourceExists),
+        NvRedirect.Core.Intercept.InterceptionUcMacInUseException => ("UcMacInUse", ErrorCategory.ResourceExists),
         NvRedirect.Core.Bpf.BpfVerifierException => ("VerifierRejected", ErrorCategory.InvalidData),
         NvRedirect.Core.Datapath.DatapathNotRespondingException => ("NotResponding", ErrorCategory.ConnectionError),
         NvRedirect.Core.Datapath.DatapathRejectedException => ("Rejected", ErrorCategory.InvalidData),
