@@ -198,6 +198,9 @@ Describe 'Test-AgentConnection: every outcome, IPv4 and IPv6' {
         (Test-AgentConnection $Net.IPv4.Server -Port $TcpPort -NetnsPath "/run/netns/$client").Outcome | Should -Be 'Connected'
         $p = Start-TestProcess $client 'exec sleep 60'
         try {
+            # `ip netns exec` enters the namespace after it starts: wait until the process is in it
+            $inode = (stat -L -c %i "/run/netns/$client")
+            Wait-TestCondition { (readlink "/proc/$($p.Id)/ns/net") -eq "net:[$inode]" } -TimeoutSeconds 5 | Should -BeTrue
             $byPid = Test-AgentConnection $Net.IPv4.Server -Port $TcpPort -ProcessId $p.Id
             $byPid.Outcome | Should -Be 'Connected'
             $byPid.Namespace | Should -Be "pid $($p.Id)"
