@@ -6,6 +6,13 @@
 #   packet socket), then the same configuration, RSS within a bound, and valid traffic still forwarded.
 # Every name is this run's; AfterAll removes all of it, also on failure.
 BeforeAll {
+    # the daemon has read what was sent once its receive counter stops moving
+    function Wait-DpSettled([string]$Socket, [double]$TimeoutSeconds) {
+        Wait-TestCondition {
+            $a = (Get-Datapath -ControlSocket $Socket).Counters.RXPackets; Start-Sleep -Milliseconds 300
+            $a -eq (Get-Datapath -ControlSocket $Socket).Counters.RXPackets
+        } -TimeoutSeconds $TimeoutSeconds
+    }
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     $Flood = Join-Path $PSScriptRoot 'Fixtures/nvr_flood.py'
@@ -77,12 +84,7 @@ Describe 'Bounded learning: a port scan in Discover does not push out what was l
         $many.sent | Should -Be 3000
         $scan = Invoke-Flood $hostNs @('--seed', '5', 'syn', '--to', $ContainerIp, '--source', $ScannerIp, '--ports', '10000:5000', '--shuffle')
         $scan.sent | Should -Be 5000
-        # the daemon has read them when its counters stop moving
-        $settled = Wait-TestCondition {
-            $a = (Get-Datapath -ControlSocket $sock).Counters.RXPackets; Start-Sleep -Milliseconds 300
-            $a -eq (Get-Datapath -ControlSocket $sock).Counters.RXPackets
-        } -TimeoutSeconds 20
-        $settled | Should -BeTrue
+        Wait-DpSettled $sock 20 | Should -BeTrue
 
         $info = Get-Datapath -ControlSocket $sock
         $c = $info.Tables | Where-Object Name -EQ Connections
@@ -176,11 +178,7 @@ Describe 'Soak: malformed control datagrams and frames change nothing' {
         $sw = [System.Diagnostics.Stopwatch]::StartNew()
         $r = Invoke-Flood $agentNs @('--seed', '12', 'frames', '--iface', 'vbr', '--workload', $uc, '--peer', '02:00:00:00:00:01', '--count', '200000')
         $r.sent | Should -Be 200000
-        $settled = Wait-TestCondition {
-            $a = (Get-Datapath -ControlSocket $sock).Counters.RXPackets; Start-Sleep -Milliseconds 300
-            $a -eq (Get-Datapath -ControlSocket $sock).Counters.RXPackets
-        } -TimeoutSeconds 30
-        $settled | Should -BeTrue
+        Wait-DpSettled $sock 30 | Should -BeTrue
         $counters = (Get-Datapath -ControlSocket $sock).Counters
         Write-Host "  200,000 malformed frames sent in $([int]$sw.Elapsed.TotalMilliseconds) ms; RX +$($counters.RXPackets - $countersBefore.RXPackets), errors +$($counters.ErrorPackets - $countersBefore.ErrorPackets), ring drops +$($counters.RXDropPackets - $countersBefore.RXDropPackets)"
         ($counters.RXPackets - $countersBefore.RXPackets) + ($counters.RXDropPackets - $countersBefore.RXDropPackets) | Should -BeGreaterThan 150000 -Because 'the frames reached the daemon'
@@ -205,11 +203,7 @@ Describe 'Soak: malformed control datagrams and frames change nothing' {
         $sw = [System.Diagnostics.Stopwatch]::StartNew()
         $r = Invoke-Flood $hostNs @('--seed', '13', 'syn', '--to', $ContainerIp, '--sources-from', '10.20.0.1', '--sources', '1000', '--ports', '30000:200')
         $r.sent | Should -Be 200000
-        $settled = Wait-TestCondition {
-            $a = (Get-Datapath -ControlSocket $sock).Counters.RXPackets; Start-Sleep -Milliseconds 300
-            $a -eq (Get-Datapath -ControlSocket $sock).Counters.RXPackets
-        } -TimeoutSeconds 30
-        $settled | Should -BeTrue
+        Wait-DpSettled $sock 30 | Should -BeTrue
         $info = Get-Datapath -ControlSocket $sock
         $c = $info.Tables | Where-Object Name -EQ Connections
         $s = $info.Tables | Where-Object Name -EQ Sessions
