@@ -29,10 +29,12 @@ internal sealed class Options
     public string? ReportSocket { get; private set; } = Control.ConnectionReporter.DefaultSocket;
     /// <summary>A group (gid) whose report socket is trusted besides root's.</summary>
     public uint? ReportGroup { get; private set; }
+    /// <summary>--strict: start with the strict semantics and ICMP policed (the module's Start-Datapath default) instead of NeuVector dp's.</summary>
+    public bool Strict { get; private set; }
 
     public const string Usage =
         "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--control-group GROUP] [--log FILE] [--foreground] [--supervise] [--sessions N] [--connections N]\n" +
-        "                   [--report-socket PATH | --no-reports] [--report-group GID]\n" +
+        "                   [--report-socket PATH | --no-reports] [--report-group GID] [--strict]\n" +
         "  --netns NAME     open service ports inside the named network namespace (/run/netns/NAME)\n" +
         "  --socket PATH    control socket (unix datagram, mode 0600); default " + DatapathPaths.Directory + "/dp-NAME.sock\n" +
         "                   (" + DatapathPaths.Directory + "/dp.sock without --netns; NeuVector's is " + DpWire.DefaultControlSocket + ")\n" +
@@ -45,7 +47,9 @@ internal sealed class Options
         "  --report-socket PATH  send NeuVector CONNECTION reports every 6 s to this unix datagram socket while it exists and is\n" +
         "                   owned by root (or --report-group); default " + Control.ConnectionReporter.DefaultSocket + "\n" +
         "  --no-reports     send no connection reports\n" +
-        "  --report-group GID  also trust a report socket owned by this group\n";
+        "  --report-group GID  also trust a report socket owned by this group\n" +
+        "  --strict         start with the strict semantics: ICMP policed, no grace period for addresses the agent has not\n" +
+        "                   named, inbound UDP decided as sent (default: NeuVector dp's; nvr_cfg_strict switches at run time)\n";
 
     /// <summary>Parses <paramref name="args"/>; throws ArgumentException with a readable message.</summary>
     public static Options Parse(string[] args)
@@ -85,6 +89,7 @@ internal sealed class Options
                         throw new ArgumentException("--report-socket: give a path of 1 to 107 bytes");
                     break;
                 case "--no-reports": o.ReportSocket = null; break;
+                case "--strict": o.Strict = true; break;
                 case "--report-group":
                     var gid = Value();
                     if (!uint.TryParse(gid, out uint g)) throw new ArgumentException($"--report-group: {gid} is not a group id (a number)");

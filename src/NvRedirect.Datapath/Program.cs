@@ -60,7 +60,7 @@ public static class Program
         bool supervised = Environment.GetEnvironmentVariable(Supervisor.SupervisedVariable) == "1";
         using var datapath = new PacketEngine(options.Sessions, DatapathClock.Monotonic, log, options.Connections);
         using var reporter = options.ReportSocket is { } reportPath ? new ConnectionReporter(datapath, reportPath, options.ReportGroup, log) : null;
-        var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log)
+        var controller = new Controller(datapath, datapath.RealPorts(options.Namespace), log, options.Strict)
         {
             Reports = reporter,
             Identity = new DaemonIdentity(Environment.ProcessId, typeof(Program).Assembly.GetName().Version?.ToString() ?? "", options.Namespace,

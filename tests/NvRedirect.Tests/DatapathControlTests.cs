@@ -30,10 +30,12 @@ public class DatapathControlTests
         public readonly List<FakeServicePort> Ports = [];
         public readonly Controller Controller;
 
-        public Rig(int connections = 16384)
+        /// <summary>A controller on fake ports; <paramref name="strict"/> as nvr-dp --strict (the module's default, which
+        /// most tests here check), false for NeuVector dp's semantics (nvr-dp started by hand or -AgentCompatible).</summary>
+        public Rig(int connections = 16384, bool strict = true)
         {
             Engine = new PacketEngine(1024, Clock, Log, connections);
-            Controller = new Controller(Engine, FakeServicePort.Opener(Ports, "vth", "vth2"), Log);
+            Controller = new Controller(Engine, FakeServicePort.Opener(Ports, "vth", "vth2"), Log, strict);
         }
 
         public List<byte[]> Send(string json) => Controller.Handle(Encoding.UTF8.GetBytes(json));

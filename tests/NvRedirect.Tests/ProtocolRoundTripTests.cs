@@ -44,7 +44,7 @@ public class ProtocolRoundTripTests
         new ClearSessionRequest(0), new ClearSessionRequest(77),
         new ToggleRequest(Command.SystemConfig, true), new ToggleRequest(Command.DisableNetPolicy, false),
         new ToggleRequest(Command.DetectUnmanagedWorkloads, true), new ToggleRequest(Command.EnableIcmpPolicy, false),
-        new ToggleRequest(Command.StrictGroupMode, true),
+        new ToggleRequest(Command.StrictGroupMode, true), new ToggleRequest(Command.ConfigureStrict, true),
         new SetDebugRequest(["ctrl", "policy"]), new SetDebugRequest([]),
         new InternalNetRequest(ChunkFlags.Whole, [new InternalSubnet(0xac110000, 0xffff0000, null), new InternalSubnet(A, 0xffffff00, "devip")]),
         new InternalNetRequest(ChunkFlags.Middle, []),

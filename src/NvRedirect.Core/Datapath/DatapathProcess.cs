@@ -31,6 +31,9 @@ public sealed record DatapathStartRequest
     public int? Connections { get; init; }
     /// <summary>Run it under nvr-dp's supervisor (--supervise), which restarts it when it dies (default).</summary>
     public bool Supervise { get; init; } = true;
+    /// <summary>--strict: Protect blocks whatever no rule allows, ping included, at once (default); false: NeuVector dp's
+    /// semantics for a NeuVector agent (docs/datapath.md, "Semantics: NeuVector's dp or strict").</summary>
+    public bool Strict { get; init; } = true;
     /// <summary>How long to wait for the daemon to serve its socket.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
 }
@@ -98,6 +101,7 @@ public static class DatapathProcess
         };
         psi.ArgumentList.Add(daemon);
         if (r.Supervise) psi.ArgumentList.Add("--supervise");
+        if (r.Strict) psi.ArgumentList.Add("--strict");
         if (r.Namespace.Length > 0) { psi.ArgumentList.Add("--netns"); psi.ArgumentList.Add(r.Namespace); }
         psi.ArgumentList.Add("--socket");
         psi.ArgumentList.Add(socket);

@@ -64,6 +64,11 @@ public sealed class DatapathInfo
     public bool EnableIcmpPolicy { get; init; }
     /// <summary>See <see cref="XffEnabled"/>.</summary>
     public bool StrictGroupMode { get; init; }
+    /// <summary>nvr-dp's semantics: strict (Start-Datapath's default: no grace period, inbound UDP decided as sent) or
+    /// NeuVector dp's (-AgentCompatible, or a daemon started by hand).</summary>
+    public bool Strict { get; init; }
+    /// <summary>Decisions the unknown-address grace period let through (NeuVector dp's semantics only).</summary>
+    public long GraceOpened { get; init; }
     /// <summary>ctrl_set_debug categories.</summary>
     public string[] DebugCategories { get; init; } = [];
     /// <summary>Control requests applied and rejected since it started.</summary>
@@ -88,7 +93,7 @@ public sealed class DatapathInfo
         InternalNetworksPending = InternalNetworksPending, PolicyAddresses = PolicyAddresses, PolicyPending = PolicyPending,
         DeniedPackets = DeniedPackets, DeniedSessions = DeniedSessions, BlockedSessions = BlockedSessions, ResetsSent = ResetsSent, Reevaluations = Reevaluations, XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy,
         DetectUnmanagedWorkloads = DetectUnmanagedWorkloads, EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode,
-        DebugCategories = DebugCategories, RequestsAccepted = RequestsAccepted, RequestsRejected = RequestsRejected,
+        Strict = Strict, GraceOpened = GraceOpened, DebugCategories = DebugCategories, RequestsAccepted = RequestsAccepted, RequestsRejected = RequestsRejected,
         LastRejection = LastRejection, Tables = Tables, Sessions = sessions ?? Sessions, Counters = counters ?? Counters,
     };
 

@@ -218,6 +218,8 @@ public static class DpReplyReader
             DetectUnmanagedWorkloads = s.DetectUnmanagedWorkloads,
             EnableIcmpPolicy = s.EnableIcmpPolicy,
             StrictGroupMode = s.StrictGroupMode,
+            Strict = s.Strict,
+            GraceOpened = s.PolicyCounters.GraceOpened,
             DebugCategories = s.Debug,
             RequestsAccepted = s.Requests.Accepted,
             RequestsRejected = s.Requests.Rejected,

@@ -42,7 +42,11 @@ public sealed record WorkloadEntry(ulong Mac, string Interface, ulong UnicastMac
 public sealed record PendingPolicyEntry(ulong[] Macs, int Rules);
 
 /// <summary>The policy counters since the daemon started.</summary>
-public sealed record PolicyCounters(long DeniedPackets, long DeniedSessions, long BlockedSessions, long ResetsSent, long Reevaluations);
+public sealed record PolicyCounters(long DeniedPackets, long DeniedSessions, long BlockedSessions, long ResetsSent, long Reevaluations)
+{
+    /// <summary>Decisions the unknown-peer grace period turned from the default DENY/VIOLATE into OPEN (dp's semantics only).</summary>
+    public long GraceOpened { get; init; }
+}
 
 /// <summary>
 /// One of the daemon's tables in the state: how full, what it evicted (LearnedEvicted: learned connections or live
@@ -63,7 +67,11 @@ public sealed record LastRequest(bool Accepted, string? Error);
 public sealed record StateReport(DaemonEntry Daemon, string? ServicePort, WorkloadEntry[] Workloads, InternalSubnet[] InternalNets,
     int? InternalNetsPending, bool XffEnabled, bool DisableNetPolicy, bool DetectUnmanagedWorkloads, bool EnableIcmpPolicy,
     bool StrictGroupMode, string[] Debug, uint[] PolicyAddresses, PendingPolicyEntry? PolicyPending, PolicyCounters PolicyCounters,
-    RequestCounters Requests, LastRequest? YourLastRequest, TablesReport? Tables = null, AgentState? Agent = null);
+    RequestCounters Requests, LastRequest? YourLastRequest, TablesReport? Tables = null, AgentState? Agent = null)
+{
+    /// <summary>nvr_cfg_strict: the strict semantics (true) or NeuVector dp's (false).</summary>
+    public bool Strict { get; init; }
+}
 
 /// <summary>A name ctrl_cfg_set_fqdn bound to addresses.</summary>
 public sealed record FqdnEntry(string Name, IPAddress[] Addresses, bool VirtualHost);
@@ -280,6 +288,7 @@ public static class JsonReplies
         w.WriteBoolean(Key.DetectUnmanagedWorkloads, s.DetectUnmanagedWorkloads);
         w.WriteBoolean(Key.EnableIcmpPolicy, s.EnableIcmpPolicy);
         w.WriteBoolean(Key.StrictGroupMode, s.StrictGroupMode);
+        w.WriteBoolean(Key.Strict, s.Strict);
         w.WriteStartArray(Key.Debug);
         foreach (var c in s.Debug) w.WriteStringValue(c);
         w.WriteEndArray();
@@ -301,6 +310,7 @@ public static class JsonReplies
         w.WriteNumber(Key.BlockedSessions, pc.BlockedSessions);
         w.WriteNumber(Key.ResetsSent, pc.ResetsSent);
         w.WriteNumber(Key.Reevaluations, pc.Reevaluations);
+        w.WriteNumber(Key.GraceOpened, pc.GraceOpened);
         w.WriteEndObject();
         if (s.Tables is { } tables)
         {
@@ -419,13 +429,13 @@ public static class JsonReplies
             r.TryGetProperty(Key.PolicyPending, out var pp) && pp.ValueKind == JsonValueKind.Object
                 ? new PendingPolicyEntry(pp.GetProperty(Key.Macs).EnumerateArray().Select(ReadMac).ToArray(), pp.GetProperty(Key.Rules).GetInt32()) : null,
             new PolicyCounters(Counter(Key.DeniedPackets), Counter(Key.DeniedSessions), Counter(Key.BlockedSessions), Counter(Key.ResetsSent),
-                Counter(Key.Reevaluations)),
+                Counter(Key.Reevaluations)) { GraceOpened = Counter(Key.GraceOpened) },
             new RequestCounters(requests.GetProperty(Key.Accepted).GetInt64(), requests.GetProperty(Key.Rejected).GetInt64(),
                 OptionalString(requests, Key.LastRejection)),
             last,
             r.TryGetProperty(Key.Tables, out var t) && t.ValueKind == JsonValueKind.Object
                 ? new TablesReport(ReadTable(t.GetProperty(Key.Sessions)), ReadTable(t.GetProperty(Key.Connections))) : null,
-            ReadAgent(r));
+            ReadAgent(r)) { Strict = r.TryGetProperty(Key.Strict, out var strict) && strict.ValueKind == JsonValueKind.True };
     }
 
     private static void WriteTable(Utf8JsonWriter w, string key, TableFigures t)

@@ -20,6 +20,8 @@ public static class Command
     public const string ConfigurePolicy = "ctrl_cfg_policy", ConfigurePolicyAddresses = "ctrl_cfg_policy_addr";
     public const string GetState = "nvr_get_state", GetPolicy = "nvr_get_policy";
     public const string ListConnections = "nvr_list_connection", ClearConnections = "nvr_clear_connection";
+    /// <summary>nvr-dp's switch between NeuVector dp's semantics (off) and the strict ones (docs/datapath.md, "Semantics").</summary>
+    public const string ConfigureStrict = "nvr_cfg_strict";
     // the agent's other messages (docs/datapath.md, "Accepted without effect" and "Kept and reported")
     public const string AddTapPort = "ctrl_add_tap_port", DeleteTapPort = "ctrl_del_tap_port";
     public const string AddNfqPort = "ctrl_add_nfq_port", DeleteNfqPort = "ctrl_del_nfq_port";
@@ -44,6 +46,8 @@ public static class Key
     public const string FilterId = "filter_id", Categories = "categories";
     public const string XffEnabled = "xff_enabled", DisableNetPolicy = "disable_net_policy", DetectUnmanagedWorkloads = "detect_unmanaged_wl",
         EnableIcmpPolicy = "enable_icmp_policy", StrictGroupMode = "strict_group_mode";
+    /// <summary>nvr_cfg_strict's value, and nvr_get_state's.</summary>
+    public const string Strict = "strict";
     public const string PolicyCommand = "cmd", DefaultAction = "defact", Direction = "dir", Rules = "rules";
     public const string Id = "id", SourceIp = "sip", SourceIpTo = "sipr", DestinationIp = "dip", DestinationIpTo = "dipr",
         PortTo = "portr", Protocol = "proto", Action = "action", Ingress = "ingress", Fqdn = "fqdn", VirtualHost = "vhost", RuleId = "rid";
@@ -68,7 +72,7 @@ public static class Key
     public const string InternalNets = "internal_nets", InternalNetsPending = "internal_nets_pending", Debug = "debug",
         PolicyAddresses = "policy_addr", PolicyPending = "policy_pending";
     public const string PolicyCounters = "policy_counters", DeniedPackets = "denied_packets", DeniedSessions = "denied_sessions",
-        BlockedSessions = "blocked_sessions", ResetsSent = "resets_sent", Reevaluations = "reevaluations";
+        BlockedSessions = "blocked_sessions", ResetsSent = "resets_sent", Reevaluations = "reevaluations", GraceOpened = "grace_opened";
     public const string Tables = "tables", Count = "count", Learned = "learned", Scans = "scans", LearnedEvicted = "learned_evicted",
         Summarised = "summarised";
     public const string Requests = "requests", Accepted = "accepted", Rejected = "rejected", LastRejection = "last_rejection",

@@ -152,7 +152,7 @@ public sealed record ClearSessionRequest(uint Id) : IRequestMessage
 }
 
 /// <summary>One of the global switches: ctrl_sys_conf (xff_enabled), ctrl_disable_net_policy, ctrl_detect_unmanaged_wl,
-/// ctrl_enable_icmp_policy, ctrl_strict_group_mode. An absent value is false, as in NeuVector.</summary>
+/// ctrl_enable_icmp_policy, ctrl_strict_group_mode, and nvr-dp's nvr_cfg_strict. An absent value is false, as in NeuVector.</summary>
 public sealed record ToggleRequest(string Command, bool On) : IRequestMessage
 {
     /// <summary>Each switch's command and the key of its value.</summary>
@@ -163,6 +163,7 @@ public sealed record ToggleRequest(string Command, bool On) : IRequestMessage
         [Protocol.Command.DetectUnmanagedWorkloads] = Key.DetectUnmanagedWorkloads,
         [Protocol.Command.EnableIcmpPolicy] = Key.EnableIcmpPolicy,
         [Protocol.Command.StrictGroupMode] = Key.StrictGroupMode,
+        [Protocol.Command.ConfigureStrict] = Key.Strict,
     };
     /// <summary>The key of the value.</summary>
     public string Field => Switches[Command];
@@ -448,7 +449,7 @@ public static class Datagram
         Command.ConfigureMac => ConfigureMacRequest.Read(args),
         Command.ClearSession => ClearSessionRequest.Read(args),
         Command.SystemConfig or Command.DisableNetPolicy or Command.DetectUnmanagedWorkloads or Command.EnableIcmpPolicy
-            or Command.StrictGroupMode => ToggleRequest.Read(command, args),
+            or Command.StrictGroupMode or Command.ConfigureStrict => ToggleRequest.Read(command, args),
         Command.SetDebug => SetDebugRequest.Read(args),
         Command.ConfigureInternalNet => InternalNetRequest.Read(args),
         Command.ConfigurePolicyAddresses => PolicyAddressRequest.Read(args),

@@ -40,18 +40,22 @@ internal sealed class ControlState
     public InternalSubnet[] InternalNets { get; set; } = [];
     /// <summary>Chunks received since a START and not yet closed by an END.</summary>
     public List<InternalSubnet>? PendingInternalNets { get; set; }
-    /// <summary>The global toggles. DisableNetPolicy and EnableIcmpPolicy steer policy; the others are kept and reported.
-    /// ICMP is policed unless switched off (nvr-dp's default; NeuVector's is off, and its agent sends the toggle).</summary>
+    /// <summary>The global toggles. DisableNetPolicy, EnableIcmpPolicy and StrictGroupMode steer policy; the others are
+    /// kept and reported. ICMP is policed only once switched on (NeuVector's default; the agent sends the toggle, and
+    /// nvr-dp --strict starts with it on).</summary>
     public bool XffEnabled { get; set; }
     public bool DisableNetPolicy { get; set; }
     public bool DetectUnmanagedWorkloads { get; set; }
-    public bool EnableIcmpPolicy { get; set; } = true;
+    public bool EnableIcmpPolicy { get; set; }
     public bool StrictGroupMode { get; set; }
+    /// <summary>nvr_cfg_strict (--strict at start): no grace period for unknown peers, inbound UDP decided as sent. Off:
+    /// NeuVector dp's semantics (docs/datapath.md, "Semantics: NeuVector's dp or strict").</summary>
+    public bool Strict { get; set; }
     /// <summary>The last policy version handed out (every ADD/MODIFY/DELETE takes the next).</summary>
     public uint PolicyVersion { get; set; }
     /// <summary>A chunked ctrl_cfg_policy in progress (START seen, END not yet).</summary>
     public PendingPolicy? PendingPolicy { get; set; }
-    /// <summary>ctrl_cfg_policy_addr: the addresses whose policy the agent pushed (kept and reported; no grace period uses them).</summary>
+    /// <summary>ctrl_cfg_policy_addr: the addresses whose policy the agent pushed (an address outside them gets dp's grace period unless strict).</summary>
     public uint[] PolicyAddresses { get; set; } = [];
     public List<uint>? PendingPolicyAddresses { get; set; }
     /// <summary>Generation of the settings policy decisions depend on (toggles, internal nets); bumped when they change.</summary>
@@ -84,7 +88,7 @@ internal sealed class ControlState
         Workloads = new(Workloads), Tap = new(Tap), InternalNets = InternalNets,
         PendingInternalNets = PendingInternalNets is null ? null : [.. PendingInternalNets],
         XffEnabled = XffEnabled, DisableNetPolicy = DisableNetPolicy, DetectUnmanagedWorkloads = DetectUnmanagedWorkloads,
-        EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode, DebugCategories = DebugCategories,
+        EnableIcmpPolicy = EnableIcmpPolicy, StrictGroupMode = StrictGroupMode, Strict = Strict, DebugCategories = DebugCategories,
         ServicePort = ServicePort, ServicePortJumbo = ServicePortJumbo, PolicyVersion = PolicyVersion, PendingPolicy = PendingPolicy?.Clone(),
         PolicyAddresses = PolicyAddresses, PendingPolicyAddresses = PendingPolicyAddresses is null ? null : [.. PendingPolicyAddresses],
         SettingsGeneration = SettingsGeneration,
@@ -93,7 +97,8 @@ internal sealed class ControlState
     };
 
     /// <summary>The settings the packet path decides policy with.</summary>
-    public PolicySettings Settings() => new(SettingsGeneration, DisableNetPolicy, EnableIcmpPolicy, InternalNets.Select(n => (n.Ip, n.Mask)).ToArray());
+    public PolicySettings Settings() => new(SettingsGeneration, DisableNetPolicy, EnableIcmpPolicy, InternalNets.Select(n => (n.Ip, n.Mask)).ToArray(),
+        Strict, PolicyAddresses, StrictGroupMode);
 
     /// <summary>The workload registered under <paramref name="mac"/> as real MAC or alias.</summary>
     public Workload? FindByAnyMac(ulong mac)
@@ -118,7 +123,7 @@ internal sealed class ControlState
         b.Append("internal_net=").AppendJoin(',', InternalNets.Select(Format)).AppendLine();
         b.Append("internal_net_pending=").Append(PendingInternalNets is null ? "-" : string.Join(',', PendingInternalNets.Select(Format))).AppendLine();
         b.Append($"xff={XffEnabled} disable_net_policy={DisableNetPolicy} detect_unmanaged_wl={DetectUnmanagedWorkloads} ")
-         .Append($"enable_icmp_policy={EnableIcmpPolicy} strict_group_mode={StrictGroupMode}").AppendLine();
+         .Append($"enable_icmp_policy={EnableIcmpPolicy} strict_group_mode={StrictGroupMode} strict={Strict}").AppendLine();
         b.Append("debug=").AppendJoin(',', DebugCategories).AppendLine();
         b.Append("policy_addr=").AppendJoin(',', PolicyAddresses.Select(Fields.FormatIPv4)).AppendLine();
         b.Append("policy_pending=").Append(PendingPolicy is null ? "-" : $"{PendingPolicy.Rules.Count}").AppendLine();

@@ -82,8 +82,10 @@ internal sealed partial class Controller
         var pending = s.PendingPolicyAddresses;
         if (Assemble(Command.ConfigurePolicyAddresses, m.Flag, [.. m.Addresses], ref pending, r) is not { } list) { s.PendingPolicyAddresses = pending; return; }
         s.PendingPolicyAddresses = null;
-        s.PolicyAddresses = list.Distinct().ToArray();
-        r.Notes.Add($"{Command.ConfigurePolicyAddresses}: {s.PolicyAddresses.Length} policy addresses (kept for reporting; nvr-dp has no unknown-address grace period)");
+        var addresses = list.Distinct().ToArray();
+        s.SettingsChanged |= !addresses.Order().SequenceEqual(s.PolicyAddresses.Order()); // sessions in grace are decided again
+        s.PolicyAddresses = addresses;
+        r.Notes.Add($"{Command.ConfigurePolicyAddresses}: {s.PolicyAddresses.Length} policy addresses ({(s.Strict ? "strict: no grace period uses them" : "others get dp's grace period")})");
     }
 
     // The real MACs of the workloads a MAC list names (each a MAC or alias of a registered workload; anything else

@@ -65,8 +65,8 @@ internal sealed partial class Controller
         return null;
     }
 
-    // The global switches: DisableNetPolicy and EnableIcmpPolicy steer policy (a change republishes the settings); the
-    // others are kept and reported.
+    // The global switches: DisableNetPolicy, EnableIcmpPolicy, StrictGroupMode and nvr-dp's Strict steer policy (a change
+    // republishes the settings, so open sessions are decided again); the others are kept and reported.
     private static void Toggle(ToggleRequest m, Request r)
     {
         var s = r.State;
@@ -82,7 +82,14 @@ internal sealed partial class Controller
                 s.SettingsChanged |= m.On != s.EnableIcmpPolicy;
                 s.EnableIcmpPolicy = m.On;
                 break;
-            case Command.StrictGroupMode: s.StrictGroupMode = m.On; break;
+            case Command.StrictGroupMode:
+                s.SettingsChanged |= m.On != s.StrictGroupMode;
+                s.StrictGroupMode = m.On;
+                break;
+            case Command.ConfigureStrict:
+                s.SettingsChanged |= m.On != s.Strict;
+                s.Strict = m.On;
+                break;
         }
         r.Notes.Add($"{m.Command}: {m.Field} {(m.On ? "on" : "off")}");
     }

@@ -151,7 +151,7 @@ internal sealed partial class Controller
             s.PolicyAddresses,
             s.PendingPolicy is { } pp ? new PendingPolicyEntry(pp.Macs, pp.Rules.Count) : null,
             new PolicyCounters(Volatile.Read(ref dc.DeniedPackets), Volatile.Read(ref dc.DeniedSessions), Volatile.Read(ref dc.BlockedSessions),
-                Volatile.Read(ref dc.ResetsSent), Volatile.Read(ref dc.Reevaluations)),
+                Volatile.Read(ref dc.ResetsSent), Volatile.Read(ref dc.Reevaluations)) { GraceOpened = Volatile.Read(ref _datapath.Processor.Grace.Granted) },
             new RequestCounters(Accepted, Rejected, LastRejection),
             previous is { } last ? new LastRequest(last.Accepted, last.Error) : null,
             _datapath.OnPacketThread(() => TableUsage.Of(_datapath)).Report(),
@@ -159,6 +159,6 @@ internal sealed partial class Controller
                 s.TapPorts.OrderBy(t => t.Key.NetNs, StringComparer.Ordinal).ThenBy(t => t.Key.Interface, StringComparer.Ordinal)
                     .Select(t => new TapPortEntry(t.Key.NetNs, t.Key.Interface, t.Value)).ToArray(),
                 s.NoEffect.OrderBy(n => n.Key, StringComparer.Ordinal).Select(n => new NoEffectEntry(n.Key, n.Value)).ToArray(),
-                Reports?.Counters() ?? new ReportCounters(null, false, 0, 0, 0, null)));
+                Reports?.Counters() ?? new ReportCounters(null, false, 0, 0, 0, null))) { Strict = s.Strict };
     }
 }

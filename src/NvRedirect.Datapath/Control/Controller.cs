@@ -55,12 +55,16 @@ internal sealed partial class Controller
     private string? _sender;
     private readonly RecentOutcomes _outcomes = new(256);
 
-    /// <summary>Controls <paramref name="datapath"/>; service ports come from <paramref name="openPort"/>.</summary>
-    public Controller(PacketEngine datapath, ServicePortOpener openPort, Logger log)
+    /// <summary>
+    /// Controls <paramref name="datapath"/>; service ports come from <paramref name="openPort"/>. <paramref name="strict"/>
+    /// (nvr-dp --strict) starts with the strict semantics and ICMP policed; otherwise with NeuVector dp's defaults.
+    /// </summary>
+    public Controller(PacketEngine datapath, ServicePortOpener openPort, Logger log, bool strict = false)
     {
         _datapath = datapath;
         _openPort = openPort;
         _log = log;
+        State.Strict = State.EnableIcmpPolicy = strict;
     }
 
     /// <summary>One datagram being validated: the copied state it changes, and what to do if it commits.</summary>

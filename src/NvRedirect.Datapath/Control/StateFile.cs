@@ -54,7 +54,7 @@ internal sealed unsafe class StateFile(string path, string ns)
         list.Add(Datagram.Of(new InternalNetRequest(ChunkFlags.Whole, s.InternalNets), new PolicyAddressRequest(ChunkFlags.Whole, s.PolicyAddresses),
             new ToggleRequest(Command.SystemConfig, s.XffEnabled), new ToggleRequest(Command.DisableNetPolicy, s.DisableNetPolicy),
             new ToggleRequest(Command.DetectUnmanagedWorkloads, s.DetectUnmanagedWorkloads), new ToggleRequest(Command.EnableIcmpPolicy, s.EnableIcmpPolicy),
-            new ToggleRequest(Command.StrictGroupMode, s.StrictGroupMode), new SetDebugRequest(s.DebugCategories)));
+            new ToggleRequest(Command.StrictGroupMode, s.StrictGroupMode), new ToggleRequest(Command.ConfigureStrict, s.Strict), new SetDebugRequest(s.DebugCategories)));
         // the agent's state (kept and reported): special networks, namespace-boundary enforcement (after the workloads it
         // names), names and their addresses, tap ports; each through its own request
         if (s.SpecialNets.Length > 0) list.Add(Datagram.Of(new SpecialIpNetRequest(ChunkFlags.Whole, s.SpecialNets)));

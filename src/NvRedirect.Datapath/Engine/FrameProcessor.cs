@@ -70,6 +70,8 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
     public DatapathCounters Counters { get; } = counters;
     /// <summary>The connections seen per workload (owned by the packet thread).</summary>
     public ConnectionTable Connections { get; } = connections ?? new ConnectionTable();
+    /// <summary>dp's grace period for addresses the agent has not named (dp's semantics only; owned by the packet thread).</summary>
+    public UnknownPeerGrace Grace { get; } = new();
 
     /// <summary>Decides about one frame (<paramref name="wireLength"/> may exceed the span for truncated captures).</summary>
     public FrameVerdict Process(ReadOnlySpan<byte> frame, int wireLength, WorkloadTable workloads, long now, out FrameInfo info)
@@ -186,6 +188,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         if (index < 0)
         {
             if (!SessionTable.Open(in t, out var opening)) { c.TcpNoSessionPackets++; return PolicyResult.Pass; }
+            if (t.Protocol == 17 && !settings.Strict) opening.SenderIsClient = UdpSenderIsClient(in t, workload);
             bool sessionIngress = opening.SenderIsClient ? t.Ingress : !t.Ingress;
             var verdict = PolicyVerdict.Open;
             ConnectionKey ck;
@@ -197,7 +200,11 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             if (opening.SenderIsClient) { ck.ClientHigh = t.SourceHigh; ck.ClientLow = t.SourceLow; ck.ServerHigh = t.DestinationHigh; ck.ServerLow = t.DestinationLow; ck.ServerPort = t.DestinationPort; }
             else { ck.ClientHigh = t.DestinationHigh; ck.ClientLow = t.DestinationLow; ck.ServerHigh = t.SourceHigh; ck.ServerLow = t.SourceLow; ck.ServerPort = t.SourcePort; }
             if (t.Protocol is 1 or 58) ck.ServerPort = 0;
-            if (!t.IPv6) verdict = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
+            if (!t.IPv6)
+            {
+                verdict = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
+                verdict = Grace.Apply(verdict, policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, sessionIngress, now);
+            }
             ck.RuleId = verdict.RuleId;
             ck.Action = verdict.Action;
             if (verdict.Action == DpPolicyAction.Deny)
@@ -237,6 +244,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             c.Reevaluations++;
             var verdict = s.IsIPv6 ? PolicyVerdict.Open
                 : PolicyEngine.Decide(policy, settings, s.ClientIPv4, s.ServerIPv4, s.Protocol is 1 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0);
+            if (!s.IsIPv6) verdict = Grace.Apply(verdict, policy, settings, s.ClientIPv4, s.ServerIPv4, (s.Flags & SessionFlags.Ingress) != 0, now);
             s.PolicyStamp = stamp;
             verdictChanged = verdict.RuleId != s.PolicyId || verdict.Action != s.PolicyAction;
             s.PolicyId = verdict.RuleId;
@@ -294,6 +302,23 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             c.ResetsSent++;
         }
         return result;
+    }
+
+    // dp's orientation of a new UDP conversation (dp/dpi/dpi_session.c, dpi_udp_tracker): DHCP and DNS by their
+    // well-known server ports; otherwise the workload is the server only when the port on its side is in its listening
+    // table (ctrl_cfg_mac "apps"), so an inbound packet to a port not (yet) listed is taken as an answer to the workload
+    // (it is the client, the peer's port the server's) and is decided as egress. Strict: the first sender is the client.
+    private static bool UdpSenderIsClient(in PacketTuple t, Workload workload)
+    {
+        if (t.DestinationPort is 67 or 53 or 5353) return true;
+        if (t.SourcePort is 67 or 53 or 5353) return false;
+        ushort ownPort = t.Ingress ? t.DestinationPort : t.SourcePort;
+        bool listening = false;
+        var apps = workload.Apps;
+        for (int i = 0; i < apps.Length; i++)
+            if (apps[i].Port == ownPort && apps[i].IpProtocol == 17) { listening = true; break; }
+        // listening: the workload is the server (an inbound sender is the client); else the workload is the client
+        return listening == t.Ingress;
     }
 
     private static bool IsIcmpError(in FrameInfo info)

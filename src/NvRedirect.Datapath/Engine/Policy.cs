@@ -98,9 +98,11 @@ internal sealed class Policy
 /// The datapath-wide settings policy decisions depend on, published with the workload table: the global toggles and
 /// the internal subnets. <see cref="Generation"/> changes whenever any of them does, so sessions are decided again.
 /// </summary>
-internal sealed class PolicySettings(uint generation, bool disableNetPolicy, bool icmpPolicy, (uint Ip, uint Mask)[] internalNets)
+internal sealed class PolicySettings(uint generation, bool disableNetPolicy, bool icmpPolicy, (uint Ip, uint Mask)[] internalNets,
+    bool strict = true, uint[]? policyAddresses = null, bool strictGroupMode = false)
 {
-    /// <summary>Defaults: policy on, ICMP policed, no internal subnets (every address internal).</summary>
+    /// <summary>The engine used alone (tests, before the first commit): policy on, ICMP policed, strict, no internal
+    /// subnets (every address internal). The controller publishes its own (dp's defaults unless --strict; docs/datapath.md).</summary>
     public static readonly PolicySettings Default = new(0, false, true, []);
 
     public uint Generation { get; } = generation;
@@ -110,6 +112,17 @@ internal sealed class PolicySettings(uint generation, bool disableNetPolicy, boo
     public bool IcmpPolicy { get; } = icmpPolicy;
     /// <summary>ctrl_cfg_internal_net; empty = every address is internal (as NeuVector).</summary>
     public (uint Ip, uint Mask)[] InternalNets { get; } = internalNets;
+
+    /// <summary>nvr_cfg_strict: no grace period for unknown peers, and an inbound UDP packet's sender is always the
+    /// client. Off: NeuVector dp's semantics (<see cref="UnknownPeerGrace"/>, UDP orientation by the listening ports).</summary>
+    public bool Strict { get; } = strict;
+    /// <summary>ctrl_cfg_policy_addr: the addresses the agent's policy names, sorted (a peer outside them gets the grace period).</summary>
+    public uint[] PolicyAddresses { get; } = policyAddresses is null ? [] : [.. policyAddresses.Order()];
+    /// <summary>ctrl_strict_group_mode: with a DENY/VIOLATE default, internal peers get no grace period (as dp).</summary>
+    public bool StrictGroupMode { get; } = strictGroupMode;
+
+    /// <summary>Whether ctrl_cfg_policy_addr named <paramref name="ip"/> (allocates nothing).</summary>
+    public bool IsPolicyAddress(uint ip) => Array.BinarySearch(PolicyAddresses, ip) >= 0;
 
     /// <summary>Whether <paramref name="ip"/> is internal: no subnets configured, or (ip &amp; mask) == subnet.</summary>
     public bool IsInternal(uint ip)

@@ -64,9 +64,10 @@ public abstract class DpCmdlet : NvCmdlet
 
 /// <summary>
 /// <para type="synopsis">Starts the datapath daemon (nvr-dp) in a namespace and returns it once its control socket answers.</para>
-/// <para type="description">Runs `dotnet nvr-dp.dll --supervise --netns NAMESPACE --socket PATH --log FILE` from the module's bin folder in nvr-dp's background mode: the daemon detaches into a session of its own (so it outlives this PowerShell session and its terminal) and the command returns once the daemon serves its control socket and answers a keep-alive. By default a small supervisor process runs the daemon and starts it again within a second when it dies, with the configuration it saved (/run/nvredirect/...state, written before every change is acknowledged); Get-Datapath shows Restarts and LastExit; -Unsupervised runs it alone. The datapath opens its service ports (Add-DpServicePort) inside the namespace. The control socket defaults to /run/nvredirect/dp-NAMESPACE.sock, in a root-owned 0700 directory no other user can reach; any other path (NeuVector's /tmp/dp_listen.sock) is created mode 0600 and serves only datagrams whose sender is root or in -ControlGroup. A second daemon on a control socket that a datapath already serves (it holds the socket's lock) is refused. The daemon logs to -LogPath (default /var/log/nvr-dp.log). Stop it with Stop-Datapath.</para>
+/// <para type="description">Runs `dotnet nvr-dp.dll --supervise --strict --netns NAMESPACE --socket PATH --log FILE` from the module's bin folder in nvr-dp's background mode: the daemon detaches into a session of its own (so it outlives this PowerShell session and its terminal) and the command returns once the daemon serves its control socket and answers a keep-alive. By default a small supervisor process runs the daemon and starts it again within a second when it dies, with the configuration it saved (/run/nvredirect/...state, written before every change is acknowledged); Get-Datapath shows Restarts and LastExit; -Unsupervised runs it alone. The datapath opens its service ports (Add-DpServicePort) inside the namespace. The control socket defaults to /run/nvredirect/dp-NAMESPACE.sock, in a root-owned 0700 directory no other user can reach; any other path (NeuVector's /tmp/dp_listen.sock) is created mode 0600 and serves only datagrams whose sender is root or in -ControlGroup. A second daemon on a control socket that a datapath already serves (it holds the socket's lock) is refused. The daemon logs to -LogPath (default /var/log/nvr-dp.log). Stop it with Stop-Datapath.</para>
 /// </summary>
 /// <example><code>Start-Datapath -Namespace agent-ns</code><para>Starts the datapath for the seed's agent namespace, supervised, on its default control socket /run/nvredirect/dp-agent-ns.sock and shows its pid, namespace and socket.</para></example>
+/// <example><code>Start-Datapath -Namespace agent-ns -ControlSocket /tmp/dp_listen.sock -AgentCompatible</code><para>Starts a datapath for a NeuVector agent on NeuVector's socket, with dp's semantics (ping unpoliced until the agent's toggle, the grace period for addresses it has not named yet).</para></example>
 /// <example><code>$dp = New-SeedTopology | Start-Datapath -ControlSocket /tmp/lab-dp.sock -LogPath /tmp/lab-dp.log</code><para>Builds the seed topology and starts a datapath in its agent namespace (the topology's AgentNamespace binds to -Namespace) on a socket of its own.</para></example>
 [Cmdlet(VerbsLifecycle.Start, "Datapath", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(DatapathInfo))]
@@ -104,6 +105,9 @@ public sealed class StartDatapathCommand : NvCmdlet
     /// <summary><para type="description">Run nvr-dp without its supervisor: a crash then leaves the datapath down (and its workloads cut off) until someone starts it again. By default nvr-dp --supervise restarts a daemon that dies within a second, with its saved configuration.</para></summary>
     [Parameter] public SwitchParameter Unsupervised { get; set; }
 
+    /// <summary><para type="description">Run the datapath with NeuVector dp's semantics, for a NeuVector agent driving it: ICMP is not policed until the agent sends ctrl_enable_icmp_policy, an address the agent has not named in ctrl_cfg_policy_addr gets dp's grace period (a DENY default lets it through for up to 60 s at a time), and inbound UDP to a port not in the workload's listening table (ctrl_cfg_mac apps) is taken as an answer to the workload. By default the datapath starts strict (nvr-dp --strict): Protect blocks whatever no rule allows, ping included, at once. Get-Datapath shows which in Strict.</para></summary>
+    [Parameter] public SwitchParameter AgentCompatible { get; set; }
+
     /// <summary><para type="description">How many seconds to wait for the daemon to serve its socket (default 60).</para></summary>
     [Parameter]
     [ValidateRange(1, 600)]
@@ -118,7 +122,7 @@ public sealed class StartDatapathCommand : NvCmdlet
         {
             var request = new DatapathStartRequest
             {
-                Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, Supervise = !Unsupervised, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
+                Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, Supervise = !Unsupervised, Strict = !AgentCompatible, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
                 Sessions = SessionCapacity, Connections = ConnectionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
             };
             if (!ShouldProcess($"nvr-dp serving {socket}, service ports in {Where(ns)}", "Start datapath")) return;
