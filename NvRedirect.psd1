@@ -21,6 +21,7 @@
         'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage',
         'New-DpRule', 'ConvertTo-DpRule', 'Set-DpPolicy', 'Get-DpPolicy', 'Remove-DpPolicy', 'Add-DpPolicyRule', 'Remove-DpPolicyRule',
         'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection',
+        'Get-DpDeviceStatistic', 'Get-DpMacStatistic', 'Get-DpMeter',
         'Test-AgentConnection', 'Disconnect-AgentConnection', 'Start-AgentEchoServer', 'Get-AgentEchoServer', 'Stop-AgentEchoServer'
     )
     FunctionsToExport    = @()

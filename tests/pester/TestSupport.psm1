@@ -414,11 +414,13 @@ function New-TestDpPath([string]$Suffix) {
 
 <#
 .SYNOPSIS
-    Start-Datapath (of the NvRedirect module the test file imported; supervised unless -Unsupervised), its pid and its
+    Start-Datapath (of the NvRedirect module the test file imported; supervised unless -Unsupervised; strict unless
+    -AgentCompatible), its pid and its
     supervisor's registered for Stop-TestDp.
 #>
-function Start-TestDp([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$ControlSocket, [Parameter(Mandatory)][string]$LogPath, [switch]$Unsupervised) {
-    $dp = Start-Datapath -Namespace $Namespace -ControlSocket $ControlSocket -LogPath $LogPath -Unsupervised:$Unsupervised
+function Start-TestDp([Parameter(Mandatory)][string]$Namespace, [Parameter(Mandatory)][string]$ControlSocket, [Parameter(Mandatory)][string]$LogPath, [switch]$Unsupervised,
+    [switch]$AgentCompatible) {
+    $dp = Start-Datapath -Namespace $Namespace -ControlSocket $ControlSocket -LogPath $LogPath -Unsupervised:$Unsupervised -AgentCompatible:$AgentCompatible
     if ($dp) {
         if (Get-TestDpSupervisor $dp.Pid) { $script:DpPids.Add((Get-TestDpSupervisor $dp.Pid)) }
         $script:DpPids.Add($dp.Pid)

@@ -217,6 +217,31 @@ public sealed unsafe class DpClient : IDisposable
         return sessions;
     }
 
+    /// <summary>The datapath's traffic statistics (ctrl_stats_device, DEVICE_STATS).</summary>
+    public DpTrafficStatistic DeviceStatistics()
+    {
+        Send(DpRequests.DeviceStatistics());
+        return DpReplyReader.Statistic(Next(Deadline(), true), MessageKind.DeviceStats, ControlSocket, null);
+    }
+
+    /// <summary>One workload's traffic statistics (ctrl_stats_macs, MAC_STATS); <paramref name="mac"/> is its registered MAC.</summary>
+    public DpTrafficStatistic MacStatistics(string mac)
+    {
+        Send(DpRequests.MacStatistics(mac));
+        return DpReplyReader.Statistic(Next(Deadline(), true), MessageKind.MacStats, ControlSocket, mac);
+    }
+
+    /// <summary>The meters (ctrl_list_meter: METER_LIST datagrams until the one with More=0).</summary>
+    public List<DpMeter> Meters()
+    {
+        Send(DpRequests.ListMeters());
+        var deadline = Deadline();
+        var meters = new List<DpMeter>();
+        bool more = true;
+        for (bool first = true; more; first = false) meters.AddRange(DpReplyReader.Meters(Next(deadline, first), ControlSocket, out more));
+        return meters;
+    }
+
     /// <summary>Current sessions by protocol (ctrl_count_session).</summary>
     public DpSessionCount CountSessions()
     {

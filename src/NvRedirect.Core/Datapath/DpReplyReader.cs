@@ -44,6 +44,42 @@ public static class DpReplyReader
         catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
     }
 
+    /// <summary>MAC_STATS or DEVICE_STATS (<paramref name="kind"/>), read with the protocol's reader; <paramref name="mac"/> null for the device.</summary>
+    public static DpTrafficStatistic Statistic(ReadOnlySpan<byte> datagram, byte kind, string controlSocket, string? mac)
+    {
+        TrafficStats s;
+        try { s = StatsReplies.ReadStats(datagram, kind); }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+        DpStatisticWindow W(StatsWindow w, uint slots) => new()
+        {
+            Seconds = slots * s.Interval, SessionsIn = w.SessionIn, SessionsOut = w.SessionOut, PacketsIn = w.PacketIn, PacketsOut = w.PacketOut,
+            BytesIn = w.ByteIn, BytesOut = w.ByteOut,
+        };
+        return new DpTrafficStatistic
+        {
+            ControlSocket = controlSocket, Mac = mac, Interval = s.Interval, SessionsIn = s.SessionIn, SessionsOut = s.SessionOut,
+            CurrentSessionsIn = s.SessionCurIn, CurrentSessionsOut = s.SessionCurOut, PacketsIn = s.PacketIn, PacketsOut = s.PacketOut,
+            BytesIn = s.ByteIn, BytesOut = s.ByteOut, Last = W(s.Last, 1), LastMinute = W(s.Last12, 12), LastFiveMinutes = W(s.Last60, (uint)StatsLayout.Slots),
+        };
+    }
+
+    /// <summary>One METER_LIST datagram: its meters, and whether more datagrams follow.</summary>
+    public static List<DpMeter> Meters(ReadOnlySpan<byte> datagram, string controlSocket, out bool more)
+    {
+        try
+        {
+            return StatsReplies.ReadMeterList(datagram, out more).Select(m => new DpMeter
+            {
+                ControlSocket = controlSocket, Mac = Fields.FormatMac(m.EndpointMac), PeerAddress = Peer(m.PeerIP), MeterId = m.MeterId, Flags = m.Flags,
+                Span = m.Span, Count = m.Count, LastCount = m.LastCount, Idle = m.Idle, UpperLimit = m.UpperLimit, LowerLimit = m.LowerLimit,
+            }).ToList();
+        }
+        catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
+    }
+
+    // dp's 16-byte peer address: an IPv4 peer in its first four bytes, the rest zero
+    private static IPAddress Peer(byte[] ip) => ip.Skip(4).All(b => b == 0) ? new IPAddress(ip[..4]) : new IPAddress(ip);
+
     /// <summary>One SESSION_LIST datagram: its sessions, and whether more datagrams follow (false for the terminator).</summary>
     public static List<DpSession> SessionList(ReadOnlySpan<byte> datagram, string controlSocket, out bool more)
     {

@@ -74,6 +74,13 @@ public static class DpRequests
     /// <summary>{ctrl_counter_device: {}}</summary>
     public static byte[] DeviceCounters() => Datagram.Of(new EmptyRequest(Command.DeviceCounters));
 
+    /// <summary>{ctrl_stats_device: {}}</summary>
+    public static byte[] DeviceStatistics() => Datagram.Of(new EmptyRequest(Command.DeviceStats));
+    /// <summary>{ctrl_stats_macs: {macs: [M]}}: one workload's statistics (dp sums the workloads a request lists).</summary>
+    public static byte[] MacStatistics(string mac) => Datagram.Of(new MacStatsRequest([Mac(mac)]));
+    /// <summary>{ctrl_list_meter: {}}</summary>
+    public static byte[] ListMeters() => Datagram.Of(new EmptyRequest(Command.ListMeters));
+
     /// <summary>{ctrl_clear_session: {filter_id: ID}} (0 = every session).</summary>
     public static byte[] ClearSession(uint id) => Datagram.Of(new ClearSessionRequest(id));
 
