@@ -74,6 +74,11 @@ public class DatapathSemanticsTests
         Assert.Equal(FrameVerdict.Forward, rig.Frame(InSyn(port++)));
         var open = Assert.Single(Connections(rig), c => c.GetProperty(Key.ServerPort).GetInt32() == 9090);
         Assert.Equal((DpPolicyAction.Open, 0), ((DpPolicyAction)open.GetProperty(Key.Action).GetByte(), open.GetProperty(Key.ConnectionRuleId).GetInt32()));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(InSyn(39999, 8080)));
+        // the session list marks the session as dp does (DPSESS_FLAG_TMP_OPEN); the one a rule allowed is not marked
+        var sessions = Replies.ReadSessionList(rig.Send("""{"ctrl_list_session": {}}""")[0], out _);
+        Assert.Equal(DpWire.SessionFlagIngress | DpWire.SessionFlagTmpOpen, Assert.Single(sessions, x => x.ServerPort == 9090).Flags);
+        Assert.Equal(DpWire.SessionFlagIngress, Assert.Single(sessions, x => x.ServerPort == 8080).Flags);
         rig.Clock.Advance(30);
         Assert.Equal(FrameVerdict.Forward, rig.Frame(InSyn(port++))); // inside the 60 s window
         // each later window takes one of the ten tries

@@ -337,6 +337,8 @@ public sealed class DpSession
     public bool Tap { get; init; }
     /// <summary>Picked up mid-stream (no handshake seen).</summary>
     public bool MidStream { get; init; }
+    /// <summary>Let through by the grace period for an address the agent has not named yet (NeuVector dp's TMP_OPEN; dp's semantics only).</summary>
+    public bool Grace { get; init; }
     /// <summary>The policy rule that decided the session (0 = the default action, or no policy).</summary>
     public uint PolicyId { get; init; }
     /// <summary>The policy verdict of the session (Open when the workload has no policy).</summary>

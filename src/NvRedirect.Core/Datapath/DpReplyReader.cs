@@ -127,6 +127,7 @@ public static class DpReplyReader
             Ingress = (s.Flags & DpWire.SessionFlagIngress) != 0,
             Tap = (s.Flags & DpWire.SessionFlagTap) != 0,
             MidStream = (s.Flags & DpWire.SessionFlagMidStream) != 0,
+            Grace = (s.Flags & DpWire.SessionFlagTmpOpen) != 0,
         };
     }
 

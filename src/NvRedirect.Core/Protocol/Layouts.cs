@@ -11,6 +11,8 @@ public static class DpWire
     public const int SessionsPerMessage = (MaxMessageSize - HeaderSize - SessionHeaderSize) / SessionLayout.Size;
     /// <summary>DPSESS_FLAG_* bits of DPMsgSession.Flags.</summary>
     public const ushort SessionFlagIngress = 0x0001, SessionFlagTap = 0x0002, SessionFlagMidStream = 0x0004;
+    /// <summary>DPSESS_FLAG_TMP_OPEN: let through by the grace period for an address the agent has not named.</summary>
+    public const ushort SessionFlagTmpOpen = 0x0100;
     /// <summary>Largest request datagram the daemon reads (NeuVector's receive buffer; the agent keeps requests under <see cref="Datagram.AgentMaxSize"/>).</summary>
     public const int MaxRequestSize = 8192;
     /// <summary>NeuVector's fixed command socket path.</summary>

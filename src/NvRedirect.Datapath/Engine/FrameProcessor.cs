@@ -191,6 +191,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             if (t.Protocol == 17 && !settings.Strict) opening.SenderIsClient = UdpSenderIsClient(in t, workload);
             bool sessionIngress = opening.SenderIsClient ? t.Ingress : !t.Ingress;
             var verdict = PolicyVerdict.Open;
+            bool tmpOpen = false;
             ConnectionKey ck;
             ck.EndpointMac = workload.Mac;
             ck.Ingress = sessionIngress;
@@ -202,8 +203,9 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             if (t.Protocol is 1 or 58) ck.ServerPort = 0;
             if (!t.IPv6)
             {
-                verdict = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
-                verdict = Grace.Apply(verdict, policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, sessionIngress, now);
+                var decided = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
+                verdict = Grace.Apply(decided, policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, sessionIngress, now);
+                tmpOpen = verdict != decided;
             }
             ck.RuleId = verdict.RuleId;
             ck.Action = verdict.Action;
@@ -222,6 +224,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             ref var n = ref Sessions[index];
             // the workload's side names its registered MAC, the other side the MAC on the wire (as dp: its ep_mac)
             if (sessionIngress) n.ServerMac = workload.Mac; else n.ClientMac = workload.Mac;
+            if (tmpOpen) n.Flags |= SessionFlags.TmpOpen;
             long slot = TrafficMeter.SlotOf(now);
             workload.State.Meter.Session(sessionIngress, slot);
             c.Meter.Session(sessionIngress, slot);
@@ -244,7 +247,12 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             c.Reevaluations++;
             var verdict = s.IsIPv6 ? PolicyVerdict.Open
                 : PolicyEngine.Decide(policy, settings, s.ClientIPv4, s.ServerIPv4, s.Protocol is 1 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0);
-            if (!s.IsIPv6) verdict = Grace.Apply(verdict, policy, settings, s.ClientIPv4, s.ServerIPv4, (s.Flags & SessionFlags.Ingress) != 0, now);
+            if (!s.IsIPv6)
+            {
+                var decided = verdict;
+                verdict = Grace.Apply(decided, policy, settings, s.ClientIPv4, s.ServerIPv4, (s.Flags & SessionFlags.Ingress) != 0, now);
+                s.Flags = verdict != decided ? s.Flags | SessionFlags.TmpOpen : s.Flags & ~SessionFlags.TmpOpen;
+            }
             s.PolicyStamp = stamp;
             verdictChanged = verdict.RuleId != s.PolicyId || verdict.Action != s.PolicyAction;
             s.PolicyId = verdict.RuleId;

@@ -27,6 +27,8 @@ internal enum SessionFlags : byte
     Tap = 2,
     /// <summary>Picked up mid-stream (no handshake seen).</summary>
     MidStream = 4,
+    /// <summary>Let through by the grace period for an address the agent has not named (dp's TMP_OPEN).</summary>
+    TmpOpen = 8,
 }
 
 /// <summary>A packet reduced to what session tracking needs; the frame processor fills it in place.</summary>
@@ -126,6 +128,7 @@ internal sealed record SessionRecord(
         if ((Flags & SessionFlags.Ingress) != 0) flags |= DpWire.SessionFlagIngress;
         if ((Flags & SessionFlags.Tap) != 0) flags |= DpWire.SessionFlagTap;
         if ((Flags & SessionFlags.MidStream) != 0) flags |= DpWire.SessionFlagMidStream;
+        if ((Flags & SessionFlags.TmpOpen) != 0) flags |= DpWire.SessionFlagTmpOpen;
         bool icmp = Protocol is 1 or 58;
         return new SessionEntry(Id, EndpointMac, IPv6, ClientIP, ServerIP, ClientPort, ServerPort, Protocol, icmp ? IcmpTypeCode : (ushort)0,
             ClientMac, ServerMac, ClientPackets, ServerPackets, (uint)ClientBytes, (uint)ServerBytes, ClientState, ServerState,

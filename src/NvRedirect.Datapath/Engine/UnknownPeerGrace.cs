@@ -100,7 +100,4 @@ internal sealed class UnknownPeerGrace
         n.TriesLeft = (byte)(external ? ExternalTries : Tries);
         return true;
     }
-
-    /// <summary>Forgets every pair (the workloads or the whole configuration went away).</summary>
-    public void Clear() => System.Array.Clear(_entries);
 }
