@@ -82,7 +82,8 @@ Describe 'nvr-dp''s semantics: strict by default, NeuVector dp''s with -AgentCom
         }
 
         It 'Protect blocks ping, TCP and inbound UDP to any port at once: no grace period, nothing named needed' {
-            Set-DpWorkloadMode -Mac $SeedMac -Mode Protect -ControlSocket $sock
+            Set-DpWorkloadMode -Mac $SeedMac -Mode Protect -ControlSocket $sock -WarningVariable warned -WarningAction SilentlyContinue
+            $warned | Should -BeNullOrEmpty -Because 'strict: Protect means blocked now'
             Test-PingIn -TimeoutMilliseconds 500 | Should -BeFalse
             TcpIn 1.5 | Should -Be 'timeout'
             UdpIn $UnlistedUdp 1.5 | Should -Be 'timeout'
@@ -104,7 +105,9 @@ Describe 'nvr-dp''s semantics: strict by default, NeuVector dp''s with -AgentCom
         }
 
         It 'Protect lets addresses the agent has not named through (the grace period) until ctrl_cfg_policy_addr names them, and ping until ctrl_enable_icmp_policy' {
-            Set-DpWorkloadMode -Mac $SeedMac -Mode Protect -ControlSocket $sock
+            Set-DpWorkloadMode -Mac $SeedMac -Mode Protect -ControlSocket $sock -WarningVariable warned -WarningAction SilentlyContinue
+            @($warned).Count | Should -Be 1
+            "$($warned[0])" | Should -Match 'NeuVector dp''s semantics.*ping passes until ctrl_enable_icmp_policy.*grace period.*nvr_cfg_strict'
             Wait-TestCondition { Test-PingIn } -TimeoutSeconds 15 | Should -BeTrue -Because 'ICMP is not policed before the agent''s toggle'
             Get-Entry $sock 1 0 | Should -Contain "Ingress $HostIp->${ContainerIp}:0 Allow/0"
             TcpIn | Should -Be 'connected' -Because '10.10.10.66 is in no ctrl_cfg_policy_addr yet'

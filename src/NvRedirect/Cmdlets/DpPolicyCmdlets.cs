@@ -473,7 +473,7 @@ public sealed class RemoveDpPolicyRuleCommand : DpPolicyCmdlet
 
 /// <summary>
 /// <para type="synopsis">Switches workloads to Discover, Monitor or Protect mode, with their wire mode (inline or tap), in one request.</para>
-/// <para type="description">As NeuVector's agent expresses a mode: the workload's policy is sent again with the mode's default action (Discover Learn: everything passes and is recorded for learning; Monitor Violate: everything passes, what no rule allows is recorded as a violation; Protect Deny: what no rule allows is blocked, TCP sessions reset), its rules and direction unchanged (Both without a policy). The datagram that makes the policy take effect also carries ctrl_cfg_mac with the wire mode, so the datapath applies both or neither. -Wire Inline (the default) sends the frames on after the verdict; NvRedirect's interception leaves the workload no other path, so Tap cuts its traffic. -Wire Tap with Protect is refused: a tapped workload blocks nothing. Workloads from Get-Datapath bind by property name. Existing sessions are re-evaluated on their next packet.</para>
+/// <para type="description">As NeuVector's agent expresses a mode: the workload's policy is sent again with the mode's default action (Discover Learn: everything passes and is recorded for learning; Monitor Violate: everything passes, what no rule allows is recorded as a violation; Protect Deny: what no rule allows is blocked, TCP sessions reset), its rules and direction unchanged (Both without a policy). The datagram that makes the policy take effect also carries ctrl_cfg_mac with the wire mode, so the datapath applies both or neither. -Wire Inline (the default) sends the frames on after the verdict; NvRedirect's interception leaves the workload no other path, so Tap cuts its traffic. -Wire Tap with Protect is refused: a tapped workload blocks nothing. Workloads from Get-Datapath bind by property name. Existing sessions are re-evaluated on their next packet. Protect blocks at once what no rule allows, ping included, on a datapath with the strict semantics (Start-Datapath's default); on one running NeuVector dp's semantics (started by hand, or with -AgentCompatible) ping passes until the agent's ICMP toggle and addresses not yet named in ctrl_cfg_policy_addr get dp's grace period, and the command warns once per datapath.</para>
 /// </summary>
 /// <example><code>Get-Datapath -ControlSocket $dp.ControlSocket | Select-Object -ExpandProperty Workloads | Set-DpWorkloadMode -Mode Protect</code><para>Puts every workload of the datapath in Protect mode, inline: only what their rules allow passes.</para></example>
 /// <example><code>Set-DpWorkloadMode -Mac 1a:27:f3:87:3a:27 -Mode Discover -PassThru</code><para>Lets everything pass and records it (Get-DpConnection -Learned lists it); returns the workload with its new mode.</para></example>
@@ -514,9 +514,17 @@ public sealed class SetDpWorkloadModeCommand : DpPolicyCmdlet
             var change = DpPolicyEditor.SwitchMode(current, Mode, Wire);
             if (!ShouldProcess($"{w.Mac} at {socket}", $"Switch to {Mode} ({Wire.ToString().ToLowerInvariant()}, default {change.DefaultAction}, {current.Rules.Length} rules)")) return;
             var after = editor.Write(change);
+            // Protect means "blocked now" only with the strict semantics: say so once when the datapath runs dp's
+            if (Mode == DpWorkloadMode.Protect && !after.Strict && _warned.Add(socket))
+                WriteWarning($"The datapath at {socket} runs NeuVector dp's semantics (started by hand or with -AgentCompatible): "
+                    + (after.EnableIcmpPolicy ? "" : "ping passes until ctrl_enable_icmp_policy is sent, ")
+                    + "addresses not named in ctrl_cfg_policy_addr get a grace period, and inbound UDP to a port outside the workload's listening table is taken as an answer. "
+                    + "For Protect to block whatever no rule allows at once, send {\"nvr_cfg_strict\": {\"strict\": true}} and {\"ctrl_enable_icmp_policy\": {\"enable_icmp_policy\": true}} (Send-DpMessage), or start it with Start-Datapath.");
             if (PassThru && after.FindWorkload(w.Mac) is { } updated) WriteObject(updated);
         });
     }
+
+    private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
 }
 
 /// <summary>
