@@ -13,7 +13,7 @@
       b  New-SeedTopology (the interception: vex, vin, vbr/vth in the agent namespace, the six rules), plus a bounce
          on vth that sends every frame straight back: tc ingress qdisc on vth with a u32 match-all filter whose
          action is "mirred egress redirect dev vth". The interception's cost without any user space.
-      c  New-SeedTopology plus nvr-dp (bin/nvr-dp.dll --netns AGENT --foreground) on vth, configured with the
+      c  New-SeedTopology plus nvr-dp (bin/nvr-dp.dll --netns AGENT --foreground --strict) on vth, configured with the
          seed's four control messages (internal nets, service port vth, the container MAC with ucmac
          4e:65:75:56:00:b4, tap off).
 
@@ -389,7 +389,7 @@ function Measure-Mode([string]$Mode, [int]$Run, [string]$Config, [string]$TempDi
             $dp = [pscustomobject]@{ Process = $null; Client = New-DpClient; SocketPath = $sock; Log = $log }
             $dpRef = $dp
             $ctx.Cleanup.Add({ Stop-Background $dpRef.Process; $dpRef.Client.Dispose(); Remove-Item -LiteralPath $dpRef.SocketPath -ErrorAction SilentlyContinue }.GetNewClosure())
-            $dp.Process = Start-Background "$prefix-dp" dotnet @((Join-Path $root 'bin/nvr-dp.dll'), '--netns', $ctx.Agent, '--socket', $sock, '--foreground', '--log', $log) $TempDir
+            $dp.Process = Start-Background "$prefix-dp" dotnet @((Join-Path $root 'bin/nvr-dp.dll'), '--netns', $ctx.Agent, '--socket', $sock, '--foreground', '--log', $log, '--strict') $TempDir
             Wait-Until { if ($dpRef.Process.HasExited) { throw "nvr-dp exited with code $($dpRef.Process.ExitCode): $(Get-Content -Raw -ErrorAction SilentlyContinue $dpRef.Log)" }
                 (Test-Path $dpRef.SocketPath) -and (Test-DpAlive $dpRef.Client $dpRef.SocketPath 1) } 60 'nvr-dp to serve its socket'
             Set-DpSeedConfig $dp.Client $sock

@@ -10,7 +10,7 @@
     Per run and rule count (counts interleaved: run 1 with every count, then run 2 ...), in a fresh namespace
     nvb-<pid>-p<run>-<rules> with a veth pair vbr<->vth (offloads as veth makes them; the sender's frames are single
     60-byte frames):
-      - nvr-dp (bin/nvr-dp.dll --netns NS --foreground) on vth, configured with the seed's four control messages
+      - nvr-dp (bin/nvr-dp.dll --netns NS --foreground --strict: the rules decide, no grace period) on vth, configured with the seed's four control messages
         (internal nets, service port vth, the workload 1a:27:f3:87:3a:27 with ucmac 4e:65:75:56:00:b4, tap off);
       - with Rules > 0, the policy of bench/PolicyBench.psm1 (New-BenchPolicyRule: Rules - 3 rules that do not match,
         then the three that allow the traffic; default action DENY, dir 3) in ctrl_cfg_policy chunks of at most 8120
@@ -76,7 +76,7 @@ function Measure-Policy([int]$Run, [int]$Count, [string]$TempDir) {
         New-AgentLink vbr vth -Namespace $name -Confirm:$false | Out-Null
         foreach ($l in 'lo', 'vbr', 'vth') { Set-AgentLink $l -Namespace $name -Up -Confirm:$false }
         $daemon = Start-Process -FilePath dotnet -PassThru -ArgumentList @((Join-Path $root 'bin/nvr-dp.dll'), '--netns', $name,
-            '--socket', $sock, '--foreground', '--log', $log) -RedirectStandardOutput "$log.out" -RedirectStandardError "$log.err"
+            '--socket', $sock, '--foreground', '--log', $log, '--strict') -RedirectStandardOutput "$log.out" -RedirectStandardError "$log.err"
         $deadline = [DateTime]::UtcNow.AddSeconds(60)
         while ($true) {
             if ($daemon.HasExited) { throw "nvr-dp exited with code $($daemon.ExitCode): $(Get-Content -Raw -ErrorAction SilentlyContinue $log)" }
