@@ -81,6 +81,15 @@ public class DpStatisticsCodecTests
         Assert.Equal(Hex(MeterEndGolden), Assert.Single(StatsReplies.MeterList([])));
     }
 
+    [Fact]
+    public void Device_counters_carry_the_policy_counts_dp_fills_after_the_parser_arrays()
+    {
+        var values = Enumerable.Range(1, 27).Select(i => (ulong)i).ToArray();
+        var c = DpReplyReader.DeviceCounters(StatsReplies.DeviceCounters(values, new DevicePolicyCounts(12, 3, 2, 5, 7, 9)), "/s");
+        Assert.Equal((1UL, 27UL), (c.RXPackets, c.CurLogCaches));
+        Assert.Equal((12u, 3u, 2u, 5u, 7UL, 9UL), (c.PolicyType1Rules, c.PolicyType2Rules, c.PolicyDomains, c.PolicyDomainIPs, c.LimitDropConns, c.LimitPassConns));
+    }
+
     [Theory]
     [InlineData("09 00 00 08 00 00 00 05", "must be 180 bytes")]            // a whole datagram, but no DPMsgStats
     [InlineData("08 00 00 08 00 00 00 05", "expected a statistics reply of kind 9")] // the wrong kind

@@ -96,6 +96,14 @@ Describe 'nvr-dp''s semantics: strict by default, NeuVector dp''s with -AgentCom
             Get-Entry $sock 17 $UnlistedUdp | Should -Contain "Ingress $HostIp->${ContainerIp}:$UnlistedUdp Deny/0"
             (Get-Datapath -ControlSocket $sock).GraceOpened | Should -Be 0
         }
+
+        It 'Get-Datapath''s Counters carry the policy counts dp fills in DEVICE_COUNTER' {
+            $rules = (New-DpRule -Id 77 -Source $HostIp -Destination $ContainerIp -Port 5999 -Protocol TCP),
+                (New-DpRule -Id 78 -Source 10.10.10.64/28 -Destination $ContainerIp -Port 6000-6010 -Protocol UDP)
+            Add-DpPolicyRule -Mac $SeedMac -Rule $rules -ControlSocket $sock
+            $c = (Get-Datapath -ControlSocket $sock).Counters
+            "$($c.PolicyType1Rules)/$($c.PolicyType2Rules)/$($c.PolicyDomains)" | Should -Be '1/1/0' -Because 'one single-address rule, one range rule, no names'
+        }
     }
 
     Context 'Start-Datapath -AgentCompatible (NeuVector dp''s semantics)' {

@@ -211,12 +211,15 @@ public sealed class DpDeviceCounters
 {
     private readonly ulong[] _values;
 
-    /// <summary>Wraps the counters in <see cref="DeviceCounter"/> order.</summary>
-    public DpDeviceCounters(string controlSocket, ulong[] values)
+    /// <summary>Wraps the counters in <see cref="DeviceCounter"/> order, and the policy counts that follow them.</summary>
+    public DpDeviceCounters(string controlSocket, ulong[] values, DevicePolicyCounts policy = default)
     {
         ControlSocket = controlSocket;
         _values = values;
+        _policy = policy;
     }
+
+    private readonly DevicePolicyCounts _policy;
 
     private ulong At(DeviceCounter c) => (int)c < _values.Length ? _values[(int)c] : 0;
 
@@ -276,6 +279,18 @@ public sealed class DpDeviceCounters
     public ulong CurMeters => At(DeviceCounter.CurMeters);
     /// <summary>Current log caches.</summary>
     public ulong CurLogCaches => At(DeviceCounter.CurLogCaches);
+    /// <summary>Policy rules in force: single-address ones (dp's type 1) and ranges (type 2).</summary>
+    public uint PolicyType1Rules => _policy.Type1Rules;
+    /// <summary>See <see cref="PolicyType1Rules"/>.</summary>
+    public uint PolicyType2Rules => _policy.Type2Rules;
+    /// <summary>FQDN names the agent set, and their addresses.</summary>
+    public uint PolicyDomains => _policy.Domains;
+    /// <summary>See <see cref="PolicyDomains"/>.</summary>
+    public uint PolicyDomainIPs => _policy.DomainIPs;
+    /// <summary>Connections dropped and passed by rate limits (none in nvr-dp).</summary>
+    public ulong LimitDropConns => _policy.LimitDropConns;
+    /// <summary>See <see cref="LimitDropConns"/>.</summary>
+    public ulong LimitPassConns => _policy.LimitPassConns;
 }
 
 /// <summary>One session of the datapath's table (ctrl_list_session, DPMsgSession).</summary>

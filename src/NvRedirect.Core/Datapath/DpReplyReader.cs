@@ -37,10 +37,10 @@ public static class DpReplyReader
         return new DpSessionCount { ControlSocket = controlSocket, Total = c.Total, Tcp = c.Tcp, Udp = c.Udp, Icmp = c.Icmp, Other = c.Other };
     }
 
-    /// <summary>DEVICE_COUNTER: the leading 27 u64 counters.</summary>
+    /// <summary>DEVICE_COUNTER: the leading 27 u64 counters and the policy counts dp fills after the parser arrays.</summary>
     public static DpDeviceCounters DeviceCounters(ReadOnlySpan<byte> datagram, string controlSocket)
     {
-        try { return new(controlSocket, Replies.ReadDeviceCounters(datagram)); }
+        try { return new(controlSocket, Replies.ReadDeviceCounters(datagram), StatsReplies.ReadDevicePolicyCounts(datagram)); }
         catch (ReplyFormatException e) { throw new DatapathProtocolException(e.Message); }
     }
 
