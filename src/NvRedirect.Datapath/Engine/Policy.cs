@@ -139,7 +139,7 @@ internal sealed class PolicySettings(uint generation, bool disableNetPolicy, boo
 /// The decision for a session (NeuVector dp/dpi/dpi_policy.c, with nvr-dp's choices; docs/datapath.md "Policy"): no policy or policy disabled -> OPEN;
 /// link-local peers -> OPEN; a direction the policy does not cover ("dir") with an internal peer -> OPEN; otherwise the
 /// first matching rule, for an external peer also the rules written for "any external" (peer address 0.0.0.0) with the
-/// earlier rule winning, else the default action. ICMP not policed -> the built-in allow. No unknown-IP grace period.
+/// earlier rule winning, else the default action. ICMP not policed -> the built-in allow. The unknown-IP grace period (dp's semantics) is applied to the result by <see cref="UnknownPeerGrace"/>.
 /// </summary>
 internal static class PolicyEngine
 {
