@@ -150,7 +150,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
                 t.TcpFlags = info.TcpFlags;
                 int ipPayload = info.IpVersion == 4
                     ? BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 2)..]) - (frame[l3] & 0x0f) * 4
-                    : BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 4)..]);
+                    : BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 4)..]) + 40 - (info.L4Offset - l3); // less any extension headers
                 t.PayloadLength = ipPayload - (frame[info.L4Offset + 12] >> 4) * 4;
                 break;
             case 17:
@@ -162,6 +162,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             case 58:
                 c.IcmpPackets++;
                 if (IsIcmpError(info)) return PolicyResult.Pass; // errors belong to another conversation: forwarded, not tracked
+                if (info.Protocol == 58 && info.IcmpType is >= 133 and <= 137) return PolicyResult.Pass; // neighbour discovery (RS, RA, NS, NA, redirect): always passes, untracked
                 t.SourcePort = t.DestinationPort = info.SourcePort; // echo identifier, equal both ways
                 t.IcmpTypeCode = (ushort)(info.IcmpType << 8 | info.IcmpCode);
                 break;
@@ -197,7 +198,9 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             if (opening.SenderIsClient) { ck.ClientHigh = t.SourceHigh; ck.ClientLow = t.SourceLow; ck.ServerHigh = t.DestinationHigh; ck.ServerLow = t.DestinationLow; ck.ServerPort = t.DestinationPort; }
             else { ck.ClientHigh = t.DestinationHigh; ck.ClientLow = t.DestinationLow; ck.ServerHigh = t.SourceHigh; ck.ServerLow = t.SourceLow; ck.ServerPort = t.SourcePort; }
             if (t.Protocol is 1 or 58) ck.ServerPort = 0;
-            if (!t.IPv6) verdict = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
+            verdict = t.IPv6
+                ? PolicyEngine.Decide6(policy, settings, new UInt128(ck.ClientHigh, ck.ClientLow), new UInt128(ck.ServerHigh, ck.ServerLow), ck.ServerPort, t.Protocol, sessionIngress)
+                : PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
             ck.RuleId = verdict.RuleId;
             ck.Action = verdict.Action;
             if (verdict.Action == DpPolicyAction.Deny)
@@ -235,7 +238,9 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         if (s.PolicyStamp != stamp)
         {
             c.Reevaluations++;
-            var verdict = s.IsIPv6 ? PolicyVerdict.Open
+            var verdict = s.IsIPv6
+                ? PolicyEngine.Decide6(policy, settings, s.ClientIsLo ? new UInt128(s.LoHigh, s.LoLow) : new UInt128(s.HiHigh, s.HiLow),
+                    s.ClientIsLo ? new UInt128(s.HiHigh, s.HiLow) : new UInt128(s.LoHigh, s.LoLow), s.Protocol is 58 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0)
                 : PolicyEngine.Decide(policy, settings, s.ClientIPv4, s.ServerIPv4, s.Protocol is 1 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0);
             s.PolicyStamp = stamp;
             verdictChanged = verdict.RuleId != s.PolicyId || verdict.Action != s.PolicyAction;
