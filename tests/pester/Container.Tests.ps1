@@ -166,7 +166,7 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
             $i.Mode | Should -Be 'Discover'
             $i.ControlSocket | Should -Be $sock
             $i.IsOrphaned | Should -BeFalse
-            $i.Rules.Count | Should -Be 6
+            $i.Rules.Count | Should -Be 8
             $i.EntryLink | Should -Match '^nvx[0-9a-f]{10}$'
             $i.InnerLink | Should -Be ($i.EntryLink -replace '^nvx', 'nvi')
         }
@@ -230,7 +230,7 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         $st.Held.Result | Should -Be 'connected'
         $all = @(Get-WorkloadInterception -Namespace $enf)
         $all.Count | Should -Be 3
-        @($all.Rules).Count | Should -Be 18
+        @($all.Rules).Count | Should -Be 24
     }
 
     It 'Protect (set through the pipeline from Get-WorkloadInterception) blocks new connections and resets the open one; the other container stays in Discover' {
