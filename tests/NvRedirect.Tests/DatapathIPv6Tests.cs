@@ -283,6 +283,29 @@ public class DatapathIPv6Tests
     }
 
     [Fact]
+    public void An_IPv6_policy_survives_a_restart_through_the_state_file_and_still_decides()
+    {
+        var dir = System.IO.Directory.CreateTempSubdirectory("nvr-state6-").FullName;
+        try
+        {
+            var path = System.IO.Path.Combine(dir, "dp.state");
+            var before = new DatapathControlTests.Rig();
+            before.Controller.Persist = new NvRedirect.Datapath.Control.StateFile(path, "ns-6");
+            before.SendSeed();
+            Assert.Empty(before.Send(PolicyJson(1, DpPolicyAction.Deny, Allow80, AllowPing6)));
+            var after = new DatapathControlTests.Rig();
+            after.Controller.Persist = new NvRedirect.Datapath.Control.StateFile(path, "ns-6");
+            Assert.Null(after.Controller.Restore());
+            var rules = after.Engine.Workloads.Current.Workloads.Single().Policy!.Rules;
+            Assert.Equal(before.Engine.Workloads.Current.Workloads.Single().Policy!.Rules, rules);
+            Assert.All(rules, r => Assert.True(r.IPv6));
+            Assert.Equal(FrameVerdict.Forward, after.Frame(TestFrames6.Tcp(U, H, Hip, C, 40000, 80, Syn)));
+            Assert.Equal(FrameVerdict.Deny, after.Frame(TestFrames6.Tcp(U, H, Hip, C, 40000, 81, Syn)));
+        }
+        finally { System.IO.Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void The_policed_IPv6_packet_path_allocates_nothing()
     {
         var rig = Protected(Allow80, AllowPing6);
