@@ -20,6 +20,7 @@ BeforeAll {
 
     function Ping6In { Test-IcmpEcho $hostNs $Container6 -Count 2 }
     function Tcp6In([int]$Port) { (Invoke-TestTcpConnection $hostNs $Container6 $Port).Result }
+    function Tcp6Out([int]$Port) { (Invoke-TestTcpConnection $containerNs $Host6 $Port).Result }
     function Get-Counter6 { (Get-Datapath -ControlSocket $sock).Counters.IPv6Packets }
 
     # the host side's neighbour entry for the container's IPv6 address: its state, or '' when there is none
@@ -47,8 +48,9 @@ Describe 'IPv6: steered, policed and learned like IPv4' {
         $null = Start-TestDp $agent $sock (New-TestDpPath '.log')
         Add-DpServicePort vth -ControlSocket $sock
         Get-WorkloadInterception $agent | Add-DpMac -Tap $false -ControlSocket $sock
-        $LearnTcp = 5101; $OtherTcp = 5102; $HeldTcp = 5103
+        $LearnTcp = 5101; $OtherTcp = 5102; $HeldTcp = 5103; $OutTcp = 7101
         $containerServer = Start-TestEchoServer $containerNs -TcpPort $LearnTcp, $OtherTcp, $HeldTcp
+        $hostServer = Start-TestEchoServer $hostNs -TcpPort $OutTcp
         $state = @{ Rules = @(); Held = $null }
     }
     AfterAll { Clear-IPv6Test $sock }
@@ -79,25 +81,29 @@ Describe 'IPv6: steered, policed and learned like IPv4' {
         Set-DpWorkloadMode -Mac $SeedMac -Mode Discover -ControlSocket $sock
         Ping6In | Should -BeTrue
         Tcp6In $LearnTcp | Should -Be 'connected'
+        Tcp6Out $OutTcp | Should -Be 'connected'
         $state.Held = Open-TestTcpConnection $hostNs $Container6 $HeldTcp
         $state.Held.Result | Should -Be 'connected'
-        $learned = @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock | Where-Object { "$($_.Client)" -eq $Host6 })
+        $learned = @(Get-DpConnection -Mac $SeedMac -Learned -ControlSocket $sock | Where-Object { "$($_.Client)" -in $Host6, $Container6 })
         @($learned | Where-Object { $_.Protocol -eq 58 -and "$($_.Server)" -eq $Container6 }).Count | Should -Be 1 -Because 'ping6 is learned as ICMPv6'
         @($learned | Where-Object { $_.Protocol -eq 6 -and $_.ServerPort -eq $LearnTcp -and "$($_.Action)" -eq 'Learn' }).Count | Should -Be 1
         $rules = @($learned | Where-Object { $_.ServerPort -ne $HeldTcp } | ConvertTo-DpRule -WarningVariable warned)
         $warned | Should -BeNullOrEmpty -Because 'IPv6 connections are no longer skipped'
-        $rules.Count | Should -Be 2
-        $tcp = $rules | Where-Object Protocol -EQ 6
+        $rules.Count | Should -Be 3
+        $out = $rules | Where-Object { $_.Protocol -eq 6 -and "$($_.Direction)" -eq 'Egress' }
+        ($out.Source, $out.Destination, $out.Port) | Should -Be @($Container6, $Host6, "$OutTcp")
+        $tcp = $rules | Where-Object { $_.Protocol -eq 6 -and "$($_.Direction)" -eq 'Ingress' }
         ($tcp.Source, $tcp.Destination, $tcp.Port, "$($tcp.Direction)") | Should -Be @($Host6, $Container6, "$LearnTcp", 'Ingress')
         ($rules | Where-Object Protocol -EQ 58).ProtocolName | Should -Be 'ICMPv6'
         $state.Rules = $rules
     }
 
-    It 'Protect with no rules blocks ping6 and TCP over IPv6, while neighbour discovery keeps working' {
+    It 'Protect with no rules blocks ping6 and TCP over IPv6 both ways, while neighbour discovery keeps working' {
         Set-DpWorkloadMode -Mac $SeedMac -Mode Protect -ControlSocket $sock
         Ping6In | Should -BeFalse -Because 'no rule allows ping6'
         Tcp6In $LearnTcp | Should -Be 'timeout' -Because 'the SYN is dropped'
-        @(Get-DpConnection -Mac $SeedMac -Blocked -ControlSocket $sock | Where-Object { "$($_.Client)" -eq $Host6 }).Count | Should -Be 2 -Because 'ping6 and the TCP connection are listed as denied'
+        Tcp6Out $OutTcp | Should -Be 'timeout' -Because 'egress is policed too'
+        @(Get-DpConnection -Mac $SeedMac -Blocked -ControlSocket $sock | Where-Object { "$($_.Client)" -in $Host6, $Container6 }).Count | Should -Be 3 -Because 'ping6 and the two TCP connections are listed as denied'
 
         # neighbour discovery: the host side forgets the container's MAC and must learn it again through the interception
         Invoke-Ip -n $hostNs -6 neigh flush dev vex-peer
@@ -112,13 +118,14 @@ Describe 'IPv6: steered, policed and learned like IPv4' {
         Close-TestTcpConnection $state.Held
     }
 
-    It 'the learned IPv6 rules let ping6 and the learned port through; another port stays blocked' {
+    It 'the learned IPv6 rules let ping6 and the learned ports (ingress and egress) through; another port stays blocked' {
         $state.Rules | Add-DpPolicyRule -Mac $SeedMac -ControlSocket $sock
         $policy = Get-DpPolicy $SeedMac -ControlSocket $sock
         $policy.Mode | Should -Be 'Protect'
-        @($policy.Rules | Where-Object { $_.Source -eq $Host6 }).Count | Should -Be 2 -Because 'the IPv6 rules come back from the datapath as IPv6'
+        @($policy.Rules | Where-Object { $_.Source -in $Host6, $Container6 }).Count | Should -Be 3 -Because 'the IPv6 rules come back from the datapath as IPv6'
         Wait-TestCondition { Ping6In } -TimeoutSeconds 10 | Should -BeTrue
         Tcp6In $LearnTcp | Should -Be 'connected'
+        Tcp6Out $OutTcp | Should -Be 'connected'
         Tcp6In $OtherTcp | Should -Be 'timeout'
         $allowed = @(Get-DpConnection -Mac $SeedMac -ControlSocket $sock | Where-Object { "$($_.Client)" -eq $Host6 -and $_.ServerPort -eq $LearnTcp -and "$($_.Action)" -eq 'Allow' })
         $allowed.Count | Should -Be 1
