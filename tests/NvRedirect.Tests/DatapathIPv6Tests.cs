@@ -283,6 +283,22 @@ public class DatapathIPv6Tests
     }
 
     [Fact]
+    public void Monitor_forwards_IPv6_no_rule_allows_and_reports_it_as_a_violation()
+    {
+        var rig = new DatapathControlTests.Rig();
+        rig.SendSeed();
+        Assert.Empty(rig.Send(PolicyJson(1, DpPolicyAction.Violate, Allow80)));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(TestFrames6.Icmp(U, H, Hip, C, 128, id: 3)));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(TestFrames6.Tcp(U, H, Hip, C, 40000, 81, Syn)));
+        Assert.Equal(FrameVerdict.Forward, rig.Frame(TestFrames6.Tcp(U, H, Hip, C, 40001, 80, Syn)));
+        var connections = DpReplyReader.Connections(rig.Send("""{"nvr_list_connection": {}}""").SelectMany(c => c.Skip(4)).ToArray(), "/x.sock", out _, out _);
+        Assert.Equal(DpPolicyAction.Violate, Assert.Single(connections, c => c.Protocol == 58).Action);
+        Assert.Equal(DpPolicyAction.Violate, Assert.Single(connections, c => c.ServerPort == 81).Action);
+        var allowed = Assert.Single(connections, c => c.ServerPort == 80);
+        Assert.Equal((DpPolicyAction.Allow, 6u), (allowed.Action, allowed.RuleId));
+    }
+
+    [Fact]
     public void An_IPv6_policy_survives_a_restart_through_the_state_file_and_still_decides()
     {
         var dir = System.IO.Directory.CreateTempSubdirectory("nvr-state6-").FullName;
