@@ -4,8 +4,8 @@
     connections as allow rules, Monitor) with real traffic; removes everything it created.
 .DESCRIPTION
     Builds the seed's topology: agent-ns and container-ns, the vex/vex-peer, vin/vin-peer(->eth0) and vbr/vth pairs,
-    all up, 10.10.10.66/24 on the host side and 10.10.10.88/24 in the container; then the interception (the six
-    redirect rules), the observation that pings are steered to vbr with the ucmac and get no reply, the datapath
+    all up, 10.10.10.66/24 on the host side and 10.10.10.88/24 in the container; then the interception (the seed's six
+    redirect rules and two that steer IPv6 the same way), the observation that pings are steered to vbr with the ucmac and get no reply, the datapath
     (nvr-dp) started in agent-ns and configured with the seed's four messages, and the ping passing through it.
     Then the workload's modes with ping, TCP and UDP between the host side and the container: Discover learns every
     connection; Protect with no rules blocks new ones and resets an open one; the learned connections turned into
@@ -136,7 +136,7 @@ try {
     Write-Host (ip -n $AgentNamespace -br link show | Out-String)
     Write-Host (ip -n $ContainerNamespace -br addr show | Out-String)
 
-    Step '5. Interception: ingress qdiscs on vin, vex and vbr, and the six redirect rules'
+    Step '5. Interception: ingress qdiscs on vin, vex and vbr, and the six redirect rules (and two for IPv6)'
     $ic = Add-WorkloadInterception -Namespace $AgentNamespace -WorkloadMac 1a:27:f3:87:3a:27 -UcMac 4e:65:75:56:00:b4 -ToWorkloadPriority 5 -FromWorkloadPriority 172
     Write-Host "backend: $($ic.Backend) - $($ic.BackendReason)"
     Show ($ic.Rules | Format-Table Role, LinkName, Priority, Kind, Change)

@@ -52,15 +52,32 @@ public class BpfProgramTests
         Assert.Equal(Hex("b701000007000000 b702000000000000 8500000017000000 9500000000000000"), redirect.AsSpan(21 * 8, 32).ToArray());
     }
 
+    [Fact]
+    public void The_IPv6_check_compares_skb_protocol_with_htons_0x86dd_where_the_IPv4_one_compares_htons_0x0800()
+    {
+        var v4 = new MacRewriteProgram(MacField.Destination, Container, MacField.Destination, UcMac, 9, RequireUnicastDestination: true, RequireIPv4: true).Assemble();
+        var v6 = new MacRewriteProgram(MacField.Destination, Container, MacField.Destination, UcMac, 9, RequireUnicastDestination: true, RequireIPv6: true).Assemble();
+        Assert.Equal(v4.Length, v6.Length);
+        // the one differing instruction: jne r1, imm (opcode 0x56, jmp32) with imm 0x0008 (IPv4) or 0xdd86 (IPv6), little-endian
+        var differ = Enumerable.Range(0, v4.Length / 8).Where(i => !v4.AsSpan(i * 8, 8).SequenceEqual(v6.AsSpan(i * 8, 8))).ToList();
+        int at = Assert.Single(differ) * 8;
+        Assert.Equal((byte)0x56, v6[at]);
+        Assert.Equal(Hex("08000000"), v4.AsSpan(at + 4, 4).ToArray());
+        Assert.Equal(Hex("86dd0000"), v6.AsSpan(at + 4, 4).ToArray());
+        Assert.Throws<ArgumentException>(() => new MacRewriteProgram(MacField.Destination, Container, MacField.Destination, UcMac, 9, RequireIPv4: true, RequireIPv6: true).Assemble());
+    }
+
     [RootTheory]
+    [InlineData(MacField.Destination, true, true, false, true)]
+    [InlineData(MacField.Source, true, true, false, true)]
     [InlineData(MacField.Destination, true, true, false)]
     [InlineData(MacField.Source, true, true, false)]
     [InlineData(MacField.Destination, false, false, true)]
     [InlineData(MacField.Source, false, false, false)]
-    public void Kernel_verifier_accepts_every_seed_variant(MacField field, bool unicast, bool ipv4, bool redirect)
+    public void Kernel_verifier_accepts_every_seed_variant(MacField field, bool unicast, bool ip, bool redirect, bool ipv6 = false)
     {
         var program = new MacRewriteProgram(field, Container, field, UcMac, 1, Redirect: redirect,
-            RequireUnicastDestination: unicast, RequireIPv4: ipv4).Assemble();
+            RequireUnicastDestination: unicast, RequireIPv4: ip && !ipv6, RequireIPv6: ip && ipv6).Assemble();
         using var fd = BpfProgram.LoadSchedCls(program);
         Assert.False(fd.IsInvalid);
     }

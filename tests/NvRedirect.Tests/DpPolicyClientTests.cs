@@ -81,6 +81,7 @@ public class DpPolicyClientTests
     [InlineData("tcp", 6, "TCP")]
     [InlineData("UDP", 17, "UDP")]
     [InlineData("icmp", 1, "ICMP")]
+    [InlineData("ICMPv6", 58, "ICMPv6")]
     [InlineData("132", 132, "132")]
     public void Protocol_text_becomes_a_number(string text, byte number, string name)
     {
@@ -94,7 +95,17 @@ public class DpPolicyClientTests
     [InlineData("10.10.10.9-10.10.10.1", "any", "any", "any", "ends before it starts")]
     [InlineData("any", "any", "8", "ICMP", "ICMP has no ports")]
     [InlineData("10.10.10", "any", "any", "any", "is not an IPv4 address, CIDR or range")]
-    [InlineData("2001:db8::1", "any", "any", "any", "polices IPv4 only")]
+    [InlineData("2001:db8::1", "10.0.0.1", "any", "any", "different address families")]
+    [InlineData("2001:db8::1-10.0.0.1", "any", "any", "any", "mixes IPv4 and IPv6")]
+    [InlineData("2001:db8::5/64", "any", "any", "any", "not a network address: did you mean 2001:db8::/64")]
+    [InlineData("2001:db8::/129", "any", "any", "any", "from 0 to 128")]
+    [InlineData("2001:db8::9-2001:db8::1", "any", "any", "any", "ends before it starts")]
+    [InlineData("fe80::1%eth0", "any", "any", "any", "is not an IPv6 address")]
+    [InlineData("::ffff:10.0.0.1", "any", "any", "any", "is not an IPv6 address")]
+    [InlineData("2001:db8:::1", "any", "any", "any", "is not an IPv6 address")]
+    [InlineData("2001:db8::1", "any", "any", "ICMP", "write -Protocol ICMPv6")]
+    [InlineData("10.0.0.1", "any", "any", "ICMPv6", "for IPv4 addresses write -Protocol ICMP")]
+    [InlineData("2001:db8::1", "any", "7", "ICMPv6", "ICMPv6 has no ports")]
     [InlineData("10.10.10.0/33", "any", "any", "any", "invalid prefix length")]
     [InlineData("any", "web", "any", "any", "The destination 'web' is not an IPv4 address")]
     [InlineData("any", "any", "65536", "any", "The port '65536' is not a port or port range")]
@@ -105,6 +116,58 @@ public class DpPolicyClientTests
     public void Bad_rule_text_is_refused_with_what_is_wrong(string source, string destination, string port, string protocol, string message)
     {
         var e = Assert.Throws<ArgumentException>(() => DpRule.Parse(source, destination, port, protocol));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Theory]
+    [InlineData("2001:db8::/32", "2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::/32")]
+    [InlineData("fd00::7", "fd00::7", "fd00::7", "fd00::7")]
+    [InlineData("FD00::7/128", "fd00::7", "fd00::7", "fd00::7")]
+    [InlineData("fd00::1-fd00::9", "fd00::1", "fd00::9", "fd00::1-fd00::9")]
+    [InlineData("fd00::-fd00::ff", "fd00::", "fd00::ff", "fd00::/120")]
+    [InlineData("::/0", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "any")]
+    public void IPv6_source_text_becomes_a_range_and_any_on_the_other_side_is_every_IPv6_address(string text, string from, string to, string shown)
+    {
+        var rule = DpRule.Parse(text, "any", "443", "tcp");
+        Assert.Equal((from, to), (rule.SourceFrom.ToString(), rule.SourceTo.ToString()));
+        Assert.Equal(shown, rule.Source);
+        Assert.Equal(("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "any"), (rule.DestinationFrom.ToString(), rule.DestinationTo.ToString(), rule.Destination));
+    }
+
+    [Fact]
+    public void An_IPv6_rule_goes_on_the_wire_as_IPv6_text_and_comes_back_the_same_while_IPv4_rules_keep_their_bytes()
+    {
+        var v6 = DpRule.Parse("fd00::/64", "fd00::2", "80", "tcp", id: 7);
+        var wire = v6.ToWire();
+        Assert.True(wire.IPv6);
+        Assert.Equal((0u, 0u, 0u, 0u), (wire.SourceFrom, wire.SourceTo, wire.DestinationFrom, wire.DestinationTo));
+        var buffer = new System.IO.MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer)) wire.Write(w);
+        var json = Encoding.UTF8.GetString(buffer.ToArray());
+        Assert.Equal("""{"id":7,"sip":"fd00::","sipr":"fd00::ffff:ffff:ffff:ffff","dip":"fd00::2","dipr":"fd00::2","port":80,"portr":80,"proto":6,"action":2,"ingress":true}""", json);
+        using var doc = JsonDocument.Parse(json);
+        var back = PolicyRule.Read(doc.RootElement, out _);
+        Assert.Equal(wire, back);
+        Assert.Equal(v6.ToString(), DpRule.FromWire(back, null, null).ToString());
+
+        // IPv4: NeuVector's bytes, unchanged by the extension
+        var v4 = DpRule.Parse("10.10.10.0/24", "any", "80", "tcp", id: 8).ToWire();
+        buffer.SetLength(0);
+        using (var w = new Utf8JsonWriter(buffer)) v4.Write(w);
+        Assert.Equal("""{"id":8,"sip":"10.10.10.0","sipr":"10.10.10.255","dip":"0.0.0.0","dipr":"255.255.255.255","port":80,"portr":80,"proto":6,"action":2,"ingress":true}""",
+            Encoding.UTF8.GetString(buffer.ToArray()));
+        Assert.False(v4.IPv6);
+    }
+
+    [Theory]
+    [InlineData("""{"id":1,"sip":"fd00::1","dip":"10.0.0.1","port":0,"proto":6,"action":2,"ingress":true}""", "\"dip\" is IPv4 but \"sip\" is IPv6")]
+    [InlineData("""{"id":1,"sip":"fd00::9","sipr":"fd00::1","dip":"fd00::1","port":0,"proto":6,"action":2,"ingress":true}""", "\"sipr\" fd00::1 is below \"sip\" fd00::9")]
+    [InlineData("""{"id":1,"sip":"fd00::1%2","dip":"fd00::1","port":0,"proto":6,"action":2,"ingress":true}""", "\"sip\" is not an IPv6 address")]
+    [InlineData("""{"id":1,"sip":"::ffff:1.2.3.4","dip":"fd00::1","port":0,"proto":6,"action":2,"ingress":true}""", "\"sip\" is not an IPv6 address")]
+    public void A_bad_IPv6_rule_on_the_wire_is_refused_with_what_is_wrong(string json, string message)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var e = Assert.Throws<CommandException>(() => PolicyRule.Read(doc.RootElement, out _));
         Assert.Contains(message, e.Message);
     }
 

@@ -166,7 +166,7 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
             $i.Mode | Should -Be 'Discover'
             $i.ControlSocket | Should -Be $sock
             $i.IsOrphaned | Should -BeFalse
-            $i.Rules.Count | Should -Be 6
+            $i.Rules.Count | Should -Be 8
             $i.EntryLink | Should -Match '^nvx[0-9a-f]{10}$'
             $i.InnerLink | Should -Be ($i.EntryLink -replace '^nvx', 'nvi')
         }
@@ -195,11 +195,12 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         Test-IcmpEcho $hostNs $a.Ip -Count 2 | Should -BeTrue
         Test-IcmpEcho $aNs "$Net.1" -Count 2 | Should -BeTrue
         (Invoke-TestTcpConnection $aNs "$Net.1" $Port).Result | Should -Be 'connected'
-        Test-IcmpEcho $hostNs "${Net6}:10" -Count 2 | Should -BeTrue -Because 'IPv6 passes the entry and inner ports straight'
+        Test-IcmpEcho $hostNs "${Net6}:10" -Count 2 | Should -BeTrue -Because 'IPv6 is steered through nvr-dp too'
         Test-IcmpEcho $hostNs "$P2p.10" -Count 2 | Should -BeTrue -Because 'the second interface is taken over too'
         $learned = @(Get-DpConnection -Mac $a.Mac -Learned -ControlSocket $sock)
         @($learned | Where-Object { $_.ProtocolName -eq 'ICMP' -and "$($_.Client)" -eq "$Net.1" -and "$($_.Server)" -eq $a.Ip }).Count | Should -Be 1
         @($learned | Where-Object { $_.ProtocolName -eq 'TCP' -and "$($_.Server)" -eq "$Net.1" -and $_.ServerPort -eq $Port -and "$($_.Direction)" -eq 'Egress' }).Count | Should -Be 1
+        @($learned | Where-Object { $_.ProtocolName -eq 'ICMPv6' -and "$($_.Server)" -eq "${Net6}:10" }).Count | Should -Be 1 -Because 'Discover learns ping6 too'
         (Get-DpConnection -Mac $a.Mac -ControlSocket $sock | Measure-Object -Property Packets -Sum).Sum | Should -BeGreaterThan 4
         # the interception binds to the datapath cmdlets by property name (WorkloadMac, ControlSocket)
         $piped = @(Get-WorkloadInterception -ProcessId $a.Pid -Namespace $enf | Where-Object Interface -EQ eth0 | Get-DpConnection -Learned)
@@ -230,7 +231,7 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         $st.Held.Result | Should -Be 'connected'
         $all = @(Get-WorkloadInterception -Namespace $enf)
         $all.Count | Should -Be 3
-        @($all.Rules).Count | Should -Be 18
+        @($all.Rules).Count | Should -Be 24
     }
 
     It 'Protect (set through the pipeline from Get-WorkloadInterception) blocks new connections and resets the open one; the other container stays in Discover' {
@@ -239,6 +240,7 @@ Describe 'Protecting a container made as a runtime makes it (unshare --net, a br
         (Get-WorkloadInterception -Namespace $enf | Where-Object WorkloadMac -EQ $b.Mac).Mode | Should -Be 'Protect'
         (Get-WorkloadInterception -Namespace $enf | Where-Object WorkloadMac -EQ $a.Mac).Mode | Should -Be 'Discover'
         Test-IcmpEcho $hostNs $b.Ip -Count 2 | Should -BeFalse
+        Test-IcmpEcho $hostNs $b.Ip6 -Count 2 | Should -BeFalse -Because 'ping6 is blocked too'
         (Invoke-TestTcpConnection $hostNs $b.Ip $Port).Result | Should -Be 'timeout'
         $r = Send-TestTcpData $st.Held
         $r.Result | Should -Be 'reset' -Because "the connection opened in Discover is reset on its next packet (got $($r.Result) $($r.Detail))"

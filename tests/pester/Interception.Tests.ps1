@@ -1,5 +1,5 @@
 # The proof of the interception (issue 4) against this machine's kernel, which has cls_bpf but no act_pedit:
-# the seed's six rules per workload steer unicast IPv4 through vbr/vth with the ucmac, let ARP and broadcast straight
+# the seed's six rules per workload (and two more for IPv6) steer unicast IPv4 (and IPv6) through vbr/vth with the ucmac, let ARP and broadcast straight
 # through, and give the workload its real MAC back on the way out of the monitor pair. A kernel-only bounce on vth
 # (every frame received is sent straight back out) stands in for the datapath. Every fact is read back independently:
 # frames with Watch-AgentTraffic while iputils ping runs in the background, rules with `tc -j`, offloads with ethtool.
@@ -64,13 +64,13 @@ Describe 'The interception with the Bpf backend on this kernel (the issue''s pro
     }
     AfterAll { Remove-TestNamespace $agent, $container, $hostNs }
 
-    It 'installs the six rules as cls_bpf programs and u32 catch-alls, as tc sees them' {
+    It 'installs the eight rules (the seed''s six and two for IPv6) as cls_bpf programs and u32 catch-alls, as tc sees them' {
         $seed.Lab.Interception.Backend | Should -BeExactly 'Bpf'
         $seed.Lab.Interception.BackendReason | Should -BeExactly 'requested'
         $rules = @(Get-OurTcFilter $agent)
-        $rules.Count | Should -Be 6
+        $rules.Count | Should -Be 8
         @($rules | ForEach-Object { "$($_.LinkName) $($_.Priority) $($_.Protocol) $($_.Kind)" } | Sort-Object) | Should -Be @(
-            'vbr 172 all bpf', 'vbr 5 all bpf', 'vex 10001 ip bpf', 'vex 10002 all u32', 'vin 10001 ip bpf', 'vin 10002 all u32')
+            'vbr 172 all bpf', 'vbr 5 all bpf', 'vex 10000 ipv6 bpf', 'vex 10001 ip bpf', 'vex 10002 all u32', 'vin 10000 ipv6 bpf', 'vin 10001 ip bpf', 'vin 10002 all u32')
         ($rules | Where-Object { $_.LinkName -eq 'vex' -and $_.Priority -eq 10002 }).MirredTo | Should -BeExactly 'vin'
         ($rules | Where-Object { $_.LinkName -eq 'vin' -and $_.Priority -eq 10002 }).MirredTo | Should -BeExactly 'vex'
     }
@@ -153,7 +153,7 @@ Describe 'The interception with the Bpf backend on this kernel (the issue''s pro
 
     It 'leaves no filter of ours behind when the interception is removed, and only the bounce stays' {
         $removed = @(Remove-WorkloadInterception $SeedMac -Namespace $agent -PassThru)
-        $removed.Count | Should -Be 6
+        $removed.Count | Should -Be 8
         $removed.Change | Sort-Object -Unique | Should -Be @('Removed')
         @(Get-OurTcFilter $agent) | Should -BeNullOrEmpty
         foreach ($l in 'vex', 'vin', 'vbr') { @(Get-TcFilter $agent $l) | Should -BeNullOrEmpty -Because "$l held only our rules" }
@@ -182,7 +182,7 @@ Describe 'The Pedit backend on a kernel without act_pedit' {
     It 'costs an intercepted workload none of its rules' {
         Add-WorkloadInterception -Namespace $agent -WorkloadMac $SeedMac -Backend Bpf | Out-Null
         $before = @(Get-TcFingerprint $agent)
-        $before.Count | Should -Be 6
+        $before.Count | Should -Be 8
         $err = Get-ErrorRecord { Add-WorkloadInterception -Namespace $agent -WorkloadMac $SeedMac -Backend Pedit }
         Assert-AgentError $err -Id 'AddWorkloadInterceptionActionUnavailable,NvRedirect.Cmdlets.AddWorkloadInterceptionCommand' -Category NotInstalled -Message '*act_pedit*'
         @(Get-TcFingerprint $agent) | Should -Be $before
@@ -238,10 +238,10 @@ Describe 'Add-WorkloadInterception, Get-WorkloadInterception and Remove-Workload
         $added | Should -BeOfType ([NvRedirect.Core.Intercept.InterceptionInfo])
         $added.Backend | Should -BeExactly 'Bpf'
         $added.BackendReason | Should -BeLike '*no act_pedit*Failed to load TC action module*cls_bpf*'
-        $added.Rules.Count | Should -Be 6
+        $added.Rules.Count | Should -Be 8
         $added.Rules.Change | Sort-Object -Unique | Should -Be @('Added')
         $added.OffloadsDisabled | Should -BeTrue
-        @(Get-OurTcFilter $agent).Count | Should -Be 6
+        @(Get-OurTcFilter $agent).Count | Should -Be 8
         @(Get-TcIngressLinkName $agent) | Should -Be @('vbr', 'vex', 'vin')
     }
 
@@ -249,7 +249,7 @@ Describe 'Add-WorkloadInterception, Get-WorkloadInterception and Remove-Workload
         $before = @(Get-TcFingerprint $agent)
         $ids = @(& tc -j -n $agent filter show dev vbr ingress | ConvertFrom-Json | Where-Object { $_.PSObject.Properties['options'] -and $_.options.PSObject.Properties['prog'] } | ForEach-Object { $_.options.prog.id })
         $again = Add-WorkloadInterception @seedArgs
-        $again.Rules.Count | Should -Be 6
+        $again.Rules.Count | Should -Be 8
         $again.Rules.Change | Sort-Object -Unique | Should -Be @('Unchanged')
         @(Get-TcFingerprint $agent) | Should -Be $before
         @(& tc -j -n $agent filter show dev vbr ingress | ConvertFrom-Json | Where-Object { $_.PSObject.Properties['options'] -and $_.options.PSObject.Properties['prog'] } | ForEach-Object { $_.options.prog.id }) |
@@ -331,7 +331,7 @@ Describe 'Add-WorkloadInterception, Get-WorkloadInterception and Remove-Workload
 
     It 'removes every interception through Get-WorkloadInterception | Remove-WorkloadInterception, keeping the qdiscs' {
         $removed = @(Get-WorkloadInterception $agent | Remove-WorkloadInterception -PassThru)
-        $removed.Count | Should -Be 6
+        $removed.Count | Should -Be 8
         @($removed | ForEach-Object { "$($_.Role)|$($_.LinkName)|$($_.Priority)" } | Sort-Object) |
             Should -Be @($added.Rules | ForEach-Object { "$($_.Role)|$($_.LinkName)|$($_.Priority)" } | Sort-Object)
         @(Get-TcFingerprint $agent) | Should -BeNullOrEmpty
@@ -408,9 +408,9 @@ Describe 'Two workloads intercepted in one agent namespace' {
         $other | ForEach-Object { @($_.SourceMac, $_.DestinationMac) | Should -Contain $mac2 }
     }
 
-    It 'removing one leaves the other working, and Get-WorkloadInterception lists exactly the other with its six rules' {
+    It 'removing one leaves the other working, and Get-WorkloadInterception lists exactly the other with its eight rules' {
         $removed = @(Remove-WorkloadInterception $SeedMac -Namespace $agent -PassThru)
-        $removed.Count | Should -Be 6
+        $removed.Count | Should -Be 8
         Test-IcmpEcho $host2 10.10.10.89 | Should -BeTrue
         Test-IcmpEcho $host1 10.10.10.88 -Count 2 | Should -BeFalse
         $left = @(Get-WorkloadInterception $agent)
@@ -419,7 +419,7 @@ Describe 'Two workloads intercepted in one agent namespace' {
         $left[0].UcMac | Should -BeExactly $w2.UcMac
         $left[0].EntryLink | Should -BeExactly 'vex2'
         $left[0].InnerLink | Should -BeExactly 'vin2'
-        $left[0].Rules.Count | Should -Be 6
+        $left[0].Rules.Count | Should -Be 8
         @($left[0].Rules | ForEach-Object { "$($_.Role)|$($_.LinkName)|$($_.Priority)" } | Sort-Object) |
             Should -Be @($w2.Rules | ForEach-Object { "$($_.Role)|$($_.LinkName)|$($_.Priority)" } | Sort-Object)
         @(Get-TcFilter $agent vex) + @(Get-TcFilter $agent vin) | Should -BeNullOrEmpty

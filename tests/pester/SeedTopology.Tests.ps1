@@ -73,10 +73,10 @@ Describe 'New-SeedTopology' {
         }
     }
 
-    It 'installs the six rules with the seed''s prefs 10001/10002 on vex and vin and 5/172 on vbr' {
+    It 'installs the six rules with the seed''s prefs 10001/10002 on vex and vin and 5/172 on vbr, and the IPv6 steering at 10000' {
         @(Get-TcIngressLinkName $agent) | Should -Be @('vbr', 'vex', 'vin')
-        @(Get-TcFilter $agent vex | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10001 ip', '10002 all')
-        @(Get-TcFilter $agent vin | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10001 ip', '10002 all')
+        @(Get-TcFilter $agent vex | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10000 ipv6', '10001 ip', '10002 all')
+        @(Get-TcFilter $agent vin | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10000 ipv6', '10001 ip', '10002 all')
         @(Get-TcFilter $agent vbr | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('172 all', '5 all')
         @(Get-TcFilter $agent vth) | Should -BeNullOrEmpty
         (Get-TcFilter $agent vex | Where-Object Priority -EQ 10002).MirredTo | Should -BeExactly 'vin'
@@ -92,7 +92,7 @@ Describe 'New-SeedTopology' {
         $err = Get-ErrorRecord { New-SeedTopology @names }
         Assert-AgentError $err -Id 'NewSeedTopologyInvalidArgument,NvRedirect.Cmdlets.NewSeedTopologyCommand' -Category InvalidArgument -Message "*$agent*already exists*"
         @($agent, $container, $hostNs | ForEach-Object { Get-IpLinkState $_ }) | Should -Be $before
-        @(Get-TcFilter $agent vex).Count | Should -Be 2
+        @(Get-TcFilter $agent vex).Count | Should -Be 3
     }
 }
 

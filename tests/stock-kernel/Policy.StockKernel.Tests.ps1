@@ -1,6 +1,8 @@
 # Policy through the Pedit backend, under Debian's stock kernel (act_pedit as a module): the seed's story once more
 # with the interception's u32 + pedit + mirred rules instead of cls_bpf, so the claim "the same redirect works both
-# ways" covers nvr-dp's verdicts too, the resets included (their MACs are rewritten back by the vbr pedit rules).
+# ways" covers nvr-dp's verdicts too, the resets included (their MACs are rewritten back by the vbr pedit rules),
+# and IPv6 (issue 12): the IPv6 steering rules as u32 + pedit (pref 10000, protocol ipv6), ping6 and TCP over IPv6
+# policed, neighbour discovery passing.
 # Runs inside
 #   tests/stock-kernel/pester.sh tests/stock-kernel/Policy.StockKernel.Tests.ps1
 # On a kernel without act_pedit (this project's machines) each test is skipped with that reason; the same story runs
@@ -13,6 +15,9 @@ BeforeAll {
     if ($stock) {
         $script:lab = New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host')
         $script:hostNs = $lab.HostNamespace
+        # IPv6 (ULA, no duplicate address detection) for the IPv6 tests at the end
+        Invoke-Ip -n $hostNs addr add 'fd00:10::66/64' dev vex-peer nodad
+        Invoke-Ip -n $lab.ContainerNamespace addr add 'fd00:10::88/64' dev eth0 nodad
         $script:sock = New-TestDpPath '.sock'
         $null = Start-TestDp -Namespace $lab.AgentNamespace -ControlSocket $sock -LogPath (New-TestDpPath '.log')
         Add-DpServicePort vth -ControlSocket $sock
@@ -73,5 +78,34 @@ Describe 'Policy with the Pedit backend (stock kernel)' {
         (Invoke-TestTcpConnection $hostNs 10.10.10.88 8080).Result | Should -Be 'connected'
         Test-IcmpEcho $hostNs 10.10.10.88 -Count 2 | Should -BeTrue
         (Get-Verdict Allow 8080)[0].RuleId | Should -BeGreaterThan 0
+    }
+
+    It 'IPv6 is steered by u32 + pedit rules at pref 10000 (protocol ipv6) and policed: Protect blocks ping6 and TCP over IPv6, neighbour discovery works' {
+        if (-not $stock) { return }
+        $lab.Interception.Rules.Count | Should -Be 8
+        foreach ($link in 'vex', 'vin') {
+            $shown = (tc -n $lab.AgentNamespace filter show dev $link ingress pref 10000) -join "`n"
+            $shown | Should -Match 'protocol ipv6'
+            $shown | Should -Match 'pedit action pipe keys 2'
+            $shown | Should -Match 'mirred \(Egress Mirror to device vbr\)'
+        }
+        Wait-TestCondition { -not ((ip -n $hostNs -6 addr show tentative) + (ip -n $lab.ContainerNamespace -6 addr show tentative)) } -TimeoutSeconds 30 | Should -BeTrue
+        $before = (Get-Datapath -ControlSocket $sock).Counters.IPv6Packets
+        (Get-DpPolicy $mac -ControlSocket $sock).Mode | Should -Be 'Protect'
+        Test-IcmpEcho $hostNs 'fd00:10::88' -Count 2 | Should -BeFalse -Because 'no rule allows ping6'
+        (Invoke-TestTcpConnection $hostNs 'fd00:10::88' 8080).Result | Should -Be 'timeout'
+        (Get-Datapath -ControlSocket $sock).Counters.IPv6Packets | Should -BeGreaterThan $before
+        ip -n $hostNs -6 neigh flush dev vex-peer
+        $null = Test-IcmpEcho $hostNs 'fd00:10::88' -Count 2
+        Wait-TestCondition { ((ip -n $hostNs -6 neigh show 'fd00:10::88' dev vex-peer) -join ' ') -match "lladdr $mac (REACHABLE|STALE|DELAY|PROBE)" } -TimeoutSeconds 15 |
+            Should -BeTrue -Because 'neighbour advertisements pass nvr-dp in Protect'
+    }
+
+    It 'IPv6 rules let ping6 and TCP to the allowed port through; another port stays blocked' {
+        if (-not $stock) { return }
+        Add-DpPolicyRule -Mac $mac -Rule (New-DpRule -Source 'fd00:10::66' -Destination 'fd00:10::88' -Port 8080 -Protocol TCP), (New-DpRule -Source 'fd00:10::/64' -Protocol ICMPv6) -ControlSocket $sock
+        Wait-TestCondition { Test-IcmpEcho $hostNs 'fd00:10::88' -Count 2 } -TimeoutSeconds 15 | Should -BeTrue
+        (Invoke-TestTcpConnection $hostNs 'fd00:10::88' 8080).Result | Should -Be 'connected'
+        (Invoke-TestTcpConnection $hostNs 'fd00:10::88' 8081).Result | Should -Be 'timeout' -Because 'blocked, not refused by the container'
     }
 }

@@ -15,13 +15,13 @@ public enum MacField
 /// <summary>
 /// The cls_bpf (direct-action) equivalent of one seed filter `u32 match MAC ... action pedit MAC := NEW pipe action
 /// mirred egress mirror|redirect dev X` (docs/kernel-interfaces.md, "The program", verified on this kernel):
-/// load dst+src MAC, compare, optionally require a unicast destination and IPv4, rewrite with skb_store_bytes, then
+/// load dst+src MAC, compare, optionally require a unicast destination and IPv4 (or IPv6), rewrite with skb_store_bytes, then
 /// clone_redirect (mirror: TC_ACT_OK afterwards, like pipe + mirror) or redirect; no match returns TC_ACT_UNSPEC so the
 /// next filter (the pref 10002 catch-all) runs.
 /// </summary>
 public sealed record MacRewriteProgram(
     MacField MatchField, byte[] MatchMac, MacField RewriteField, byte[] NewMac, int TargetIfIndex,
-    bool Redirect = false, bool ToIngress = false, bool RequireUnicastDestination = false, bool RequireIPv4 = false)
+    bool Redirect = false, bool ToIngress = false, bool RequireUnicastDestination = false, bool RequireIPv4 = false, bool RequireIPv6 = false)
 {
     private const int TcActOk = 0, TcActUnspec = -1;
     private const short Frame = -16;       // fp-16..fp-5: dst (fp-16..-11) and src (fp-10..-5)
@@ -52,8 +52,11 @@ public sealed record MacRewriteProgram(
             a.LoadU16(Reg.R1, Reg.R10, Frame + 6).JumpIfNotEqual32(Reg.R1, Le16(MatchMac, 0), "nomatch")
              .LoadU32(Reg.R1, Reg.R10, Frame + 8).JumpIfNotEqual32(Reg.R1, Le32(MatchMac, 2), "nomatch");
         }
+        if (RequireIPv4 && RequireIPv6) throw new ArgumentException("A frame is IPv4 or IPv6, not both: require one of them.");
         if (RequireIPv4)
             a.LoadU32(Reg.R1, Reg.R6, SkbProtocolOffset).JumpIfNotEqual32(Reg.R1, 0x0008, "nomatch");
+        if (RequireIPv6)
+            a.LoadU32(Reg.R1, Reg.R6, SkbProtocolOffset).JumpIfNotEqual32(Reg.R1, 0xdd86, "nomatch"); // htons(ETH_P_IPV6)
         short staging;
         if (RewriteField == MacField.Destination)
         {

@@ -35,7 +35,8 @@ public enum DpWireMode
 /// <summary>
 /// One policy rule as ctrl_cfg_policy carries it: the session is seen client->server, so Source is the client,
 /// Destination the server and Port the server's port; Direction Ingress means the workload is the server.
-/// Ranges are inclusive. Only IPv4 is policed.
+/// Ranges are inclusive. A rule's addresses are all IPv4 or all IPv6 (nvr-dp's IPv6 extension); a rule whose
+/// addresses are both any covers both families.
 /// </summary>
 public sealed class DpRule
 {
@@ -83,8 +84,9 @@ public sealed class DpRule
     };
 
     /// <summary>
-    /// Builds a rule from its text parts: addresses as a.b.c.d, a CIDR, FIRST-LAST or any (*); ports as N, FIRST-LAST or
-    /// any (*); protocol as Any, TCP, UDP, ICMP or a number. Throws an ArgumentException that says what is wrong.
+    /// Builds a rule from its text parts: addresses as a.b.c.d, an IPv6 address, a CIDR, FIRST-LAST or any (*); ports as N,
+    /// FIRST-LAST or any (*); protocol as Any, TCP, UDP, ICMP, ICMPv6 or a number. With an IPv6 address on one side, any on
+    /// the other is every IPv6 address. Throws an ArgumentException that says what is wrong.
     /// </summary>
     public static DpRule Parse(string? source, string? destination, string? port, string? protocol, DpPolicyAction action = DpPolicyAction.Allow,
         DpDirection direction = DpDirection.Ingress, uint id = 0, string? mac = null)
@@ -96,8 +98,21 @@ public sealed class DpRule
         var (df, dt) = RuleText.ParseRange(destination, "destination");
         var (pf, pt) = RuleText.ParsePorts(port);
         byte proto = RuleText.ParseProtocol(protocol);
-        if (proto == 1 && (pf, pt) != (0, ushort.MaxValue))
-            throw new ArgumentException($"ICMP has no ports (the datapath matches ICMP sessions with port 0), so a rule for ICMP port '{port}' would never match: leave -Port out.");
+        if (proto is 1 or 58 && (pf, pt) != (0, ushort.MaxValue))
+            throw new ArgumentException($"{RuleText.ProtocolName(proto)} has no ports (the datapath matches ICMP sessions with port 0), so a rule for {RuleText.ProtocolName(proto)} port '{port}' would never match: leave -Port out.");
+        bool sourceV6 = sf.AddressFamily == AddressFamily.InterNetworkV6, destinationV6 = df.AddressFamily == AddressFamily.InterNetworkV6;
+        if (sourceV6 != destinationV6)
+        {
+            // any on the IPv4 side stands for every IPv6 address; a specific IPv4 address cannot pair with IPv6
+            if (!RuleText.IsAny(sourceV6 ? df : sf, sourceV6 ? dt : st))
+                throw new ArgumentException($"The source '{source}' and the destination '{destination}' are of different address families: a rule is all IPv4 or all IPv6 (write two rules, or any on one side).");
+            if (sourceV6) (df, dt) = RuleText.AnyIPv6; else (sf, st) = RuleText.AnyIPv6;
+        }
+        bool v6 = sourceV6 || destinationV6;
+        if (v6 && proto == 1)
+            throw new ArgumentException("ICMP (1) is IPv4's: for IPv6 addresses write -Protocol ICMPv6 (58), which ping6 uses.");
+        if (!v6 && proto == 58 && !(RuleText.IsAny(sf, st) && RuleText.IsAny(df, dt)))
+            throw new ArgumentException("ICMPv6 (58) is IPv6's: for IPv4 addresses write -Protocol ICMP (1).");
         return new DpRule
         {
             Mac = mac, Id = id, SourceFrom = sf, SourceTo = st, DestinationFrom = df, DestinationTo = dt, PortFrom = pf, PortTo = pt,
@@ -109,19 +124,32 @@ public sealed class DpRule
     public PolicyRule ToWire()
     {
         if (Direction is not (DpDirection.Ingress or DpDirection.Egress)) throw new ArgumentException($"Rule {Id} has direction {Direction}: a rule is either Ingress or Egress.");
-        return new PolicyRule(Id, Ipv4(SourceFrom), Ipv4(SourceTo), Ipv4(DestinationFrom), Ipv4(DestinationTo), PortFrom, PortTo, Protocol, Action,
-            Direction == DpDirection.Ingress);
-    }
+        IPAddress[] all = [SourceFrom, SourceTo, DestinationFrom, DestinationTo];
+        bool ingress = Direction == DpDirection.Ingress;
+        if (all.All(a => a.AddressFamily == AddressFamily.InterNetwork))
+            return new PolicyRule(Id, RuleText.ToUInt32(SourceFrom), RuleText.ToUInt32(SourceTo), RuleText.ToUInt32(DestinationFrom), RuleText.ToUInt32(DestinationTo),
+                PortFrom, PortTo, Protocol, Action, ingress);
+        // IPv6 (nvr-dp's extension): a side that is IPv4 any stands for every IPv6 address
+        var (sf, st) = Side(SourceFrom, SourceTo);
+        var (df, dt) = Side(DestinationFrom, DestinationTo);
+        return PolicyRule.ForIPv6(Id, sf, st, df, dt, PortFrom, PortTo, Protocol, Action, ingress);
 
-    private uint Ipv4(IPAddress a) => a.AddressFamily == AddressFamily.InterNetwork ? RuleText.ToUInt32(a)
-        : throw new ArgumentException($"Rule {Id} has the address {a}, which is not IPv4: the datapath polices IPv4 only.");
+        (UInt128, UInt128) Side(IPAddress from, IPAddress to)
+        {
+            if (from.AddressFamily == AddressFamily.InterNetworkV6 && to.AddressFamily == AddressFamily.InterNetworkV6) return (RuleText.ToUInt128(from), RuleText.ToUInt128(to));
+            if (RuleText.IsAny(from, to)) return (UInt128.Zero, UInt128.MaxValue);
+            throw new ArgumentException($"Rule {Id} mixes IPv4 and IPv6 addresses ({Source} -> {Destination}): a rule is all IPv4 or all IPv6.");
+        }
+    }
 
     /// <summary>A rule the protocol carried, for the workload <paramref name="mac"/> of the datapath on <paramref name="controlSocket"/>.</summary>
     public static DpRule FromWire(PolicyRule r, string? mac, string? controlSocket) => new()
     {
         ControlSocket = controlSocket, Mac = mac, Id = r.Id,
-        SourceFrom = RuleText.FromUInt32(r.SourceFrom), SourceTo = RuleText.FromUInt32(r.SourceTo),
-        DestinationFrom = RuleText.FromUInt32(r.DestinationFrom), DestinationTo = RuleText.FromUInt32(r.DestinationTo),
+        SourceFrom = r.IPv6 ? RuleText.FromUInt128(r.Source6From) : RuleText.FromUInt32(r.SourceFrom),
+        SourceTo = r.IPv6 ? RuleText.FromUInt128(r.Source6To) : RuleText.FromUInt32(r.SourceTo),
+        DestinationFrom = r.IPv6 ? RuleText.FromUInt128(r.Destination6From) : RuleText.FromUInt32(r.DestinationFrom),
+        DestinationTo = r.IPv6 ? RuleText.FromUInt128(r.Destination6To) : RuleText.FromUInt32(r.DestinationTo),
         PortFrom = r.PortFrom, PortTo = r.PortTo, Protocol = r.Protocol, Action = r.Action,
         Direction = r.Ingress ? DpDirection.Ingress : DpDirection.Egress,
     };
@@ -244,21 +272,50 @@ public static class RuleText
         return new IPAddress(b);
     }
 
-    /// <summary>any, an address, a CIDR when the range is one, else FIRST-LAST.</summary>
+    /// <summary>An IPv6 address as a 128-bit number.</summary>
+    public static UInt128 ToUInt128(IPAddress a) => BinaryPrimitives.ReadUInt128BigEndian(a.GetAddressBytes());
+
+    /// <summary>A 128-bit number as an IPv6 address.</summary>
+    public static IPAddress FromUInt128(UInt128 v)
+    {
+        var b = new byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(b, v);
+        return new IPAddress(b);
+    }
+
+    /// <summary>Every IPv6 address, :: to ffff:...:ffff.</summary>
+    public static (IPAddress From, IPAddress To) AnyIPv6 => (IPAddress.IPv6Any, FromUInt128(UInt128.MaxValue));
+
+    /// <summary>Whether the range is every address of its family.</summary>
+    public static bool IsAny(IPAddress from, IPAddress to) => from.AddressFamily == to.AddressFamily && from.AddressFamily switch
+    {
+        AddressFamily.InterNetwork => ToUInt32(from) == 0 && ToUInt32(to) == uint.MaxValue,
+        AddressFamily.InterNetworkV6 => ToUInt128(from) == UInt128.Zero && ToUInt128(to) == UInt128.MaxValue,
+        _ => false,
+    };
+
+    // an address of either family as a number, with its width in bits
+    private static (UInt128 Value, int Bits) Number(IPAddress a)
+        => a.AddressFamily == AddressFamily.InterNetworkV6 ? (ToUInt128(a), 128) : (ToUInt32(a), 32);
+
+    private static IPAddress FromNumber(UInt128 v, int bits) => bits == 128 ? FromUInt128(v) : FromUInt32((uint)v);
+
+    /// <summary>any, an address, a CIDR when the range is one, else FIRST-LAST (IPv4 or IPv6).</summary>
     public static string Range(IPAddress from, IPAddress to)
     {
-        if (from.AddressFamily != AddressFamily.InterNetwork || to.AddressFamily != AddressFamily.InterNetwork) return $"{from}-{to}";
-        uint f = ToUInt32(from), t = ToUInt32(to);
-        if (f == 0 && t == uint.MaxValue) return "any";
+        if (from.AddressFamily != to.AddressFamily || from.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)) return $"{from}-{to}";
+        if (IsAny(from, to)) return "any";
+        var (f, bits) = Number(from);
+        var (t, _) = Number(to);
         if (f == t) return from.ToString();
-        uint span = t - f;
+        UInt128 span = t - f;
         // a CIDR: the range is 2^n addresses long and starts on a multiple of its length
-        if (f <= t && ((ulong)span + 1 & span) == 0 && (f & span) == 0)
-            return $"{from}/{32 - System.Numerics.BitOperations.PopCount(span)}";
+        if (f <= t && ((span + 1) & span) == 0 && (f & span) == 0)
+            return $"{from}/{bits - (int)UInt128.PopCount(span)}";
         return $"{from}-{to}";
     }
 
-    /// <summary>Parses an address range: a.b.c.d, NETWORK/PREFIX, FIRST-LAST, or any (*; also empty).</summary>
+    /// <summary>Parses an address range: an IPv4 or IPv6 address, NETWORK/PREFIX, FIRST-LAST, or any (*; also empty; IPv4 0.0.0.0-255.255.255.255).</summary>
     public static (IPAddress From, IPAddress To) ParseRange(string? text, string what)
     {
         var s = (text ?? "").Trim();
@@ -268,27 +325,35 @@ public static class RuleText
         {
             var from = Address(s[..dash], text, what);
             var to = Address(s[(dash + 1)..], text, what);
-            if (ToUInt32(to) < ToUInt32(from))
-                throw new ArgumentException($"The {what} range '{text}' ends before it starts: write FIRST-LAST with FIRST <= LAST, e.g. 10.10.10.1-10.10.10.9.");
+            if (from.AddressFamily != to.AddressFamily)
+                throw new ArgumentException($"The {what} range '{text}' mixes IPv4 and IPv6: write FIRST-LAST with two addresses of one family.");
+            if (Number(to).Value < Number(from).Value)
+                throw new ArgumentException($"The {what} range '{text}' ends before it starts: write FIRST-LAST with FIRST <= LAST, e.g. 10.10.10.1-10.10.10.9 or fd00::1-fd00::9.");
             return (from, to);
         }
         int slash = s.IndexOf('/');
         if (slash < 0) { var a = Address(s, text, what); return (a, a); }
         var network = Address(s[..slash], text, what);
-        if (!int.TryParse(s[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int prefix) || prefix > 32)
-            throw new ArgumentException($"The {what} '{text}' has an invalid prefix length: it must be a whole number from 0 to 32.");
-        uint mask = prefix == 0 ? 0 : uint.MaxValue << (32 - prefix);
-        uint n = ToUInt32(network);
-        if ((n & mask) != n)
-            throw new ArgumentException($"The {what} '{text}' is not a network address: did you mean {FromUInt32(n & mask)}/{prefix} (the whole subnet) or {network} (the one address)?");
-        return (network, FromUInt32(n | ~mask));
+        var (n, bits) = Number(network);
+        if (!int.TryParse(s[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int prefix) || prefix > bits)
+            throw new ArgumentException($"The {what} '{text}' has an invalid prefix length: it must be a whole number from 0 to {bits}.");
+        UInt128 width = bits == 128 ? UInt128.MaxValue : uint.MaxValue;
+        UInt128 host = prefix == bits ? UInt128.Zero : width >> prefix;
+        if ((n & host) != 0)
+            throw new ArgumentException($"The {what} '{text}' is not a network address: did you mean {FromNumber(n & ~host & width, bits)}/{prefix} (the whole subnet) or {network} (the one address)?");
+        return (network, FromNumber(n | host, bits));
     }
 
     private static IPAddress Address(string part, string? text, string what)
     {
         var p = part.Trim();
+        if (p.Contains(':'))
+        {
+            if (Fields.ParseIPv6(p) is { } v6) return FromUInt128(v6);
+            throw new ArgumentException($"The {what} '{text}' is not an IPv6 address, prefix or range: write hex groups such as fd00::1, fd00::/64 or fd00::1-fd00::9 (no zone id, no embedded IPv4).");
+        }
         if (!IPAddress.TryParse(p, out var a) || a.AddressFamily != AddressFamily.InterNetwork || p.Count(c => c == '.') != 3)
-            throw new ArgumentException($"The {what} '{text}' is not an IPv4 address, CIDR or range: write a.b.c.d, a.b.c.d/PREFIX, FIRST-LAST or any (the datapath polices IPv4 only).");
+            throw new ArgumentException($"The {what} '{text}' is not an IPv4 address, CIDR or range: write a.b.c.d, a.b.c.d/PREFIX, FIRST-LAST, an IPv6 address or prefix (fd00::1, fd00::/64) or any.");
         return a;
     }
 
@@ -308,7 +373,7 @@ public static class RuleText
         => ushort.TryParse(part.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var p) ? p
             : throw new ArgumentException($"The port '{text}' is not a port or port range: write a number from 0 to 65535, FIRST-LAST (e.g. 8000-8100) or any.");
 
-    /// <summary>Parses a protocol: Any, TCP, UDP, ICMP (any case) or a number 0-255.</summary>
+    /// <summary>Parses a protocol: Any, TCP, UDP, ICMP, ICMPv6 (any case) or a number 0-255.</summary>
     public static byte ParseProtocol(string? text)
     {
         var s = (text ?? "").Trim();
@@ -318,9 +383,10 @@ public static class RuleText
             case "TCP": return 6;
             case "UDP": return 17;
             case "ICMP": return 1;
+            case "ICMPV6": return 58;
         }
         return byte.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n
-            : throw new ArgumentException($"'{text}' is not a protocol: write Any, TCP, UDP, ICMP or a protocol number from 0 to 255.");
+            : throw new ArgumentException($"'{text}' is not a protocol: write Any, TCP, UDP, ICMP, ICMPv6 or a protocol number from 0 to 255.");
     }
 
     /// <summary>Any, TCP, UDP, ICMP, or the number.</summary>

@@ -66,7 +66,7 @@ public sealed class TakeoverException : NetlinkException
 /// 4. give it X's offload features, addresses (broadcast, scope, flags, lifetimes), up state, routes and neighbours;
 /// 5. mark the entry port with the workload's identity (its ifalias), bring the entry and inner ports up;
 /// 6. register the workload inline with the datapath of E (and set its mode);
-/// 7. install the six steering rules (<see cref="Interception"/>).</para>
+/// 7. install the eight steering rules (<see cref="Interception"/>).</para>
 /// <para>Give-back reads the replacement's state, deregisters, removes the rules, deletes the replacement (its peer
 /// goes with it), moves X back under its name (it gets ifindex i again, free once the replacement is gone), clears the
 /// mark and puts the state back, offloads included. Each step registers its undo; a failure undoes the steps before it

@@ -82,7 +82,7 @@ public sealed record InterceptionInfo
     public ushort ToWorkloadPriority { get; init; }
     /// <summary>Pref of the monitor-port rule towards the host side.</summary>
     public ushort FromWorkloadPriority { get; init; }
-    /// <summary>The six rules.</summary>
+    /// <summary>The eight rules (the seed's six and the two IPv6 steering rules).</summary>
     public IReadOnlyList<InterceptionRule> Rules { get; init; } = [];
     /// <summary>Whether offloads were switched off on the agent-side ports by this call.</summary>
     public bool OffloadsDisabled { get; init; }
@@ -128,10 +128,13 @@ public sealed class InterceptionPriorityInUseException : InvalidOperationExcepti
 }
 
 /// <summary>
-/// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring):
+/// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring), and two more
+/// of nvr's that steer IPv6 the same way (NeuVector steers IPv4 only, so IPv6 would pass a protected workload untouched):
 /// <code>
+/// entry (vex)  pref 10000 ipv6: unicast, dst == M -> dst := U, mirror to vbr      (IPv6 to the datapath)
 /// entry (vex)  pref 10001 ip : unicast, dst == M  -> dst := U, mirror to vbr      (to the datapath)
 /// entry (vex)  pref 10002 all: anything else       -> mirror to vin                (straight in)
+/// inner (vin)  pref 10000 ipv6: unicast, src == M -> src := U, mirror to vbr      (IPv6 to the datapath)
 /// inner (vin)  pref 10001 ip : unicast, src == M  -> src := U, mirror to vbr      (to the datapath)
 /// inner (vin)  pref 10002 all: anything else       -> mirror to vex                (straight out)
 /// monitor (vbr) pref TO  all : dst == U            -> dst := M, mirror to vin     (datapath let it through, inwards)
@@ -143,10 +146,13 @@ public static class Interception
 {
     /// <summary>pref of the steering rules on the entry and inner ports.</summary>
     public const ushort SteerPriority = 10001;
+    /// <summary>pref of the IPv6 steering rules on the entry and inner ports (a tc pref holds one protocol, so IPv6 has its own).</summary>
+    public const ushort SteerIPv6Priority = 10000;
     /// <summary>pref of the catch-all rules on the entry and inner ports.</summary>
     public const ushort PassPriority = 10002;
     private static readonly byte[] NeuVPrefix = [0x4e, 0x65, 0x75, 0x56];
     internal const string ToWorkloadRole = "monitor: to workload", FromWorkloadRole = "monitor: to host side";
+    internal const string EntryIPv6Role = "entry: IPv6 to datapath", InnerIPv6Role = "inner: IPv6 to datapath";
 
     /// <summary>NeuVector's ucmac for an entry port: 4e:65:75:56:hi:lo of its ifindex.</summary>
     public static byte[] UcMacFor(int entryIndex) => [0x4e, 0x65, 0x75, 0x56, (byte)(entryIndex >> 8), (byte)entryIndex];
@@ -195,7 +201,7 @@ public static class Interception
         if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
 
         // every pref we are about to use on the entry and inner ports must be free or already ours for this workload
-        foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority) })
+        foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority), (entry, SteerIPv6Priority), (inner, SteerIPv6Priority) })
             CheckPrefIsFreeOrOurs(tc, link, pref, tag);
 
         var rewrites = new[]
@@ -204,6 +210,8 @@ public static class Interception
             ("inner: to datapath", new MacRule(inner.Index, SteerPriority, TcProtocol.IPv4, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
             ("monitor: to workload", new MacRule(monitor.Index, to, TcProtocol.All, MacField.Destination, uc, false, MacField.Destination, request.WorkloadMac, MirredAction.EgressMirror(inner.Index)), monitor.Name),
             ("monitor: to host side", new MacRule(monitor.Index, from, TcProtocol.All, MacField.Source, uc, false, MacField.Source, request.WorkloadMac, MirredAction.EgressMirror(entry.Index)), monitor.Name),
+            (EntryIPv6Role, new MacRule(entry.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
+            (InnerIPv6Role, new MacRule(inner.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
         };
         var passes = new[]
         {
@@ -240,7 +248,7 @@ public static class Interception
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
             foreach (var (role, filter, linkName) in passes)
                 installed.Add(AddU32(tc, role, linkName, filter));
-            foreach (var (role, rule, linkName) in new[] { rewrites[0], rewrites[1] })
+            foreach (var (role, rule, linkName) in new[] { rewrites[0], rewrites[1], rewrites[4], rewrites[5] })
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
         }
         catch
@@ -429,6 +437,8 @@ public static class Interception
         "inner: to datapath" => "inner",
         "monitor: to workload" => "to-workload",
         "monitor: to host side" => "to-host",
+        EntryIPv6Role => "entry6",
+        InnerIPv6Role => "inner6",
         _ => "rule",
     };
 
@@ -450,7 +460,7 @@ public static class Interception
     internal static byte[]? UcMacOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 3 } parts && parts[2].Length == 12) return Convert.FromHexString(parts[2]);
-        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is "entry: to datapath" or "inner: to datapath")
+        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is "entry: to datapath" or "inner: to datapath" or EntryIPv6Role or InnerIPv6Role)
         {
             var mac = new byte[6];
             foreach (var m in munges)
@@ -485,7 +495,8 @@ public static class Interception
     internal static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
-            return parts[3] switch { "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side", _ => "rule" };
+            return parts[3] switch { "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side",
+                "entry6" => EntryIPv6Role, "inner6" => InnerIPv6Role, _ => "rule" };
         if (f is U32Filter u)
         {
             if (u.Priority == PassPriority && u.Keys.All(k => k.Mask == 0))
@@ -496,6 +507,8 @@ public static class Interception
             {
                 (SteerPriority, TcProtocol.IPv4, true) => "entry: to datapath",
                 (SteerPriority, TcProtocol.IPv4, false) => "inner: to datapath",
+                (SteerIPv6Priority, TcProtocol.IPv6, true) => EntryIPv6Role,
+                (SteerIPv6Priority, TcProtocol.IPv6, false) => InnerIPv6Role,
                 (_, _, true) => "monitor: to workload",
                 _ => "monitor: to host side",
             };

@@ -18,7 +18,8 @@ public struct FrameInfo
     public int L3Offset;
     /// <summary>4 or 6 when an IP header parsed, else 0.</summary>
     public byte IpVersion;
-    /// <summary>IP protocol (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6), 0 when none.</summary>
+    /// <summary>IP protocol (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6), 0 when none; for IPv6 the header after any hop-by-hop,
+    /// routing, destination-options and fragment headers (an unknown extension header is the protocol).</summary>
     public byte Protocol;
     /// <summary>IPv4 source (host order), or the low 32 bits of an IPv6 source.</summary>
     public uint SourceIPv4;
@@ -34,7 +35,7 @@ public struct FrameInfo
     public byte TcpFlags;
     /// <summary>ICMP type and code.</summary>
     public byte IcmpType, IcmpCode;
-    /// <summary>Whether the frame is an IPv4 fragment other than the first.</summary>
+    /// <summary>Whether the frame is an IPv4 or IPv6 fragment other than the first.</summary>
     public bool IsLaterFragment;
 }
 
@@ -49,7 +50,7 @@ public enum FrameError
     TruncatedVlan,
     /// <summary>IPv4 header truncated, IHL below 5, or total length beyond the frame.</summary>
     BadIPv4,
-    /// <summary>IPv6 header truncated or payload length beyond the frame.</summary>
+    /// <summary>IPv6 header truncated, payload length beyond the frame, an extension header beyond the payload, or more than <see cref="FrameParser.MaxIPv6ExtensionHeaders"/> of them.</summary>
     BadIPv6,
     /// <summary>TCP/UDP/ICMP header truncated or TCP data offset below 5.</summary>
     BadTransport,
@@ -102,16 +103,40 @@ public static class FrameParser
         return ParseTransport(ip[ihl..total], offset + ihl, ref info);
     }
 
+    /// <summary>Most IPv6 extension headers walked before a frame counts as malformed (RFC 8200 lists six kinds; a chain longer than this is an evasion, not traffic).</summary>
+    public const int MaxIPv6ExtensionHeaders = 8;
+
     private static FrameError ParseIPv6(ReadOnlySpan<byte> ip, int offset, ref FrameInfo info)
     {
         if (ip.Length < 40 || ip[0] >> 4 != 6) return FrameError.BadIPv6;
         int payload = BinaryPrimitives.ReadUInt16BigEndian(ip[4..]);
         if (40 + payload > ip.Length) return FrameError.BadIPv6;
         info.IpVersion = 6;
-        info.Protocol = ip[6];
         info.SourceIPv4 = BinaryPrimitives.ReadUInt32BigEndian(ip[20..]);
         info.DestinationIPv4 = BinaryPrimitives.ReadUInt32BigEndian(ip[36..]);
-        return ParseTransport(ip.Slice(40, payload), offset + 40, ref info);
+        // walk the extension headers the kernel walks without configuration: hop-by-hop (0), routing (43), fragment (44),
+        // destination options (60); anything else (ESP, AH, unknown) is the protocol, decided by policy as such
+        int end = 40 + payload, at = 40;
+        byte next = ip[6];
+        for (int count = 0; next is 0 or 43 or 44 or 60; count++)
+        {
+            if (count == MaxIPv6ExtensionHeaders || at + 8 > end) return FrameError.BadIPv6;
+            byte following = ip[at];
+            if (next == 44)
+            {
+                bool later = (BinaryPrimitives.ReadUInt16BigEndian(ip[(at + 2)..]) & 0xfff8) != 0;
+                at += 8;
+                next = following;
+                if (later) { info.Protocol = next; info.IsLaterFragment = true; return FrameError.None; }
+                continue;
+            }
+            int length = (ip[at + 1] + 1) * 8;
+            if (at + length > end) return FrameError.BadIPv6;
+            at += length;
+            next = following;
+        }
+        info.Protocol = next;
+        return ParseTransport(ip[at..end], offset + at, ref info);
     }
 
     private static FrameError ParseTransport(ReadOnlySpan<byte> l4, int offset, ref FrameInfo info)

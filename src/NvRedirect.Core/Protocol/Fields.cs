@@ -138,6 +138,42 @@ public static class Fields
     }
 
     /// <summary>
+    /// A required address of either family (nvr-dp's IPv6 extension of the rule fields, docs/datapath.md "IPv6"):
+    /// dotted-quad IPv4 as <see cref="IPv4"/> (returns false), or an IPv6 address in RFC 4291 text, no zone, no
+    /// embedded IPv4 tail (returns true, with the address in <paramref name="v6"/>).
+    /// </summary>
+    public static bool Address(JsonElement obj, string name, out uint v4, out UInt128 v6)
+    {
+        var text = String(obj, name);
+        v4 = 0;
+        v6 = 0;
+        if (!text.Contains(':'))
+        {
+            v4 = ParseIPv4(text) ?? throw new CommandException($"\"{name}\" is not a dotted-quad IPv4 address or an IPv6 address: \"{Clip(text)}\"");
+            return false;
+        }
+        v6 = ParseIPv6(text) ?? throw new CommandException($"\"{name}\" is not an IPv6 address (hex groups separated by colons, e.g. fd00::1): \"{Clip(text)}\"");
+        return true;
+    }
+
+    /// <summary>An IPv6 address (hex groups, :: allowed, no zone id, no dotted tail) as a 128-bit number, or null.</summary>
+    public static UInt128? ParseIPv6(string text)
+    {
+        if (text.Length is < 2 or > 39 || text.Contains('%') || text.Contains('.')) return null;
+        foreach (char ch in text) if (!(char.IsAsciiHexDigit(ch) || ch == ':')) return null;
+        if (!System.Net.IPAddress.TryParse(text, out var a) || a.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6) return null;
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(a.GetAddressBytes());
+    }
+
+    /// <summary>RFC 5952 text of a 128-bit IPv6 address.</summary>
+    public static string FormatIPv6(UInt128 ip)
+    {
+        var b = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(b, ip);
+        return new System.Net.IPAddress(b).ToString();
+    }
+
+    /// <summary>
     /// The protocol's MAC validator: six colon-separated groups of one or two hex digits (what ether_aton accepts), nothing
     /// around them. Both sides use it: the daemon reads MACs with it, the module checks the MACs it sends.
     /// </summary>

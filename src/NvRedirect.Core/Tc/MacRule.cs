@@ -14,7 +14,7 @@ namespace NvRedirect.Core.Tc;
 /// </summary>
 /// <param name="LinkIndex">The device the filter is attached to (its ingress).</param>
 /// <param name="Priority">The tc pref.</param>
-/// <param name="Protocol">TcProtocol.IPv4 (unicast IPv4 steering) or TcProtocol.All.</param>
+/// <param name="Protocol">TcProtocol.IPv4 or TcProtocol.IPv6 (unicast steering of that family) or TcProtocol.All.</param>
 /// <param name="MatchField">Which MAC is compared.</param>
 /// <param name="MatchMac">The MAC compared with (6 bytes).</param>
 /// <param name="UnicastOnly">Also require a unicast destination (`match u8 0 1 at -14`).</param>
@@ -78,7 +78,7 @@ public sealed record MacRule(int LinkIndex, ushort Priority, ushort Protocol, Ma
             throw new ArgumentException("The cls_bpf form rewrites a MAC; a rule without a rewrite is a plain u32 + mirred filter.");
         return new MacRewriteProgram(MatchField, MatchMac, field, NewMac, Target.TargetIndex,
             Redirect: Target.Mode == MirredMode.Redirect, ToIngress: Target.Direction == MirredDirection.Ingress,
-            RequireUnicastDestination: UnicastOnly, RequireIPv4: Protocol == TcProtocol.IPv4).Assemble();
+            RequireUnicastDestination: UnicastOnly, RequireIPv4: Protocol == TcProtocol.IPv4, RequireIPv6: Protocol == TcProtocol.IPv6).Assemble();
     }
 
     private void Validate()

@@ -152,7 +152,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
                 t.TcpFlags = info.TcpFlags;
                 int ipPayload = info.IpVersion == 4
                     ? BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 2)..]) - (frame[l3] & 0x0f) * 4
-                    : BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 4)..]);
+                    : BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 4)..]) + 40 - (info.L4Offset - l3); // less any extension headers
                 t.PayloadLength = ipPayload - (frame[info.L4Offset + 12] >> 4) * 4;
                 break;
             case 17:
@@ -164,6 +164,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             case 58:
                 c.IcmpPackets++;
                 if (IsIcmpError(info)) return PolicyResult.Pass; // errors belong to another conversation: forwarded, not tracked
+                if (info.Protocol == 58 && info.IcmpType is >= 133 and <= 137) return PolicyResult.Pass; // neighbour discovery (RS, RA, NS, NA, redirect): always passes, untracked
                 t.SourcePort = t.DestinationPort = info.SourcePort; // echo identifier, equal both ways
                 t.IcmpTypeCode = (ushort)(info.IcmpType << 8 | info.IcmpCode);
                 break;
@@ -201,8 +202,11 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
             if (opening.SenderIsClient) { ck.ClientHigh = t.SourceHigh; ck.ClientLow = t.SourceLow; ck.ServerHigh = t.DestinationHigh; ck.ServerLow = t.DestinationLow; ck.ServerPort = t.DestinationPort; }
             else { ck.ClientHigh = t.DestinationHigh; ck.ClientLow = t.DestinationLow; ck.ServerHigh = t.SourceHigh; ck.ServerLow = t.SourceLow; ck.ServerPort = t.SourcePort; }
             if (t.Protocol is 1 or 58) ck.ServerPort = 0;
-            if (!t.IPv6)
+            if (t.IPv6)
+                verdict = PolicyEngine.Decide6(policy, settings, new UInt128(ck.ClientHigh, ck.ClientLow), new UInt128(ck.ServerHigh, ck.ServerLow), ck.ServerPort, t.Protocol, sessionIngress);
+            else
             {
+                // dp's grace period is IPv4 only, as dp's policy is (IPv6 is our extension and is decided strictly)
                 var decided = PolicyEngine.Decide(policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, ck.ServerPort, t.Protocol, sessionIngress);
                 verdict = Grace.Apply(decided, policy, settings, (uint)ck.ClientLow, (uint)ck.ServerLow, sessionIngress, now);
                 tmpOpen = verdict != decided;
@@ -245,7 +249,9 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         if (s.PolicyStamp != stamp)
         {
             c.Reevaluations++;
-            var verdict = s.IsIPv6 ? PolicyVerdict.Open
+            var verdict = s.IsIPv6
+                ? PolicyEngine.Decide6(policy, settings, s.ClientIsLo ? new UInt128(s.LoHigh, s.LoLow) : new UInt128(s.HiHigh, s.HiLow),
+                    s.ClientIsLo ? new UInt128(s.HiHigh, s.HiLow) : new UInt128(s.LoHigh, s.LoLow), s.Protocol is 58 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0)
                 : PolicyEngine.Decide(policy, settings, s.ClientIPv4, s.ServerIPv4, s.Protocol is 1 ? (ushort)0 : s.ServerPort, s.Protocol, (s.Flags & SessionFlags.Ingress) != 0);
             if (!s.IsIPv6)
             {

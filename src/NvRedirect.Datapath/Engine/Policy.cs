@@ -29,6 +29,8 @@ internal sealed class Policy
     private readonly FrozenDictionary<ExactKey, int> _exact;
     // [direction * 3 + protocol bucket] -> positions of range rules in rule order
     private readonly int[][] _ranges = new int[6][];
+    // [direction] -> positions of the rules that can match IPv6 sessions (IPv6 rules and any-address IPv4 rules) in rule order
+    private readonly int[][] _rules6 = new int[2][];
 
     /// <summary>Version of this build (unique across the daemon's life).</summary>
     public uint Version { get; }
@@ -50,9 +52,12 @@ internal sealed class Policy
         Rules = rules.ToArray();
         var exact = new Dictionary<ExactKey, int>();
         var ranges = Enumerable.Range(0, 6).Select(_ => new List<int>()).ToArray();
+        var rules6 = new[] { new List<int>(), new List<int>() };
         for (int i = 0; i < Rules.Length; i++)
         {
             var r = Rules[i];
+            if (r.IPv6 || r.IsAnyAddress) rules6[r.Ingress ? 1 : 0].Add(i);
+            if (r.IPv6) continue; // never an IPv4 session's
             if (r.IsExact)
             {
                 exact.TryAdd(new ExactKey(r.SourceFrom, r.DestinationFrom, r.PortFrom, r.Protocol, r.Ingress), i); // the first such rule wins
@@ -70,6 +75,25 @@ internal sealed class Policy
         }
         _exact = exact.ToFrozenDictionary();
         for (int i = 0; i < 6; i++) _ranges[i] = ranges[i].ToArray();
+        for (int i = 0; i < 2; i++) _rules6[i] = rules6[i].ToArray();
+    }
+
+    /// <summary>
+    /// The first rule matching an IPv6 session (ICMPv6: port 0), or -1: IPv6 rules and IPv4 rules for any address on
+    /// both sides, in rule order. Protocol 0 covers TCP, UDP and ICMPv6 (ICMPv6 only with <paramref name="icmpPolicy"/>);
+    /// any other protocol is matched by its number only.
+    /// </summary>
+    public int Match6(UInt128 client, UInt128 server, ushort port, byte protocol, bool ingress, bool icmpPolicy)
+    {
+        var list = _rules6[ingress ? 1 : 0];
+        bool anyCovers = protocol is 6 or 17 || (protocol == 58 && icmpPolicy);
+        for (int i = 0; i < list.Length; i++)
+        {
+            ref readonly var r = ref Rules[list[i]];
+            if (r.Protocol != protocol && !(r.Protocol == 0 && anyCovers)) continue;
+            if (r.Matches6(client, server, port)) return list[i];
+        }
+        return -1;
     }
 
     /// <summary>
@@ -168,6 +192,32 @@ internal static class PolicyEngine
             return new PolicyVerdict(r.Id, r.Action);
         }
         if (protocol == 1 && !settings.IcmpPolicy) return PolicyVerdict.IcmpAllowed;
+        return new PolicyVerdict(0, policy.DefaultAction);
+    }
+
+    /// <summary>
+    /// Decides an IPv6 session (nvr-dp's extension, docs/datapath.md "IPv6"): no policy or policy disabled -> OPEN;
+    /// a link-local peer (fe80::/10) -> OPEN; the peer is internal (the internal subnets are IPv4), so a direction the
+    /// policy does not cover -> OPEN; otherwise the first matching rule, else the default action. ICMPv6 not policed ->
+    /// the built-in allow. Unlike IPv4 (NeuVector polices TCP, UDP and ICMP only), every other IPv6 protocol is
+    /// decided too (rules for its number, else the default action): what nvr-dp cannot look into is not let past
+    /// Protect. Neighbour discovery never gets here (the frame processor passes it).
+    /// </summary>
+    public static PolicyVerdict Decide6(Policy? policy, PolicySettings settings, UInt128 client, UInt128 server, ushort port, byte protocol, bool ingress)
+    {
+        if (policy is null || settings.DisableNetPolicy) return PolicyVerdict.Open;
+        UInt128 peer = ingress ? client : server;
+        if (peer >> 118 == 0x3fa) return PolicyVerdict.Open; // fe80::/10, link-local
+        var needed = ingress ? DpDirection.Ingress : DpDirection.Egress;
+        if ((policy.Direction & needed) == 0) return PolicyVerdict.Open;
+        if (protocol == 58) port = 0;
+        int position = policy.Match6(client, server, port, protocol, ingress, settings.IcmpPolicy);
+        if (position >= 0)
+        {
+            ref readonly var r = ref policy.Rules[position];
+            return new PolicyVerdict(r.Id, r.Action);
+        }
+        if (protocol == 58 && !settings.IcmpPolicy) return PolicyVerdict.IcmpAllowed;
         return new PolicyVerdict(0, policy.DefaultAction);
     }
 }

@@ -44,7 +44,7 @@ internal sealed unsafe class ServicePort : IServicePort
     private readonly Logger _log;
     private readonly byte[] _large = new byte[LargeBufferSize];
     private readonly byte[] _largeTx = new byte[LargeBufferSize + VnetHeaderLength + 4];
-    private readonly byte[] _reset = new byte[TcpReset.FrameLength];
+    private readonly byte[] _reset = new byte[TcpReset.MaxFrameLength];
     private readonly SafeFd _wake;
     private readonly object _invokeGate = new();
     private readonly ManualResetEventSlim _requestDone = new(false);

@@ -40,7 +40,7 @@ public sealed class DpProtocolCompleter : IArgumentCompleter
         CommandAst commandAst, IDictionary fakeBoundParameters)
     {
         var prefix = (wordToComplete ?? "").Trim('\'', '"');
-        return new[] { "Any", "TCP", "UDP", "ICMP" }.Where(p => p.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+        return new[] { "Any", "TCP", "UDP", "ICMP", "ICMPv6" }.Where(p => p.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
             .Select(p => new CompletionResult(p, p, CompletionResultType.ParameterValue, p));
     }
 }
@@ -129,7 +129,7 @@ public abstract class DpPolicyCmdlet : DpCmdlet
 
 /// <summary>
 /// <para type="synopsis">Builds a policy rule from text: source, destination, port, protocol, action and direction. Changes nothing.</para>
-/// <para type="description">A rule is matched against a session as the datapath sees it, client to server: Source is the client, Destination the server, Port the server's port (ICMP sessions have port 0, which -Port any covers), -Direction Ingress means the workload is the server, Egress that it is the client. Addresses are IPv4 (a.b.c.d, a CIDR such as 10.10.10.0/24, a range FIRST-LAST, or any / *); ports are N, FIRST-LAST or any / *; the protocol is Any (TCP, UDP and ICMP), TCP, UDP, ICMP or a number. The rule goes to a workload with Set-DpPolicy or Add-DpPolicyRule; -Mac names the workload it is meant for, so rules for several workloads can go down one pipeline. Id 0 (the default) gets the next free id when the rule is sent. Bad text is reported as NewDpRuleInvalidArgument with what is wrong.</para>
+/// <para type="description">A rule is matched against a session as the datapath sees it, client to server: Source is the client, Destination the server, Port the server's port (ICMP sessions have port 0, which -Port any covers), -Direction Ingress means the workload is the server, Egress that it is the client. Addresses are IPv4 (a.b.c.d, a CIDR such as 10.10.10.0/24, a range FIRST-LAST, or any / *) or IPv6 (fd00::5, a prefix such as fd00::/64, a range fd00::1-fd00::9); a rule is all IPv4 or all IPv6, and any on the other side of an IPv6 address means every IPv6 address, while any on both sides covers both families; ports are N, FIRST-LAST or any / *; the protocol is Any (TCP, UDP and ICMP or ICMPv6), TCP, UDP, ICMP, ICMPv6 (ping6; IPv6 rules) or a number. The rule goes to a workload with Set-DpPolicy or Add-DpPolicyRule; -Mac names the workload it is meant for, so rules for several workloads can go down one pipeline. Id 0 (the default) gets the next free id when the rule is sent. Bad text is reported as NewDpRuleInvalidArgument with what is wrong.</para>
 /// </summary>
 /// <example><code>New-DpRule -Source 10.10.10.0/24 -Port 8000-8100 -Protocol TCP | Add-DpPolicyRule -Mac 1a:27:f3:87:3a:27 -ControlSocket $dp.ControlSocket</code><para>Allows TCP sessions from 10.10.10.0/24 to ports 8000-8100 of the workload, in addition to its rules.</para></example>
 /// <example><code>New-DpRule -Id 10 -Destination 192.0.2.1 -Port 53 -Protocol UDP -Direction Egress -Action Deny</code><para>Builds rule 10: the workload may not send DNS queries to 192.0.2.1.</para></example>
@@ -143,11 +143,11 @@ public sealed class NewDpRuleCommand : NvCmdlet
     [Parameter(ValueFromPipelineByPropertyName = true)]
     public uint Id { get; set; }
 
-    /// <summary><para type="description">The client addresses: a.b.c.d, NETWORK/PREFIX, FIRST-LAST, or any (default).</para></summary>
+    /// <summary><para type="description">The client addresses: a.b.c.d or an IPv6 address (fd00::1), NETWORK/PREFIX, FIRST-LAST, or any (default).</para></summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     public string Source { get; set; } = "any";
 
-    /// <summary><para type="description">The server addresses: a.b.c.d, NETWORK/PREFIX, FIRST-LAST, or any (default).</para></summary>
+    /// <summary><para type="description">The server addresses: a.b.c.d or an IPv6 address (fd00::1), NETWORK/PREFIX, FIRST-LAST, or any (default).</para></summary>
     [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     public string Destination { get; set; } = "any";
 
@@ -155,7 +155,7 @@ public sealed class NewDpRuleCommand : NvCmdlet
     [Parameter(Position = 2, ValueFromPipelineByPropertyName = true)]
     public string Port { get; set; } = "any";
 
-    /// <summary><para type="description">Any (default: TCP, UDP and ICMP), TCP, UDP, ICMP, or an IP protocol number.</para></summary>
+    /// <summary><para type="description">Any (default: TCP, UDP and ICMP), TCP, UDP, ICMP, ICMPv6 (for IPv6 addresses), or an IP protocol number.</para></summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(DpProtocolCompleter))]
     public string Protocol { get; set; } = "Any";
@@ -610,7 +610,7 @@ public sealed class ClearDpConnectionCommand : DpPolicyCmdlet
 
 /// <summary>
 /// <para type="synopsis">Turns connections from Get-DpConnection into policy rules, one per distinct conversation. Changes nothing.</para>
-/// <para type="description">Each distinct workload, direction, client, server, server port and protocol gives one rule (entries that differ only in their verdict give one): Source is the client, Destination the server, Port the server port (for ICMP: any port), the protocol and direction those of the connection, the action -Action (Allow by default), id 0 (numbered when sent). The rule keeps the connection's workload (Mac) and control socket, so it can go straight to Set-DpPolicy or Add-DpPolicyRule. The rules come out once the input ends, in the order their connections came. -CollapsePorts joins rules of the same workload, direction, client, server and protocol whose ports are adjacent (8080, 8081, 8082) into one port-range rule. More rules than -WarningThreshold (100) draws a warning: that many usually means a scan or ephemeral ports were learned, not a policy (look at Get-DpConnection's Answered and Scan, or use -CollapsePorts). IPv6 connections are skipped with a warning: the datapath polices IPv4 only; so are scan summaries (Scan): they stand for ports nobody answered on, not for a conversation.</para>
+/// <para type="description">Each distinct workload, direction, client, server, server port and protocol gives one rule (entries that differ only in their verdict give one): Source is the client, Destination the server, Port the server port (for ICMP: any port), the protocol and direction those of the connection, the action -Action (Allow by default), id 0 (numbered when sent). The rule keeps the connection's workload (Mac) and control socket, so it can go straight to Set-DpPolicy or Add-DpPolicyRule. The rules come out once the input ends, in the order their connections came. -CollapsePorts joins rules of the same workload, direction, client, server and protocol whose ports are adjacent (8080, 8081, 8082) into one port-range rule. More rules than -WarningThreshold (100) draws a warning: that many usually means a scan or ephemeral ports were learned, not a policy (look at Get-DpConnection's Answered and Scan, or use -CollapsePorts). IPv6 connections give IPv6 rules (ICMPv6 for ping6); scan summaries (Scan) are skipped with a warning: they stand for ports nobody answered on, not for a conversation.</para>
 /// </summary>
 /// <example><code>Get-DpConnection -Mac 1a:27:f3:87:3a:27 -Learned | ConvertTo-DpRule | Set-DpPolicy</code><para>Makes what the workload did in Discover mode its policy's rules.</para></example>
 /// <example><code>Get-DpConnection -Violation | ConvertTo-DpRule | Add-DpPolicyRule -WhatIf</code><para>Shows which allow rules would be added for the violations seen so far.</para></example>
@@ -650,13 +650,8 @@ public sealed class ConvertToDpRuleCommand : NvCmdlet
         {
             if (c == null) continue;
             if (c.Scan) { _scans++; continue; }
-            if (c.Client.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || c.Server.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
-            {
-                WriteWarning($"Skipped {c}: the datapath polices IPv4 only.");
-                continue;
-            }
             if (!_seen.Add((c.ControlSocket, c.Mac, c.Direction, c.Client.ToString(), c.Server.ToString(), c.ServerPort, c.Protocol))) continue;
-            bool icmp = c.Protocol == 1;
+            bool icmp = c.Protocol is 1 or 58;
             _rules.Add(new DpRule
             {
                 ControlSocket = string.IsNullOrEmpty(c.ControlSocket) ? null : c.ControlSocket,

@@ -58,6 +58,7 @@ public class FuzzTests
         BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(56), 80);
         if (protocol == 6) { f[54 + 12] = 0x50; f[54 + 13] = 2; }
         if (protocol == 58) f[54] = 128;
+        if (protocol == 0) { f[54] = 59; f[55] = 0; } // a hop-by-hop header (8 bytes) followed by no next header
         return f;
     }
 
