@@ -44,7 +44,9 @@ internal sealed class MetricsListener : IDisposable
         _listener = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            _listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true); // a restarted daemon rebinds at once
+            // SO_REUSEADDR alone: a restarted daemon rebinds past its predecessor's TIME_WAIT connections. (.NET's
+            // ReuseAddress option also sets SO_REUSEPORT on Linux, which would let a second listener share the port.)
+            _listener.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
             _listener.Bind(endpoint);
             _listener.Listen(4);
         }
