@@ -55,6 +55,7 @@ public abstract class NvCmdlet : PSCmdlet
         NvRedirect.Core.Datapath.DatapathProtocolException => ("BadReply", ErrorCategory.ProtocolError),
         NvRedirect.Core.Datapath.DatapathNotInstalledException => ("NotInstalled", ErrorCategory.NotInstalled),
         NvRedirect.Core.Datapath.DatapathNoReplyException => ("NoReply", ErrorCategory.InvalidResult),
+        NvRedirect.Core.Topology.ToolNotInstalledException => ("NotInstalled", ErrorCategory.NotInstalled),
         NvRedirect.Core.Namespaces.NamespaceTargetNotFoundException => ("NamespaceNotFound", ErrorCategory.ObjectNotFound),
         NvRedirect.Core.Probes.PortInUseException => ("PortInUse", ErrorCategory.ResourceExists),
         System.Net.Sockets.SocketException => ("SocketError", ErrorCategory.ConnectionError),
