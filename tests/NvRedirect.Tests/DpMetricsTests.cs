@@ -76,6 +76,17 @@ public class DpMetricsTests
     }
 
     [Fact]
+    public void Docs_metrics_md_lists_every_family_with_its_type_labels_and_help()
+    {
+        var doc = System.IO.File.ReadAllText(System.IO.Path.Combine(TestRun.Root, "docs", "metrics.md"));
+        foreach (var f in DpMetrics.Families)
+        {
+            var labels = f.Labels.Skip(2).ToArray();
+            Assert.Contains($"| `{f.Name}` | {f.Type} | {(labels.Length == 0 ? "—" : string.Join(", ", labels))} | {f.Help} |", doc);
+        }
+    }
+
+    [Fact]
     public void Label_values_are_escaped()
         => Assert.Equal("a\\\\b\\\"c\\nd", DpMetrics.EscapeLabel("a\\b\"c\nd"));
 

@@ -117,7 +117,9 @@ public static class TopologyDiagram
     {
         var d = Layout(topology);
         var s = new StringBuilder();
-        if (title != null) s.Append("---\ntitle: ").Append(title.Replace("\n", " ", StringComparison.Ordinal)).Append("\n---\n");
+        // the title in Mermaid's YAML front matter, double-quoted (a colon in it would otherwise start a mapping)
+        if (title != null)
+            s.Append("---\ntitle: \"").Append(title.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", " ", StringComparison.Ordinal)).Append("\"\n---\n");
         s.Append("flowchart LR\n");
         string Label(Node n) => string.Join("<br/>", n.Lines.Select(MermaidText));
         void WriteNode(Node n, string indent)
