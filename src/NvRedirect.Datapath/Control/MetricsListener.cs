@@ -149,6 +149,23 @@ internal sealed class MetricsListener : IDisposable
         client.Send(header);
         if (!headOnly) client.Send(body);
         client.Shutdown(SocketShutdown.Send);
+        Drain(client);
+    }
+
+    // Reads (and drops) what the client still sends, briefly and boundedly, before the socket is closed: closing with
+    // unread bytes would send a RST, which can destroy the answer in the client's buffer before it reads it.
+    private static void Drain(Socket client)
+    {
+        var scratch = new byte[4096];
+        var clock = Stopwatch.StartNew();
+        int total = 0;
+        while (total < 64 * 1024 && clock.Elapsed < TimeSpan.FromSeconds(1))
+        {
+            if (!client.Poll(TimeSpan.FromMilliseconds(200), SelectMode.SelectRead)) return;
+            int n = client.Receive(scratch, SocketFlags.None);
+            if (n <= 0) return; // the client closed its side
+            total += n;
+        }
     }
 
     /// <summary>Stops listening; a request being answered is cut short.</summary>
