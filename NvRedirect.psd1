@@ -17,7 +17,7 @@
         'Add-RedirectFilter', 'Get-RedirectFilter', 'Remove-RedirectFilter',
         'Watch-AgentTraffic',
         'Add-WorkloadInterception', 'Get-WorkloadInterception', 'Remove-WorkloadInterception', 'New-SeedTopology', 'Remove-SeedTopology',
-        'Start-Datapath', 'Get-Datapath', 'Stop-Datapath',
+        'Start-Datapath', 'Get-Datapath', 'Stop-Datapath', 'Export-DpMetrics', 'Get-AgentTopology', 'ConvertTo-TopologyDiagram',
         'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage',
         'New-DpRule', 'ConvertTo-DpRule', 'Set-DpPolicy', 'Get-DpPolicy', 'Remove-DpPolicy', 'Add-DpPolicyRule', 'Remove-DpPolicyRule',
         'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection',

@@ -10,12 +10,14 @@
                when no test ran.
       Demo   - Build, then runs the seed scenario (src/demo/SeedDemo.ps1) in a fresh pwsh and cleans up.
       Bench  - Build, then runs the benchmark scripts under bench/.
+      Diagrams - Build, then draws the seed topology and a protected container as they run (src/demo/Diagrams.ps1:
+               Get-AgentTopology | ConvertTo-TopologyDiagram) into docs/images/*.mmd, *.dot and *.svg, and cleans up.
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 Test
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Bench')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Diagrams')]
     [string]$Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string]$Configuration = 'Release',
@@ -42,9 +44,10 @@ function Invoke-Native([string]$What, [scriptblock]$Command) {
 # tcpdump to read our pcap files back, ethtool to check offloads, python3 for the seed's client; podman with runc and
 # a static busybox for real containers: tests/pester/Container.Podman.Tests.ps1 builds its image from busybox-static;
 # setpriv (util-linux) to send as nobody, systemd-analyze to verify the shipped unit: the systemd package installs
-# without systemd running).
+# without systemd running; graphviz's dot draws the topology diagrams as SVG).
 $prerequisites = [ordered]@{ ip = 'iproute2'; tc = 'iproute2'; ping = 'iputils-ping'; strace = 'strace'; python3 = 'python3'; tcpdump = 'tcpdump'; ethtool = 'ethtool'
-    podman = 'podman'; runc = 'runc'; busybox = 'busybox-static'; nsenter = 'util-linux'; setpriv = 'util-linux'; 'systemd-analyze' = 'systemd' }
+    podman = 'podman'; runc = 'runc'; busybox = 'busybox-static'; nsenter = 'util-linux'; setpriv = 'util-linux'; 'systemd-analyze' = 'systemd'
+    dot = 'graphviz' }
 
 function Install-Prerequisites {
     $missing = @($prerequisites.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -CommandType Application -ErrorAction SilentlyContinue) } | ForEach-Object Value | Select-Object -Unique)
@@ -134,6 +137,12 @@ switch ($Task) {
         Install-Prerequisites
         Invoke-Build
         dotnet $pwshDll -NoProfile -NonInteractive -File (Join-Path $root 'src/demo/SeedDemo.ps1')
+        exit $LASTEXITCODE
+    }
+    'Diagrams' {
+        Install-Prerequisites
+        Invoke-Build
+        dotnet $pwshDll -NoProfile -NonInteractive -File (Join-Path $root 'src/demo/Diagrams.ps1')
         exit $LASTEXITCODE
     }
     'Bench' {

@@ -31,10 +31,12 @@ internal sealed class Options
     public uint? ReportGroup { get; private set; }
     /// <summary>--strict: start with the strict semantics and ICMP policed (the module's Start-Datapath default) instead of NeuVector dp's.</summary>
     public bool Strict { get; private set; }
+    /// <summary>--metrics: the loopback address and port to serve GET /metrics on (null: no listener).</summary>
+    public System.Net.IPEndPoint? Metrics { get; private set; }
 
     public const string Usage =
         "usage: dotnet nvr-dp.dll [--netns NAME] [--socket PATH] [--control-group GROUP] [--log FILE] [--foreground] [--supervise] [--sessions N] [--connections N]\n" +
-        "                   [--report-socket PATH | --no-reports] [--report-group GID] [--strict]\n" +
+        "                   [--report-socket PATH | --no-reports] [--report-group GID] [--strict] [--metrics ADDRESS:PORT]\n" +
         "  --netns NAME     open service ports inside the named network namespace (/run/netns/NAME)\n" +
         "  --socket PATH    control socket (unix datagram, mode 0600); default " + DatapathPaths.Directory + "/dp-NAME.sock\n" +
         "                   (" + DatapathPaths.Directory + "/dp.sock without --netns; NeuVector's is " + DpWire.DefaultControlSocket + ")\n" +
@@ -49,7 +51,9 @@ internal sealed class Options
         "  --no-reports     send no connection reports\n" +
         "  --report-group GID  also trust a report socket owned by this group\n" +
         "  --strict         start with the strict semantics: ICMP policed, no grace period for addresses the agent has not\n" +
-        "                   named, inbound UDP decided as sent (default: NeuVector dp's; nvr_cfg_strict switches at run time)\n";
+        "                   named, inbound UDP decided as sent (default: NeuVector dp's; nvr_cfg_strict switches at run time)\n" +
+        "  --metrics ADDRESS:PORT  serve the counters in Prometheus text format on http://ADDRESS:PORT/metrics; loopback\n" +
+        "                   addresses only (127.0.0.1:9464, [::1]:9464): the listener has no authentication\n";
 
     /// <summary>Parses <paramref name="args"/>; throws ArgumentException with a readable message.</summary>
     public static Options Parse(string[] args)
@@ -94,6 +98,11 @@ internal sealed class Options
                     var gid = Value();
                     if (!uint.TryParse(gid, out uint g)) throw new ArgumentException($"--report-group: {gid} is not a group id (a number)");
                     o.ReportGroup = g;
+                    break;
+                case "--metrics":
+                    var endpoint = Value();
+                    try { o.Metrics = DpMetrics.ParseEndpoint(endpoint); }
+                    catch (ArgumentException e) { throw new ArgumentException($"--metrics: {e.Message}"); }
                     break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {args[i]}");

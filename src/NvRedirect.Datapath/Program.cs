@@ -108,6 +108,26 @@ public static class Program
                 Signal(stop);
             };
 
+            // the metrics listener reads the datapath through the control thread (the mailbox), off the packet path
+            using var mailbox = options.Metrics != null ? new ControlMailbox() : null;
+            MetricsListener? metrics = null;
+            if (options.Metrics is { } endpoint)
+            {
+                string socketPath = System.IO.Path.GetFullPath(options.SocketPath);
+                try
+                {
+                    metrics = new MetricsListener(endpoint, () => mailbox!.Invoke(controller.QueryReplies, TimeSpan.FromSeconds(2)) is { } replies
+                        ? DpMetrics.Format([DpReplyReader.Query(replies, socketPath)]) : null, log);
+                }
+                catch (InvalidOperationException e)
+                {
+                    log.Error(e.Message);
+                    return 1;
+                }
+                metrics.Start();
+                log.Info($"serving metrics on http://{MetricsListener.Format(metrics.Endpoint)}/metrics");
+            }
+            using var metricsListener = metrics;
             log.Info($"nvr-dp {typeof(Program).Assembly.GetName().Version} serving {options.SocketPath}, packet work in "
                 + (options.Namespace.Length == 0 ? "its own network namespace" : $"namespace '{options.Namespace}'")
                 + $", {options.Sessions} sessions, {options.Connections} connections");
@@ -120,6 +140,7 @@ public static class Program
                 {
                     Tick = () => { reporter?.Tick(); controller.SaveLearned(); },
                     AliveInterval = SystemdNotify.WatchdogInterval, Alive = () => SystemdNotify.Send("WATCHDOG=1"),
+                    Mailbox = mailbox,
                 }.Run(stop);
                 if (portFailed) return 1;
             }

@@ -10,7 +10,7 @@ Describe 'Module surface' {
         # open is closed by Disconnect-AgentConnection, which has -WhatIf); every other verb changes state
         # New-DpRule and ConvertTo-DpRule only build rule objects in memory (sending them is Set-DpPolicy's or
         # Add-DpPolicyRule's job), so they change nothing and have no -WhatIf
-        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch', 'Test' -and $_ -notin 'New-DpRule', 'ConvertTo-DpRule' }
+        $changing = $manifest.CmdletsToExport | Where-Object { ($_ -split '-')[0] -notin 'Get', 'Watch', 'Test' -and $_ -notin 'New-DpRule', 'ConvertTo-DpRule', 'ConvertTo-TopologyDiagram' }
         $outputTypes = $manifest.CmdletsToExport | ForEach-Object { (Get-Command $_).OutputType.Type } |
             Where-Object { $_ -and $_.Namespace -like 'NvRedirect*' } | Sort-Object FullName -Unique
     }

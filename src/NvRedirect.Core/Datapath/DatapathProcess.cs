@@ -29,6 +29,8 @@ public sealed record DatapathStartRequest
     public int? Sessions { get; init; }
     /// <summary>--connections: the connection table's size (null: nvr-dp's default).</summary>
     public int? Connections { get; init; }
+    /// <summary>--metrics: the loopback ADDRESS:PORT to serve GET /metrics on (null: no listener; checked by <see cref="DpMetrics.ParseEndpoint"/>).</summary>
+    public string? Metrics { get; init; }
     /// <summary>Run it under nvr-dp's supervisor (--supervise), which restarts it when it dies (default).</summary>
     public bool Supervise { get; init; } = true;
     /// <summary>--strict: Protect blocks whatever no rule allows, ping included, at once (default); false: NeuVector dp's
@@ -109,6 +111,7 @@ public static class DatapathProcess
         if (r.LogPath != null) { psi.ArgumentList.Add("--log"); psi.ArgumentList.Add(r.LogPath); }
         if (r.Sessions is int n) { psi.ArgumentList.Add("--sessions"); psi.ArgumentList.Add(n.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
         if (r.Connections is int c) { psi.ArgumentList.Add("--connections"); psi.ArgumentList.Add(c.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
+        if (r.Metrics != null) { psi.ArgumentList.Add("--metrics"); psi.ArgumentList.Add(DpMetrics.ParseEndpoint(r.Metrics).ToString()); }
 
         // nvr-dp without --foreground starts a detached copy of itself (new session, stdio on /dev/null) and exits 0
         // once that copy serves the socket, or non-zero with the reason on stderr

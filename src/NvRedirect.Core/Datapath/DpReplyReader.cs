@@ -131,6 +131,19 @@ public static class DpReplyReader
         };
     }
 
+    /// <summary>
+    /// The replies of <see cref="DpRequests.Query"/> (session count, device counters, then the state in one or more
+    /// datagrams) read into one <see cref="DatapathInfo"/>, as <see cref="DpClient.Query"/> returns it; nvr-dp uses it
+    /// to describe itself for its metrics listener.
+    /// </summary>
+    public static DatapathInfo Query(IReadOnlyList<byte[]> replies, string controlSocket)
+    {
+        if (replies.Count < 3) throw new DatapathProtocolException($"a query needs 3 or more reply datagrams, got {replies.Count}");
+        var count = SessionCount(replies[0], controlSocket);
+        var counters = DeviceCounters(replies[1], controlSocket);
+        return State(JoinState(replies.Skip(2)), out _, out _).With(count, counters);
+    }
+
     /// <summary>Joins the bodies of a STATE reply's datagrams (More=1 until the last).</summary>
     public static byte[] JoinState(IEnumerable<byte[]> datagrams) => Join(datagrams, MessageKind.State, "state");
 

@@ -28,10 +28,13 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
     /// <summary>Runs at least every <see cref="AliveInterval"/> while the loop serves (systemd's WATCHDOG=1).</summary>
     public Action? Alive { get; init; }
 
+    /// <summary>Work other threads hand to this one (the metrics listener's snapshots); null: none.</summary>
+    public ControlMailbox? Mailbox { get; init; }
+
     /// <summary>Serves until <paramref name="stop"/> (an eventfd) becomes readable.</summary>
     public void Run(SafeFd stop)
     {
-        var pfds = stackalloc pollfd[2];
+        var pfds = stackalloc pollfd[3];
         // two timers on this one thread: the watchdog ping (Alive) and the report tick (Tick); poll waits for the nearer
         long aliveEvery = AliveInterval is { } every ? (long)Math.Max(1, every.TotalMilliseconds) : -1;
         long nextAlive = Environment.TickCount64 + Math.Max(0, aliveEvery);
@@ -54,7 +57,8 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
             int wait = deadline == long.MaxValue ? -1 : (int)Math.Clamp(deadline - Environment.TickCount64, 0, int.MaxValue);
             pfds[0] = new pollfd { fd = socket.Fd, events = POLLIN };
             pfds[1] = new pollfd { fd = stop.Fd, events = POLLIN };
-            int r = Native.poll(pfds, 2, wait);
+            pfds[2] = new pollfd { fd = Mailbox?.Fd ?? -1, events = POLLIN }; // poll ignores a negative fd
+            int r = Native.poll(pfds, 3, wait);
             if (r < 0)
             {
                 if (Native.LastErrno == EINTR) continue;
@@ -62,6 +66,7 @@ internal sealed unsafe class ControlServer(ControlSocket socket, Controller cont
             }
             if ((pfds[1].revents & POLLIN) != 0) return;
             if ((pfds[0].revents & POLLIN) != 0) Drain();
+            if ((pfds[2].revents & POLLIN) != 0) Mailbox!.RunPending(log);
         }
     }
 

@@ -119,6 +119,19 @@ internal sealed partial class Controller
         });
     }
 
+    /// <summary>
+    /// The replies a {ctrl_count_session, ctrl_counter_device, nvr_get_state} query would get, without a request (no
+    /// request counter moves): what the metrics listener describes. Call on the control thread.
+    /// </summary>
+    public List<byte[]> QueryReplies()
+    {
+        var replies = new List<byte[]>();
+        CountSessions(replies);
+        DeviceCounters(replies);
+        replies.AddRange(Replies.State(JsonReplies.WriteState(Report(null))));
+        return replies;
+    }
+
     // nvr-dp's extension: the configuration, identity and request counters, and the outcome of the sender's previous
     // datagram (so a client can tell whether what it sent was applied).
     private void GetState(Request r)

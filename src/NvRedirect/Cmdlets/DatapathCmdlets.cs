@@ -102,6 +102,10 @@ public sealed class StartDatapathCommand : NvCmdlet
     [ValidateRange(1, 1 << 22)]
     public int? ConnectionCapacity { get; set; }
 
+    /// <summary><para type="description">Serve the datapath's counters in Prometheus text format on http://ADDRESS:PORT/metrics (nvr-dp --metrics; docs/metrics.md lists them). Loopback addresses only (127.0.0.1:9464, [::1]:9464): the listener has no authentication. Absent: no listener (Export-DpMetrics writes the same metrics to a node_exporter textfile).</para></summary>
+    [Parameter]
+    public string? MetricsEndpoint { get; set; }
+
     /// <summary><para type="description">Run nvr-dp without its supervisor: a crash then leaves the datapath down (and its workloads cut off) until someone starts it again. By default nvr-dp --supervise restarts a daemon that dies within a second, with its saved configuration.</para></summary>
     [Parameter] public SwitchParameter Unsupervised { get; set; }
 
@@ -124,6 +128,7 @@ public sealed class StartDatapathCommand : NvCmdlet
             {
                 Namespace = ns, ControlSocket = socket, ControlGroup = ControlGroup, Supervise = !Unsupervised, Strict = !AgentCompatible, LogPath = LogPath == null ? null : GetUnresolvedProviderPathFromPSPath(LogPath),
                 Sessions = SessionCapacity, Connections = ConnectionCapacity, Timeout = TimeSpan.FromSeconds(TimeoutSeconds),
+                Metrics = MetricsEndpoint == null ? null : DpMetrics.ParseEndpoint(MetricsEndpoint).ToString(),
             };
             if (!ShouldProcess($"nvr-dp serving {socket}, service ports in {Where(ns)}", "Start datapath")) return;
             WriteObject(DatapathProcess.Start(request));
