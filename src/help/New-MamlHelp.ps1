@@ -231,7 +231,11 @@ function Get-ParameterHelp([Management.Automation.CmdletInfo]$Command, [string]$
     $default = $null
     if ($Instance -and -not $isShouldProcess -and -not @($sets | Where-Object IsMandatory).Count) {
         $property = $Command.ImplementingType.GetProperty($Name)
-        if ($property -and $property.CanRead) { $default = Format-DefaultValue $property.GetValue($Instance) }
+        # a default computed from the machine (e.g. the running daemon's socket) is described by [PSDefaultValue(Help=...)]
+        # instead of evaluated, so the generated help does not depend on what runs while it is built
+        $described = if ($property) { [Attribute]::GetCustomAttribute($property, [Management.Automation.PSDefaultValueAttribute]) }
+        if ($described) { $default = $(if ($described.Help) { $described.Help } else { Format-DefaultValue $described.Value }) }
+        elseif ($property -and $property.CanRead) { $default = Format-DefaultValue $property.GetValue($Instance) }
     }
     [pscustomobject]@{
         Name           = $Name

@@ -32,6 +32,7 @@ public abstract class DpCmdlet : NvCmdlet
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(ControlSocketCompleter))]
     [AllowNull, AllowEmptyString]
+    [PSDefaultValue(Help = "the socket of the only running nvr-dp, else " + DatapathPaths.Directory + "/dp.sock")]
     public string ControlSocket
     {
         get => _controlSocket ??= DefaultSocket();

@@ -128,7 +128,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [ValidateSet("Discover", "Monitor", "Protect")]
     public DpWorkloadMode? Mode { get; set; }
 
-    /// <summary><para type="description">The control socket of the enforcer's datapath: used when a datapath answers there, else one is started there. Absent: the datapath running in the enforcer namespace, else one started with Start-Datapath's defaults (/tmp/dp_listen.sock).</para></summary>
+    /// <summary><para type="description">The control socket of the enforcer's datapath: used when a datapath answers there, else one is started there. Absent: the datapath running in the enforcer namespace, else one started with Start-Datapath's defaults (strict semantics, supervised, on /run/nvredirect/dp-NAMESPACE.sock).</para></summary>
     [Parameter(ParameterSetName = PidSet)]
     [Parameter(ParameterSetName = PathSet)]
     [Parameter(ParameterSetName = ContainerSet)]
