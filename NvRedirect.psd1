@@ -21,7 +21,8 @@
         'Add-DpServicePort', 'Set-DpInternalNetwork', 'Add-DpMac', 'Set-DpMac', 'Remove-DpMac', 'Get-DpSession', 'Clear-DpSession', 'Send-DpMessage',
         'New-DpRule', 'ConvertTo-DpRule', 'Set-DpPolicy', 'Get-DpPolicy', 'Remove-DpPolicy', 'Add-DpPolicyRule', 'Remove-DpPolicyRule',
         'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection',
-        'Test-AgentConnection', 'Disconnect-AgentConnection', 'Start-AgentEchoServer', 'Get-AgentEchoServer', 'Stop-AgentEchoServer'
+        'Test-AgentConnection', 'Disconnect-AgentConnection', 'Start-AgentEchoServer', 'Get-AgentEchoServer', 'Stop-AgentEchoServer',
+        'Get-NvRedirectConfiguration', 'Test-NvRedirectConfiguration', 'Set-NvRedirectConfiguration'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
