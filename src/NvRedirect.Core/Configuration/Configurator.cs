@@ -113,6 +113,16 @@ public static class Configurator
     /// <summary>The datapath serving <paramref name="socket"/>, else the one running in <paramref name="ns"/>, or null.</summary>
     private static DatapathInfo? RunningDatapath(string ns, string? socket)
     {
+        if (socket != null)
+        {
+            // the one the document names, asked directly (the others on the machine are not waited for)
+            try
+            {
+                using var c = DpClient.Open(socket, TimeSpan.FromSeconds(2));
+                if (c.KeepAlive()) return c.State();
+            }
+            catch (Exception e) when (e is DatapathException or System.Net.Sockets.SocketException) { }
+        }
         var all = DatapathProcess.Find(TimeSpan.FromSeconds(2));
         return (socket != null ? all.FirstOrDefault(d => d.ControlSocket == socket) : null) ?? all.FirstOrDefault(d => d.Namespace == ns);
     }
