@@ -223,4 +223,20 @@ public class ConfigurationTests
         var observed = Observed([Taken(4, "eth0", MacA, orphaned: true)], targets: ("netnsPath /run/netns/w4", new ObservedTarget(null, [], "gone")));
         Assert.Equal(["GiveBack"], Actions(Configurator.Plan(doc, observed)));
     }
+    [Fact]
+    public void The_schema_in_docs_names_the_fields_and_values_the_parser_takes()
+    {
+        using var schema = System.Text.Json.JsonDocument.Parse(System.IO.File.ReadAllText(System.IO.Path.Combine(TestRun.Root, "docs", "configuration.schema.json")));
+        static string[] Names(System.Text.Json.JsonElement e) => e.GetProperty("properties").EnumerateObject().Select(p => p.Name).Order().ToArray();
+        static string[] Values(System.Text.Json.JsonElement e, string field) => e.GetProperty("properties").GetProperty(field).GetProperty("enum").EnumerateArray().Select(v => v.GetString()!).Order().ToArray();
+        var root = schema.RootElement;
+        var defs = root.GetProperty("$defs");
+        Assert.Equal(EnforcerConfiguration.Fields.Order(), Names(root));
+        Assert.Equal(EnforcerConfiguration.DatapathFields.Order(), Names(root.GetProperty("properties").GetProperty("datapath")));
+        Assert.Equal(WorkloadConfiguration.Fields.Order(), Names(defs.GetProperty("workload")));
+        Assert.Equal(WorkloadConfiguration.RuleFields.Order(), Names(defs.GetProperty("rule")));
+        Assert.Equal(WorkloadConfiguration.ModeNames.Order(), Values(defs.GetProperty("workload"), "mode"));
+        Assert.Equal(WorkloadConfiguration.ActionNames.Order(), Values(defs.GetProperty("workload"), "defaultAction"));
+        Assert.Equal(WorkloadConfiguration.ActionNames.Order(), Values(defs.GetProperty("rule"), "action"));
+    }
 }

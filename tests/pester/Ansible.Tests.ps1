@@ -29,7 +29,7 @@ BeforeAll {
     # returns the exit code, the output and the recap per host
     function Invoke-Ansible([Parameter(Mandatory)][string]$Command, [Parameter(Mandatory)][string[]]$Arguments) {
         $environment = @("HOME=$home_", "ANSIBLE_COLLECTIONS_PATH=$(Join-Path $repo 'src/ansible')", 'ANSIBLE_NOCOLOR=1', 'ANSIBLE_FORCE_COLOR=0',
-            'ANSIBLE_HOST_KEY_CHECKING=0', 'ANSIBLE_RETRY_FILES_ENABLED=0', "ANSIBLE_LOCAL_TEMP=$(Join-Path $tmp 'local')", 'ANSIBLE_DEPRECATION_WARNINGS=0')
+            'ANSIBLE_HOST_KEY_CHECKING=0', 'ANSIBLE_RETRY_FILES_ENABLED=0', "ANSIBLE_LOCAL_TEMP=$(Join-Path $tmp 'local')", "ANSIBLE_REMOTE_TEMP=$(Join-Path $tmp 'remote')", 'ANSIBLE_DEPRECATION_WARNINGS=0')
         $output = (& env @environment $Command @Arguments 2>&1 | Out-String)
         $code = $LASTEXITCODE
         $recap = @{}

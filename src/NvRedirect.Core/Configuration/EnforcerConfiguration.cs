@@ -27,6 +27,11 @@ public sealed class EnforcerConfiguration
     /// <summary>The workloads, in the order they are converged.</summary>
     public IReadOnlyList<WorkloadConfiguration> Workloads { get; init; } = [];
 
+    /// <summary>The document's fields (docs/configuration.schema.json lists the same; xunit compares them).</summary>
+    internal static readonly string[] Fields = ["$schema", "namespace", "datapath", "removeUnlisted", "workloads"];
+    /// <summary>The datapath object's fields.</summary>
+    internal static readonly string[] DatapathFields = ["controlSocket", "logPath", "sessionCapacity", "connectionCapacity", "supervised"];
+
     /// <summary>The document as indented JSON with the field names docs/configuration.md gives (settings left open are left out).</summary>
     public string ToJson()
     {
@@ -67,7 +72,7 @@ public sealed class EnforcerConfiguration
         {
             var root = doc.RootElement;
             var r = new Reader("configuration");
-            r.Object(root, ["$schema", "namespace", "datapath", "removeUnlisted", "workloads"]);
+            r.Object(root, Fields);
             var ns = r.String(root, "namespace") ?? ContainerTakeover.DefaultEnforcer;
             if (ns.Length == 0) throw r.Error("namespace", "is empty: name the enforcer namespace (default nvr-enforcer); the root namespace cannot be an enforcer");
             try { Namespaces.NetworkNamespace.ThrowIfInvalid(ns); }
@@ -76,7 +81,7 @@ public sealed class EnforcerConfiguration
             if (root.TryGetProperty("datapath", out var d) && d.ValueKind != JsonValueKind.Null)
             {
                 var dr = r.Child("datapath");
-                dr.Object(d, ["controlSocket", "logPath", "sessionCapacity", "connectionCapacity", "supervised"]);
+                dr.Object(d, DatapathFields);
                 var socket = dr.String(d, "controlSocket");
                 if (socket != null && !socket.StartsWith('/')) throw dr.Error("controlSocket", $"'{socket}' is not an absolute path");
                 var log = dr.String(d, "logPath");
@@ -219,12 +224,16 @@ public sealed class WorkloadConfiguration
     /// <inheritdoc/>
     public override string ToString() => $"{Display} {Mode}";
 
+    /// <summary>A workload's fields.</summary>
+    internal static readonly string[] Fields = ["container", "pid", "netnsPath", "interfaces", "mode", "defaultAction", "rules", "state"];
+    /// <summary>A rule's fields.</summary>
+    internal static readonly string[] RuleFields = ["id", "direction", "protocol", "source", "destination", "port", "action"];
     internal static readonly string[] ModeNames = ["none", "discover", "monitor", "protect", "custom"];
     internal static readonly string[] ActionNames = System.Enum.GetNames<DpPolicyAction>().Select(n => n.ToLowerInvariant()).ToArray();
 
     internal static WorkloadConfiguration Read(EnforcerConfiguration.Reader r, JsonElement e)
     {
-        r.Object(e, ["container", "pid", "netnsPath", "interfaces", "mode", "defaultAction", "rules", "state"]);
+        r.Object(e, Fields);
         var container = r.String(e, "container");
         var pid = r.Int(e, "pid", 1, int.MaxValue);
         var path = r.String(e, "netnsPath");
@@ -267,7 +276,7 @@ public sealed class WorkloadConfiguration
 
     private static DpRule ReadRule(EnforcerConfiguration.Reader r, JsonElement e)
     {
-        r.Object(e, ["id", "direction", "protocol", "source", "destination", "port", "action"]);
+        r.Object(e, RuleFields);
         var id = r.Int(e, "id", 0, int.MaxValue) ?? 0;
         var direction = r.Enum<DpDirection>(e, "direction", ["ingress", "egress"]) ?? DpDirection.Ingress;
         var action = r.Enum<DpPolicyAction>(e, "action", ActionNames) ?? DpPolicyAction.Allow;
