@@ -147,4 +147,12 @@ Describe 'Configuration documents that cannot be converged' {
         (Get-ErrorRecord { Test-NvRedirectConfiguration -Json $text }).FullyQualifiedErrorId | Should -BeLike "TestNvRedirectConfiguration$Id,*"
         Test-Path "/run/netns/$ns" | Should -BeFalse
     }
+
+    It 'refuses to export a namespace that does not exist (an empty document applied would create it)' {
+        $ns = New-TestNamespaceName 'cfg-none'
+        $e = @(Get-ErrorRecord { Get-NvRedirectConfiguration -Namespace $ns })
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'GetNvRedirectConfigurationNamespaceNotFound,*'
+        $e[0].Exception.Message | Should -BeLike "*$ns*"
+    }
 }

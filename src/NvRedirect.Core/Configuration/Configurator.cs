@@ -323,10 +323,12 @@ public static class Configurator
     /// What runs in the enforcer <paramref name="ns"/> as a document: its datapath (socket, log, capacity, supervision) and
     /// each taken-over container (orphans left out) with its mode and rules; interfaces are listed when not all of the
     /// container's are taken over, and a container whose interfaces differ in policy gets one entry per interface.
-    /// Applying the result changes nothing.
+    /// Applying the result changes nothing. A namespace that does not exist is a <see cref="NamespaceNotFoundException"/>.
     /// </summary>
     public static EnforcerConfiguration Export(string ns)
     {
+        NetworkNamespace.ThrowIfInvalid(ns);
+        if (!NetworkNamespace.Exists(ns)) throw new NamespaceNotFoundException(ns);
         var observed = Observe(new EnforcerConfiguration { Namespace = ns });
         var dp = observed.Datapath;
         var workloads = new List<WorkloadConfiguration>();
