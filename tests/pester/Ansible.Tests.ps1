@@ -163,9 +163,17 @@ Describe 'A fleet: three nodes, each its own enforcer, datapath and workload, co
         }
     }
 
-    It 'converges every node on the first run (changed on each), each with its own datapath in its enforcer' {
-        $r = Invoke-Playbook (Write-Fleet) enforcer.yml @('--forks', '3')
+    It 'converges every node on the first run (changed on each, nodes at the same time), each with its own datapath in its enforcer' {
+        $r = Invoke-Playbook (Write-Fleet) enforcer.yml @('--forks', '3', '-v')
         $r.ExitCode | Should -Be 0 -Because $r.Output
+        # each module's start and end on this machine: with forks 3 the nodes' runs overlap (one after the other, none would)
+        $runs = @([regex]::Matches($r.Output, '(?m)^changed: \[(node\d)\] => (\{.*\})\s*$') | ForEach-Object {
+                $j = $_.Groups[2].Value | ConvertFrom-Json
+                [pscustomobject]@{ Node = $_.Groups[1].Value; Start = [datetime]$j.start; End = [datetime]$j.end }
+            })
+        $runs.Count | Should -Be 3 -Because $r.Output
+        $overlapping = @(foreach ($a in $runs) { foreach ($b in $runs) { if ($a.Node -lt $b.Node -and $a.Start -lt $b.End -and $b.Start -lt $a.End) { "$($a.Node)+$($b.Node)" } } })
+        $overlapping.Count | Should -BeGreaterThan 0 -Because "forks 3 runs nodes at once: $($runs | ForEach-Object { "$($_.Node) $($_.Start.ToString('HH:mm:ss.fff'))-$($_.End.ToString('HH:mm:ss.fff'))" })"
         foreach ($n in $nodes) {
             $r.Recap[$n.Name].Changed | Should -Be 1
             (Get-Datapath -ControlSocket $n.Socket).Namespace | Should -Be $n.Enforcer

@@ -8,8 +8,14 @@
 param([Parameter(Mandatory)][string]$ArgumentsPath)
 $ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; $WarningPreference = 'SilentlyContinue'
 
-# the result and failure shapes both modules print (Ansible reads one JSON object from stdout)
-function Exit-Module([hashtable]$Result) { $Result | ConvertTo-Json -Depth 12 -Compress; exit 0 }
+# the result and failure shapes both modules print (Ansible reads one JSON object from stdout); start, end and delta
+# as ansible.builtin.command reports them (a fleet run shows its nodes converging at the same time)
+$started = [DateTime]::Now
+function Exit-Module([hashtable]$Result) {
+    $ended = [DateTime]::Now
+    $Result.start = $started.ToString('yyyy-MM-dd HH:mm:ss.ffffff'); $Result.end = $ended.ToString('yyyy-MM-dd HH:mm:ss.ffffff'); $Result.delta = ($ended - $started).ToString()
+    $Result | ConvertTo-Json -Depth 12 -Compress; exit 0
+}
 function Exit-Failure([string]$Message, [string]$ErrorId, [hashtable]$Extra = @{}) {
     $Extra.failed = $true; $Extra.msg = $Message; $Extra.error_id = $ErrorId
     $Extra | ConvertTo-Json -Depth 12 -Compress; exit 1

@@ -77,6 +77,18 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+start:
+  description: When the module started on the target (local time, as ansible.builtin.command reports it).
+  returned: success
+  type: str
+end:
+  description: When it ended.
+  returned: success
+  type: str
+delta:
+  description: How long it took.
+  returned: success
+  type: str
 changes:
   description: The steps made (or, in check mode, planned), in order, with the state before and after as text.
   returned: always
