@@ -126,6 +126,19 @@ Describe 'Set-NvRedirectConfiguration converges an enforcer and a second call ch
         Test-Tcp $web 8080 | Should -Be 'timeout'
         Test-Tcp $web 8081 | Should -Be 'connected'
     }
+
+    It 'knows a workload by its namespace however it is named: the container by a pid of it is the one taken over by its path' {
+        $sleeper = Start-TestProcess $web.Container 'sleep 60'
+        try {
+            $inode = & stat -L -c %i $web.NetnsPath
+            Wait-TestCondition { (& stat -L -c %i "/proc/$($sleeper.Id)/ns/net" 2>$null) -eq $inode } | Should -BeTrue
+            $text = (Get-NvRedirectConfiguration -Namespace $enforcer -AsJson).Replace("`"netnsPath`": `"$($web.NetnsPath)`"", "`"pid`": $($sleeper.Id)")
+            $text | Should -BeLike "*`"pid`": $($sleeper.Id)*"
+            @(Test-NvRedirectConfiguration -Json $text -Detailed) | Should -BeNullOrEmpty
+            @(Set-NvRedirectConfiguration -Json $text) | Should -BeNullOrEmpty
+        }
+        finally { Stop-TestProcess $sleeper }
+    }
 }
 
 Describe 'Configuration documents that cannot be converged' {
