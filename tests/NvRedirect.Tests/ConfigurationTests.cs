@@ -217,6 +217,14 @@ public class ConfigurationTests
     }
 
     [Fact]
+    public void A_datapath_is_started_only_for_a_document_that_protects_something()
+    {
+        var absent = Doc("""{"netnsPath": "/run/netns/w4", "state": "absent"}""");
+        Assert.Empty(Configurator.Plan(absent, Observed(datapath: false, targets: ("netnsPath /run/netns/w4", Target(4, ("eth0", MacA))))));
+        Assert.Empty(Configurator.Plan(Doc(""), Observed(datapath: false)));
+    }
+
+    [Fact]
     public void An_absent_workload_that_exited_is_found_by_its_mark()
     {
         var doc = Doc("""{"netnsPath": "/run/netns/w4", "state": "absent"}""", removeUnlisted: false);

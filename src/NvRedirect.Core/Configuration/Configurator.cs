@@ -161,7 +161,8 @@ public static class Configurator
             throw new ArgumentException($"The datapath of namespace '{ns}' serves {dp.ControlSocket}, but the configuration's datapath.controlSocket is {wantSocket}: stop it (Stop-Datapath -ControlSocket {dp.ControlSocket}) or write its socket in the configuration.");
         if (dp != null && dp.Namespace != ns)
             throw new ArgumentException($"The datapath at {dp.ControlSocket} runs in {(dp.Namespace.Length == 0 ? "the root namespace" : $"namespace '{dp.Namespace}'")}, not in the enforcer '{ns}': give the enforcer a control socket of its own.");
-        if (dp == null)
+        // a datapath serves workloads: one is started for a document that protects some (give-backs need none)
+        if (dp == null && desired.Workloads.Any(w => w.State == WorkloadState.Present))
         {
             var socket = desired.Datapath.ControlSocket ?? DatapathPaths.DefaultSocket(ns);
             steps.Add(new ConfigurationChange

@@ -40,7 +40,8 @@ switch ($named[0]) {
     'container_pid' { $workload.pid = $raw.container_pid }
     'netns_path' { $workload.netnsPath = [string]$raw.netns_path }
 }
-if ($null -ne $raw['interfaces']) { $workload.interfaces = @($raw.interfaces) }
+# a list, or (ad hoc: -a interfaces=eth0,eth1) its comma-separated text
+if ($null -ne $raw['interfaces']) { $workload.interfaces = @($raw.interfaces | ForEach-Object { if ($_ -is [string]) { $_ -split ',' | ForEach-Object Trim } else { $_ } }) }
 if ($state -eq 'absent') { $workload.state = 'absent' }
 else {
     $workload.mode = if ($raw['mode']) { [string]$raw['mode'] } else { 'none' }
