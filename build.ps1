@@ -145,10 +145,12 @@ function Install-NvRedirect {
     $ours = (Test-Path $PwshDestination) -and (Get-Content $PwshDestination -TotalCount 2) -contains $marker
     if ($onPath -and -not $pwshGiven -and -not ($ours -and $onPath -eq $PwshDestination)) { Write-Host "== pwsh on PATH: $onPath (left as it is)"; return }
     if ((Test-Path $PwshDestination) -and -not $ours) { throw "$PwshDestination exists and is not our wrapper: give another -PwshDestination." }
-    $dotnet = (Get-Process -Id $PID).Path
-    Write-Host "== pwsh wrapper $PwshDestination -> $dotnet $pwshDll"
+    # `dotnet pwsh` is the dotnet host running pwsh.dll; a pwsh started any other way is its own executable
+    $self = (Get-Process -Id $PID).Path
+    $run = if ((Split-Path $self -Leaf) -eq 'dotnet') { "'$self' '$pwshDll'" } else { "'$self'" }
+    Write-Host "== pwsh wrapper $PwshDestination -> $run"
     New-Item -ItemType Directory -Path (Split-Path $PwshDestination) -Force | Out-Null
-    Set-Content -Path $PwshDestination -Value "#!/bin/sh`n$marker`nexec '$dotnet' '$pwshDll' `"`$@`"" -NoNewline:$false
+    Set-Content -Path $PwshDestination -Value "#!/bin/sh`n$marker`nexec $run `"`$@`"" -NoNewline:$false
     chmod 755 $PwshDestination
 }
 
