@@ -22,7 +22,8 @@
         'New-DpRule', 'ConvertTo-DpRule', 'Set-DpPolicy', 'Get-DpPolicy', 'Remove-DpPolicy', 'Add-DpPolicyRule', 'Remove-DpPolicyRule',
         'Set-DpWorkloadMode', 'Get-DpConnection', 'Clear-DpConnection',
         'Get-DpDeviceStatistic', 'Get-DpMacStatistic', 'Get-DpMeter',
-        'Test-AgentConnection', 'Disconnect-AgentConnection', 'Start-AgentEchoServer', 'Get-AgentEchoServer', 'Stop-AgentEchoServer'
+        'Test-AgentConnection', 'Disconnect-AgentConnection', 'Start-AgentEchoServer', 'Get-AgentEchoServer', 'Stop-AgentEchoServer',
+        'Get-NvRedirectConfiguration', 'Test-NvRedirectConfiguration', 'Set-NvRedirectConfiguration'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -12,19 +12,29 @@
       Bench  - Build, then runs the benchmark scripts under bench/.
       Diagrams - Build, then draws the seed topology and a protected container as they run (src/demo/Diagrams.ps1:
                Get-AgentTopology | ConvertTo-TopologyDiagram) into docs/images/*.mmd, *.dot and *.svg, and cleans up.
+      Install - Build, then installs the module system-wide (-ModuleDestination, default
+               /usr/local/share/powershell/Modules/NvRedirect, where `Import-Module NvRedirect` finds it) and, when no
+               pwsh is on PATH (or wherever -PwshDestination says), a `pwsh` wrapper (default /usr/local/bin/pwsh)
+               that runs this PowerShell; what Ansible's nvredirect.core modules need on a target (docs/ansible.md).
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 Test
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Diagrams')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Diagrams', 'Install')]
     [string]$Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string]$Configuration = 'Release',
     # Extra arguments for the Pester run (a path or a tag filter), mostly for development.
     [string[]]$PesterPath,
     # Skip the stock-kernel stage (development only: CI runs it).
-    [switch]$SkipStockKernel
+    [switch]$SkipStockKernel,
+    # Install: the folder that gets the module (its parent must be in PSModulePath for `Import-Module NvRedirect`).
+    [string]$ModuleDestination = '/usr/local/share/powershell/Modules/NvRedirect',
+    # Install: where the pwsh wrapper goes when no pwsh is on PATH.
+    [string]$PwshDestination = '/usr/local/bin/pwsh',
+    # Install: copy what the last Build made, without building again (the Ansible tests install the build under test).
+    [switch]$NoBuild
 )
 
 $ErrorActionPreference = 'Stop'
@@ -34,6 +44,7 @@ $env:DOTNET_NOLOGO = '1'
 Set-StrictMode -Version Latest
 $root = $PSScriptRoot
 $pwshDll = Join-Path $PSHOME 'pwsh.dll'
+$pwshGiven = $PSBoundParameters.ContainsKey('PwshDestination')
 
 function Invoke-Native([string]$What, [scriptblock]$Command) {
     & $Command
@@ -47,7 +58,8 @@ function Invoke-Native([string]$What, [scriptblock]$Command) {
 # without systemd running; graphviz's dot draws the topology diagrams as SVG).
 $prerequisites = [ordered]@{ ip = 'iproute2'; tc = 'iproute2'; ping = 'iputils-ping'; strace = 'strace'; python3 = 'python3'; tcpdump = 'tcpdump'; ethtool = 'ethtool'
     podman = 'podman'; runc = 'runc'; busybox = 'busybox-static'; nsenter = 'util-linux'; setpriv = 'util-linux'; 'systemd-analyze' = 'systemd'
-    dot = 'graphviz' }
+    dot = 'graphviz'
+    'ansible-playbook' = 'ansible-core' }   # tests/pester/Ansible.Tests.ps1 runs the collection (src/ansible) with Debian's ansible-core
 
 function Install-Prerequisites {
     $missing = @($prerequisites.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -CommandType Application -ErrorAction SilentlyContinue) } | ForEach-Object Value | Select-Object -Unique)
@@ -116,6 +128,35 @@ function Invoke-StockKernelTests {
     $r
 }
 
+# The module as a system-wide one: the manifest, bin/ (cmdlets, nvr-dp) and the help, replacing an older install; and
+# a pwsh for scripts and Ansible (`#!pwsh` modules) when PATH has none: a wrapper that runs this PowerShell's pwsh.dll
+# with this dotnet. A wrapper we wrote before (it carries the marker line) is rewritten; any other pwsh is left alone.
+function Install-NvRedirect {
+    $built = Join-Path $root 'bin/NvRedirect.dll'
+    if (-not (Test-Path $built)) { throw "Nothing to install: $built is missing (run without -NoBuild)." }
+    Write-Host "== install the module in $ModuleDestination"
+    if (Test-Path $ModuleDestination) {
+        if (-not (Test-Path (Join-Path $ModuleDestination 'NvRedirect.psd1'))) { throw "$ModuleDestination exists and is not an NvRedirect install: remove it or give another -ModuleDestination." }
+        Remove-Item $ModuleDestination -Recurse -Force
+    }
+    New-Item -ItemType Directory -Path $ModuleDestination -Force | Out-Null
+    Copy-Item (Join-Path $root 'NvRedirect.psd1') $ModuleDestination
+    Copy-Item (Join-Path $root 'bin'), (Join-Path $root 'en-US') $ModuleDestination -Recurse
+    $marker = '# pwsh wrapper written by NvRedirect build.ps1 Install'
+    # PATH as the system has it: this pwsh put its own folder first, which others do not see
+    $onPath = $env:PATH -split ':' | Where-Object { $_ -and -not $_.StartsWith($PSHOME) } | ForEach-Object { Join-Path $_ 'pwsh' } | Where-Object { Test-Path $_ -PathType Leaf } | Select-Object -First 1
+    $ours = (Test-Path $PwshDestination) -and (Get-Content $PwshDestination -TotalCount 2) -contains $marker
+    if ($onPath -and -not $pwshGiven -and -not ($ours -and $onPath -eq $PwshDestination)) { Write-Host "== pwsh on PATH: $onPath (left as it is)"; return }
+    if ((Test-Path $PwshDestination) -and -not $ours) { throw "$PwshDestination exists and is not our wrapper: give another -PwshDestination." }
+    # `dotnet pwsh` is the dotnet host running pwsh.dll; a pwsh started any other way is its own executable
+    $self = (Get-Process -Id $PID).Path
+    $run = if ((Split-Path $self -Leaf) -eq 'dotnet') { "'$self' '$pwshDll'" } else { "'$self'" }
+    Write-Host "== pwsh wrapper $PwshDestination -> $run"
+    New-Item -ItemType Directory -Path (Split-Path $PwshDestination) -Force | Out-Null
+    Set-Content -Path $PwshDestination -Value "#!/bin/sh`n$marker`nexec $run `"`$@`"" -NoNewline:$false
+    chmod 755 $PwshDestination
+}
+
 switch ($Task) {
     'Build' { Invoke-Build }
     'Test' {
@@ -144,6 +185,10 @@ switch ($Task) {
         Invoke-Build
         dotnet $pwshDll -NoProfile -NonInteractive -File (Join-Path $root 'src/demo/Diagrams.ps1')
         exit $LASTEXITCODE
+    }
+    'Install' {
+        if (-not $NoBuild) { Invoke-Build }
+        Install-NvRedirect
     }
     'Bench' {
         Invoke-Build

@@ -31,6 +31,7 @@ public sealed class LayerTests
         ["NvRedirect.Core.Probes"] = 7,      // connection probes and echo servers
         ["NvRedirect.Core.Intercept"] = 8,   // interception plans, seed topology, container take-over
         ["NvRedirect.Core.Topology"] = 9,    // topology model (from the queries above) and its diagrams
+        ["NvRedirect.Core.Configuration"] = 9, // desired state: the document, its plan and convergence
     };
 
     private static readonly Assembly Core = typeof(NvRedirect.Core.Netlink.NetlinkMessage).Assembly;

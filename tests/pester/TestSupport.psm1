@@ -599,9 +599,29 @@ function Stop-TestTraffic {
     $script:TrafficServers.Clear()
 }
 
+# ---- A workload for the desired-state tests (Configuration, Ansible): a "container" namespace whose eth0 is a veth
+# to a "host" namespace, both addressed in TEST-NET-1 (192.0.2.0/24). Take-over works on it as on a container, by
+# its namespace file; the namespaces are this run's (Remove-TestNamespace deletes them).
+<#
+.SYNOPSIS
+    Creates a container namespace (eth0, 192.0.2.<Octet>/24) and a host namespace (veth0, 192.0.2.1/24) joined by a
+    veth pair, both up; returns Container, Host, NetnsPath ('/run/netns/<container>'), Address and Mac.
+#>
+function New-TestWorkload([Parameter(Mandatory)][string]$Role, [Parameter(Mandatory)][ValidateRange(2, 254)][int]$Octet) {
+    $c = New-TestNamespace "$Role-c"
+    $h = New-TestNamespace "$Role-h"
+    Invoke-Ip -n $h link add veth0 type veth peer name eth0 netns $c | Out-Null
+    Invoke-Ip -n $c addr add "192.0.2.$Octet/24" dev eth0 | Out-Null
+    Invoke-Ip -n $h addr add 192.0.2.1/24 dev veth0 | Out-Null
+    Invoke-Ip -n $c link set eth0 up | Out-Null
+    Invoke-Ip -n $h link set veth0 up | Out-Null
+    [pscustomobject]@{ Container = $c; Host = $h; NetnsPath = "/run/netns/$c"; Address = "192.0.2.$Octet"; Mac = (Get-IpLink $c -Name eth0).address }
+}
+
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
     Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
     Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
     Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction,
     Start-TestEchoServer, Get-TestEchoServerEvent, Invoke-TestTcpConnection, Invoke-TestUdpRequest, Open-TestTcpConnection, Send-TestTcpData,
-    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Register-TestDp, Test-TestDpProcess, Get-TestDpSupervisor, Stop-TestDp
+    Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Register-TestDp, Test-TestDpProcess, Get-TestDpSupervisor, Stop-TestDp,
+    New-TestWorkload
