@@ -45,11 +45,11 @@ Describe 'Get-AgentTopology' {
         "$($vex.PeerName)@$($vex.PeerNamespace)" | Should -Be "vex-peer@$hostNs"
     }
 
-    It 'returns the six steering rules of the interception with the link each sends frames to, as tc shows them' {
-        $t.SteeringRules.Count | Should -Be 6
+    It 'returns the eight steering rules of the interception (six of the seed, two for IPv6) with the link each sends frames to, as tc shows them' {
+        $t.SteeringRules.Count | Should -Be 8
         @($t.SteeringRules | ForEach-Object { "$($_.LinkName):$($_.Priority)->$($_.Targets -join ',')" } | Sort-Object) |
-            Should -Be @('vbr:172->vex', 'vbr:5->vin', 'vex:10001->vbr', 'vex:10002->vin', 'vin:10001->vbr', 'vin:10002->vex')
-        @($t.SteeringRules | Where-Object WorkloadMac -EQ $SeedMac).Count | Should -Be 6
+            Should -Be @('vbr:172->vex', 'vbr:5->vin', 'vex:10000->vbr', 'vex:10001->vbr', 'vex:10002->vin', 'vin:10000->vbr', 'vin:10001->vbr', 'vin:10002->vex')
+        @($t.SteeringRules | Where-Object WorkloadMac -EQ $SeedMac).Count | Should -Be 8
         # tc's own view of the pass-through rules' targets (u32 + mirred on every kernel)
         foreach ($dev in 'vex', 'vin') {
             $json = (& tc -j -n $agent filter show dev $dev ingress pref 10002) -join "`n" | ConvertFrom-Json
