@@ -136,7 +136,7 @@ public static class ContainerTakeover
                     // idempotent: already taken over; only the mode may change
                     var already = List(enforcer, withDatapath: false).First(i => i.EntryLink == entryName);
                     if (client != null && r.Mode is { } m) SetMode(client, already.WorkloadMac, m);
-                    results.Add(client != null ? already with { Mode = client.State().FindWorkload(already.WorkloadMac)?.Mode.ToString() } : already);
+                    results.Add(client != null ? already with { Mode = client.State([already.WorkloadMac]).FindWorkload(already.WorkloadMac)?.Mode.ToString() } : already);
                     continue;
                 }
                 if (marked.FirstOrDefault(l => l.Address.AsSpan().SequenceEqual(x.Address)) is { } clash)
@@ -219,7 +219,7 @@ public static class ContainerTakeover
         }), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
 
         string? mode = null;
-        if (client != null) mode = client.State().FindWorkload(mac)?.Mode.ToString();
+        if (client != null) mode = client.State([mac]).FindWorkload(mac)?.Mode.ToString();
         return Describe(info, TakeoverMark.Parse(alias)!, orphaned: false, socket, mode);
     }
 
@@ -255,7 +255,7 @@ public static class ContainerTakeover
         var client = DpClient.Open(socket);
         try
         {
-            var state = client.State();
+            var state = client.State([]);
             if (state.Namespace != enforcer)
                 throw new ArgumentException($"The datapath at {socket} runs in {(state.Namespace.Length == 0 ? "the root namespace" : $"namespace '{state.Namespace}'")}, not in the enforcer '{enforcer}': its service port cannot be the enforcer's {DatapathLink}. Give the control socket of a datapath in '{enforcer}', or a free one.");
             if (!state.ServicePorts.Contains(DatapathLink)) client.Apply(DpRequests.AddServicePort(DatapathLink, false));
@@ -305,7 +305,7 @@ public static class ContainerTakeover
                 try
                 {
                     client = DpClient.Open(mark.ControlSocket, TimeSpan.FromSeconds(5));
-                    registered = client.KeepAlive() ? client.State().FindWorkload(mac) : null;
+                    registered = client.KeepAlive() ? client.State([mac]).FindWorkload(mac) : null;
                 }
                 catch (DatapathException) { registered = null; } // no datapath any more: nothing to deregister
             }
@@ -321,7 +321,8 @@ public static class ContainerTakeover
             }
             var backend = info.Backend == "Bpf" ? InterceptionBackend.Bpf : InterceptionBackend.Pedit;
             var uc = string.IsNullOrEmpty(info.UcMac) ? null : Parse.Mac(info.UcMac, "ucmac");
-            steps.Run($"remove the steering rules of {mac}", () => Interception.Remove(enforcer, macBytes, [info.EntryLink, InnerName(mark.Inode, mark.Interface), MonitorLink]), () => Interception.Add(new InterceptionRequest
+            // the rules where the listing saw them (pref by pref), not a search of the monitor port's every rule
+            steps.Run($"remove the steering rules of {mac}", () => Interception.Remove(info with { InnerLink = InnerName(mark.Inode, mark.Interface), MonitorLink = MonitorLink }), () => Interception.Add(new InterceptionRequest
             {
                 Namespace = enforcer, EntryLink = info.EntryLink, InnerLink = InnerName(mark.Inode, mark.Interface), MonitorLink = MonitorLink,
                 WorkloadMac = macBytes, UcMac = uc, Backend = backend,
@@ -402,21 +403,25 @@ public static class ContainerTakeover
     /// </summary>
     public static List<InterceptionInfo> List(string enforcer, bool withDatapath = true)
     {
-        var ruled = Interception.List(enforcer);
+        // one link dump, one qdisc dump, one filter dump per ingress device; everything else is looked up in them
         using var he = RouteHandle.Open(enforcer);
         var links = he.DumpLinks();
+        var ruled = Interception.List(he, links);
+        var byEntry = new Dictionary<string, InterceptionInfo>(StringComparer.Ordinal);
+        foreach (var i in ruled) byEntry.TryAdd(i.EntryLink, i);
+        var names = links.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
         var result = new List<InterceptionInfo>();
         var modes = new Dictionary<string, DatapathInfo?>(StringComparer.Ordinal);
         foreach (var link in links)
         {
             if (TakeoverMark.Parse(link.Alias) is not { } mark) continue;
             var mac = Parse.Mac(link.Address);
-            var info = ruled.FirstOrDefault(i => i.EntryLink == link.Name) ?? new InterceptionInfo
+            var info = byEntry.GetValueOrDefault(link.Name) ?? new InterceptionInfo
             {
                 Namespace = enforcer, WorkloadMac = mac, EntryLink = link.Name, InnerLink = InnerName(mark.Inode, mark.Interface),
                 MonitorLink = MonitorLink, Backend = "", BackendReason = "no rules left",
             };
-            bool orphaned = !links.Any(l => l.Name == InnerName(mark.Inode, mark.Interface)) || mark.Locate() == null;
+            bool orphaned = !names.Contains(InnerName(mark.Inode, mark.Interface)) || mark.Locate() == null;
             string? mode = null;
             if (withDatapath && mark.ControlSocket != null)
             {
@@ -430,7 +435,8 @@ public static class ContainerTakeover
             }
             result.Add(Describe(info, mark, orphaned, mark.ControlSocket, mode));
         }
-        result.AddRange(ruled.Where(i => !result.Any(r => r.EntryLink == i.EntryLink)));
+        var marked = result.Select(r => r.EntryLink).ToHashSet(StringComparer.Ordinal);
+        result.AddRange(ruled.Where(i => !marked.Contains(i.EntryLink)));
         return result.OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 

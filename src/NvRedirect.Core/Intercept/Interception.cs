@@ -185,8 +185,10 @@ public static class Interception
         var tag = TagFor(request.WorkloadMac);
         var cookie = RedirectCookie.Create(tag);
 
-        // prefs and ucmac are allocated against what the monitor port holds (one dump): every workload of the enforcer has its two return rules there
-        var usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index));
+        // prefs and ucmac are allocated against what the monitor port holds (one dump, no link dump to name mirred
+        // targets): every workload of the enforcer has its two return rules there
+        var ports = new Dictionary<int, string> { [entry.Index] = entry.Name, [inner.Index] = inner.Name, [monitor.Index] = monitor.Name };
+        var usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index, names: ports));
         var self = Parse.Mac(request.WorkloadMac);
         var where = tc.Handle.Describe(monitor.Name);
         var uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
@@ -223,7 +225,7 @@ public static class Interception
             // Decide the backend before touching any rule: a failed pedit add must never cost an existing one.
             if (backend != InterceptionBackend.Bpf)
             {
-                var (pedit, refusal) = ProbePedit(tc, monitor.Index);
+                var (pedit, refusal) = ProbePedit(tc, monitor.Index, usage.Priorities.Keys);
                 if (backend == InterceptionBackend.Auto)
                 {
                     backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
@@ -278,15 +280,28 @@ public static class Interception
     public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac)
     {
         var monitor = handle.GetLink(monitorLink);
-        return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
+        var names = new Dictionary<int, string> { [monitor.Index] = monitor.Name };
+        return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index, names: names)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
     }
 
     /// <summary>Every interception in a namespace, rebuilt from the tagged filters.</summary>
     public static List<InterceptionInfo> List(string ns)
     {
         using var handle = RouteHandle.Open(ns);
+        return List(handle, handle.DumpLinks());
+    }
+
+    /// <summary>
+    /// Every interception of <paramref name="handle"/>'s namespace whose links are <paramref name="links"/> (one dump
+    /// the caller made): one qdisc dump and one filter dump per ingress device, nothing per workload.
+    /// </summary>
+    internal static List<InterceptionInfo> List(RouteHandle handle, List<LinkRecord> links)
+    {
         var tc = new TrafficControl(handle);
-        return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
+        var byName = new Dictionary<string, LinkRecord>(StringComparer.Ordinal);
+        var names = new Dictionary<int, string>();
+        foreach (var l in links) { byName[l.Name] = l; names[l.Index] = l.Name; }
+        return Collect(tc, names).Values.Select(v => Describe(handle, v, byName, names)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
     /// <summary>
@@ -298,7 +313,15 @@ public static class Interception
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
-        if (!Collect(tc, links).TryGetValue(tag, out var rules)) return [];
+        Dictionary<int, string>? names = null;
+        if (links != null)
+        {
+            // the caller named the devices: look them up (no link or qdisc dump), and only those are searched
+            names = new();
+            foreach (var name in links)
+                if (handle.FindLink(name) is { } l) names[l.Index] = l.Name;
+        }
+        if (!Collect(tc, names, devicesOnly: links != null).TryGetValue(tag, out var rules)) return [];
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
         foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
@@ -309,18 +332,59 @@ public static class Interception
         return removed;
     }
 
-    /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
-    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc, IReadOnlyCollection<string>? links = null)
+    /// <summary>
+    /// Removes the rules of an interception as listed (<see cref="List(string)"/>): each device and pref its rules sat
+    /// at is read alone (a pref-filtered dump) and cleared only when it still holds this workload's tagged rule, so the
+    /// cost does not depend on how many workloads the namespace holds. When a rule is no longer where the listing saw
+    /// it, the workload's own devices are searched as <see cref="Remove(string, byte[], IReadOnlyCollection{string}?)"/> does.
+    /// </summary>
+    public static List<InterceptionRule> Remove(InterceptionInfo info)
+    {
+        var mac = Parse.Mac(info.WorkloadMac, "workload MAC");
+        var tag = Convert.ToHexString(TagFor(mac)).ToLowerInvariant();
+        var removed = new List<InterceptionRule>();
+        bool stale = false;
+        using (var handle = RouteHandle.Open(info.Namespace))
+        {
+            var tc = new TrafficControl(handle);
+            var none = new Dictionary<int, string>();
+            foreach (var r in info.Rules.Where(r => r.Filter != null).GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+            {
+                List<TcFilter> here;
+                try { here = tc.ListFilters(r.Filter!.LinkIndex, r.Priority, names: none); }
+                catch (NetlinkException e) when (e.Errno is 19 or 22) { stale = true; continue; } // the device is gone or has no qdisc
+                if (!here.Any(f => TagText(f) == tag)) { stale = true; continue; }
+                if (tc.RemoveFilter(r.Filter.LinkIndex, r.Priority) == TcChange.Removed) removed.Add(r with { Change = TcChange.Removed });
+            }
+        }
+        if (stale || info.Rules.Count == 0)
+            removed.AddRange(Remove(info.Namespace, mac, new[] { info.EntryLink, info.InnerLink, info.MonitorLink }.Where(n => n.Length > 0).ToList()));
+        return removed;
+    }
+
+    /// <summary>
+    /// The tagged filters of every ingress qdisc of the namespace (or, with <paramref name="devicesOnly"/>, of the
+    /// devices <paramref name="names"/> holds), by hex tag, with their device names. <paramref name="names"/> names
+    /// devices and mirred targets without a link dump per device.
+    /// </summary>
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc, Dictionary<int, string>? names = null, bool devicesOnly = false)
     {
         var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
-        var devices = tc.ListQdiscs().Where(q => q.IsIngress && (links == null || links.Contains(q.LinkName ?? ""))).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        IEnumerable<(int, string)> devices = devicesOnly ? names!.Select(n => (n.Key, n.Value))
+            : tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
         foreach (var (index, name) in devices)
-            foreach (var f in tc.ListFilters(index))
+        {
+            List<TcFilter> filters;
+            try { filters = tc.ListFilters(index, names: names); }
+            catch (NetlinkException e) when (devicesOnly && e.Errno is 19 or 22) { continue; } // a named device without a qdisc holds nothing
+            foreach (var f in filters)
                 if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
+        }
         return found;
     }
 
-    private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules)
+    private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules,
+        Dictionary<string, LinkRecord>? linksByName = null, Dictionary<int, string>? names = null)
     {
         var tagged = rules.Select(r => r.Filter).First();
         var mac = Convert.FromHexString(TagText(tagged)!)[2..];
@@ -333,13 +397,14 @@ public static class Interception
             : link == entryName ? "entry: straight in" : link == innerName ? "inner: straight out" : PassRole;
         var uc = rules.Select(r => UcMacOf(r.Filter)).FirstOrDefault(u => u != null);
         var monitorName = Link("monitor: to workload");
-        var monitor = monitorName.Length > 0 ? handle.FindLink(monitorName) : null;
+        var monitor = monitorName.Length == 0 ? null : linksByName != null ? linksByName.GetValueOrDefault(monitorName) : handle.FindLink(monitorName);
         return new InterceptionInfo
         {
             Namespace = handle.Namespace,
             WorkloadMac = Parse.Mac(mac), UcMac = uc != null ? Parse.Mac(uc) : "", BcMac = uc != null ? Parse.Mac(BcMacFor(uc)) : "",
             EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
-            DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null } ? handle.FindLink(monitor.PeerIndex)?.Name : null,
+            DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null }
+                ? names != null ? names.GetValueOrDefault(monitor.PeerIndex) : handle.FindLink(monitor.PeerIndex)?.Name : null,
             Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
             ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
@@ -364,9 +429,10 @@ public static class Interception
     /// Whether the kernel runs pedit actions: adds, then removes, a pedit filter at a free pref of the monitor port for an
     /// ethertype no frame carries (0x88b5, IEEE local experimental), so no traffic ever meets it.
     /// </summary>
-    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex)
+    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex, IEnumerable<ushort>? usedPrefs = null)
     {
-        var used = tc.ListFilters(linkIndex).Select(f => f.Priority).ToHashSet();
+        // the prefs in use, from the caller's dump of the device when it has one
+        var used = (usedPrefs ?? tc.ListFilters(linkIndex, names: new Dictionary<int, string>()).Select(f => f.Priority)).ToHashSet();
         ushort pref = 65535;
         while (used.Contains(pref)) pref--;
         var probe = new U32Filter

@@ -199,6 +199,11 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [Parameter(ParameterSetName = MacSet)]
     public string? WorkloadMac { get; set; }
 
+    private readonly Dictionary<string, InterceptionListing> _listed = new(StringComparer.Ordinal);
+
+    private InterceptionListing Listed(string ns)
+        => _listed.TryGetValue(ns, out var l) ? l : _listed[ns] = new InterceptionListing(ContainerTakeover.List(ns));
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
@@ -211,8 +216,9 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Try(label, () =>
                 {
                     var target = resolve();
+                    // one listing per namespace for the whole pipeline, indexed by the container's namespace inode
                     foreach (var ns in namespaces)
-                        foreach (var i in ContainerTakeover.List(ns).Where(i => i.NetnsInode == target.NetnsInode)) WriteObject(i);
+                        if (Listed(ns).ByInode.TryGetValue(target.NetnsInode, out var found)) WriteObject(found, enumerateCollection: true);
                 });
             return;
         }
@@ -255,6 +261,12 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
     /// <summary><para type="description">Return the removed rules (lab workload) or the interceptions given back (container).</para></summary>
     [Parameter] public SwitchParameter PassThru { get; set; }
 
+    // one listing per namespace for the life of the pipeline; what this command removes is dropped from it
+    private readonly Dictionary<string, InterceptionListing> _listed = new(StringComparer.Ordinal);
+
+    private InterceptionListing Listed(string ns)
+        => _listed.TryGetValue(ns, out var l) ? l : _listed[ns] = new InterceptionListing(ContainerTakeover.List(ns, withDatapath: false));
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
@@ -265,8 +277,8 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Try(label, () =>
                 {
                     var target = resolve();
-                    var found = ContainerTakeover.List(enforcer, withDatapath: false)
-                        .Where(i => i.NetnsInode == target.NetnsInode && (Interface is not { Length: > 0 } || Interface.Contains(i.Interface))).ToList();
+                    var found = (Listed(enforcer).ByInode.GetValueOrDefault(target.NetnsInode) ?? [])
+                        .Where(i => Interface is not { Length: > 0 } || Interface.Contains(i.Interface)).ToList();
                     if (found.Count == 0)
                         throw new ItemNotFoundException($"No interface of {target.Display} is taken over in namespace {enforcer}; list them with Get-WorkloadInterception -Namespace {enforcer}.");
                     // in ifindex order, as a runtime made them: the kernel then lists their routes in the order it did before
@@ -278,12 +290,14 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
         Try(WorkloadMac, () =>
         {
             var mac = Parse.Mac(WorkloadMac, "workload MAC");
-            var existing = ContainerTakeover.List(ns, withDatapath: false).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(mac));
+            var existing = Listed(ns).ByMac.GetValueOrDefault(Parse.Mac(mac));
             if (existing == null)
                 throw new ItemNotFoundException($"No interception of {Parse.Mac(mac)} in {Where(ns)}; list them with Get-WorkloadInterception.");
             if (existing.Interface != null) { GiveBack(existing); return; }
             if (!ShouldProcess($"{Parse.Mac(mac)} in {Where(ns)}", $"Remove {existing.Rules.Count} interception rules")) return;
-            var removed = Interception.Remove(ns, mac);
+            // the rules where the listing saw them, pref by pref (no dump of every device per removal)
+            var removed = Interception.Remove(existing);
+            Listed(ns).Forget(existing);
             if (PassThru) WriteObject(removed, enumerateCollection: true);
         });
     }
@@ -293,7 +307,33 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
         var what = i.IsOrphaned ? $"Remove the orphaned entry port {i.EntryLink} and its rules" : $"Give {i.Interface} back (entry port {i.EntryLink})";
         if (!ShouldProcess($"{i.WorkloadMac} of {(i.ContainerName ?? (i.ProcessId is int p ? $"process {p}" : i.NetnsPath))} in namespace {i.Namespace}", what)) return;
         ContainerTakeover.GiveBack(i);
+        Listed(i.Namespace).Forget(i);
         if (PassThru) WriteObject(i);
+    }
+}
+
+/// <summary>One listing of a namespace's interceptions, indexed by workload MAC and by container namespace inode, for the life of a pipeline.</summary>
+internal sealed class InterceptionListing
+{
+    /// <summary>By workload MAC (aa:bb:.. text).</summary>
+    public Dictionary<string, InterceptionInfo> ByMac { get; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>A taken-over container's interceptions, by its namespace inode.</summary>
+    public Dictionary<ulong, List<InterceptionInfo>> ByInode { get; } = new();
+
+    public InterceptionListing(IEnumerable<InterceptionInfo> listed)
+    {
+        foreach (var i in listed)
+        {
+            ByMac.TryAdd(i.WorkloadMac, i);
+            if (i.NetnsInode is ulong inode) (ByInode.TryGetValue(inode, out var l) ? l : ByInode[inode] = []).Add(i);
+        }
+    }
+
+    /// <summary>Drops an interception this command removed.</summary>
+    public void Forget(InterceptionInfo i)
+    {
+        if (ByMac.TryGetValue(i.WorkloadMac, out var had) && had.EntryLink == i.EntryLink) ByMac.Remove(i.WorkloadMac);
+        if (i.NetnsInode is ulong inode && ByInode.TryGetValue(inode, out var l)) l.RemoveAll(x => x.EntryLink == i.EntryLink);
     }
 }
 
