@@ -440,6 +440,36 @@ public static class ContainerTakeover
         return result.OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>
+    /// The interception of one workload MAC in the enforcer (as <see cref="List"/> shows it), or null: through the
+    /// entry port's index (<see cref="Interception.Find(string, byte[])"/>), so finding one costs the same however many
+    /// workloads the enforcer holds; by listing when the index does not lead to it (an orphan, an older interception).
+    /// </summary>
+    public static InterceptionInfo? Find(string enforcer, string workloadMac, bool withDatapath = true)
+    {
+        var mac = Parse.Mac(workloadMac, "workload MAC");
+        using (var he = RouteHandle.Open(enforcer))
+        {
+            if (Interception.Find(he, mac, out var entry) is { } info && entry != null)
+            {
+                if (TakeoverMark.Parse(entry.Alias) is not { } mark) return info; // a lab interception
+                string? mode = null;
+                if (withDatapath && mark.ControlSocket != null)
+                {
+                    try
+                    {
+                        using var c = DpClient.Open(mark.ControlSocket, TimeSpan.FromSeconds(2));
+                        mode = c.KeepAlive() ? c.State([info.WorkloadMac]).FindWorkload(info.WorkloadMac)?.Mode.ToString() : null;
+                    }
+                    catch (DatapathException) { mode = null; }
+                }
+                // its inner port holds its rules, so only the container can be gone
+                return Describe(info, mark, orphaned: mark.Locate() == null, mark.ControlSocket, mode);
+            }
+        }
+        return List(enforcer, withDatapath).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(mac));
+    }
+
     private static InterceptionInfo Describe(InterceptionInfo info, TakeoverMark mark, bool orphaned, string? socket, string? mode) => info with
     {
         Interface = mark.Interface, InterfaceIndex = mark.InterfaceIndex, NetnsPath = mark.NetnsPath, NetnsInode = mark.Inode,

@@ -261,6 +261,8 @@ public static class Interception
             offloadsOff = true;
         }
 
+        EnsureIndex(handle, entry.Index, request.WorkloadMac, to, from, inner.Index, monitor.Index);
+
         return new InterceptionInfo
         {
             Namespace = handle.Namespace,
@@ -282,6 +284,98 @@ public static class Interception
         var monitor = handle.GetLink(monitorLink);
         var names = new Dictionary<int, string> { [monitor.Index] = monitor.Name };
         return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index, names: names)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
+    }
+
+    // ------------------------------------------------------------------ the index: alternative names of the entry port
+
+    /// <summary>The entry port's alternative name that finds a workload's interception by its MAC: "nvr-ic-" + 12 hex digits.</summary>
+    internal static string IndexName(byte[] workloadMac) => "nvr-ic-" + Convert.ToHexString(workloadMac).ToLowerInvariant();
+
+    /// <summary>The entry port's second alternative name: where the rest of the interception is ("nvr-ic-HEX-TO-FROM-INNER-MONITOR": the monitor-port prefs and the inner and monitor ifindexes).</summary>
+    internal static string WhereName(byte[] workloadMac, ushort to, ushort from, int innerIndex, int monitorIndex)
+        => $"{IndexName(workloadMac)}-{to}-{from}-{innerIndex}-{monitorIndex}";
+
+    /// <summary>
+    /// Gives the entry port its two index names (see <see cref="Find(string, byte[])"/>), replacing stale ones. The index
+    /// only speeds lookups up (every lookup checks the rules it points at), so a kernel without alternative names, or a
+    /// name another link holds, leaves it out and lookups fall back to listing.
+    /// </summary>
+    private static void EnsureIndex(RouteHandle handle, int entryIndex, byte[] mac, ushort to, ushort from, int innerIndex, int monitorIndex)
+    {
+        var key = IndexName(mac);
+        var where = WhereName(mac, to, from, innerIndex, monitorIndex);
+        try
+        {
+            if (handle.FindLinkByAltName(key) is { } holder && holder.Index != entryIndex) DropIndex(handle, holder, key);
+            var entry = handle.FindLink(entryIndex);
+            if (entry == null) return;
+            foreach (var stale in entry.AltNames.Where(n => n.StartsWith(key + "-", StringComparison.Ordinal) && n != where))
+                handle.Socket.Execute(LinkMessages.DeleteAltName(entryIndex, stale), $"remove the alternative name '{stale}' of {handle.Describe(entry.Name)}");
+            if (!entry.AltNames.Contains(key))
+                handle.Socket.Execute(LinkMessages.AddAltName(entryIndex, key), $"give {handle.Describe(entry.Name)} the alternative name '{key}'");
+            if (!entry.AltNames.Contains(where))
+                handle.Socket.Execute(LinkMessages.AddAltName(entryIndex, where), $"give {handle.Describe(entry.Name)} the alternative name '{where}'");
+        }
+        catch (NetlinkException) { /* no index: lookups list instead */ }
+    }
+
+    /// <summary>Removes a workload's index names from the link holding them (best effort: a stale index is never trusted).</summary>
+    private static void DropIndex(RouteHandle handle, byte[] mac)
+    {
+        var key = IndexName(mac);
+        try { if (handle.FindLinkByAltName(key) is { } holder) DropIndex(handle, holder, key); }
+        catch (NetlinkException) { /* nothing to drop, or no alternative names here */ }
+    }
+
+    private static void DropIndex(RouteHandle handle, LinkRecord holder, string key)
+    {
+        foreach (var n in holder.AltNames.Where(n => n == key || n.StartsWith(key + "-", StringComparison.Ordinal)))
+        {
+            try { handle.Socket.Execute(LinkMessages.DeleteAltName(holder.Index, n), $"remove the alternative name '{n}' of {handle.Describe(holder.Name)}"); }
+            catch (NetlinkException) { /* gone meanwhile */ }
+        }
+    }
+
+    /// <summary>
+    /// The interception of one workload, or null when it has none: found through its entry port's index names (one
+    /// lookup by name, one dump of the entry port and pref-filtered dumps of the inner and monitor ports, so the cost does
+    /// not depend on how many workloads the namespace holds); listed like <see cref="List(string)"/> when there is no
+    /// index or it does not lead to the workload's six rules.
+    /// </summary>
+    public static InterceptionInfo? Find(string ns, byte[] workloadMac)
+    {
+        using var handle = RouteHandle.Open(ns);
+        return Find(handle, workloadMac, out _) ?? List(handle, handle.DumpLinks()).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(workloadMac));
+    }
+
+    /// <summary>The interception of <paramref name="mac"/> through its index alone (null when that does not lead to its six rules), and its entry port.</summary>
+    internal static InterceptionInfo? Find(RouteHandle handle, byte[] mac, out LinkRecord? entry)
+    {
+        var key = IndexName(mac);
+        entry = handle.FindLinkByAltName(key);
+        if (entry == null) return null;
+        var where = entry.AltNames.FirstOrDefault(n => n.StartsWith(key + "-", StringComparison.Ordinal))?[(key.Length + 1)..].Split('-');
+        if (where is not { Length: 4 } || !ushort.TryParse(where[0], out var to) || !ushort.TryParse(where[1], out var from)
+            || !int.TryParse(where[2], out var innerIndex) || !int.TryParse(where[3], out var monitorIndex)) return null;
+        var inner = handle.FindLink(innerIndex);
+        var monitor = handle.FindLink(monitorIndex);
+        if (inner == null || monitor == null) return null;
+        var names = new Dictionary<int, string> { [entry.Index] = entry.Name, [inner.Index] = inner.Name, [monitor.Index] = monitor.Name };
+        if (monitor is { PeerIndex: not 0, PeerNamespaceId: null } && handle.FindLink(monitor.PeerIndex) is { } peer) names[peer.Index] = peer.Name;
+        var tc = new TrafficControl(handle);
+        var tag = Convert.ToHexString(TagFor(mac)).ToLowerInvariant();
+        var rules = new List<(TcFilter Filter, string Link)>();
+        foreach (var (link, pref) in new[] { (entry, (ushort)0), (inner, SteerPriority), (inner, PassPriority), (monitor, to), (monitor, from) })
+        {
+            try { rules.AddRange(tc.ListFilters(link.Index, pref, names: names).Where(f => TagText(f) == tag).Select(f => (f, link.Name))); }
+            catch (NetlinkException e) when (e.Errno is 19 or 22) { return null; }
+        }
+        // a whole interception: the four rewriting rules where the index says, and the two catch-alls
+        var roles = rules.Select(r => (RoleOf(r.Filter), r.Link)).ToHashSet();
+        if (!roles.Contains(("entry: to datapath", entry.Name)) || !roles.Contains(("inner: to datapath", inner.Name))
+            || !roles.Contains((ToWorkloadRole, monitor.Name)) || !roles.Contains((FromWorkloadRole, monitor.Name))
+            || !roles.Contains((PassRole, entry.Name)) || !roles.Contains((PassRole, inner.Name))) return null;
+        return Describe(handle, rules, new Dictionary<string, LinkRecord>(StringComparer.Ordinal) { [monitor.Name] = monitor }, names);
     }
 
     /// <summary>Every interception in a namespace, rebuilt from the tagged filters.</summary>
@@ -321,7 +415,11 @@ public static class Interception
             foreach (var name in links)
                 if (handle.FindLink(name) is { } l) names[l.Index] = l.Name;
         }
-        if (!Collect(tc, names, devicesOnly: links != null).TryGetValue(tag, out var rules)) return [];
+        if (!Collect(tc, names, devicesOnly: links != null).TryGetValue(tag, out var rules))
+        {
+            DropIndex(handle, workloadMac);
+            return [];
+        }
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
         foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
@@ -329,6 +427,7 @@ public static class Interception
             tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
             removed.Add(r with { Change = TcChange.Removed });
         }
+        DropIndex(handle, workloadMac);
         return removed;
     }
 
@@ -356,6 +455,7 @@ public static class Interception
                 if (!here.Any(f => TagText(f) == tag)) { stale = true; continue; }
                 if (tc.RemoveFilter(r.Filter.LinkIndex, r.Priority) == TcChange.Removed) removed.Add(r with { Change = TcChange.Removed });
             }
+            if (!stale) DropIndex(handle, mac);
         }
         if (stale || info.Rules.Count == 0)
             removed.AddRange(Remove(info.Namespace, mac, new[] { info.EntryLink, info.InnerLink, info.MonitorLink }.Where(n => n.Length > 0).ToList()));

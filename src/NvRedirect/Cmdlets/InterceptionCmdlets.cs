@@ -226,7 +226,9 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
             Try(ns, () =>
             {
                 string? mac = WorkloadMac == null ? null : Parse.Mac(Parse.Mac(WorkloadMac, "workload MAC"));
-                foreach (var i in ContainerTakeover.List(ns).Where(i => mac == null || i.WorkloadMac == mac)) WriteObject(i);
+                // one workload: through its entry port's index, not a listing of every workload
+                if (mac != null) { if (ContainerTakeover.Find(ns, mac) is { } one) WriteObject(one); }
+                else foreach (var i in ContainerTakeover.List(ns)) WriteObject(i);
             });
     }
 }
@@ -290,14 +292,14 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
         Try(WorkloadMac, () =>
         {
             var mac = Parse.Mac(WorkloadMac, "workload MAC");
-            var existing = Listed(ns).ByMac.GetValueOrDefault(Parse.Mac(mac));
+            // through the entry port's index (a listing only when there is none): the same cost for the 1st and the 1000th
+            var existing = ContainerTakeover.Find(ns, Parse.Mac(mac), withDatapath: false);
             if (existing == null)
                 throw new ItemNotFoundException($"No interception of {Parse.Mac(mac)} in {Where(ns)}; list them with Get-WorkloadInterception.");
             if (existing.Interface != null) { GiveBack(existing); return; }
             if (!ShouldProcess($"{Parse.Mac(mac)} in {Where(ns)}", $"Remove {existing.Rules.Count} interception rules")) return;
             // the rules where the listing saw them, pref by pref (no dump of every device per removal)
             var removed = Interception.Remove(existing);
-            Listed(ns).Forget(existing);
             if (PassThru) WriteObject(removed, enumerateCollection: true);
         });
     }
@@ -307,7 +309,7 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
         var what = i.IsOrphaned ? $"Remove the orphaned entry port {i.EntryLink} and its rules" : $"Give {i.Interface} back (entry port {i.EntryLink})";
         if (!ShouldProcess($"{i.WorkloadMac} of {(i.ContainerName ?? (i.ProcessId is int p ? $"process {p}" : i.NetnsPath))} in namespace {i.Namespace}", what)) return;
         ContainerTakeover.GiveBack(i);
-        Listed(i.Namespace).Forget(i);
+        if (_listed.TryGetValue(i.Namespace, out var listed)) listed.Forget(i);
         if (PassThru) WriteObject(i);
     }
 }
