@@ -161,7 +161,14 @@ public static class Interception
     public static byte[] TagFor(byte[] workloadMac) => [(byte)'i', (byte)'c', .. workloadMac];
 
     /// <summary>Installs (idempotently) the interception of one workload.</summary>
-    public static InterceptionInfo Add(InterceptionRequest request)
+    public static InterceptionInfo Add(InterceptionRequest request) => Add(request, null);
+
+    /// <summary>
+    /// Installs (idempotently) the interception of one workload; <paramref name="allocator"/> (one per pipeline)
+    /// remembers what the monitor port holds between calls, so allocating prefs and ucmacs for the next workload
+    /// needs no dump of every workload's rules (the prefs chosen are still checked one by one).
+    /// </summary>
+    public static InterceptionInfo Add(InterceptionRequest request, InterceptionAllocator? allocator)
     {
         if (request.WorkloadMac is not { Length: 6 }) throw new ArgumentException("The workload MAC must be 6 bytes.");
         if ((request.WorkloadMac[0] & 1) != 0) throw new ArgumentException($"{Parse.Mac(request.WorkloadMac)} is a multicast MAC; a workload's MAC is unicast.", "WorkloadMac");
@@ -188,13 +195,24 @@ public static class Interception
         // prefs and ucmac are allocated against what the monitor port holds (one dump, no link dump to name mirred
         // targets): every workload of the enforcer has its two return rules there
         var ports = new Dictionary<int, string> { [entry.Index] = entry.Name, [inner.Index] = inner.Name, [monitor.Index] = monitor.Name };
-        var usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index, names: ports));
         var self = Parse.Mac(request.WorkloadMac);
         var where = tc.Handle.Describe(monitor.Name);
-        var uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
-        ushort to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, ToWorkloadRole, null, where, "ToWorkloadPriority");
-        ushort from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, FromWorkloadRole, to, where, "FromWorkloadPriority");
-        if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+        var remembered = allocator?.Find(handle.NamespaceInode, monitor.Index);
+        var usage = remembered ?? InterceptionUsage.Of(tc.ListFilters(monitor.Index, names: ports));
+        byte[] uc;
+        ushort to, from;
+        while (true)
+        {
+            uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
+            to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, ToWorkloadRole, null, where, "ToWorkloadPriority");
+            from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, FromWorkloadRole, to, where, "FromWorkloadPriority");
+            if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+            // what a pipeline remembers is checked where it matters (the two prefs, pref-filtered dumps); when someone
+            // else changed the monitor port meanwhile, it is read again and the choice made again
+            if (remembered == null || IsFreeOrOurs(tc, monitor, to, tag) && IsFreeOrOurs(tc, monitor, from, tag)) break;
+            usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index, names: ports));
+            remembered = null;
+        }
 
         // every pref we are about to use on the entry and inner ports must be free or already ours for this workload
         foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority) })
@@ -262,6 +280,11 @@ public static class Interception
         }
 
         EnsureIndex(handle, entry.Index, request.WorkloadMac, to, from, inner.Index, monitor.Index);
+        if (allocator != null)
+        {
+            usage.Record(self, to, from, uc);
+            allocator.Remember(handle.NamespaceInode, monitor.Index, usage);
+        }
 
         return new InterceptionInfo
         {
@@ -275,7 +298,7 @@ public static class Interception
     }
 
     /// <summary>
-    /// The ucmac <see cref="Add"/> gives a workload whose entry port is <paramref name="entryIndex"/> when none is asked
+    /// The ucmac <see cref="Add(InterceptionRequest)"/> gives a workload whose entry port is <paramref name="entryIndex"/> when none is asked
     /// for: its own when intercepted already, NeuVector's derived one when free, else the next free (one dump of the
     /// monitor port). The container take-over registers it with the datapath before the rules go in.
     /// </summary>
@@ -512,6 +535,12 @@ public static class Interception
         };
     }
 
+    private static bool IsFreeOrOurs(TrafficControl tc, LinkRecord link, ushort pref, byte[] tag)
+    {
+        var tagText = Convert.ToHexString(tag).ToLowerInvariant();
+        return tc.ListFilters(link.Index, pref, names: new Dictionary<int, string>()).All(f => TagText(f) == tagText);
+    }
+
     private static void CheckPrefIsFreeOrOurs(TrafficControl tc, LinkRecord link, ushort pref, byte[] tag)
     {
         var tagText = Convert.ToHexString(tag).ToLowerInvariant();
@@ -701,6 +730,18 @@ public sealed class InterceptionUsage
     /// <summary>The pref each workload's return rule of a role already sits at.</summary>
     public Dictionary<(string Workload, string Role), ushort> Own { get; } = new();
 
+    /// <summary>Adds what an interception of <paramref name="self"/> just installed (its two return rules and its ucmac).</summary>
+    public void Record(string self, ushort to, ushort from, byte[] ucMac)
+    {
+        var owner = self.ToLowerInvariant();
+        Priorities[to] = owner;
+        Priorities[from] = owner;
+        Own[(owner, Interception.ToWorkloadRole)] = to;
+        Own[(owner, Interception.FromWorkloadRole)] = from;
+        foreach (var stale in UcMacs.Where(u => string.Equals(u.Value, owner, StringComparison.OrdinalIgnoreCase)).Select(u => u.Key).ToList()) UcMacs.Remove(stale);
+        UcMacs[Parse.Mac(ucMac)] = owner;
+    }
+
     /// <summary>The usage shown by the filters of a monitor port.</summary>
     public static InterceptionUsage Of(IEnumerable<TcFilter> monitorFilters)
     {
@@ -762,4 +803,20 @@ public sealed class InterceptionUsage
         }
         throw new InvalidOperationException("Every ucmac is in use; remove interceptions first.");
     }
+}
+
+
+/// <summary>
+/// What one pipeline of Add-WorkloadInterception remembers of the monitor ports it allocated on (by namespace inode
+/// and ifindex): read once, then kept up to date with what it installs.
+/// </summary>
+public sealed class InterceptionAllocator
+{
+    private readonly Dictionary<(ulong Namespace, int Monitor), InterceptionUsage> _usage = new();
+
+    /// <summary>The usage remembered for a monitor port, or null.</summary>
+    public InterceptionUsage? Find(ulong namespaceInode, int monitorIndex) => _usage.GetValueOrDefault((namespaceInode, monitorIndex));
+
+    /// <summary>Remembers a monitor port's usage.</summary>
+    public void Remember(ulong namespaceInode, int monitorIndex, InterceptionUsage usage) => _usage[(namespaceInode, monitorIndex)] = usage;
 }

@@ -135,6 +135,9 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [ArgumentCompleter(typeof(ControlSocketCompleter))]
     public string? ControlSocket { get; set; }
 
+    // what the monitor ports hold, read once per pipeline and kept up to date with what this command installs
+    private readonly InterceptionAllocator _allocator = new();
+
     /// <summary><para type="description">Install the rules only and register the workload with no datapath (its steered traffic then stops until a datapath serves vth).</para></summary>
     [Parameter(ParameterSetName = PidSet)]
     [Parameter(ParameterSetName = PathSet)]
@@ -173,7 +176,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 KeepOffloads = KeepOffloads,
             };
             if (!ShouldProcess($"{WorkloadMac} via {EntryLink}/{InnerLink}/{MonitorLink} in {Where(ns)}", "Intercept workload")) return;
-            WriteObject(Interception.Add(request));
+            WriteObject(Interception.Add(request, _allocator));
         });
     }
 }
@@ -314,11 +317,9 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
     }
 }
 
-/// <summary>One listing of a namespace's interceptions, indexed by workload MAC and by container namespace inode, for the life of a pipeline.</summary>
+/// <summary>One listing of a namespace's interceptions, indexed by container namespace inode, for the life of a pipeline.</summary>
 internal sealed class InterceptionListing
 {
-    /// <summary>By workload MAC (aa:bb:.. text).</summary>
-    public Dictionary<string, InterceptionInfo> ByMac { get; } = new(StringComparer.OrdinalIgnoreCase);
     /// <summary>A taken-over container's interceptions, by its namespace inode.</summary>
     public Dictionary<ulong, List<InterceptionInfo>> ByInode { get; } = new();
 
@@ -326,7 +327,6 @@ internal sealed class InterceptionListing
     {
         foreach (var i in listed)
         {
-            ByMac.TryAdd(i.WorkloadMac, i);
             if (i.NetnsInode is ulong inode) (ByInode.TryGetValue(inode, out var l) ? l : ByInode[inode] = []).Add(i);
         }
     }
@@ -334,7 +334,6 @@ internal sealed class InterceptionListing
     /// <summary>Drops an interception this command removed.</summary>
     public void Forget(InterceptionInfo i)
     {
-        if (ByMac.TryGetValue(i.WorkloadMac, out var had) && had.EntryLink == i.EntryLink) ByMac.Remove(i.WorkloadMac);
         if (i.NetnsInode is ulong inode && ByInode.TryGetValue(inode, out var l)) l.RemoveAll(x => x.EntryLink == i.EntryLink);
     }
 }
