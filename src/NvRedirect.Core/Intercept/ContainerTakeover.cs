@@ -32,6 +32,8 @@ public sealed record TakeoverRequest
     public bool NoDatapath { get; init; }
     /// <summary>The mode to set in the datapath (Discover, Monitor, Protect); null leaves the policy as it is.</summary>
     public DpWorkloadMode? Mode { get; init; }
+    /// <summary>What a pipeline remembers of the monitor port between take-overs (null: read it each time).</summary>
+    public InterceptionAllocator? Allocator { get; init; }
 }
 
 /// <summary>A step of a take-over or give-back failed; everything done before it was undone (or <see cref="RollbackFailures"/> says what could not be).</summary>
@@ -121,8 +123,6 @@ public static class ContainerTakeover
             steps.Run($"create the enforcer namespace '{enforcer}' with its {MonitorLink}/{DatapathLink} pair", () => EnsureEnforcer(enforcer),
                 made ? () => NetworkNamespace.Delete(enforcer) : null);
             using var he = RouteHandle.Open(enforcer);
-            // the workloads already taken over here, by their marked entry ports: one link dump (the rules are read only when needed)
-            var marked = he.DumpLinks().Where(l => TakeoverMark.Parse(l.Alias) != null).ToList();
             string? socket = null;
             int? startedPid = null;
             if (!r.NoDatapath)
@@ -131,17 +131,19 @@ public static class ContainerTakeover
             foreach (var x in selected)
             {
                 var entryName = EntryName(t.NetnsInode, x.Name);
-                if (marked.Any(l => l.Name == entryName))
+                // looked up by name (its entry port) and by MAC (the interceptions' index), never by listing every workload
+                var existing = he.FindLink(entryName);
+                if (existing != null && TakeoverMark.Parse(existing.Alias) != null)
                 {
                     // idempotent: already taken over; only the mode may change
-                    var already = List(enforcer, withDatapath: false).First(i => i.EntryLink == entryName);
+                    var already = Find(enforcer, Parse.Mac(existing.Address), withDatapath: false) ?? List(enforcer, withDatapath: false).First(i => i.EntryLink == entryName);
                     if (client != null && r.Mode is { } m) SetMode(client, already.WorkloadMac, m);
                     results.Add(client != null ? already with { Mode = client.State([already.WorkloadMac]).FindWorkload(already.WorkloadMac)?.Mode.ToString() } : already);
                     continue;
                 }
-                if (marked.FirstOrDefault(l => l.Address.AsSpan().SequenceEqual(x.Address)) is { } clash)
+                if (he.FindLinkByAltName(Interception.IndexName(x.Address)) is { } clash)
                     throw new ArgumentException($"The MAC {Parse.Mac(x.Address)} of '{x.Name}' is already intercepted in namespace '{enforcer}' (entry port {clash.Name}); a workload's MAC identifies its rules, so two workloads in one enforcer need different MACs.");
-                if (he.FindLink(entryName) != null) throw new LinkExistsException(entryName, enforcer);
+                if (existing != null) throw new LinkExistsException(entryName, enforcer);
                 results.Add(TakeOverOne(steps, r, enforcer, hc, he, x, client, socket));
             }
         }
@@ -204,7 +206,7 @@ public static class ContainerTakeover
             he.SetUp(inner, true);
         });
 
-        var uc = Interception.AllocateUcMac(he, MonitorLink, entry.Index, x.Address);
+        var uc = Interception.AllocateUcMac(he, MonitorLink, entry.Index, x.Address, r.Allocator);
         if (client != null)
             steps.Run($"register {mac} inline with the datapath at {socket}", () =>
             {
@@ -216,7 +218,7 @@ public static class ContainerTakeover
         {
             Namespace = enforcer, EntryLink = entryName, InnerLink = innerName, MonitorLink = MonitorLink,
             WorkloadMac = x.Address, UcMac = uc, Backend = r.Backend,
-        }), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
+        }, r.Allocator), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
 
         string? mode = null;
         if (client != null) mode = client.State([mac]).FindWorkload(mac)?.Mode.ToString();
@@ -468,6 +470,29 @@ public static class ContainerTakeover
             }
         }
         return List(enforcer, withDatapath).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(mac));
+    }
+
+    /// <summary>
+    /// The interceptions of a container's taken-over interfaces, found from the container's side: its replacement
+    /// interfaces carry the taken-over interfaces' names, which give their entry ports' names, whose index gives the
+    /// rest (<see cref="Find"/>), so finding them costs the same however many workloads the enforcer holds. Empty when
+    /// the container is gone or none of its interfaces leads to a marked entry port (the caller then lists).
+    /// </summary>
+    public static List<InterceptionInfo> FindTakenOver(string enforcer, WorkloadTarget target, bool withDatapath = true)
+    {
+        var found = new List<InterceptionInfo>();
+        var path = target.Locate();
+        if (path == null) return found;
+        List<string> names;
+        using (var hc = RouteHandle.Open(path)) names = hc.DumpLinks().Select(l => l.Name).ToList();
+        var macs = new List<string>();
+        using (var he = RouteHandle.Open(enforcer))
+            foreach (var name in names)
+                if (he.FindLink(EntryName(target.NetnsInode, name)) is { } entry && TakeoverMark.Parse(entry.Alias) is { } mark && mark.Inode == target.NetnsInode)
+                    macs.Add(Parse.Mac(entry.Address));
+        foreach (var mac in macs)
+            if (Find(enforcer, mac, withDatapath) is { } info) found.Add(info);
+        return found;
     }
 
     private static InterceptionInfo Describe(InterceptionInfo info, TakeoverMark mark, bool orphaned, string? socket, string? mode) => info with

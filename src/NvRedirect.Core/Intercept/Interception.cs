@@ -302,11 +302,13 @@ public static class Interception
     /// for: its own when intercepted already, NeuVector's derived one when free, else the next free (one dump of the
     /// monitor port). The container take-over registers it with the datapath before the rules go in.
     /// </summary>
-    public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac)
+    public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac, InterceptionAllocator? allocator = null)
     {
         var monitor = handle.GetLink(monitorLink);
         var names = new Dictionary<int, string> { [monitor.Index] = monitor.Name };
-        return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index, names: names)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
+        var usage = allocator?.Find(handle.NamespaceInode, monitor.Index) ?? InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index, names: names));
+        allocator?.Remember(handle.NamespaceInode, monitor.Index, usage);
+        return usage.ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
     }
 
     // ------------------------------------------------------------------ the index: alternative names of the entry port

@@ -98,12 +98,13 @@ public sealed class TrafficControl
         Func<int, string?> nameOf = names != null ? names.GetValueOrDefault
             : priority != 0 ? new LinkNameCache(Handle).NameOf
             : LinkNames().GetValueOrDefault;
-        return WithNames(ListFiltersRaw(linkIndex, priority, parent), nameOf);
+        return WithNames(ListFiltersRaw(linkIndex, priority, parent, names?.GetValueOrDefault(linkIndex)), nameOf);
     }
 
-    private List<TcFilter> ListFiltersRaw(int linkIndex, ushort priority, uint parent)
+    // the device's name for messages from the caller's names when it has them (no lookup per dump)
+    private List<TcFilter> ListFiltersRaw(int linkIndex, ushort priority, uint parent, string? linkName = null)
         => TcDecoder.ParseFilters(Socket.Dump(TcMessages.DumpFilters(linkIndex, parent, priority),
-            $"list the filters of {Describe(linkIndex)}{(priority != 0 ? $" at pref {priority}" : "")}"));
+            $"list the filters of {(linkName != null ? Handle.Describe(linkName) : Describe(linkIndex))}{(priority != 0 ? $" at pref {priority}" : "")}"));
 
     /// <summary>
     /// Adds a u32 filter idempotently, by its priority: when the priority already holds exactly this filter

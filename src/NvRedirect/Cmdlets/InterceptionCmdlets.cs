@@ -57,7 +57,7 @@ public abstract class WorkloadTargetCmdlet : NvCmdlet
 /// <summary>
 /// <para type="synopsis">Intercepts a workload: a running container by process, namespace path or name (its interfaces taken over into an enforcer namespace), or a lab workload by MAC.</para>
 /// <para type="description">With -ProcessId, -NetnsPath or -Container, takes the container's interfaces over NeuVector's way, in one operation per container: each interface (all Ethernet interfaces unless -Interface) is moved into the enforcer namespace (-Namespace, default nvr-enforcer, created on first use with its vbr/vth monitor pair) as its entry port nvxHHHHHHHHHH; a new veth takes its place in the container with the same name, ifindex, MAC, MTU, queue length, offload features, addresses (with broadcast, scope, flags and lifetimes), routes of every table, permanent neighbours and up state, its peer nviHHHHHHHHHH being the inner port; the workload is registered inline with the datapath running in the enforcer (-ControlSocket, else the one found there, else one started with Start-Datapath's defaults) and -Mode sets its mode in the same call; then the six steering rules are installed. The host side is not touched. Port names and tc prefs are derived per workload (from the namespace inode and interface name, and from ifindexes), so hundreds of workloads fit in one enforcer. A failure at any step undoes the steps before it and names the step with the kernel's message. Running it again on a taken-over container changes nothing (but the mode). The entry port's ifalias records the container's identity, so Get-WorkloadInterception finds it from the kernel alone.</para>
-/// <para type="description">With -WorkloadMac (lab topologies such as New-SeedTopology's): ensures ingress qdiscs on the entry (vex), inner (vin) and monitor (vbr) ports and installs the seed's six rules, NeuVector's Protect-mode wiring: unicast IPv4 to or from the workload MAC gets the workload's "NeuV" alias (ucmac) and is mirrored to vbr; frames the datapath writes back on vth get the real MAC again and continue to the workload or to the host side; everything else (ARP, broadcast) passes straight through. The MAC rewrite uses u32 + pedit (byte for byte the seed's tc filters) where the kernel has act_pedit, or cls_bpf programs where it does not (-Backend Auto, the default, probes and says which and why). Idempotent: running it again changes nothing and says so. Every rule is tagged with the workload MAC, so listing and removal only ever touch this workload's rules. Segmentation and checksum offloads are switched off on the agent-side ports (vex, vin, vbr, vth) unless -KeepOffloads.</para>
+/// <para type="description">With -WorkloadMac (lab topologies such as New-SeedTopology's): ensures ingress qdiscs on the entry (vex), inner (vin) and monitor (vbr) ports and installs the seed's six rules, NeuVector's Protect-mode wiring: unicast IPv4 to or from the workload MAC gets the workload's "NeuV" alias (ucmac) and is mirrored to vbr; frames the datapath writes back on vth get the real MAC again and continue to the workload or to the host side; everything else (ARP, broadcast) passes straight through. The MAC rewrite uses u32 + pedit (byte for byte the seed's tc filters) where the kernel has act_pedit, or cls_bpf programs where it does not (-Backend Auto, the default, probes and says which and why). Idempotent: running it again changes nothing and says so. Every rule is tagged with the workload MAC, so listing and removal only ever touch this workload's rules. The entry port gets two alternative names (`ip link` shows them as altname nvr-ic-MAC and nvr-ic-MAC-TO-FROM-INNER-MONITOR) that index the interception, so Get-WorkloadInterception -WorkloadMac and Remove-WorkloadInterception find one workload without reading every other's rules; removal takes them away. A pipeline allocates against the monitor port's rules read once. Segmentation and checksum offloads are switched off on the agent-side ports (vex, vin, vbr, vth) unless -KeepOffloads.</para>
 /// </summary>
 /// <example><code>Add-WorkloadInterception -Container web -Mode Discover</code><para>Takes over every interface of the podman (or docker) container web into nvr-enforcer, registers it with the datapath there (starting one if none runs) and lets it learn.</para></example>
 /// <example><code>podman ps --format json | ConvertFrom-Json | Add-WorkloadInterception -Namespace enf1 -Mode Protect -ControlSocket /tmp/enf1.sock</code><para>Protects every running podman container: each object's Id binds to -Container.</para></example>
@@ -156,7 +156,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
                     var target = resolve();
                     var request = new TakeoverRequest
                     {
-                        Target = target, Enforcer = enforcer, Interfaces = Interface, Backend = Backend, Mode = Mode, NoDatapath = NoDatapath,
+                        Target = target, Enforcer = enforcer, Interfaces = Interface, Backend = Backend, Mode = Mode, NoDatapath = NoDatapath, Allocator = _allocator,
                         ControlSocket = ControlSocket == null ? null : GetUnresolvedProviderPathFromPSPath(ControlSocket),
                     };
                     var which = Interface is { Length: > 0 } ? string.Join(", ", Interface) : "every interface";
@@ -219,9 +219,13 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Try(label, () =>
                 {
                     var target = resolve();
-                    // one listing per namespace for the whole pipeline, indexed by the container's namespace inode
+                    // from the container's side (its interfaces name their entry ports); else one listing per namespace for the whole pipeline
                     foreach (var ns in namespaces)
-                        if (Listed(ns).ByInode.TryGetValue(target.NetnsInode, out var found)) WriteObject(found, enumerateCollection: true);
+                    {
+                        var found = ContainerTakeover.FindTakenOver(ns, target);
+                        if (found.Count == 0) found = Listed(ns).ByInode.GetValueOrDefault(target.NetnsInode) ?? [];
+                        WriteObject(found, enumerateCollection: true);
+                    }
                 });
             return;
         }
@@ -282,8 +286,10 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Try(label, () =>
                 {
                     var target = resolve();
-                    var found = (Listed(enforcer).ByInode.GetValueOrDefault(target.NetnsInode) ?? [])
-                        .Where(i => Interface is not { Length: > 0 } || Interface.Contains(i.Interface)).ToList();
+                    // from the container's side (its interfaces name their entry ports); else one listing for the whole pipeline
+                    var all = ContainerTakeover.FindTakenOver(enforcer, target, withDatapath: false);
+                    if (all.Count == 0) all = Listed(enforcer).ByInode.GetValueOrDefault(target.NetnsInode) ?? [];
+                    var found = all.Where(i => Interface is not { Length: > 0 } || Interface.Contains(i.Interface)).ToList();
                     if (found.Count == 0)
                         throw new ItemNotFoundException($"No interface of {target.Display} is taken over in namespace {enforcer}; list them with Get-WorkloadInterception -Namespace {enforcer}.");
                     // in ifindex order, as a runtime made them: the kernel then lists their routes in the order it did before
