@@ -73,7 +73,14 @@ public sealed class TrafficControl
     }
 
     /// <summary>Whether the device has an ingress qdisc.</summary>
-    public bool HasIngressQdisc(int linkIndex) => ListQdiscsRaw(linkIndex).Any(q => q.IsIngress);
+    public bool HasIngressQdisc(int linkIndex)
+    {
+        // one get, not a dump: the kernel answers a qdisc dump with every device's qdiscs, whatever the ifindex
+        List<Qdisc> found;
+        try { found = TcDecoder.ParseQdiscs(Socket.Query(TcMessages.GetQdisc(linkIndex, Tca.IngressHandle, Tca.TC_H_INGRESS), $"look up the ingress qdisc of ifindex {linkIndex} in {Handle.NamespaceText}")); }
+        catch (NetlinkException e) when (e.Errno is ENOENT or EINVAL) { return false; }
+        return found.Count > 0 ? found.Any(q => q.LinkIndex == linkIndex && q.IsIngress) : ListQdiscsRaw(linkIndex).Any(q => q.IsIngress); // no answer but the ACK: ask the old way
+    }
 
     private List<Qdisc> ListQdiscsRaw(int linkIndex)
         => TcDecoder.ParseQdiscs(Socket.Dump(TcMessages.DumpQdiscs(linkIndex), $"list qdiscs in {Handle.NamespaceText}"))
