@@ -18,7 +18,8 @@
       register     the interceptions piped into Add-DpMac -Tap $false (binds WorkloadMac, UcMac, BcMac, DatapathLink)
       mode         the interceptions piped into Set-DpWorkloadMode -Mode Protect
       policy       one rule per workload (New-DpRule -Mac, made before the clock starts) piped into Add-DpPolicyRule
-      remove one   Remove-WorkloadInterception -Namespace agent -WorkloadMac M, median of 10 calls (before the query load)
+      remove one   Remove-WorkloadInterception -Namespace agent -WorkloadMac M, median of 10 calls (N/2 for N < 20;
+                   before the query load)
       remove all   Get-WorkloadInterception -Namespace agent | Remove-WorkloadInterception (the rest), per workload
     After each phase the result is checked (N interceptions of 6 rules, N registered workloads in Protect with one
     rule, none left after removal), so a phase that silently does less fails the run.
@@ -113,7 +114,7 @@ function Invoke-ScaleRun([int]$N, [bool]$QueryLoad) {
         $policies = @(Get-DpPolicy -ControlSocket $socket)
         if ($policies.Count -ne $N -or @($policies | Where-Object { $_.Mode -ne 'Protect' -or $_.Rules.Count -ne 1 }).Count) { throw "N=${N}: after Set-DpWorkloadMode and Add-DpPolicyRule not every workload is in Protect with one rule." }
 
-        $removeOne = foreach ($k in 1..([Math]::Min(10, $N))) {
+        $removeOne = foreach ($k in 1..([Math]::Max(1, [Math]::Min(10, [Math]::Floor($N / 2))))) {
             $mac = $workloads[$N - $k].WorkloadMac
             Measure-Ms { Remove-WorkloadInterception -Namespace $agent -WorkloadMac $mac }
         }
@@ -192,7 +193,7 @@ $memory = foreach ($x in $results) {
         'per workload KiB' = '{0:N1}' -f (($x.RssLoaded - $x.RssEmpty) / 1KB / $x.N)
     }
 }
-$ones = [Math]::Min(10, $top.N)
+$ones = [Math]::Max(1, [Math]::Min(10, [Math]::Floor($top.N / 2)))
 $releaseSeconds = ($top.RemoveOne * $ones + $(if ($top.N -gt $ones) { $top.RemoveAll * ($top.N - $ones) } else { 0 })) / 1000
 $listing = "listing $($top.N): {0:N0} ms; releasing $($top.N) (remove one x{1} + remove all): {2:N1} s" -f $top.GetAll, $ones, $releaseSeconds
 $queryLine = if ($top.PSObject.Properties.Name -contains 'RssQueries') {
