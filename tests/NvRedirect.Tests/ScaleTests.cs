@@ -81,6 +81,10 @@ public sealed class ScaleTests
         Assert.Equal("vx1", foundLarge.EntryLink);
         Assert.Equal("vi1", foundLarge.InnerLink);
         Assert.Equal("vth", foundLarge.DatapathLink);
+        // the entry port carries the index: the key by MAC and where the rest is
+        var altNames = large.Handle.GetLink("vx1").AltNames;
+        Assert.Contains("nvr-ic-025c00000001", altNames);
+        Assert.Contains($"nvr-ic-025c00000001-{foundLarge.ToWorkloadPriority}-{foundLarge.FromWorkloadPriority}-{large.Handle.GetLink("vi1").Index}-{large.Handle.GetLink("vbr").Index}", altNames);
         // the index leads straight to the workload: no listing of every device
         Assert.Equal(findSmall, findLarge);
         Assert.True(findLarge.Dumps <= 5, $"finding one workload took {findLarge.Dumps} dumps");

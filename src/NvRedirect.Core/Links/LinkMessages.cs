@@ -111,7 +111,10 @@ public static class LinkMessages
             .AttrString(IFLA_ALT_IFNAME, altName);
 
     /// <summary>`ip link property add dev DEV altname NAME` (RTM_NEWLINKPROP).</summary>
-    public static NetlinkWriter AddAltName(int index, string altName) => AltName(RTM_NEWLINKPROP, Rtnl.CreateFlags, index, altName);
+    public static NetlinkWriter AddAltName(int index, string altName) => AltName(RTM_NEWLINKPROP, Rtnl.CreateFlags | NLM_F_APPEND, index, altName);
+
+    // ip adds to the property list with NLM_F_APPEND as well as EXCL|CREATE (Golden/36-link-property-add-altname.hex)
+    private const ushort NLM_F_APPEND = 0x800;
 
     /// <summary>`ip link property del dev DEV altname NAME` (RTM_DELLINKPROP).</summary>
     public static NetlinkWriter DeleteAltName(int index, string altName) => AltName(RTM_DELLINKPROP, Rtnl.ChangeFlags, index, altName);
