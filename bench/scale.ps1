@@ -153,7 +153,8 @@ function Invoke-ScaleRun([int]$N, [bool]$QueryLoad) {
     finally {
         if ($dp) { try { Stop-Datapath -ControlSocket $socket -Force | Out-Null } catch { Write-Warning "stopping nvr-dp: $_" } }
         foreach ($ns in $agent, $hostNs, $ctr) { if (Get-AgentNamespace | Where-Object Name -eq $ns) { Remove-AgentNamespace $ns } }
-        Remove-Item $log -ErrorAction SilentlyContinue
+        # the daemon keeps its configuration next to its socket for a restart; this run's daemon is gone for good
+        Remove-Item $log, "$socket.pid", "$socket.state" -ErrorAction SilentlyContinue
     }
 }
 
