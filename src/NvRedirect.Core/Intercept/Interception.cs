@@ -390,7 +390,8 @@ public static class Interception
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(mac)).ToLowerInvariant();
         var rules = new List<(TcFilter Filter, string Link)>();
-        foreach (var (link, pref) in new[] { (entry, (ushort)0), (inner, SteerPriority), (inner, PassPriority), (monitor, to), (monitor, from) })
+        // the entry and inner ports hold this workload's rules alone (read whole); the monitor port only at its two prefs
+        foreach (var (link, pref) in new[] { (entry, (ushort)0), (inner, (ushort)0), (monitor, to), (monitor, from) })
         {
             try { rules.AddRange(tc.ListFilters(link.Index, pref, names: names).Where(f => TagText(f) == tag).Select(f => (f, link.Name))); }
             catch (NetlinkException e) when (e.Errno is 19 or 22) { return null; }
