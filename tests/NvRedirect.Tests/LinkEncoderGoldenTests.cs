@@ -50,6 +50,17 @@ public class LinkEncoderGoldenTests
     }
 
     [Fact]
+    public void Altname_add_and_delete_match_iproute2_captures()
+    {
+        // ip link property add|del dev g0 altname nvr-ic-1a27f3873a27: RTM_NEWLINKPROP/RTM_DELLINKPROP with a nested
+        // IFLA_PROP_LIST (NLA_F_NESTED) holding IFLA_ALT_IFNAME; g0 had ifindex 3 in the capture
+        var add = GoldenFile.Primary("36-link-property-add-altname.hex");
+        AssertSameBytes(add, LinkMessages.AddAltName(OurIndex, "nvr-ic-1a27f3873a27"), Seq(add), new Varying("ifi_index", 20, OurIndex, 3));
+        var del = GoldenFile.Primary("37-link-property-del-altname.hex");
+        AssertSameBytes(del, LinkMessages.DeleteAltName(OurIndex, "nvr-ic-1a27f3873a27"), Seq(del), new Varying("ifi_index", 20, OurIndex, 3));
+    }
+
+    [Fact]
     public void Veth_with_peer_in_another_namespace_matches_iproute2_capture()
     {
         // ip link add rsq0 type veth peer name rsqpeer netns NS: IFLA_NET_NS_FD sits inside VETH_INFO_PEER, value at 0x54

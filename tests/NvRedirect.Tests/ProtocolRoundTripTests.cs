@@ -35,7 +35,9 @@ public class ProtocolRoundTripTests
     [
         new KeepAliveRequest(0xdeadbeef),
         new EmptyRequest(Command.CountSessions), new EmptyRequest(Command.ListSessions), new EmptyRequest(Command.DeviceCounters),
-        new EmptyRequest(Command.GetState),
+        new MacFilterRequest(Command.GetState),
+        new MacFilterRequest(Command.GetState, [0x1a27f3873a27]),
+        new MacFilterRequest(Command.GetState, []),
         new AddServicePortRequest("vth", true), new AddServicePortRequest("éé-port", false),
         new DeleteServicePortRequest("vth"),
         new AddMacRequest("vth", Wl, Uc, Bc, Other, 0x020000000001, [A, B]), new AddMacRequest("vth", Wl),

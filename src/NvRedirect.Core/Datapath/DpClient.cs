@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Linq;
 using System.Text;
 using NvRedirect.Core.Interop;
 using NvRedirect.Core.Netlink;
@@ -105,8 +106,17 @@ public sealed unsafe class DpClient : IDisposable
         return 0;
     }
 
+    /// <summary>Datagrams this thread sent to any datapath (tests count them per operation).</summary>
+    [ThreadStatic] internal static long DatagramsSent;
+    /// <summary>Workload entries this thread read from state replies (tests check a change does not read every workload back).</summary>
+    [ThreadStatic] internal static long WorkloadsRead;
+
+    /// <summary>More MACs than this in one state filter ask for the whole state (a filter must fit in one datagram).</summary>
+    private const int MaxStateFilter = 256;
+
     private int SendRaw(ReadOnlySpan<byte> datagram)
     {
+        DatagramsSent++;
         int errno = Connect();
         if (errno != 0) return errno;
         fixed (byte* d = datagram)
@@ -187,12 +197,14 @@ public sealed unsafe class DpClient : IDisposable
         return ReadState(deadline, first: false, out _, out _).With(count, counters);
     }
 
-    /// <summary>The datapath's state alone.</summary>
-    public DatapathInfo State()
+    /// <summary>The datapath's state alone; with <paramref name="macs"/>, only those workloads (by MAC or alias; an empty list: none).</summary>
+    public DatapathInfo State(IReadOnlyCollection<string>? macs = null)
     {
-        Send(DpRequests.State());
+        Send(DpRequests.State(Filter(macs)));
         return ReadState(Deadline(), first: true, out _, out _);
     }
+
+    private static IReadOnlyCollection<string>? Filter(IReadOnlyCollection<string>? macs) => macs is { Count: > MaxStateFilter } ? null : macs;
 
     private DatapathInfo ReadState(long deadline, bool first, out bool? accepted, out string? error)
     {
@@ -203,7 +215,13 @@ public sealed unsafe class DpClient : IDisposable
             chunks.Add(d);
             if (!DpReplyReader.Header(d).More) break;
         }
-        return DpReplyReader.State(DpReplyReader.JoinState(chunks), out accepted, out error);
+        return Counted(DpReplyReader.State(DpReplyReader.JoinState(chunks), out accepted, out error));
+    }
+
+    private static DatapathInfo Counted(DatapathInfo state)
+    {
+        WorkloadsRead += state.Workloads.Length;
+        return state;
     }
 
     /// <summary>The session table (ctrl_list_session: datagrams until the one with More=0).</summary>
@@ -253,13 +271,14 @@ public sealed unsafe class DpClient : IDisposable
     /// Sends <paramref name="request"/>, then a keep-alive with nvr_get_state in a second datagram. The replies that
     /// arrive before that keep-alive's answer belong to the request; the state after it tells whether the request was
     /// applied (nvr-dp reports each sender's previous outcome). A datapath without nvr_get_state leaves
-    /// <see cref="DpExchange.Accepted"/> null.
+    /// <see cref="DpExchange.Accepted"/> null. <paramref name="stateMacs"/> limits the workloads that state reports
+    /// (null: all, empty: none), so acknowledging a change costs the same however many workloads the datapath serves.
     /// </summary>
-    public DpExchange Exchange(ReadOnlySpan<byte> request)
+    public DpExchange Exchange(ReadOnlySpan<byte> request, IReadOnlyCollection<string>? stateMacs = null)
     {
         uint seq = (uint)Random.Shared.Next(1, int.MaxValue);
         Send(request);
-        Send(DpRequests.Sync(seq));
+        Send(DpRequests.Sync(seq, Filter(stateMacs)));
         var deadline = Deadline();
         var replies = new List<byte[]>();
         while (true)
@@ -273,14 +292,18 @@ public sealed unsafe class DpClient : IDisposable
         if (first == null) return new DpExchange { Replies = replies };
         var chunks = new List<byte[]> { first };
         while (DpReplyReader.Header(chunks[^1]).More) chunks.Add(Next(deadline, false));
-        var state = DpReplyReader.State(DpReplyReader.JoinState(chunks), out var accepted, out var error);
+        var state = Counted(DpReplyReader.State(DpReplyReader.JoinState(chunks), out var accepted, out var error));
         return new DpExchange { Replies = replies, Accepted = accepted, Error = error, State = state };
     }
 
-    /// <summary>Sends a request that must be applied; throws <see cref="DatapathRejectedException"/> when it was not. Returns the state after it.</summary>
-    public DatapathInfo Apply(ReadOnlySpan<byte> request)
+    /// <summary>
+    /// Sends a request that must be applied; throws <see cref="DatapathRejectedException"/> when it was not. Returns the
+    /// state after it, with the workloads of <paramref name="report"/> only (none by default: the acknowledgement does
+    /// not read every workload back).
+    /// </summary>
+    public DatapathInfo Apply(ReadOnlySpan<byte> request, IReadOnlyCollection<string>? report = null)
     {
-        var result = Exchange(request);
+        var result = Exchange(request, report ?? []);
         if (result.Accepted == false) throw new DatapathRejectedException(ControlSocket, result.Error ?? "no reason given");
         return result.State ?? throw new DatapathProtocolException($"the datapath on {ControlSocket} does not report its state (it is not nvr-dp?)");
     }
@@ -290,26 +313,27 @@ public sealed unsafe class DpClient : IDisposable
     /// joined body with the state after it. A refused query (an unregistered MAC, a daemon without the extension)
     /// throws <see cref="DatapathRejectedException"/> instead of waiting for a reply that never comes.
     /// </summary>
-    public (byte[] Json, DatapathInfo State) Ask(ReadOnlySpan<byte> request, byte kind, string what)
+    public (byte[] Json, DatapathInfo State) Ask(ReadOnlySpan<byte> request, byte kind, string what, IReadOnlyCollection<string>? stateMacs = null)
     {
-        var result = Exchange(request);
+        var result = Exchange(request, stateMacs);
         if (result.Accepted == false) throw new DatapathRejectedException(ControlSocket, result.Error ?? "no reason given");
         var state = result.State ?? throw new DatapathProtocolException($"the datapath on {ControlSocket} does not report its state (it is not nvr-dp?)");
         if (result.Replies.Count == 0) throw new DatapathProtocolException($"the datapath on {ControlSocket} accepted the {what} query but sent no {what} reply");
         return (DpReplyReader.Join(result.Replies, kind, what), state);
     }
 
-    /// <summary>The policies of the workloads that have one (nvr_get_policy; <paramref name="macs"/> filters), and the state after the query.</summary>
+    /// <summary>The policies of the workloads that have one (nvr_get_policy; <paramref name="macs"/> filters), and the state after the query (with the same workloads).</summary>
     public (List<DpPolicy> Policies, DatapathInfo State) Policies(IEnumerable<string>? macs = null)
     {
-        var (json, state) = Ask(DpRequests.GetPolicy(macs), MessageKind.Policy, "policy");
+        var list = macs?.ToList();
+        var (json, state) = Ask(DpRequests.GetPolicy(list), MessageKind.Policy, "policy", list);
         return (DpReplyReader.Policies(json, ControlSocket), state);
     }
 
     /// <summary>The connection table (nvr_list_connection; <paramref name="macs"/> filters), with the table's capacity and evictions.</summary>
     public List<DpConnection> Connections(IEnumerable<string>? macs, out long capacity, out long evicted)
     {
-        var (json, _) = Ask(DpRequests.ListConnections(macs), MessageKind.Connections, "connection");
+        var (json, _) = Ask(DpRequests.ListConnections(macs), MessageKind.Connections, "connection", []);
         return DpReplyReader.Connections(json, ControlSocket, out capacity, out evicted);
     }
 

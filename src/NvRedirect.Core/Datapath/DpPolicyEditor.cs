@@ -61,10 +61,21 @@ public sealed class DpPolicyEditor
         State = state;
     }
 
-    /// <summary>Reads every workload's policy and version, and the state, through <paramref name="client"/> (one nvr_get_policy).</summary>
-    public static DpPolicyEditor Read(DpClient client)
+    /// <summary>
+    /// Reads the policies and versions, and the state, through <paramref name="client"/>: every workload's (one
+    /// nvr_get_policy), or only those of <paramref name="macs"/> (MACs or aliases; one nvr_get_state that resolves them,
+    /// unknown ones left out, and one nvr_get_policy), so editing one workload reads one workload whatever the datapath serves.
+    /// </summary>
+    public static DpPolicyEditor Read(DpClient client, IReadOnlyCollection<string>? macs = null)
     {
-        var (policies, state) = client.Policies();
+        if (macs is not { Count: <= 256 })
+        {
+            var (all, full) = client.Policies();
+            return new DpPolicyEditor(client, all, full);
+        }
+        var state = client.State(macs);
+        var known = macs.Select(m => state.FindWorkload(m)?.Mac).OfType<string>().Distinct().ToList();
+        var policies = known.Count == 0 ? [] : client.Policies(known).Policies;
         return new DpPolicyEditor(client, policies, state);
     }
 
@@ -80,7 +91,7 @@ public sealed class DpPolicyEditor
 
     /// <summary>
     /// Sends <paramref name="change"/>'s datagrams in order; each must be applied (a stale version is refused by the
-    /// datapath). Returns the state after the last. A chunk after the first that is refused says which one.
+    /// datapath). Returns the state after the last (with this workload only). A chunk after the first that is refused says which one.
     /// </summary>
     public DatapathInfo Write(DpPolicyChange change)
     {
@@ -88,7 +99,7 @@ public sealed class DpPolicyEditor
         DatapathInfo? state = null;
         for (int i = 0; i < datagrams.Count; i++)
         {
-            try { state = Client.Apply(datagrams[i]); }
+            try { state = Client.Apply(datagrams[i], [change.Mac]); }
             catch (DatapathRejectedException e) when (i > 0)
             {
                 throw new DatapathRejectedException(Client.ControlSocket, $"chunk {i + 1} of {datagrams.Count} of the policy was refused, so the policy was not applied " +

@@ -59,14 +59,21 @@ public static class DpRequests
     /// A keep-alive followed by nvr_get_state in one datagram: sent after a request, its keep-alive marks where that
     /// request's replies end, and the state says whether the request was applied.
     /// </summary>
-    public static byte[] Sync(uint sequence) => Datagram.Of(new KeepAliveRequest(sequence), new EmptyRequest(Command.GetState));
+    public static byte[] Sync(uint sequence) => Datagram.Of(new KeepAliveRequest(sequence), new MacFilterRequest(Command.GetState));
+
+    /// <summary>
+    /// As <see cref="Sync(uint)"/>, with the state reporting only the workloads of <paramref name="macs"/> (none for an
+    /// empty list): a change is acknowledged without reading every workload back.
+    /// </summary>
+    public static byte[] Sync(uint sequence, IEnumerable<string>? macs)
+        => Datagram.Of(new KeepAliveRequest(sequence), new MacFilterRequest(Command.GetState, macs == null ? null : Macs(macs)));
 
     /// <summary>Session count, device counters and state in one datagram (three replies, in that order).</summary>
     public static byte[] Query() => Datagram.Of(new EmptyRequest(Command.CountSessions), new EmptyRequest(Command.DeviceCounters),
-        new EmptyRequest(Command.GetState));
+        new MacFilterRequest(Command.GetState));
 
-    /// <summary>{nvr_get_state: {}}</summary>
-    public static byte[] State() => Datagram.Of(new EmptyRequest(Command.GetState));
+    /// <summary>{nvr_get_state: {}}, or {nvr_get_state: {macs: [...]}} to report only those workloads (by MAC or alias).</summary>
+    public static byte[] State(IEnumerable<string>? macs = null) => Datagram.Of(new MacFilterRequest(Command.GetState, macs == null ? null : Macs(macs)));
     /// <summary>{ctrl_count_session: {}}</summary>
     public static byte[] CountSessions() => Datagram.Of(new EmptyRequest(Command.CountSessions));
     /// <summary>{ctrl_list_session: {}}</summary>

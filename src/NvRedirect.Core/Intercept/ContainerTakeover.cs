@@ -32,6 +32,8 @@ public sealed record TakeoverRequest
     public bool NoDatapath { get; init; }
     /// <summary>The mode to set in the datapath (Discover, Monitor, Protect); null leaves the policy as it is.</summary>
     public DpWorkloadMode? Mode { get; init; }
+    /// <summary>What a pipeline remembers of the monitor port between take-overs (null: read it each time).</summary>
+    public InterceptionAllocator? Allocator { get; init; }
 }
 
 /// <summary>A step of a take-over or give-back failed; everything done before it was undone (or <see cref="RollbackFailures"/> says what could not be).</summary>
@@ -121,8 +123,6 @@ public static class ContainerTakeover
             steps.Run($"create the enforcer namespace '{enforcer}' with its {MonitorLink}/{DatapathLink} pair", () => EnsureEnforcer(enforcer),
                 made ? () => NetworkNamespace.Delete(enforcer) : null);
             using var he = RouteHandle.Open(enforcer);
-            // the workloads already taken over here, by their marked entry ports: one link dump (the rules are read only when needed)
-            var marked = he.DumpLinks().Where(l => TakeoverMark.Parse(l.Alias) != null).ToList();
             string? socket = null;
             int? startedPid = null;
             if (!r.NoDatapath)
@@ -131,17 +131,19 @@ public static class ContainerTakeover
             foreach (var x in selected)
             {
                 var entryName = EntryName(t.NetnsInode, x.Name);
-                if (marked.Any(l => l.Name == entryName))
+                // looked up by name (its entry port) and by MAC (the interceptions' index), never by listing every workload
+                var existing = he.FindLink(entryName);
+                if (existing != null && TakeoverMark.Parse(existing.Alias) != null)
                 {
                     // idempotent: already taken over; only the mode may change
-                    var already = List(enforcer, withDatapath: false).First(i => i.EntryLink == entryName);
+                    var already = Find(enforcer, Parse.Mac(existing.Address), withDatapath: false) ?? List(enforcer, withDatapath: false).First(i => i.EntryLink == entryName);
                     if (client != null && r.Mode is { } m) SetMode(client, already.WorkloadMac, m);
-                    results.Add(client != null ? already with { Mode = client.State().FindWorkload(already.WorkloadMac)?.Mode.ToString() } : already);
+                    results.Add(client != null ? already with { Mode = client.State([already.WorkloadMac]).FindWorkload(already.WorkloadMac)?.Mode.ToString() } : already);
                     continue;
                 }
-                if (marked.FirstOrDefault(l => l.Address.AsSpan().SequenceEqual(x.Address)) is { } clash)
+                if (he.FindLinkByAltName(Interception.IndexName(x.Address)) is { } clash)
                     throw new ArgumentException($"The MAC {Parse.Mac(x.Address)} of '{x.Name}' is already intercepted in namespace '{enforcer}' (entry port {clash.Name}); a workload's MAC identifies its rules, so two workloads in one enforcer need different MACs.");
-                if (he.FindLink(entryName) != null) throw new LinkExistsException(entryName, enforcer);
+                if (existing != null) throw new LinkExistsException(entryName, enforcer);
                 results.Add(TakeOverOne(steps, r, enforcer, hc, he, x, client, socket));
             }
         }
@@ -204,7 +206,7 @@ public static class ContainerTakeover
             he.SetUp(inner, true);
         });
 
-        var uc = Interception.AllocateUcMac(he, MonitorLink, entry.Index, x.Address);
+        var uc = Interception.AllocateUcMac(he, MonitorLink, entry.Index, x.Address, r.Allocator);
         if (client != null)
             steps.Run($"register {mac} inline with the datapath at {socket}", () =>
             {
@@ -216,10 +218,10 @@ public static class ContainerTakeover
         {
             Namespace = enforcer, EntryLink = entryName, InnerLink = innerName, MonitorLink = MonitorLink,
             WorkloadMac = x.Address, UcMac = uc, Backend = r.Backend,
-        }), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
+        }, r.Allocator), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
 
         string? mode = null;
-        if (client != null) mode = client.State().FindWorkload(mac)?.Mode.ToString();
+        if (client != null) mode = client.State([mac]).FindWorkload(mac)?.Mode.ToString();
         return Describe(info, TakeoverMark.Parse(alias)!, orphaned: false, socket, mode);
     }
 
@@ -255,7 +257,7 @@ public static class ContainerTakeover
         var client = DpClient.Open(socket);
         try
         {
-            var state = client.State();
+            var state = client.State([]);
             if (state.Namespace != enforcer)
                 throw new ArgumentException($"The datapath at {socket} runs in {(state.Namespace.Length == 0 ? "the root namespace" : $"namespace '{state.Namespace}'")}, not in the enforcer '{enforcer}': its service port cannot be the enforcer's {DatapathLink}. Give the control socket of a datapath in '{enforcer}', or a free one.");
             if (!state.ServicePorts.Contains(DatapathLink)) client.Apply(DpRequests.AddServicePort(DatapathLink, false));
@@ -305,7 +307,7 @@ public static class ContainerTakeover
                 try
                 {
                     client = DpClient.Open(mark.ControlSocket, TimeSpan.FromSeconds(5));
-                    registered = client.KeepAlive() ? client.State().FindWorkload(mac) : null;
+                    registered = client.KeepAlive() ? client.State([mac]).FindWorkload(mac) : null;
                 }
                 catch (DatapathException) { registered = null; } // no datapath any more: nothing to deregister
             }
@@ -321,7 +323,8 @@ public static class ContainerTakeover
             }
             var backend = info.Backend == "Bpf" ? InterceptionBackend.Bpf : InterceptionBackend.Pedit;
             var uc = string.IsNullOrEmpty(info.UcMac) ? null : Parse.Mac(info.UcMac, "ucmac");
-            steps.Run($"remove the steering rules of {mac}", () => Interception.Remove(enforcer, macBytes, [info.EntryLink, InnerName(mark.Inode, mark.Interface), MonitorLink]), () => Interception.Add(new InterceptionRequest
+            // the rules where the listing saw them (pref by pref), not a search of the monitor port's every rule
+            steps.Run($"remove the steering rules of {mac}", () => Interception.Remove(info with { InnerLink = InnerName(mark.Inode, mark.Interface), MonitorLink = MonitorLink }), () => Interception.Add(new InterceptionRequest
             {
                 Namespace = enforcer, EntryLink = info.EntryLink, InnerLink = InnerName(mark.Inode, mark.Interface), MonitorLink = MonitorLink,
                 WorkloadMac = macBytes, UcMac = uc, Backend = backend,
@@ -402,21 +405,25 @@ public static class ContainerTakeover
     /// </summary>
     public static List<InterceptionInfo> List(string enforcer, bool withDatapath = true)
     {
-        var ruled = Interception.List(enforcer);
+        // one link dump, one qdisc dump, one filter dump per ingress device; everything else is looked up in them
         using var he = RouteHandle.Open(enforcer);
         var links = he.DumpLinks();
+        var ruled = Interception.List(he, links);
+        var byEntry = new Dictionary<string, InterceptionInfo>(StringComparer.Ordinal);
+        foreach (var i in ruled) byEntry.TryAdd(i.EntryLink, i);
+        var names = links.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
         var result = new List<InterceptionInfo>();
         var modes = new Dictionary<string, DatapathInfo?>(StringComparer.Ordinal);
         foreach (var link in links)
         {
             if (TakeoverMark.Parse(link.Alias) is not { } mark) continue;
             var mac = Parse.Mac(link.Address);
-            var info = ruled.FirstOrDefault(i => i.EntryLink == link.Name) ?? new InterceptionInfo
+            var info = byEntry.GetValueOrDefault(link.Name) ?? new InterceptionInfo
             {
                 Namespace = enforcer, WorkloadMac = mac, EntryLink = link.Name, InnerLink = InnerName(mark.Inode, mark.Interface),
                 MonitorLink = MonitorLink, Backend = "", BackendReason = "no rules left",
             };
-            bool orphaned = !links.Any(l => l.Name == InnerName(mark.Inode, mark.Interface)) || mark.Locate() == null;
+            bool orphaned = !names.Contains(InnerName(mark.Inode, mark.Interface)) || mark.Locate() == null;
             string? mode = null;
             if (withDatapath && mark.ControlSocket != null)
             {
@@ -430,8 +437,62 @@ public static class ContainerTakeover
             }
             result.Add(Describe(info, mark, orphaned, mark.ControlSocket, mode));
         }
-        result.AddRange(ruled.Where(i => !result.Any(r => r.EntryLink == i.EntryLink)));
+        var marked = result.Select(r => r.EntryLink).ToHashSet(StringComparer.Ordinal);
+        result.AddRange(ruled.Where(i => !marked.Contains(i.EntryLink)));
         return result.OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>
+    /// The interception of one workload MAC in the enforcer (as <see cref="List"/> shows it), or null: through the
+    /// entry port's index (<see cref="Interception.Find(string, byte[])"/>), so finding one costs the same however many
+    /// workloads the enforcer holds; by listing when the index does not lead to it (an orphan, an older interception).
+    /// </summary>
+    public static InterceptionInfo? Find(string enforcer, string workloadMac, bool withDatapath = true)
+    {
+        var mac = Parse.Mac(workloadMac, "workload MAC");
+        using (var he = RouteHandle.Open(enforcer))
+        {
+            if (Interception.Find(he, mac, out var entry) is { } info && entry != null)
+            {
+                if (TakeoverMark.Parse(entry.Alias) is not { } mark) return info; // a lab interception
+                string? mode = null;
+                if (withDatapath && mark.ControlSocket != null)
+                {
+                    try
+                    {
+                        using var c = DpClient.Open(mark.ControlSocket, TimeSpan.FromSeconds(2));
+                        mode = c.KeepAlive() ? c.State([info.WorkloadMac]).FindWorkload(info.WorkloadMac)?.Mode.ToString() : null;
+                    }
+                    catch (DatapathException) { mode = null; }
+                }
+                // its inner port holds its rules, so only the container can be gone
+                return Describe(info, mark, orphaned: mark.Locate() == null, mark.ControlSocket, mode);
+            }
+        }
+        return List(enforcer, withDatapath).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(mac));
+    }
+
+    /// <summary>
+    /// The interceptions of a container's taken-over interfaces, found from the container's side: its replacement
+    /// interfaces carry the taken-over interfaces' names, which give their entry ports' names, whose index gives the
+    /// rest (<see cref="Find"/>), so finding them costs the same however many workloads the enforcer holds. Empty when
+    /// the container is gone or none of its interfaces leads to a marked entry port (the caller then lists).
+    /// </summary>
+    public static List<InterceptionInfo> FindTakenOver(string enforcer, WorkloadTarget target, bool withDatapath = true)
+    {
+        var found = new List<InterceptionInfo>();
+        var path = target.Locate();
+        if (path == null) return found;
+        List<string> names;
+        using (var hc = RouteHandle.Open(path)) names = hc.DumpLinks().Select(l => l.Name).ToList();
+        var macs = new List<string>();
+        using (var he = RouteHandle.Open(enforcer))
+            foreach (var name in names)
+                if (he.FindLink(EntryName(target.NetnsInode, name)) is { } entry && TakeoverMark.Parse(entry.Alias) is { } mark && mark.Inode == target.NetnsInode)
+                    macs.Add(Parse.Mac(entry.Address));
+        foreach (var mac in macs)
+            if (Find(enforcer, mac, withDatapath) is { } info) found.Add(info);
+        return found;
     }
 
     private static InterceptionInfo Describe(InterceptionInfo info, TakeoverMark mark, bool orphaned, string? socket, string? mode) => info with

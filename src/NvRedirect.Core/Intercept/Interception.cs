@@ -167,7 +167,14 @@ public static class Interception
     public static byte[] TagFor(byte[] workloadMac) => [(byte)'i', (byte)'c', .. workloadMac];
 
     /// <summary>Installs (idempotently) the interception of one workload.</summary>
-    public static InterceptionInfo Add(InterceptionRequest request)
+    public static InterceptionInfo Add(InterceptionRequest request) => Add(request, null);
+
+    /// <summary>
+    /// Installs (idempotently) the interception of one workload; <paramref name="allocator"/> (one per pipeline)
+    /// remembers what the monitor port holds between calls, so allocating prefs and ucmacs for the next workload
+    /// needs no dump of every workload's rules (the prefs chosen are still checked one by one).
+    /// </summary>
+    public static InterceptionInfo Add(InterceptionRequest request, InterceptionAllocator? allocator)
     {
         if (request.WorkloadMac is not { Length: 6 }) throw new ArgumentException("The workload MAC must be 6 bytes.");
         if ((request.WorkloadMac[0] & 1) != 0) throw new ArgumentException($"{Parse.Mac(request.WorkloadMac)} is a multicast MAC; a workload's MAC is unicast.", "WorkloadMac");
@@ -191,14 +198,27 @@ public static class Interception
         var tag = TagFor(request.WorkloadMac);
         var cookie = RedirectCookie.Create(tag);
 
-        // prefs and ucmac are allocated against what the monitor port holds (one dump): every workload of the enforcer has its two return rules there
-        var usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index));
+        // prefs and ucmac are allocated against what the monitor port holds (one dump, no link dump to name mirred
+        // targets): every workload of the enforcer has its two return rules there
+        var ports = new Dictionary<int, string> { [entry.Index] = entry.Name, [inner.Index] = inner.Name, [monitor.Index] = monitor.Name };
         var self = Parse.Mac(request.WorkloadMac);
         var where = tc.Handle.Describe(monitor.Name);
-        var uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
-        ushort to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, ToWorkloadRole, null, where, "ToWorkloadPriority");
-        ushort from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, FromWorkloadRole, to, where, "FromWorkloadPriority");
-        if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+        var remembered = allocator?.Find(handle.NamespaceInode, monitor.Index);
+        var usage = remembered ?? InterceptionUsage.Of(tc.ListFilters(monitor.Index, names: ports));
+        byte[] uc;
+        ushort to, from;
+        while (true)
+        {
+            uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
+            to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, ToWorkloadRole, null, where, "ToWorkloadPriority");
+            from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, FromWorkloadRole, to, where, "FromWorkloadPriority");
+            if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
+            // what a pipeline remembers is checked where it matters (the two prefs, pref-filtered dumps); when someone
+            // else changed the monitor port meanwhile, it is read again and the choice made again
+            if (remembered == null || IsFreeOrOurs(tc, monitor, to, tag) && IsFreeOrOurs(tc, monitor, from, tag)) break;
+            usage = InterceptionUsage.Of(tc.ListFilters(monitor.Index, names: ports));
+            remembered = null;
+        }
 
         // every pref we are about to use on the entry and inner ports must be free or already ours for this workload
         foreach (var (link, pref) in new[] { (entry, SteerPriority), (entry, PassPriority), (inner, SteerPriority), (inner, PassPriority), (entry, SteerIPv6Priority), (inner, SteerIPv6Priority) })
@@ -231,7 +251,7 @@ public static class Interception
             // Decide the backend before touching any rule: a failed pedit add must never cost an existing one.
             if (backend != InterceptionBackend.Bpf)
             {
-                var (pedit, refusal) = ProbePedit(tc, monitor.Index);
+                var (pedit, refusal) = ProbePedit(tc, monitor.Index, usage.Priorities.Keys);
                 if (backend == InterceptionBackend.Auto)
                 {
                     backend = pedit ? InterceptionBackend.Pedit : InterceptionBackend.Bpf;
@@ -267,6 +287,13 @@ public static class Interception
             offloadsOff = true;
         }
 
+        EnsureIndex(handle, entry.Index, request.WorkloadMac, to, from, inner.Index, monitor.Index);
+        if (allocator != null)
+        {
+            usage.Record(self, to, from, uc);
+            allocator.Remember(handle.NamespaceInode, monitor.Index, usage);
+        }
+
         return new InterceptionInfo
         {
             Namespace = handle.Namespace,
@@ -279,22 +306,130 @@ public static class Interception
     }
 
     /// <summary>
-    /// The ucmac <see cref="Add"/> gives a workload whose entry port is <paramref name="entryIndex"/> when none is asked
+    /// The ucmac <see cref="Add(InterceptionRequest)"/> gives a workload whose entry port is <paramref name="entryIndex"/> when none is asked
     /// for: its own when intercepted already, NeuVector's derived one when free, else the next free (one dump of the
     /// monitor port). The container take-over registers it with the datapath before the rules go in.
     /// </summary>
-    public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac)
+    public static byte[] AllocateUcMac(RouteHandle handle, string monitorLink, int entryIndex, byte[] workloadMac, InterceptionAllocator? allocator = null)
     {
         var monitor = handle.GetLink(monitorLink);
-        return InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index)).ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
+        var names = new Dictionary<int, string> { [monitor.Index] = monitor.Name };
+        var usage = allocator?.Find(handle.NamespaceInode, monitor.Index) ?? InterceptionUsage.Of(new TrafficControl(handle).ListFilters(monitor.Index, names: names));
+        allocator?.Remember(handle.NamespaceInode, monitor.Index, usage);
+        return usage.ChooseUcMac(null, UcMacFor(entryIndex), Parse.Mac(workloadMac));
+    }
+
+    // ------------------------------------------------------------------ the index: alternative names of the entry port
+
+    /// <summary>The entry port's alternative name that finds a workload's interception by its MAC: "nvr-ic-" + 12 hex digits.</summary>
+    internal static string IndexName(byte[] workloadMac) => "nvr-ic-" + Convert.ToHexString(workloadMac).ToLowerInvariant();
+
+    /// <summary>The entry port's second alternative name: where the rest of the interception is ("nvr-ic-HEX-TO-FROM-INNER-MONITOR": the monitor-port prefs and the inner and monitor ifindexes).</summary>
+    internal static string WhereName(byte[] workloadMac, ushort to, ushort from, int innerIndex, int monitorIndex)
+        => $"{IndexName(workloadMac)}-{to}-{from}-{innerIndex}-{monitorIndex}";
+
+    /// <summary>
+    /// Gives the entry port its two index names (see <see cref="Find(string, byte[])"/>), replacing stale ones. The index
+    /// only speeds lookups up (every lookup checks the rules it points at), so a kernel without alternative names, or a
+    /// name another link holds, leaves it out and lookups fall back to listing.
+    /// </summary>
+    private static void EnsureIndex(RouteHandle handle, int entryIndex, byte[] mac, ushort to, ushort from, int innerIndex, int monitorIndex)
+    {
+        var key = IndexName(mac);
+        var where = WhereName(mac, to, from, innerIndex, monitorIndex);
+        try
+        {
+            if (handle.FindLinkByAltName(key) is { } holder && holder.Index != entryIndex) DropIndex(handle, holder, key);
+            var entry = handle.FindLink(entryIndex);
+            if (entry == null) return;
+            foreach (var stale in entry.AltNames.Where(n => n.StartsWith(key + "-", StringComparison.Ordinal) && n != where))
+                handle.Socket.Execute(LinkMessages.DeleteAltName(entryIndex, stale), $"remove the alternative name '{stale}' of {handle.Describe(entry.Name)}");
+            if (!entry.AltNames.Contains(key))
+                handle.Socket.Execute(LinkMessages.AddAltName(entryIndex, key), $"give {handle.Describe(entry.Name)} the alternative name '{key}'");
+            if (!entry.AltNames.Contains(where))
+                handle.Socket.Execute(LinkMessages.AddAltName(entryIndex, where), $"give {handle.Describe(entry.Name)} the alternative name '{where}'");
+        }
+        catch (NetlinkException) { /* no index: lookups list instead */ }
+    }
+
+    /// <summary>Removes a workload's index names from the link holding them (best effort: a stale index is never trusted).</summary>
+    private static void DropIndex(RouteHandle handle, byte[] mac)
+    {
+        var key = IndexName(mac);
+        try { if (handle.FindLinkByAltName(key) is { } holder) DropIndex(handle, holder, key); }
+        catch (NetlinkException) { /* nothing to drop, or no alternative names here */ }
+    }
+
+    private static void DropIndex(RouteHandle handle, LinkRecord holder, string key)
+    {
+        foreach (var n in holder.AltNames.Where(n => n == key || n.StartsWith(key + "-", StringComparison.Ordinal)))
+        {
+            try { handle.Socket.Execute(LinkMessages.DeleteAltName(holder.Index, n), $"remove the alternative name '{n}' of {handle.Describe(holder.Name)}"); }
+            catch (NetlinkException) { /* gone meanwhile */ }
+        }
+    }
+
+    /// <summary>
+    /// The interception of one workload, or null when it has none: found through its entry port's index names (one
+    /// lookup by name, one dump of the entry port and pref-filtered dumps of the inner and monitor ports, so the cost does
+    /// not depend on how many workloads the namespace holds); listed like <see cref="List(string)"/> when there is no
+    /// index or it does not lead to the workload's six rules.
+    /// </summary>
+    public static InterceptionInfo? Find(string ns, byte[] workloadMac)
+    {
+        using var handle = RouteHandle.Open(ns);
+        return Find(handle, workloadMac, out _) ?? List(handle, handle.DumpLinks()).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(workloadMac));
+    }
+
+    /// <summary>The interception of <paramref name="mac"/> through its index alone (null when that does not lead to its six rules), and its entry port.</summary>
+    internal static InterceptionInfo? Find(RouteHandle handle, byte[] mac, out LinkRecord? entry)
+    {
+        var key = IndexName(mac);
+        entry = handle.FindLinkByAltName(key);
+        if (entry == null) return null;
+        var where = entry.AltNames.FirstOrDefault(n => n.StartsWith(key + "-", StringComparison.Ordinal))?[(key.Length + 1)..].Split('-');
+        if (where is not { Length: 4 } || !ushort.TryParse(where[0], out var to) || !ushort.TryParse(where[1], out var from)
+            || !int.TryParse(where[2], out var innerIndex) || !int.TryParse(where[3], out var monitorIndex)) return null;
+        var inner = handle.FindLink(innerIndex);
+        var monitor = handle.FindLink(monitorIndex);
+        if (inner == null || monitor == null) return null;
+        var names = new Dictionary<int, string> { [entry.Index] = entry.Name, [inner.Index] = inner.Name, [monitor.Index] = monitor.Name };
+        if (monitor is { PeerIndex: not 0, PeerNamespaceId: null } && handle.FindLink(monitor.PeerIndex) is { } peer) names[peer.Index] = peer.Name;
+        var tc = new TrafficControl(handle);
+        var tag = Convert.ToHexString(TagFor(mac)).ToLowerInvariant();
+        var rules = new List<(TcFilter Filter, string Link)>();
+        // the entry and inner ports hold this workload's rules alone (read whole); the monitor port only at its two prefs
+        foreach (var (link, pref) in new[] { (entry, (ushort)0), (inner, (ushort)0), (monitor, to), (monitor, from) })
+        {
+            try { rules.AddRange(tc.ListFilters(link.Index, pref, names: names).Where(f => TagText(f) == tag).Select(f => (f, link.Name))); }
+            catch (NetlinkException e) when (e.Errno is 19 or 22) { return null; }
+        }
+        // a whole interception: the four rewriting rules where the index says, and the two catch-alls
+        var roles = rules.Select(r => (RoleOf(r.Filter), r.Link)).ToHashSet();
+        if (!roles.Contains(("entry: to datapath", entry.Name)) || !roles.Contains(("inner: to datapath", inner.Name))
+            || !roles.Contains((ToWorkloadRole, monitor.Name)) || !roles.Contains((FromWorkloadRole, monitor.Name))
+            || !roles.Contains((PassRole, entry.Name)) || !roles.Contains((PassRole, inner.Name))) return null;
+        return Describe(handle, rules, new Dictionary<string, LinkRecord>(StringComparer.Ordinal) { [monitor.Name] = monitor }, names);
     }
 
     /// <summary>Every interception in a namespace, rebuilt from the tagged filters.</summary>
     public static List<InterceptionInfo> List(string ns)
     {
         using var handle = RouteHandle.Open(ns);
+        return List(handle, handle.DumpLinks());
+    }
+
+    /// <summary>
+    /// Every interception of <paramref name="handle"/>'s namespace whose links are <paramref name="links"/> (one dump
+    /// the caller made): one qdisc dump and one filter dump per ingress device, nothing per workload.
+    /// </summary>
+    internal static List<InterceptionInfo> List(RouteHandle handle, List<LinkRecord> links)
+    {
         var tc = new TrafficControl(handle);
-        return Collect(tc).Values.Select(v => Describe(handle, v)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
+        var byName = new Dictionary<string, LinkRecord>(StringComparer.Ordinal);
+        var names = new Dictionary<int, string>();
+        foreach (var l in links) { byName[l.Name] = l; names[l.Index] = l.Name; }
+        return Collect(tc, names).Values.Select(v => Describe(handle, v, byName, names)).OrderBy(i => i.EntryLink, StringComparer.Ordinal).ToList();
     }
 
     /// <summary>
@@ -306,7 +441,19 @@ public static class Interception
         using var handle = RouteHandle.Open(ns);
         var tc = new TrafficControl(handle);
         var tag = Convert.ToHexString(TagFor(workloadMac)).ToLowerInvariant();
-        if (!Collect(tc, links).TryGetValue(tag, out var rules)) return [];
+        Dictionary<int, string>? names = null;
+        if (links != null)
+        {
+            // the caller named the devices: look them up (no link or qdisc dump), and only those are searched
+            names = new();
+            foreach (var name in links)
+                if (handle.FindLink(name) is { } l) names[l.Index] = l.Name;
+        }
+        if (!Collect(tc, names, devicesOnly: links != null).TryGetValue(tag, out var rules))
+        {
+            DropIndex(handle, workloadMac);
+            return [];
+        }
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
         foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
@@ -314,21 +461,64 @@ public static class Interception
             tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
             removed.Add(r with { Change = TcChange.Removed });
         }
+        DropIndex(handle, workloadMac);
         return removed;
     }
 
-    /// <summary>The tagged filters of every ingress qdisc of the namespace, by hex tag, with their device names.</summary>
-    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc, IReadOnlyCollection<string>? links = null)
+    /// <summary>
+    /// Removes the rules of an interception as listed (<see cref="List(string)"/>): each device and pref its rules sat
+    /// at is read alone (a pref-filtered dump) and cleared only when it still holds this workload's tagged rule, so the
+    /// cost does not depend on how many workloads the namespace holds. When a rule is no longer where the listing saw
+    /// it, the workload's own devices are searched as <see cref="Remove(string, byte[], IReadOnlyCollection{string}?)"/> does.
+    /// </summary>
+    public static List<InterceptionRule> Remove(InterceptionInfo info)
+    {
+        var mac = Parse.Mac(info.WorkloadMac, "workload MAC");
+        var tag = Convert.ToHexString(TagFor(mac)).ToLowerInvariant();
+        var removed = new List<InterceptionRule>();
+        bool stale = false;
+        using (var handle = RouteHandle.Open(info.Namespace))
+        {
+            var tc = new TrafficControl(handle);
+            var none = new Dictionary<int, string>();
+            foreach (var r in info.Rules.Where(r => r.Filter != null).GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+            {
+                List<TcFilter> here;
+                try { here = tc.ListFilters(r.Filter!.LinkIndex, r.Priority, names: none); }
+                catch (NetlinkException e) when (e.Errno is 19 or 22) { stale = true; continue; } // the device is gone or has no qdisc
+                if (!here.Any(f => TagText(f) == tag)) { stale = true; continue; }
+                if (tc.RemoveFilter(r.Filter.LinkIndex, r.Priority) == TcChange.Removed) removed.Add(r with { Change = TcChange.Removed });
+            }
+            if (!stale) DropIndex(handle, mac);
+        }
+        if (stale || info.Rules.Count == 0)
+            removed.AddRange(Remove(info.Namespace, mac, new[] { info.EntryLink, info.InnerLink, info.MonitorLink }.Where(n => n.Length > 0).ToList()));
+        return removed;
+    }
+
+    /// <summary>
+    /// The tagged filters of every ingress qdisc of the namespace (or, with <paramref name="devicesOnly"/>, of the
+    /// devices <paramref name="names"/> holds), by hex tag, with their device names. <paramref name="names"/> names
+    /// devices and mirred targets without a link dump per device.
+    /// </summary>
+    private static Dictionary<string, List<(TcFilter Filter, string Link)>> Collect(TrafficControl tc, Dictionary<int, string>? names = null, bool devicesOnly = false)
     {
         var found = new Dictionary<string, List<(TcFilter Filter, string Link)>>();
-        var devices = tc.ListQdiscs().Where(q => q.IsIngress && (links == null || links.Contains(q.LinkName ?? ""))).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
+        IEnumerable<(int, string)> devices = devicesOnly ? names!.Select(n => (n.Key, n.Value))
+            : tc.ListQdiscs().Where(q => q.IsIngress).Select(q => (q.LinkIndex, q.LinkName ?? "")).Distinct();
         foreach (var (index, name) in devices)
-            foreach (var f in tc.ListFilters(index))
+        {
+            List<TcFilter> filters;
+            try { filters = tc.ListFilters(index, names: names); }
+            catch (NetlinkException e) when (devicesOnly && e.Errno is 19 or 22) { continue; } // a named device without a qdisc holds nothing
+            foreach (var f in filters)
                 if (TagText(f) is string tag) (found.TryGetValue(tag, out var l) ? l : found[tag] = new()).Add((f, name));
+        }
         return found;
     }
 
-    private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules)
+    private static InterceptionInfo Describe(RouteHandle handle, List<(TcFilter Filter, string Link)> rules,
+        Dictionary<string, LinkRecord>? linksByName = null, Dictionary<int, string>? names = null)
     {
         var tagged = rules.Select(r => r.Filter).First();
         var mac = Convert.FromHexString(TagText(tagged)!)[2..];
@@ -341,18 +531,25 @@ public static class Interception
             : link == entryName ? "entry: straight in" : link == innerName ? "inner: straight out" : PassRole;
         var uc = rules.Select(r => UcMacOf(r.Filter)).FirstOrDefault(u => u != null);
         var monitorName = Link("monitor: to workload");
-        var monitor = monitorName.Length > 0 ? handle.FindLink(monitorName) : null;
+        var monitor = monitorName.Length == 0 ? null : linksByName != null ? linksByName.GetValueOrDefault(monitorName) : handle.FindLink(monitorName);
         return new InterceptionInfo
         {
             Namespace = handle.Namespace,
             WorkloadMac = Parse.Mac(mac), UcMac = uc != null ? Parse.Mac(uc) : "", BcMac = uc != null ? Parse.Mac(BcMacFor(uc)) : "",
             EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
-            DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null } ? handle.FindLink(monitor.PeerIndex)?.Name : null,
+            DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null }
+                ? names != null ? names.GetValueOrDefault(monitor.PeerIndex) : handle.FindLink(monitor.PeerIndex)?.Name : null,
             Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
             ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
             Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
         };
+    }
+
+    private static bool IsFreeOrOurs(TrafficControl tc, LinkRecord link, ushort pref, byte[] tag)
+    {
+        var tagText = Convert.ToHexString(tag).ToLowerInvariant();
+        return tc.ListFilters(link.Index, pref, names: new Dictionary<int, string>()).All(f => TagText(f) == tagText);
     }
 
     private static void CheckPrefIsFreeOrOurs(TrafficControl tc, LinkRecord link, ushort pref, byte[] tag)
@@ -372,9 +569,10 @@ public static class Interception
     /// Whether the kernel runs pedit actions: adds, then removes, a pedit filter at a free pref of the monitor port for an
     /// ethertype no frame carries (0x88b5, IEEE local experimental), so no traffic ever meets it.
     /// </summary>
-    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex)
+    public static (bool Available, TcActionUnavailableException? Refusal) ProbePedit(TrafficControl tc, int linkIndex, IEnumerable<ushort>? usedPrefs = null)
     {
-        var used = tc.ListFilters(linkIndex).Select(f => f.Priority).ToHashSet();
+        // the prefs in use, from the caller's dump of the device when it has one
+        var used = (usedPrefs ?? tc.ListFilters(linkIndex, names: new Dictionary<int, string>()).Select(f => f.Priority)).ToHashSet();
         ushort pref = 65535;
         while (used.Contains(pref)) pref--;
         var probe = new U32Filter
@@ -548,6 +746,18 @@ public sealed class InterceptionUsage
     /// <summary>The pref each workload's return rule of a role already sits at.</summary>
     public Dictionary<(string Workload, string Role), ushort> Own { get; } = new();
 
+    /// <summary>Adds what an interception of <paramref name="self"/> just installed (its two return rules and its ucmac).</summary>
+    public void Record(string self, ushort to, ushort from, byte[] ucMac)
+    {
+        var owner = self.ToLowerInvariant();
+        Priorities[to] = owner;
+        Priorities[from] = owner;
+        Own[(owner, Interception.ToWorkloadRole)] = to;
+        Own[(owner, Interception.FromWorkloadRole)] = from;
+        foreach (var stale in UcMacs.Where(u => string.Equals(u.Value, owner, StringComparison.OrdinalIgnoreCase)).Select(u => u.Key).ToList()) UcMacs.Remove(stale);
+        UcMacs[Parse.Mac(ucMac)] = owner;
+    }
+
     /// <summary>The usage shown by the filters of a monitor port.</summary>
     public static InterceptionUsage Of(IEnumerable<TcFilter> monitorFilters)
     {
@@ -609,4 +819,20 @@ public sealed class InterceptionUsage
         }
         throw new InvalidOperationException("Every ucmac is in use; remove interceptions first.");
     }
+}
+
+
+/// <summary>
+/// What one pipeline of Add-WorkloadInterception remembers of the monitor ports it allocated on (by namespace inode
+/// and ifindex): read once, then kept up to date with what it installs.
+/// </summary>
+public sealed class InterceptionAllocator
+{
+    private readonly Dictionary<(ulong Namespace, int Monitor), InterceptionUsage> _usage = new();
+
+    /// <summary>The usage remembered for a monitor port, or null.</summary>
+    public InterceptionUsage? Find(ulong namespaceInode, int monitorIndex) => _usage.GetValueOrDefault((namespaceInode, monitorIndex));
+
+    /// <summary>Remembers a monitor port's usage.</summary>
+    public void Remember(ulong namespaceInode, int monitorIndex, InterceptionUsage usage) => _usage[(namespaceInode, monitorIndex)] = usage;
 }

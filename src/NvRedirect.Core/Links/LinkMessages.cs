@@ -1,5 +1,6 @@
 using System;
 using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.Net;
 using System.Net.Sockets;
 using NvRedirect.Core.Netlink;
@@ -103,6 +104,31 @@ public static class LinkMessages
             .AttrU32(Rtnl.IFLA_EXT_MASK, Rtnl.RTEXT_FILTER_VF | Rtnl.RTEXT_FILTER_SKIP_STATS)
             .AttrString(Rtnl.IFLA_IFNAME, name);
 
+    /// <summary>RTM_GETLINK by alternative name (IFLA_ALT_IFNAME: the kernel finds it in its name hash, as by name).</summary>
+    public static NetlinkWriter GetByAltName(string altName)
+        => Ifinfo(new NetlinkWriter(Rtnl.RTM_GETLINK, Rtnl.NLM_F_REQUEST), 0)
+            .AttrU32(Rtnl.IFLA_EXT_MASK, Rtnl.RTEXT_FILTER_VF | Rtnl.RTEXT_FILTER_SKIP_STATS)
+            .AttrString(IFLA_ALT_IFNAME, altName);
+
+    /// <summary>`ip link property add dev DEV altname NAME` (RTM_NEWLINKPROP).</summary>
+    public static NetlinkWriter AddAltName(int index, string altName) => AltName(RTM_NEWLINKPROP, Rtnl.CreateFlags | NLM_F_APPEND, index, altName);
+
+    // ip adds to the property list with NLM_F_APPEND as well as EXCL|CREATE (Golden/36-link-property-add-altname.hex)
+    private const ushort NLM_F_APPEND = 0x800;
+
+    /// <summary>`ip link property del dev DEV altname NAME` (RTM_DELLINKPROP).</summary>
+    public static NetlinkWriter DeleteAltName(int index, string altName) => AltName(RTM_DELLINKPROP, Rtnl.ChangeFlags, index, altName);
+
+    private static NetlinkWriter AltName(ushort type, ushort flags, int index, string altName)
+    {
+        var w = Ifinfo(new NetlinkWriter(type, flags), index);
+        int nest = w.BeginNest(IFLA_PROP_LIST | Rtnl.NLA_F_NESTED); // the kernel requires the flag on this nest
+        w.AttrString(IFLA_ALT_IFNAME, altName);
+        return w.EndNest(nest);
+    }
+
+    internal const ushort RTM_NEWLINKPROP = 108, RTM_DELLINKPROP = 109, IFLA_PROP_LIST = 52, IFLA_ALT_IFNAME = 53;
+
     /// <summary>RTM_GETLINK by index.</summary>
     public static NetlinkWriter GetByIndex(int index)
         => Ifinfo(new NetlinkWriter(Rtnl.RTM_GETLINK, Rtnl.NLM_F_REQUEST), index)
@@ -171,6 +197,8 @@ public sealed class LinkRecord
     public uint TxQueueLength { get; init; }
     /// <summary>IFLA_IFALIAS, or null when the link has none.</summary>
     public string? Alias { get; init; }
+    /// <summary>The alternative names (IFLA_PROP_LIST's IFLA_ALT_IFNAME), in the kernel's order.</summary>
+    public string[] AltNames { get; init; } = [];
     /// <summary>IFLA_OPERSTATE (RFC 2863 value).</summary>
     public byte OperState { get; init; }
     /// <summary>IFLA_LINK: the peer's ifindex (in the peer's namespace), 0 when none.</summary>
@@ -190,6 +218,7 @@ public sealed class LinkRecord
         byte[] addr = [];
         uint txqlen = 0;
         string? alias = null;
+        List<string>? altNames = null;
         foreach (var a in new NetlinkAttributes(p[16..]))
         {
             switch (a.Type)
@@ -202,6 +231,10 @@ public sealed class LinkRecord
                 case Rtnl.IFLA_LINK_NETNSID: nsid = a.S32; break;
                 case Rtnl.IFLA_TXQLEN: txqlen = a.U32; break;
                 case Rtnl.IFLA_IFALIAS: alias = a.String; break;
+                case LinkMessages.IFLA_PROP_LIST:
+                    foreach (var i in a.Nested)
+                        if (i.Type == LinkMessages.IFLA_ALT_IFNAME) (altNames ??= []).Add(i.String);
+                    break;
                 case Rtnl.IFLA_LINKINFO:
                     foreach (var i in a.Nested)
                         if (i.Type == Rtnl.IFLA_INFO_KIND) kind = i.String;
@@ -215,6 +248,7 @@ public sealed class LinkRecord
             HardwareType = BinaryPrimitives.ReadUInt16LittleEndian(p[2..]),
             Flags = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]),
             Name = name, Kind = kind, Mtu = mtu, Address = addr, OperState = oper, TxQueueLength = txqlen, Alias = alias,
+            AltNames = altNames?.ToArray() ?? [],
             // the kernel always sends IFLA_LINK with IFLA_LINK_NETNSID, and a peer in another namespace may have our
             // own ifindex there (both are often 2); only a local IFLA_LINK equal to our index means "no peer"
             PeerIndex = link == index && nsid == null ? 0 : link,

@@ -16,7 +16,17 @@ namespace NvRedirect.Core.Links;
 public sealed class LinkQuery : IDisposable
 {
     private readonly Dictionary<string, RouteHandle> _handles = new();
-    private readonly Dictionary<string, Dictionary<int, string?>> _nsidNames = new();
+    // per namespace a handle lives in: the id it gives each named namespace, and the identity (inode) that id was read for
+    private readonly Dictionary<string, NamespaceIds> _nsidNames = new();
+
+    private sealed class NamespaceIds
+    {
+        public readonly Dictionary<int, string> Names = new();
+        public readonly Dictionary<string, (int Id, ulong Inode)> Ids = new(StringComparer.Ordinal);
+    }
+
+    /// <summary>Namespace-id requests this thread sent (tests check a pipeline does not ask again per item).</summary>
+    [ThreadStatic] internal static long NamespaceIdQueries;
 
     /// <summary>A cached handle for a namespace ("" = root).</summary>
     public RouteHandle Handle(string? ns)
@@ -33,8 +43,12 @@ public sealed class LinkQuery : IDisposable
         return h;
     }
 
-    /// <summary>Forgets the namespace-id map (namespaces may come and go between pipeline items); sockets stay open.</summary>
-    public void ForgetNamespaceIds() => _nsidNames.Clear();
+    /// <summary>
+    /// Called between pipeline items (namespaces may come and go meanwhile). The namespace-id maps stay: an id is
+    /// trusted only while its namespace still has the inode it had when its id was read, and an id not in a map makes
+    /// the map ask the kernel about the named namespaces it has not seen (or whose inode changed) only.
+    /// </summary>
+    public void ForgetNamespaceIds() { }
 
     /// <summary>Links of a namespace as objects, optionally only those whose names pass <paramref name="filter"/>.</summary>
     public List<AgentLink> Links(string? ns, Func<string, bool>? filter = null)
@@ -129,23 +143,35 @@ public sealed class LinkQuery : IDisposable
     /// <summary>Maps a namespace id seen from <paramref name="handle"/>'s namespace to a name ("" = root), or null.</summary>
     private string? NamespaceById(RouteHandle handle, int nsid)
     {
-        if (!_nsidNames.TryGetValue(handle.Namespace, out var map))
+        if (!_nsidNames.TryGetValue(handle.Namespace, out var map)) _nsidNames[handle.Namespace] = map = new NamespaceIds();
+        // a known id whose namespace is still the one it was read for (the root namespace never changes)
+        if (map.Names.TryGetValue(nsid, out var known)
+            && (known.Length == 0 || NetworkNamespace.Describe(known) is { IsMounted: true } now && now.Inode == map.Ids[known].Inode))
+            return known;
+        // else ask about the named namespaces that are new or were replaced since (the first time: all of them)
+        var current = NetworkNamespace.List().Where(n => n.IsMounted).Select(n => (n.Name, n.Inode)).Prepend((Name: "", Inode: 0UL)).ToList();
+        foreach (var gone in map.Ids.Keys.Except(current.Select(c => c.Name)).ToList()) Forget(map, gone);
+        foreach (var (name, inode) in current)
         {
-            map = new Dictionary<int, string?>();
-            var candidates = NetworkNamespace.List().Where(n => n.IsMounted).Select(n => n.Name).Prepend("");
-            foreach (var name in candidates)
+            if (name == handle.Namespace) continue;
+            if (map.Ids.TryGetValue(name, out var had) && had.Inode == inode && had.Id >= 0) continue; // an id not yet assigned may be by now
+            Forget(map, name);
+            try
             {
-                if (name == handle.Namespace) continue;
-                try
-                {
-                    int id = handle.GetNamespaceId(name);
-                    if (id >= 0) map.TryAdd(id, name);
-                }
-                catch (NetlinkException) { /* a namespace that vanished meanwhile */ }
+                NamespaceIdQueries++;
+                int id = handle.GetNamespaceId(name);
+                map.Ids[name] = (id, inode);
+                if (id >= 0 && !map.Names.ContainsKey(id)) map.Names[id] = name;
             }
-            _nsidNames[handle.Namespace] = map;
+            catch (NetlinkException) { /* a namespace that vanished meanwhile */ }
         }
-        return map.GetValueOrDefault(nsid);
+        return map.Names.GetValueOrDefault(nsid);
+    }
+
+    private static void Forget(NamespaceIds map, string name)
+    {
+        if (!map.Ids.Remove(name, out var had)) return;
+        if (map.Names.TryGetValue(had.Id, out var n) && n == name) map.Names.Remove(had.Id);
     }
 
     /// <inheritdoc/>

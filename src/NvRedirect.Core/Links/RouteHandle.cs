@@ -68,6 +68,17 @@ public sealed class RouteHandle : IDisposable
         catch (NetlinkException e) when (e.Errno == 19) { return null; }
     }
 
+    /// <summary>A link by one of its alternative names, or null when none has it (or the kernel has no alternative names).</summary>
+    public LinkRecord? FindLinkByAltName(string altName)
+    {
+        try
+        {
+            return Socket.Query(LinkMessages.GetByAltName(altName), $"look up the link with alternative name '{altName}' in {NamespaceText}")
+                         .Where(m => m.Type == Rtnl.RTM_NEWLINK).Select(LinkRecord.Parse).FirstOrDefault();
+        }
+        catch (NetlinkException e) when (e.Errno is 19 or 22 or 95) { return null; }
+    }
+
     /// <summary>A link by ifindex, or null.</summary>
     public LinkRecord? FindLink(int index)
     {

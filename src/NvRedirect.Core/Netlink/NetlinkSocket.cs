@@ -21,6 +21,9 @@ public sealed unsafe class NetlinkSocket : IDisposable
     private readonly byte[] _receive = new byte[ReceiveBufferSize];
     private uint _seq;
 
+    /// <summary>Requests (dumps included) and dumps this thread sent on any socket (tests count them per operation).</summary>
+    [ThreadStatic] internal static long RequestsSent, DumpsSent;
+
     /// <summary>Observer of every request sent (tests use it to compare bytes with iproute2's captures).</summary>
     public Action<byte[]>? RequestSent { get; set; }
 
@@ -94,6 +97,8 @@ public sealed unsafe class NetlinkSocket : IDisposable
             uint seq = unchecked(++_seq);
             var bytes = request.ToArray(seq);
             RequestSent?.Invoke(bytes);
+            RequestsSent++;
+            if (dump) DumpsSent++;
             bool wantsAck = (BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(6)) & Rtnl.NLM_F_ACK) != 0;
             fixed (byte* p = bytes)
             {

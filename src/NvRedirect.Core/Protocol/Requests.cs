@@ -27,7 +27,7 @@ public sealed record KeepAliveRequest(uint Sequence) : IRequestMessage
     public static KeepAliveRequest Read(JsonElement args) => new(Fields.UInt(Fields.Object(args), Key.SequenceNumber));
 }
 
-/// <summary>A command without arguments: ctrl_count_session, ctrl_list_session, ctrl_counter_device, ctrl_stats_device, ctrl_list_meter, ctrl_refresh_app, nvr_get_state.</summary>
+/// <summary>A command without arguments: ctrl_count_session, ctrl_list_session, ctrl_counter_device, ctrl_stats_device, ctrl_list_meter, ctrl_refresh_app.</summary>
 public sealed record EmptyRequest(string Command) : IRequestMessage
 {
     public void WriteArguments(Utf8JsonWriter w) { w.WriteStartObject(); w.WriteEndObject(); }
@@ -312,7 +312,7 @@ public sealed record PolicyRequest(PolicyCommand Cmd, ChunkFlags Flag, DpPolicyA
     }
 }
 
-/// <summary>nvr_get_policy, nvr_list_connection or nvr_clear_connection: {macs: [...]} (null: every workload).</summary>
+/// <summary>nvr_get_policy, nvr_list_connection, nvr_clear_connection or nvr_get_state: {macs: [...]} (null: every workload; for nvr_get_state an empty list reports no workload, only the rest of the state).</summary>
 public sealed record MacFilterRequest(string Command, ulong[]? Macs = null) : IRequestMessage
 {
     public void WriteArguments(Utf8JsonWriter w)
@@ -441,7 +441,8 @@ public static class Datagram
     public static IRequestMessage Read(string command, JsonElement args) => command switch
     {
         Command.KeepAlive => KeepAliveRequest.Read(args),
-        Command.CountSessions or Command.ListSessions or Command.DeviceCounters or Command.GetState => EmptyRequest.Read(command, args),
+        Command.CountSessions or Command.ListSessions or Command.DeviceCounters => EmptyRequest.Read(command, args),
+        Command.GetState => MacFilterRequest.Read(command, args),
         Command.AddServicePort => AddServicePortRequest.Read(args),
         Command.DeleteServicePort => DeleteServicePortRequest.Read(args),
         Command.AddMac => AddMacRequest.Read(args),

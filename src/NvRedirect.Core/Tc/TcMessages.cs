@@ -36,6 +36,14 @@ public static class TcMessages
         return w.AttrString(Tca.TCA_KIND, qdisc.Kind);
     }
 
+    /// <summary>RTM_GETQDISC for one qdisc of one device, by handle and parent (no dump): its RTM_NEWQDISC, or ENOENT/EINVAL.</summary>
+    public static NetlinkWriter GetQdisc(int linkIndex, uint handle, uint parent)
+    {
+        ThrowIfNoLink(linkIndex);
+        // NLM_F_ECHO: kernels before 6.3 only broadcast the answer to a get unless echo is asked for; the ACK ends the exchange either way
+        return TcLayouts.WriteTcMsg(new NetlinkWriter(Rtnl.RTM_GETQDISC, Rtnl.NLM_F_REQUEST | Rtnl.NLM_F_ACK | 0x8), new TcMsg(linkIndex, handle, parent, 0));
+    }
+
     /// <summary>`tc qdisc show [dev D]`: a dump of the namespace's qdiscs (tc filters by device itself; so do we).</summary>
     public static NetlinkWriter DumpQdiscs(int linkIndex = 0)
         => TcLayouts.WriteTcMsg(new NetlinkWriter(Rtnl.RTM_GETQDISC, Rtnl.DumpFlags), new TcMsg(linkIndex, 0, 0, 0));

@@ -73,7 +73,14 @@ public sealed class TrafficControl
     }
 
     /// <summary>Whether the device has an ingress qdisc.</summary>
-    public bool HasIngressQdisc(int linkIndex) => ListQdiscsRaw(linkIndex).Any(q => q.IsIngress);
+    public bool HasIngressQdisc(int linkIndex)
+    {
+        // one get, not a dump: the kernel answers a qdisc dump with every device's qdiscs, whatever the ifindex
+        List<Qdisc> found;
+        try { found = TcDecoder.ParseQdiscs(Socket.Query(TcMessages.GetQdisc(linkIndex, Tca.IngressHandle, Tca.TC_H_INGRESS), $"look up the ingress qdisc of ifindex {linkIndex} in {Handle.NamespaceText}")); }
+        catch (NetlinkException e) when (e.Errno is ENOENT or EINVAL) { return false; }
+        return found.Count > 0 ? found.Any(q => q.LinkIndex == linkIndex && q.IsIngress) : ListQdiscsRaw(linkIndex).Any(q => q.IsIngress); // no answer but the ACK: ask the old way
+    }
 
     private List<Qdisc> ListQdiscsRaw(int linkIndex)
         => TcDecoder.ParseQdiscs(Socket.Dump(TcMessages.DumpQdiscs(linkIndex), $"list qdiscs in {Handle.NamespaceText}"))
@@ -98,12 +105,13 @@ public sealed class TrafficControl
         Func<int, string?> nameOf = names != null ? names.GetValueOrDefault
             : priority != 0 ? new LinkNameCache(Handle).NameOf
             : LinkNames().GetValueOrDefault;
-        return WithNames(ListFiltersRaw(linkIndex, priority, parent), nameOf);
+        return WithNames(ListFiltersRaw(linkIndex, priority, parent, names?.GetValueOrDefault(linkIndex)), nameOf);
     }
 
-    private List<TcFilter> ListFiltersRaw(int linkIndex, ushort priority, uint parent)
+    // the device's name for messages from the caller's names when it has them (no lookup per dump)
+    private List<TcFilter> ListFiltersRaw(int linkIndex, ushort priority, uint parent, string? linkName = null)
         => TcDecoder.ParseFilters(Socket.Dump(TcMessages.DumpFilters(linkIndex, parent, priority),
-            $"list the filters of {Describe(linkIndex)}{(priority != 0 ? $" at pref {priority}" : "")}"));
+            $"list the filters of {(linkName != null ? Handle.Describe(linkName) : Describe(linkIndex))}{(priority != 0 ? $" at pref {priority}" : "")}"));
 
     /// <summary>
     /// Adds a u32 filter idempotently, by its priority: when the priority already holds exactly this filter

@@ -133,18 +133,21 @@ internal sealed partial class Controller
     }
 
     // nvr-dp's extension: the configuration, identity and request counters, and the outcome of the sender's previous
-    // datagram (so a client can tell whether what it sent was applied).
-    private void GetState(Request r)
+    // datagram (so a client can tell whether what it sent was applied). With macs, only those workloads (by MAC or
+    // alias; unknown ones are left out) are reported: an empty list acknowledges a change without listing every workload.
+    private void GetState(MacFilterRequest m, Request r)
     {
         var previous = _previousOfSender;
-        r.Effects.Add(replies => replies.AddRange(Replies.State(JsonReplies.WriteState(Report(previous)))));
+        r.Effects.Add(replies => replies.AddRange(Replies.State(JsonReplies.WriteState(Report(previous, m.Macs)))));
     }
 
-    private StateReport Report(RequestOutcome? previous)
+    private StateReport Report(RequestOutcome? previous, ulong[]? only = null)
     {
         var s = State;
         var id = Identity;
-        var workloads = s.Workloads.Values.OrderBy(x => x.Mac).Select(wl =>
+        var selected = only == null ? s.Workloads.Values
+            : only.Select(mac => s.FindByAnyMac(mac)).OfType<Workload>().DistinctBy(w => w.Mac);
+        var workloads = selected.OrderBy(x => x.Mac).Select(wl =>
         {
             var c = wl.State; // written by the packet thread: a recent snapshot, each value whole (64-bit reads)
             return new WorkloadEntry(wl.Mac, wl.Interface, wl.UnicastAlias, wl.BroadcastAlias, wl.ProxyMeshMac, wl.ProxyMeshIPs,

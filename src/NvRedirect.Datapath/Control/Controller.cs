@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Collections.Frozen;
 using System.Linq;
 using System.Text;
 using System.Text.Json;
@@ -113,9 +114,11 @@ internal sealed partial class Controller
 
             var request = new Request { State = State.Clone(), Sender = _sender };
             int commands = 0;
+            bool changes = false;
             foreach (var command in root.EnumerateObject())
             {
                 commands++;
+                changes |= !Queries.Contains(command.Name);
                 try { Apply(command.Name, command.Value, request); }
                 catch (CommandException e) { request.Errors.Add($"{command.Name}: {e.Message}"); }
                 catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
@@ -129,10 +132,19 @@ internal sealed partial class Controller
                 foreach (var p in request.Prepared) p.Dispose();
                 return Reject(replies, string.Join("; ", request.Errors));
             }
-            Commit(request, replies);
+            // a datagram of queries alone changed no configuration: nothing to write (the file would come out the same)
+            Commit(request, replies, save: changes);
         }
         return replies;
     }
+
+    // The commands that only read: a datagram made of these alone is not saved (serializing the whole configuration
+    // for every query would make each query cost as much as the configuration is large).
+    private static readonly FrozenSet<string> Queries = new[]
+    {
+        Command.KeepAlive, Command.CountSessions, Command.ListSessions, Command.DeviceCounters, Command.GetState, Command.GetPolicy,
+        Command.ListConnections, Command.DeviceStats, Command.MacStats, Command.ListMeters,
+    }.ToFrozenSet(StringComparer.Ordinal);
 
     // Every command, by family: the protocol's reader turns it into its message (an unknown command is refused there),
     // and the family's handler validates it against the request's copy of the state and queues its effects.
@@ -161,7 +173,7 @@ internal sealed partial class Controller
             case EmptyRequest { Command: Command.CountSessions }: r.Effects.Add(CountSessions); break;
             case EmptyRequest { Command: Command.ListSessions }: r.Effects.Add(ListSessions); break;
             case EmptyRequest { Command: Command.DeviceCounters }: r.Effects.Add(DeviceCounters); break;
-            case EmptyRequest { Command: Command.GetState }: GetState(r); break;
+            case MacFilterRequest { Command: Command.GetState } m: GetState(m, r); break;
             case ClearSessionRequest m: ClearSession(m, r); break;
             case EmptyRequest { Command: Command.DeviceStats }: r.Effects.Add(DeviceStats); break;
             case MacStatsRequest m: MacStats(m, r); break;

@@ -361,12 +361,12 @@ public sealed class AddDpMacCommand : DpCmdlet
             var iface = Interface;
             if (string.IsNullOrEmpty(iface))
             {
-                var ports = client.State().ServicePorts;
+                var ports = client.State([]).ServicePorts;
                 iface = ports.Length > 0 ? ports[0]
                     : throw new ArgumentException($"No -Interface given and the datapath at {SocketPath} has no service port yet: add one with Add-DpServicePort, or pass -Interface.");
             }
             if (!ShouldProcess($"{mac} (ucmac {ucmac ?? "-"}, bcmac {bcmac ?? "-"}) on {iface} at {SocketPath}", "Register workload with the datapath")) return;
-            var state = client.Apply(DpRequests.AddMac(iface, mac, ucmac, bcmac, oldmac, Tap));
+            var state = client.Apply(DpRequests.AddMac(iface, mac, ucmac, bcmac, oldmac, Tap), [mac]);
             if (PassThru && state.FindWorkload(mac) is { } w) WriteObject(w);
         });
     }
@@ -401,7 +401,7 @@ public sealed class SetDpMacCommand : DpCmdlet
         {
             var macs = Mac.Select(m => FormatMac(m, "MAC")).ToList();
             using var client = OpenClient();
-            var before = client.State();
+            var before = client.State(macs);
             var known = new List<string>();
             foreach (var m in macs)
             {
@@ -410,7 +410,7 @@ public sealed class SetDpMacCommand : DpCmdlet
             }
             if (known.Count == 0) return;
             if (!ShouldProcess($"{string.Join(", ", known)} at {SocketPath}", Tap ? "Tap (inspect only)" : "Inline (send on)")) return;
-            var state = client.Apply(DpRequests.ConfigureMac(known, Tap));
+            var state = client.Apply(DpRequests.ConfigureMac(known, Tap), known);
             if (PassThru) foreach (var m in known.Distinct()) if (state.FindWorkload(m) is { } w) WriteObject(w);
         });
     }
@@ -444,7 +444,7 @@ public sealed class RemoveDpMacCommand : DpCmdlet
             Try(text, () =>
             {
                 var m = FormatMac(text, "MAC");
-                var w = client.State().FindWorkload(m)
+                var w = client.State([m]).FindWorkload(m)
                     ?? throw new ItemNotFoundException($"{m} is not registered with the datapath at {SocketPath}; list the workloads with Get-Datapath.");
                 if (!ShouldProcess($"{w.Mac} at {SocketPath}", "Unregister workload from the datapath")) return;
                 client.Apply(DpRequests.DeleteMac(w.Mac));

@@ -66,7 +66,7 @@ public abstract class DpPolicyCmdlet : DpCmdlet
     protected List<string>? ResolveAll(DpClient client, string[]? requested, string socket)
     {
         if (requested is not { Length: > 0 }) return null;
-        var state = client.State();
+        var state = client.State(requested.Select(m => FormatMac(m, "MAC")).ToList());
         var macs = new List<string>();
         foreach (var m in requested) Try(m, () => macs.Add(Resolve(state, m, socket).Mac));
         return macs.Distinct().ToList();
@@ -108,8 +108,16 @@ public abstract class DpPolicyCmdlet : DpCmdlet
         Try(socket, () =>
         {
             using var client = OpenClient(socket);
-            var editor = DpPolicyEditor.Read(client);
-            foreach (var m in macs)
+            var list = macs.ToList();
+            // only these workloads are read (an unparsable MAC is reported below, by Resolve)
+            List<string>? wanted = [];
+            foreach (var m in list)
+            {
+                try { wanted.Add(FormatMac(m, "MAC")); }
+                catch (ArgumentException) { wanted = null; break; }
+            }
+            var editor = DpPolicyEditor.Read(client, wanted);
+            foreach (var m in list)
                 Try(m, () =>
                 {
                     var w = Resolve(editor.State, m, socket);

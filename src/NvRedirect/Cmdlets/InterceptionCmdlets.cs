@@ -57,7 +57,7 @@ public abstract class WorkloadTargetCmdlet : NvCmdlet
 /// <summary>
 /// <para type="synopsis">Intercepts a workload: a running container by process, namespace path or name (its interfaces taken over into an enforcer namespace), or a lab workload by MAC.</para>
 /// <para type="description">With -ProcessId, -NetnsPath or -Container, takes the container's interfaces over NeuVector's way, in one operation per container: each interface (all Ethernet interfaces unless -Interface) is moved into the enforcer namespace (-Namespace, default nvr-enforcer, created on first use with its vbr/vth monitor pair) as its entry port nvxHHHHHHHHHH; a new veth takes its place in the container with the same name, ifindex, MAC, MTU, queue length, offload features, addresses (with broadcast, scope, flags and lifetimes), routes of every table, permanent neighbours and up state, its peer nviHHHHHHHHHH being the inner port; the workload is registered inline with the datapath running in the enforcer (-ControlSocket, else the one found there, else one started with Start-Datapath's defaults) and -Mode sets its mode in the same call; then the eight steering rules are installed (the seed's six, and two that steer IPv6 the same way). The host side is not touched. Port names and tc prefs are derived per workload (from the namespace inode and interface name, and from ifindexes), so hundreds of workloads fit in one enforcer. A failure at any step undoes the steps before it and names the step with the kernel's message. Running it again on a taken-over container changes nothing (but the mode). The entry port's ifalias records the container's identity, so Get-WorkloadInterception finds it from the kernel alone.</para>
-/// <para type="description">With -WorkloadMac (lab topologies such as New-SeedTopology's): ensures ingress qdiscs on the entry (vex), inner (vin) and monitor (vbr) ports and installs the seed's six rules, NeuVector's Protect-mode wiring, and two more that do the same for IPv6 (NeuVector steers IPv4 only): unicast IPv4 and IPv6 to or from the workload MAC gets the workload's "NeuV" alias (ucmac) and is mirrored to vbr; frames the datapath writes back on vth get the real MAC again and continue to the workload or to the host side; everything else (ARP, broadcast) passes straight through. The MAC rewrite uses u32 + pedit (byte for byte the seed's tc filters) where the kernel has act_pedit, or cls_bpf programs where it does not (-Backend Auto, the default, probes and says which and why). Idempotent: running it again changes nothing and says so. Every rule is tagged with the workload MAC, so listing and removal only ever touch this workload's rules. Segmentation and checksum offloads are switched off on the agent-side ports (vex, vin, vbr, vth) unless -KeepOffloads.</para>
+/// <para type="description">With -WorkloadMac (lab topologies such as New-SeedTopology's): ensures ingress qdiscs on the entry (vex), inner (vin) and monitor (vbr) ports and installs the seed's six rules, NeuVector's Protect-mode wiring, and two more that do the same for IPv6 (NeuVector steers IPv4 only): unicast IPv4 and IPv6 to or from the workload MAC gets the workload's "NeuV" alias (ucmac) and is mirrored to vbr; frames the datapath writes back on vth get the real MAC again and continue to the workload or to the host side; everything else (ARP, broadcast) passes straight through. The MAC rewrite uses u32 + pedit (byte for byte the seed's tc filters) where the kernel has act_pedit, or cls_bpf programs where it does not (-Backend Auto, the default, probes and says which and why). Idempotent: running it again changes nothing and says so. Every rule is tagged with the workload MAC, so listing and removal only ever touch this workload's rules. The entry port gets two alternative names (`ip link` shows them as altname nvr-ic-MAC and nvr-ic-MAC-TO-FROM-INNER-MONITOR) that index the interception, so Get-WorkloadInterception -WorkloadMac and Remove-WorkloadInterception find one workload without reading every other's rules; removal takes them away. A pipeline allocates against the monitor port's rules read once. Segmentation and checksum offloads are switched off on the agent-side ports (vex, vin, vbr, vth) unless -KeepOffloads.</para>
 /// </summary>
 /// <example><code>Add-WorkloadInterception -Container web -Mode Discover</code><para>Takes over every interface of the podman (or docker) container web into nvr-enforcer, registers it with the datapath there (starting one if none runs) and lets it learn.</para></example>
 /// <example><code>podman ps --format json | ConvertFrom-Json | Add-WorkloadInterception -Namespace enf1 -Mode Protect -ControlSocket /tmp/enf1.sock</code><para>Protects every running podman container: each object's Id binds to -Container.</para></example>
@@ -135,6 +135,9 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [ArgumentCompleter(typeof(ControlSocketCompleter))]
     public string? ControlSocket { get; set; }
 
+    // what the monitor ports hold, read once per pipeline and kept up to date with what this command installs
+    private readonly InterceptionAllocator _allocator = new();
+
     /// <summary><para type="description">Install the rules only and register the workload with no datapath (its steered traffic then stops until a datapath serves vth).</para></summary>
     [Parameter(ParameterSetName = PidSet)]
     [Parameter(ParameterSetName = PathSet)]
@@ -153,7 +156,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
                     var target = resolve();
                     var request = new TakeoverRequest
                     {
-                        Target = target, Enforcer = enforcer, Interfaces = Interface, Backend = Backend, Mode = Mode, NoDatapath = NoDatapath,
+                        Target = target, Enforcer = enforcer, Interfaces = Interface, Backend = Backend, Mode = Mode, NoDatapath = NoDatapath, Allocator = _allocator,
                         ControlSocket = ControlSocket == null ? null : GetUnresolvedProviderPathFromPSPath(ControlSocket),
                     };
                     var which = Interface is { Length: > 0 } ? string.Join(", ", Interface) : "every interface";
@@ -173,7 +176,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 KeepOffloads = KeepOffloads,
             };
             if (!ShouldProcess($"{WorkloadMac} via {EntryLink}/{InnerLink}/{MonitorLink} in {Where(ns)}", "Intercept workload")) return;
-            WriteObject(Interception.Add(request));
+            WriteObject(Interception.Add(request, _allocator));
         });
     }
 }
@@ -199,6 +202,11 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [Parameter(ParameterSetName = MacSet)]
     public string? WorkloadMac { get; set; }
 
+    private readonly Dictionary<string, InterceptionListing> _listed = new(StringComparer.Ordinal);
+
+    private InterceptionListing Listed(string ns)
+        => _listed.TryGetValue(ns, out var l) ? l : _listed[ns] = new InterceptionListing(ContainerTakeover.List(ns));
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
@@ -211,8 +219,13 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Try(label, () =>
                 {
                     var target = resolve();
+                    // from the container's side (its interfaces name their entry ports); else one listing per namespace for the whole pipeline
                     foreach (var ns in namespaces)
-                        foreach (var i in ContainerTakeover.List(ns).Where(i => i.NetnsInode == target.NetnsInode)) WriteObject(i);
+                    {
+                        var found = ContainerTakeover.FindTakenOver(ns, target);
+                        if (found.Count == 0) found = Listed(ns).ByInode.GetValueOrDefault(target.NetnsInode) ?? [];
+                        WriteObject(found, enumerateCollection: true);
+                    }
                 });
             return;
         }
@@ -220,7 +233,9 @@ public sealed class GetWorkloadInterceptionCommand : WorkloadTargetCmdlet
             Try(ns, () =>
             {
                 string? mac = WorkloadMac == null ? null : Parse.Mac(Parse.Mac(WorkloadMac, "workload MAC"));
-                foreach (var i in ContainerTakeover.List(ns).Where(i => mac == null || i.WorkloadMac == mac)) WriteObject(i);
+                // one workload: through its entry port's index, not a listing of every workload
+                if (mac != null) { if (ContainerTakeover.Find(ns, mac) is { } one) WriteObject(one); }
+                else foreach (var i in ContainerTakeover.List(ns)) WriteObject(i);
             });
     }
 }
@@ -255,6 +270,12 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
     /// <summary><para type="description">Return the removed rules (lab workload) or the interceptions given back (container).</para></summary>
     [Parameter] public SwitchParameter PassThru { get; set; }
 
+    // one listing per namespace for the life of the pipeline; what this command removes is dropped from it
+    private readonly Dictionary<string, InterceptionListing> _listed = new(StringComparer.Ordinal);
+
+    private InterceptionListing Listed(string ns)
+        => _listed.TryGetValue(ns, out var l) ? l : _listed[ns] = new InterceptionListing(ContainerTakeover.List(ns, withDatapath: false));
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
@@ -265,8 +286,10 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Try(label, () =>
                 {
                     var target = resolve();
-                    var found = ContainerTakeover.List(enforcer, withDatapath: false)
-                        .Where(i => i.NetnsInode == target.NetnsInode && (Interface is not { Length: > 0 } || Interface.Contains(i.Interface))).ToList();
+                    // from the container's side (its interfaces name their entry ports); else one listing for the whole pipeline
+                    var all = ContainerTakeover.FindTakenOver(enforcer, target, withDatapath: false);
+                    if (all.Count == 0) all = Listed(enforcer).ByInode.GetValueOrDefault(target.NetnsInode) ?? [];
+                    var found = all.Where(i => Interface is not { Length: > 0 } || Interface.Contains(i.Interface)).ToList();
                     if (found.Count == 0)
                         throw new ItemNotFoundException($"No interface of {target.Display} is taken over in namespace {enforcer}; list them with Get-WorkloadInterception -Namespace {enforcer}.");
                     // in ifindex order, as a runtime made them: the kernel then lists their routes in the order it did before
@@ -278,12 +301,14 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
         Try(WorkloadMac, () =>
         {
             var mac = Parse.Mac(WorkloadMac, "workload MAC");
-            var existing = ContainerTakeover.List(ns, withDatapath: false).FirstOrDefault(i => i.WorkloadMac == Parse.Mac(mac));
+            // through the entry port's index (a listing only when there is none): the same cost for the 1st and the 1000th
+            var existing = ContainerTakeover.Find(ns, Parse.Mac(mac), withDatapath: false);
             if (existing == null)
                 throw new ItemNotFoundException($"No interception of {Parse.Mac(mac)} in {Where(ns)}; list them with Get-WorkloadInterception.");
             if (existing.Interface != null) { GiveBack(existing); return; }
             if (!ShouldProcess($"{Parse.Mac(mac)} in {Where(ns)}", $"Remove {existing.Rules.Count} interception rules")) return;
-            var removed = Interception.Remove(ns, mac);
+            // the rules where the listing saw them, pref by pref (no dump of every device per removal)
+            var removed = Interception.Remove(existing);
             if (PassThru) WriteObject(removed, enumerateCollection: true);
         });
     }
@@ -293,7 +318,29 @@ public sealed class RemoveWorkloadInterceptionCommand : WorkloadTargetCmdlet
         var what = i.IsOrphaned ? $"Remove the orphaned entry port {i.EntryLink} and its rules" : $"Give {i.Interface} back (entry port {i.EntryLink})";
         if (!ShouldProcess($"{i.WorkloadMac} of {(i.ContainerName ?? (i.ProcessId is int p ? $"process {p}" : i.NetnsPath))} in namespace {i.Namespace}", what)) return;
         ContainerTakeover.GiveBack(i);
+        if (_listed.TryGetValue(i.Namespace, out var listed)) listed.Forget(i);
         if (PassThru) WriteObject(i);
+    }
+}
+
+/// <summary>One listing of a namespace's interceptions, indexed by container namespace inode, for the life of a pipeline.</summary>
+internal sealed class InterceptionListing
+{
+    /// <summary>A taken-over container's interceptions, by its namespace inode.</summary>
+    public Dictionary<ulong, List<InterceptionInfo>> ByInode { get; } = new();
+
+    public InterceptionListing(IEnumerable<InterceptionInfo> listed)
+    {
+        foreach (var i in listed)
+        {
+            if (i.NetnsInode is ulong inode) (ByInode.TryGetValue(inode, out var l) ? l : ByInode[inode] = []).Add(i);
+        }
+    }
+
+    /// <summary>Drops an interception this command removed.</summary>
+    public void Forget(InterceptionInfo i)
+    {
+        if (i.NetnsInode is ulong inode && ByInode.TryGetValue(inode, out var l)) l.RemoveAll(x => x.EntryLink == i.EntryLink);
     }
 }
 

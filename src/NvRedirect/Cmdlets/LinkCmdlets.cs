@@ -17,7 +17,8 @@ public abstract class LinkCmdletBase : NvCmdlet, IDisposable
     /// <summary>
     /// Called after every pipeline item. Namespace sockets stay open for the next item (opening one costs a thread and a
     /// setns round trip); a handle whose namespace was removed or replaced meanwhile is reopened (LinkQuery checks the
-    /// namespace's inode). The namespace-id map is rebuilt, since namespaces may have come or gone.
+    /// namespace's inode). The namespace-id map stays: LinkQuery trusts an id only while its namespace keeps its inode,
+    /// and asks the kernel only about namespaces that came or were replaced since.
     /// </summary>
     protected void Reset() => _query?.ForgetNamespaceIds();
 
