@@ -76,8 +76,8 @@ public sealed class ScaleTests
         InterceptionInfo? foundSmall = null, foundLarge = null;
         var findSmall = Count(() => foundSmall = Interception.Find(small.Name, Mac(1)));
         var findLarge = Count(() => foundLarge = Interception.Find(large.Name, Mac(1)));
-        Assert.Equal(6, foundSmall!.Rules.Count);
-        Assert.Equal(6, foundLarge!.Rules.Count);
+        Assert.Equal(8, foundSmall!.Rules.Count);
+        Assert.Equal(8, foundLarge!.Rules.Count);
         Assert.Equal("vx1", foundLarge.EntryLink);
         Assert.Equal("vi1", foundLarge.InnerLink);
         Assert.Equal("vth", foundLarge.DatapathLink);
@@ -98,8 +98,8 @@ public sealed class ScaleTests
         List<InterceptionRule>? removedSmall = null, removedLarge = null;
         var removeSmall = Count(() => removedSmall = Interception.Remove(foundSmall));
         var removeLarge = Count(() => removedLarge = Interception.Remove(foundLarge));
-        Assert.Equal(6, removedSmall!.Count);
-        Assert.Equal(6, removedLarge!.Count);
+        Assert.Equal(8, removedSmall!.Count);
+        Assert.Equal(8, removedLarge!.Count);
         Assert.Equal(removeSmall, removeLarge);
         Assert.DoesNotContain(Interception.List(large.Name), i => i.WorkloadMac == foundLarge.WorkloadMac);
         Assert.Equal(11, Interception.List(large.Name).Count);
@@ -156,7 +156,7 @@ public sealed class ScaleTests
         var listLarge = Count(() => b = Interception.List(large.Name));
         Assert.Equal(3, a!.Count);
         Assert.Equal(12, b!.Count);
-        Assert.All(b, i => Assert.Equal(6, i.Rules.Count));
+        Assert.All(b, i => Assert.Equal(8, i.Rules.Count));
         Assert.All(b, i => Assert.Equal("vth", i.DatapathLink));
         // ingress devices: vbr and two per workload; plus one link dump and one qdisc dump (which names its devices with one more)
         Assert.Equal(1 + 2 * 12 + 3, listLarge.Dumps);

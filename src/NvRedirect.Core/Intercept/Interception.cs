@@ -47,7 +47,7 @@ public sealed record InterceptionRequest
 }
 
 /// <summary>One installed rule of an interception.</summary>
-/// <param name="Role">What the rule does, e.g. "entry: to datapath".</param>
+/// <param name="Role">What the rule does, e.g. InterceptionRoles.EntryToDatapath.</param>
 /// <param name="LinkName">The device.</param>
 /// <param name="Priority">Its pref.</param>
 /// <param name="Kind">u32 or bpf.</param>
@@ -127,6 +127,29 @@ public sealed class InterceptionPriorityInUseException : InvalidOperationExcepti
     }
 }
 
+
+/// <summary>The part each steering rule plays in an interception (InterceptionRule.Role); one spelling for the listing,
+/// the take-over and the topology.</summary>
+public static class InterceptionRoles
+{
+    /// <summary>Entry port: unicast IPv4 to the workload, rewritten to the ucmac and mirrored to the monitor port.</summary>
+    public const string EntryToDatapath = "entry: to datapath";
+    /// <summary>Inner port: unicast IPv4 from the workload, rewritten to the ucmac and mirrored to the monitor port.</summary>
+    public const string InnerToDatapath = "inner: to datapath";
+    /// <summary>Entry port: unicast IPv6 to the workload, as <see cref="EntryToDatapath"/>.</summary>
+    public const string EntryIPv6ToDatapath = "entry: IPv6 to datapath";
+    /// <summary>Inner port: unicast IPv6 from the workload, as <see cref="InnerToDatapath"/>.</summary>
+    public const string InnerIPv6ToDatapath = "inner: IPv6 to datapath";
+    /// <summary>Monitor port: what the datapath writes back to the workload, real MAC restored, to the inner port.</summary>
+    public const string ToWorkload = "monitor: to workload";
+    /// <summary>Monitor port: what the datapath writes back from the workload, real MAC restored, to the entry port.</summary>
+    public const string ToHostSide = "monitor: to host side";
+    /// <summary>Entry port: everything else (ARP, broadcast) straight to the inner port.</summary>
+    public const string EntryStraightIn = "entry: straight in";
+    /// <summary>Inner port: everything else straight to the entry port.</summary>
+    public const string InnerStraightOut = "inner: straight out";
+}
+
 /// <summary>
 /// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring), and two more
 /// of nvr's that steer IPv6 the same way (NeuVector steers IPv4 only, so IPv6 would pass a protected workload untouched):
@@ -151,8 +174,8 @@ public static class Interception
     /// <summary>pref of the catch-all rules on the entry and inner ports.</summary>
     public const ushort PassPriority = 10002;
     private static readonly byte[] NeuVPrefix = [0x4e, 0x65, 0x75, 0x56];
-    internal const string ToWorkloadRole = "monitor: to workload", FromWorkloadRole = "monitor: to host side";
-    internal const string EntryIPv6Role = "entry: IPv6 to datapath", InnerIPv6Role = "inner: IPv6 to datapath";
+    internal const string ToWorkloadRole = InterceptionRoles.ToWorkload, FromWorkloadRole = InterceptionRoles.ToHostSide;
+    internal const string EntryIPv6Role = InterceptionRoles.EntryIPv6ToDatapath, InnerIPv6Role = InterceptionRoles.InnerIPv6ToDatapath;
 
     /// <summary>NeuVector's ucmac for an entry port: 4e:65:75:56:hi:lo of its ifindex.</summary>
     public static byte[] UcMacFor(int entryIndex) => [0x4e, 0x65, 0x75, 0x56, (byte)(entryIndex >> 8), (byte)entryIndex];
@@ -226,17 +249,17 @@ public static class Interception
 
         var rewrites = new[]
         {
-            ("entry: to datapath", new MacRule(entry.Index, SteerPriority, TcProtocol.IPv4, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
-            ("inner: to datapath", new MacRule(inner.Index, SteerPriority, TcProtocol.IPv4, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
-            ("monitor: to workload", new MacRule(monitor.Index, to, TcProtocol.All, MacField.Destination, uc, false, MacField.Destination, request.WorkloadMac, MirredAction.EgressMirror(inner.Index)), monitor.Name),
-            ("monitor: to host side", new MacRule(monitor.Index, from, TcProtocol.All, MacField.Source, uc, false, MacField.Source, request.WorkloadMac, MirredAction.EgressMirror(entry.Index)), monitor.Name),
+            (InterceptionRoles.EntryToDatapath, new MacRule(entry.Index, SteerPriority, TcProtocol.IPv4, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
+            (InterceptionRoles.InnerToDatapath, new MacRule(inner.Index, SteerPriority, TcProtocol.IPv4, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
+            (InterceptionRoles.ToWorkload, new MacRule(monitor.Index, to, TcProtocol.All, MacField.Destination, uc, false, MacField.Destination, request.WorkloadMac, MirredAction.EgressMirror(inner.Index)), monitor.Name),
+            (InterceptionRoles.ToHostSide, new MacRule(monitor.Index, from, TcProtocol.All, MacField.Source, uc, false, MacField.Source, request.WorkloadMac, MirredAction.EgressMirror(entry.Index)), monitor.Name),
             (EntryIPv6Role, new MacRule(entry.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
             (InnerIPv6Role, new MacRule(inner.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
         };
         var passes = new[]
         {
-            ("entry: straight in", new U32Filter { LinkIndex = entry.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(inner.Index) with { Cookie = cookie }] }, entry.Name),
-            ("inner: straight out", new U32Filter { LinkIndex = inner.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(entry.Index) with { Cookie = cookie }] }, inner.Name),
+            (InterceptionRoles.EntryStraightIn, new U32Filter { LinkIndex = entry.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(inner.Index) with { Cookie = cookie }] }, entry.Name),
+            (InterceptionRoles.InnerStraightOut, new U32Filter { LinkIndex = inner.Index, Priority = PassPriority, Selector = U32Selector.MatchAll, Actions = [MirredAction.EgressMirror(entry.Index) with { Cookie = cookie }] }, inner.Name),
         };
 
         var installed = new List<InterceptionRule>();
@@ -406,7 +429,7 @@ public static class Interception
         }
         // a whole interception: the four rewriting rules where the index says, and the two catch-alls
         var roles = rules.Select(r => (RoleOf(r.Filter), r.Link)).ToHashSet();
-        if (!roles.Contains(("entry: to datapath", entry.Name)) || !roles.Contains(("inner: to datapath", inner.Name))
+        if (!roles.Contains((InterceptionRoles.EntryToDatapath, entry.Name)) || !roles.Contains((InterceptionRoles.InnerToDatapath, inner.Name))
             || !roles.Contains((ToWorkloadRole, monitor.Name)) || !roles.Contains((FromWorkloadRole, monitor.Name))
             || !roles.Contains((PassRole, entry.Name)) || !roles.Contains((PassRole, inner.Name))) return null;
         return Describe(handle, rules, new Dictionary<string, LinkRecord>(StringComparer.Ordinal) { [monitor.Name] = monitor }, names);
@@ -524,13 +547,13 @@ public static class Interception
         var mac = Convert.FromHexString(TagText(tagged)!)[2..];
         string Link(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Link ?? "";
         ushort Pref(string role) => rules.FirstOrDefault(r => RoleOf(r.Filter) == role).Filter?.Priority ?? 0;
-        var entryName = Link("entry: to datapath");
-        var innerName = Link("inner: to datapath");
+        var entryName = Link(InterceptionRoles.EntryToDatapath);
+        var innerName = Link(InterceptionRoles.InnerToDatapath);
         // a catch-all carries no role of its own: it is the entry's or the inner port's by the device it sits on
         string Role(TcFilter f, string link) => RoleOf(f) is not PassRole ? RoleOf(f)
-            : link == entryName ? "entry: straight in" : link == innerName ? "inner: straight out" : PassRole;
+            : link == entryName ? InterceptionRoles.EntryStraightIn : link == innerName ? InterceptionRoles.InnerStraightOut : PassRole;
         var uc = rules.Select(r => UcMacOf(r.Filter)).FirstOrDefault(u => u != null);
-        var monitorName = Link("monitor: to workload");
+        var monitorName = Link(InterceptionRoles.ToWorkload);
         var monitor = monitorName.Length == 0 ? null : linksByName != null ? linksByName.GetValueOrDefault(monitorName) : handle.FindLink(monitorName);
         return new InterceptionInfo
         {
@@ -541,7 +564,7 @@ public static class Interception
                 ? names != null ? names.GetValueOrDefault(monitor.PeerIndex) : handle.FindLink(monitor.PeerIndex)?.Name : null,
             Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
-            ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
+            ToWorkloadPriority = Pref(InterceptionRoles.ToWorkload), FromWorkloadPriority = Pref(InterceptionRoles.ToHostSide),
             Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
         };
     }
@@ -631,10 +654,10 @@ public static class Interception
 
     private static string RoleKey(string role) => role switch
     {
-        "entry: to datapath" => "entry",
-        "inner: to datapath" => "inner",
-        "monitor: to workload" => "to-workload",
-        "monitor: to host side" => "to-host",
+        InterceptionRoles.EntryToDatapath => "entry",
+        InterceptionRoles.InnerToDatapath => "inner",
+        InterceptionRoles.ToWorkload => "to-workload",
+        InterceptionRoles.ToHostSide => "to-host",
         EntryIPv6Role => "entry6",
         InnerIPv6Role => "inner6",
         _ => "rule",
@@ -658,7 +681,7 @@ public static class Interception
     internal static byte[]? UcMacOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 3 } parts && parts[2].Length == 12) return Convert.FromHexString(parts[2]);
-        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is "entry: to datapath" or "inner: to datapath" or EntryIPv6Role or InnerIPv6Role)
+        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is InterceptionRoles.EntryToDatapath or InterceptionRoles.InnerToDatapath or EntryIPv6Role or InnerIPv6Role)
         {
             var mac = new byte[6];
             foreach (var m in munges)
@@ -693,7 +716,7 @@ public static class Interception
     internal static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
-            return parts[3] switch { "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side",
+            return parts[3] switch { "entry" => InterceptionRoles.EntryToDatapath, "inner" => InterceptionRoles.InnerToDatapath, "to-workload" => InterceptionRoles.ToWorkload, "to-host" => InterceptionRoles.ToHostSide,
                 "entry6" => EntryIPv6Role, "inner6" => InnerIPv6Role, _ => "rule" };
         if (f is U32Filter u)
         {
@@ -703,12 +726,12 @@ public static class Interception
             bool dst = munge is { } m && m.Offset is -14 or -12;
             return (u.Priority, u.Protocol, dst) switch
             {
-                (SteerPriority, TcProtocol.IPv4, true) => "entry: to datapath",
-                (SteerPriority, TcProtocol.IPv4, false) => "inner: to datapath",
+                (SteerPriority, TcProtocol.IPv4, true) => InterceptionRoles.EntryToDatapath,
+                (SteerPriority, TcProtocol.IPv4, false) => InterceptionRoles.InnerToDatapath,
                 (SteerIPv6Priority, TcProtocol.IPv6, true) => EntryIPv6Role,
                 (SteerIPv6Priority, TcProtocol.IPv6, false) => InnerIPv6Role,
-                (_, _, true) => "monitor: to workload",
-                _ => "monitor: to host side",
+                (_, _, true) => InterceptionRoles.ToWorkload,
+                _ => InterceptionRoles.ToHostSide,
             };
         }
         return "rule";

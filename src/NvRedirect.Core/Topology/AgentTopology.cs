@@ -244,12 +244,13 @@ public sealed class AgentTopology
         };
     }
 
-    // where each of an interception's six rules sends frames (Interception.cs, its head comment)
+    // where each of an interception's eight rules sends frames (Interception.cs, its head comment)
     private static string? RoleTarget(InterceptionInfo i, string role) => role switch
     {
-        "entry: to datapath" or "inner: to datapath" => i.MonitorLink,
-        "monitor: to workload" or "entry: straight in" => i.InnerLink,
-        "monitor: to host side" or "inner: straight out" => i.EntryLink,
+        InterceptionRoles.EntryToDatapath or InterceptionRoles.InnerToDatapath
+            or InterceptionRoles.EntryIPv6ToDatapath or InterceptionRoles.InnerIPv6ToDatapath => i.MonitorLink,
+        InterceptionRoles.ToWorkload or InterceptionRoles.EntryStraightIn => i.InnerLink,
+        InterceptionRoles.ToHostSide or InterceptionRoles.InnerStraightOut => i.EntryLink,
         _ => null,
     };
 }
