@@ -89,13 +89,13 @@ Describe 'Get-AgentTopology' {
 }
 
 Describe 'ConvertTo-TopologyDiagram' {
-    It 'draws Mermaid: a subgraph per namespace, the three veth pairs, the six steering arrows, the datapath and its workload' {
+    It 'draws Mermaid: a subgraph per namespace, the three veth pairs, the eight steering arrows, the datapath and its workload' {
         $m = $t | ConvertTo-TopologyDiagram
         $lines = $m -split "`n"
         $lines[0] | Should -Be 'flowchart LR'
         foreach ($ns in $hostNs, $agent, $cont) { $m | Should -Match ([regex]::Escape("[`"$ns")) }
         @($lines | Where-Object { $_ -match '^  l\d+ === l\d+$' }).Count | Should -Be 3
-        @($lines | Where-Object { $_ -match '^  l\d+ -\.->\|"\d+ ' }).Count | Should -Be 6
+        @($lines | Where-Object { $_ -match '^  l\d+ -\.->\|"\d+ ' }).Count | Should -Be 8
         $m | Should -Match ([regex]::Escape("pid $($dp.Pid)"))
         $m | Should -Match ([regex]::Escape("$SeedMac<br/>Monitor, inline"))
     }
