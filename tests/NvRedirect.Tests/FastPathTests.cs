@@ -74,7 +74,8 @@ public class BpfMapTests
     [RootFact]
     public void Pinned_map_is_the_same_map_from_its_path_and_unpinning_forgets_it()
     {
-        var ns = TestNamespace.NewName("pin");
+        using var netns = TestNamespace.Create("pin"); // a real one: maps of namespaces that are gone are swept
+        var ns = netns.Name;
         byte[] mac = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
         try
         {
@@ -105,12 +106,28 @@ public class BpfMapTests
         }
     }
 
+    [RootFact]
+    public void Maps_of_a_namespace_that_is_gone_are_swept()
+    {
+        byte[] mac = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x02];
+        string ns;
+        using (var netns = TestNamespace.Create("gone"))
+        {
+            ns = netns.Name;
+            FastPathMap.CreateOrOpen(ns, mac).Dispose();
+            Assert.True(System.IO.File.Exists(FastPathMap.PathFor(ns, mac)));
+        }
+        Assert.True(FastPathMap.SweepGoneNamespaces() >= 1);
+        Assert.False(System.IO.Directory.Exists(FastPathMap.DirectoryFor(ns)));
+    }
+
     [Fact]
     public void Namespace_names_that_would_leave_the_directory_are_refused()
     {
         Assert.Throws<ArgumentException>(() => FastPathMap.DirectoryFor("../etc"));
         Assert.Throws<ArgumentException>(() => FastPathMap.DirectoryFor(".."));
         Assert.Equal(FastPathMap.Root + "/-", FastPathMap.DirectoryFor(""));
+        Assert.Equal(FastPathMap.Root + "/%2Fproc%2F1%2Fns%2Fnet", FastPathMap.DirectoryFor("/proc/1/ns/net"));
     }
 }
 

@@ -166,6 +166,40 @@ public sealed unsafe class BpfMap : IDisposable
                 throw new NetlinkException(Native.LastErrno, "update an element of a BPF map (bpf BPF_MAP_UPDATE_ELEM)");
     }
 
+    /// <summary>Like <see cref="Update"/> without throwing: 0, or the errno (EEXIST for <see cref="BpfUpdate.NoExist"/> on a present key). Allocates nothing.</summary>
+    public int TryUpdate(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, BpfUpdate mode)
+    {
+        if (key.Length != KeySize || value.Length != ValueSize) return 22;
+        fixed (byte* v = value)
+            return Elem(MapUpdateElem, key, new Span<byte>(v, value.Length), (ulong)mode) < 0 ? Native.LastErrno : 0;
+    }
+
+    /// <summary>
+    /// The id of the map pinned at <paramref name="pathZ"/> (UTF-8, NUL-terminated), or -1 when nothing is pinned there
+    /// or it cannot be read: a holder checks whether its map is still the pinned one. Allocates nothing.
+    /// </summary>
+    public static int PinnedId(ReadOnlySpan<byte> pathZ)
+    {
+        var attr = stackalloc byte[ObjAttrSize];
+        new Span<byte>(attr, ObjAttrSize).Clear();
+        long fd;
+        fixed (byte* p = pathZ)
+        {
+            *(ulong*)attr = (ulong)p;
+            fd = Native.Bpf(ObjGet, attr, ObjAttrSize);
+        }
+        if (fd < 0) return -1;
+        var info = stackalloc byte[InfoSize];
+        new Span<byte>(info, InfoSize).Clear();
+        var infoAttr = stackalloc byte[InfoAttrSize];
+        *(int*)(infoAttr + 0) = (int)fd;
+        *(int*)(infoAttr + 4) = InfoSize;
+        *(ulong*)(infoAttr + 8) = (ulong)info;
+        int id = Native.Bpf(ObjGetInfoByFd, infoAttr, InfoAttrSize) < 0 ? -1 : *(int*)(info + 4);
+        Native.close((int)fd);
+        return id;
+    }
+
     /// <summary>Reads an element into <paramref name="value"/>; false when the key is absent (BPF_MAP_LOOKUP_ELEM).</summary>
     public bool TryLookup(ReadOnlySpan<byte> key, Span<byte> value)
     {

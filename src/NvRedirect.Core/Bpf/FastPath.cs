@@ -129,9 +129,13 @@ public static class FastPathMap
     public const int Capacity = 16384;
     private const uint BpfFsMagic = 0xcafe4a11;
 
-    /// <summary>The directory of one agent namespace's maps.</summary>
+    /// <summary>
+    /// The directory of one agent namespace's maps: its /run/netns name, "-" for the root namespace, a namespace path
+    /// (/proc/PID/ns/net, a bind mount) with '%' and '/' escaped as %25 and %2F.
+    /// </summary>
     public static string DirectoryFor(string ns)
     {
+        if (ns.StartsWith('/')) return Root + "/" + ns.Replace("%", "%25").Replace("/", "%2F");
         if (ns.Length > 0 && (ns is "." or ".." || ns.Contains('/') || ns.Any(char.IsControl)))
             throw new ArgumentException($"'{ns}' is not a namespace name.", nameof(ns));
         return Root + "/" + (ns.Length == 0 ? "-" : ns);
@@ -157,6 +161,7 @@ public static class FastPathMap
         if (!IsBpfFsMounted() && Native.mount("bpf", BpfFs, "bpf", 0, IntPtr.Zero) != 0)
             throw new NetlinkException(Native.LastErrno, $"mount bpffs on {BpfFs} (for the fast path's maps)");
         var dir = DirectoryFor(ns);
+        SweepGoneNamespaces();
         foreach (var d in new[] { Root, dir })
         {
             if (Native.mkdir(d, 0x1c0) != 0 && Native.LastErrno != 17) throw new NetlinkException(Native.LastErrno, $"create {d}");
@@ -220,6 +225,29 @@ public static class FastPathMap
         foreach (var path in Directory.GetFiles(dir))
             using (var map = BpfMap.OpenPinned(path))
                 if (map is { KeySize: FastPathFlow.KeySize, ValueSize: FastPathFlow.ValueSize }) n += map.Clear();
+        return n;
+    }
+
+    /// <summary>
+    /// Unpins the maps of /run/netns namespaces that are gone (deleted with their interceptions still in place: the
+    /// filters went with the links, the pins would stay); returns the directories removed.
+    /// </summary>
+    public static int SweepGoneNamespaces()
+    {
+        if (!Directory.Exists(Root)) return 0;
+        int n = 0;
+        foreach (var dir in Directory.GetDirectories(Root))
+        {
+            var name = Path.GetFileName(dir);
+            if (name == "-" || name.StartsWith('%') || File.Exists("/run/netns/" + name)) continue;
+            foreach (var path in Directory.GetFiles(dir))
+            {
+                try { using var map = BpfMap.OpenPinned(path); map?.Clear(); }
+                catch (NetlinkException) { /* not a map of ours: unpinned all the same */ }
+                Native.unlink(path);
+            }
+            if (Native.rmdir(dir) == 0) n++;
+        }
         return n;
     }
 }

@@ -49,10 +49,10 @@ public static class FastPathFilters
     /// Creates (or opens) and pins the workload's map and installs the two programs. Idempotent: a program already
     /// there for the same map, ports and MAC stays (a fresh map id changes the name, so it is replaced).
     /// </summary>
-    public static List<InterceptionRule> Install(TrafficControl tc, string ns, LinkRecord entry, LinkRecord inner, byte[] workloadMac, byte[] uc)
+    /// <remarks>Each filter is added to <paramref name="rules"/> as soon as it is in, so a caller's rollback sees it.</remarks>
+    public static void Install(TrafficControl tc, string ns, LinkRecord entry, LinkRecord inner, byte[] workloadMac, byte[] uc, List<InterceptionRule> rules)
     {
         var tag = Interception.TagFor(workloadMac);
-        var rules = new List<InterceptionRule>();
         using var map = FastPathMap.CreateOrOpen(ns, workloadMac);
         foreach (var (link, direction, target, role, key) in new[]
                  {
@@ -72,6 +72,7 @@ public static class FastPathFilters
                 throw new InterceptionPriorityInUseException(link.Name, FastPathPriority,
                     $"pref {FastPathPriority} of {tc.Handle.Describe(link.Name)} already holds a filter that is not this workload's: remove it, or add the interception with -FastPath:$false. Nothing was changed.");
             var change = existing.Count == 0 ? TcChange.Added : TcChange.Replaced;
+            map.Clear(); // a new program starts from an empty map: nothing published before it counts
             var program = new FastPathProgram(direction, workloadMac, target, map.Fd).Assemble();
             using var fd = BpfProgram.LoadSchedCls(program, "nvr_fastpath");
             var filter = new BpfFilter { LinkIndex = link.Index, Priority = FastPathPriority, Protocol = TcProtocol.IPv4, Name = name };
@@ -80,7 +81,6 @@ public static class FastPathFilters
             rules.Add(new InterceptionRule(role, link.Name, FastPathPriority, "bpf", change,
                 tc.ListFilters(link.Index, FastPathPriority).OfType<BpfFilter>().FirstOrDefault()));
         }
-        return rules;
     }
 
     /// <summary>Removes the fast path of a workload from the ports it is on (filters first, then the pinned map).</summary>

@@ -44,6 +44,8 @@ public sealed record InterceptionRequest
     public ushort? FromWorkloadPriority { get; init; }
     /// <summary>Leave segmentation and checksum offloads as they are on the agent-side ports.</summary>
     public bool KeepOffloads { get; init; }
+    /// <summary>The kernel fast path (docs/datapath.md, "The kernel fast path"): null = on where the kernel supports it, true = required, false = off (and removed).</summary>
+    public bool? FastPath { get; init; }
 }
 
 /// <summary>One installed rule of an interception.</summary>
@@ -86,6 +88,14 @@ public sealed record InterceptionInfo
     public IReadOnlyList<InterceptionRule> Rules { get; init; } = [];
     /// <summary>Whether offloads were switched off on the agent-side ports by this call.</summary>
     public bool OffloadsDisabled { get; init; }
+    /// <summary>Whether the kernel fast path is installed (programs at pref 10000 on the entry and inner ports, a pinned flow map).</summary>
+    public bool FastPath { get; init; }
+    /// <summary>Why the fast path is on or off.</summary>
+    public string FastPathReason { get; init; } = "";
+    /// <summary>The fast path's two programs (not among <see cref="Rules"/>, the six steering rules).</summary>
+    public IReadOnlyList<InterceptionRule> FastPathRules { get; init; } = [];
+    /// <summary>Where the workload's flow map is pinned, when the fast path is on.</summary>
+    public string? FastPathMap { get; init; }
 
     /// <summary>For a taken-over container: the interface's name inside the container (eth0), else null.</summary>
     public string? Interface { get; init; }
@@ -212,6 +222,13 @@ public static class Interception
         };
 
         var installed = new List<InterceptionRule>();
+        var fastRules = new List<InterceptionRule>();
+        var (fastPath, fastReason) = request.FastPath == false ? (false, "off as requested (-FastPath:$false)") : FastPathFilters.Probe();
+        if (request.FastPath == true && !fastPath)
+            throw new InvalidOperationException($"The fast path was required but {fastReason}. Nothing was changed; leave -FastPath out to intercept without it.");
+        if (request.FastPath == null && fastPath) fastReason = "on: " + fastReason;
+        else if (request.FastPath == null) fastReason = "off: " + fastReason;
+        else if (fastPath) fastReason = "on as requested: " + fastReason;
         var addedQdiscs = new List<int>();
         var backend = request.Backend;
         string reason = "requested";
@@ -242,10 +259,15 @@ public static class Interception
                 installed.Add(AddU32(tc, role, linkName, filter));
             foreach (var (role, rule, linkName) in new[] { rewrites[0], rewrites[1] })
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
+            // the fast path last: it forwards only what the datapath publishes, and it goes before the steering (pref 10000)
+            if (fastPath) FastPathFilters.Install(tc, handle.Namespace, entry, inner, request.WorkloadMac, uc, fastRules);
+            else FastPathFilters.Uninstall(tc, handle.Namespace, request.WorkloadMac, [entry.Index, inner.Index]);
         }
         catch
         {
-            Rollback(tc, installed, addedQdiscs);
+            Rollback(tc, [.. installed, .. fastRules], addedQdiscs);
+            if (fastPath && fastRules.All(r => r.Change != TcChange.Unchanged))
+                try { FastPathMap.Remove(handle.Namespace, request.WorkloadMac); } catch (NetlinkException) { /* best effort, as Rollback */ }
             throw;
         }
 
@@ -267,6 +289,8 @@ public static class Interception
             Backend = backend.ToString(), BackendReason = reason,
             ToWorkloadPriority = to, FromWorkloadPriority = from,
             Rules = installed, OffloadsDisabled = offloadsOff,
+            FastPath = fastPath, FastPathReason = fastReason, FastPathRules = fastRules,
+            FastPathMap = fastPath ? Bpf.FastPathMap.PathFor(handle.Namespace, request.WorkloadMac) : null,
         };
     }
 
@@ -301,11 +325,14 @@ public static class Interception
         if (!Collect(tc, links).TryGetValue(tag, out var rules)) return [];
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
-        foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+        var described = Describe(handle, rules);
+        foreach (var r in described.FastPathRules.Concat(described.Rules).GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
         {
             tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
             removed.Add(r with { Change = TcChange.Removed });
         }
+        // the programs are gone, then the map: emptied and unpinned, so a datapath still holding it publishes into nothing
+        Bpf.FastPathMap.Remove(handle.Namespace, workloadMac);
         return removed;
     }
 
@@ -340,10 +367,14 @@ public static class Interception
             WorkloadMac = Parse.Mac(mac), UcMac = uc != null ? Parse.Mac(uc) : "", BcMac = uc != null ? Parse.Mac(BcMacFor(uc)) : "",
             EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
             DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null } ? handle.FindLink(monitor.PeerIndex)?.Name : null,
-            Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
+            Backend = rules.Any(r => r.Filter is BpfFilter && !FastPathFilters.IsFastPath(r.Filter)) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
             ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
-            Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            Rules = rules.Where(r => !FastPathFilters.IsFastPath(r.Filter)).Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            FastPath = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)),
+            FastPathReason = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? "as installed" : "not installed",
+            FastPathRules = rules.Where(r => FastPathFilters.IsFastPath(r.Filter)).Select(r => new InterceptionRule(RoleOf(r.Filter), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            FastPathMap = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? Bpf.FastPathMap.PathFor(handle.Namespace, mac) : null,
         };
     }
 
@@ -485,7 +516,11 @@ public static class Interception
     internal static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
-            return parts[3] switch { "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side", _ => "rule" };
+            return parts[3] switch
+            {
+                "entry" => "entry: to datapath", "inner" => "inner: to datapath", "to-workload" => "monitor: to workload", "to-host" => "monitor: to host side",
+                FastPathFilters.EntryKey => FastPathFilters.EntryRole, FastPathFilters.InnerKey => FastPathFilters.InnerRole, _ => "rule",
+            };
         if (f is U32Filter u)
         {
             if (u.Priority == PassPriority && u.Keys.All(k => k.Mask == 0))

@@ -38,6 +38,9 @@ public static unsafe partial class Native
     [LibraryImport("libc.so.6", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mkdir(string path, int mode);
 
+    [LibraryImport("libc.so.6", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rmdir(string path);
+
     [LibraryImport("libc.so.6", SetLastError = true)]
     public static partial int flock(int fd, int operation);
 
