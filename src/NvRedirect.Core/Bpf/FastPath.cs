@@ -1,5 +1,6 @@
 using System;
 using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using NvRedirect.Core.Interop;
@@ -47,6 +48,10 @@ public static class FastPathFlow
     public static (ulong Packets, ulong Bytes, ulong LastSeenNs) ReadValue(ReadOnlySpan<byte> value)
         => (BinaryPrimitives.ReadUInt64LittleEndian(value), BinaryPrimitives.ReadUInt64LittleEndian(value[BytesOffset..]), BinaryPrimitives.ReadUInt64LittleEndian(value[LastSeenOffset..]));
 }
+
+/// <summary>One published flow as read from a map: its key and what the program counted.</summary>
+public sealed record FastPathFlowEntry(System.Net.IPAddress Source, System.Net.IPAddress Destination, ushort SourcePort, ushort DestinationPort,
+    byte Protocol, FastPathDirection Direction, ulong Packets, ulong Bytes, ulong LastSeenNs);
 
 /// <summary>
 /// The fast-path cls_bpf program of one port of one workload (docs/datapath.md, "The kernel fast path"; assembled by
@@ -201,6 +206,27 @@ public static class FastPathMap
     {
         var path = PathFor(ns, workloadMac);
         return File.Exists(path) ? BpfMap.OpenPinned(path) : null;
+    }
+
+    /// <summary>The flows published in a workload's map with what the kernel counted for them (empty when it has no map).</summary>
+    public static List<FastPathFlowEntry> Entries(string ns, byte[] workloadMac)
+    {
+        var list = new List<FastPathFlowEntry>();
+        using var map = Open(ns, workloadMac);
+        if (map == null) return list;
+        var key = new byte[FastPathFlow.KeySize];
+        var next = new byte[FastPathFlow.KeySize];
+        var value = new byte[FastPathFlow.ValueSize];
+        for (bool more = map.TryGetNextKey(default, next); more; more = map.TryGetNextKey(key, next))
+        {
+            next.CopyTo(key, 0);
+            if (!map.TryLookup(key, value)) continue;
+            var (packets, bytes, seen) = FastPathFlow.ReadValue(value);
+            list.Add(new FastPathFlowEntry(new System.Net.IPAddress(key.AsSpan(0, 4)), new System.Net.IPAddress(key.AsSpan(4, 4)),
+                BinaryPrimitives.ReadUInt16BigEndian(key.AsSpan(8)), BinaryPrimitives.ReadUInt16BigEndian(key.AsSpan(10)), key[12],
+                (FastPathDirection)key[13], packets, bytes, seen));
+        }
+        return list;
     }
 
     /// <summary>Empties and unpins a workload's map (the filters using it must be gone first); false when none was pinned.</summary>

@@ -372,7 +372,7 @@ public static class Interception
             ToWorkloadPriority = Pref("monitor: to workload"), FromWorkloadPriority = Pref("monitor: to host side"),
             Rules = rules.Where(r => !FastPathFilters.IsFastPath(r.Filter)).Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
             FastPath = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)),
-            FastPathReason = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? "as installed" : "not installed",
+            FastPathReason = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? "on: as installed" : "off: not installed",
             FastPathRules = rules.Where(r => FastPathFilters.IsFastPath(r.Filter)).Select(r => new InterceptionRule(RoleOf(r.Filter), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
             FastPathMap = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? Bpf.FastPathMap.PathFor(handle.Namespace, mac) : null,
         };
