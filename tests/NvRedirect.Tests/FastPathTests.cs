@@ -309,3 +309,23 @@ public class FastPathForwardingTests
         Assert.False(Receives(other, server, WorkloadIp, 5353, payload));
     }
 }
+
+public class FastPathRevocationTests
+{
+    private static Datapath.Engine.Workload W(ulong mac) => new("vth", mac, 0x4e6575560000UL | (mac & 0xffff), 0, 0, [], [], new Datapath.Engine.WorkloadState());
+
+    [Fact]
+    public void A_configuration_change_revokes_exactly_the_workloads_it_touches()
+    {
+        var a = W(0x020000000001); var b = W(0x020000000002); var c = W(0x020000000003);
+        var before = new Datapath.Engine.WorkloadTable([a, b, c]);
+        // b gets another policy object (a policy or mode change), c is deleted, a is untouched
+        var after = new Datapath.Engine.WorkloadTable([a, b.WithPolicy(null)]);
+        Assert.Equal(new ulong[] { 0x020000000002, 0x020000000003 }, Datapath.Control.Controller.RevokedBy(before, after, [], false).Order().ToArray());
+        // a tap switch alone revokes its workload
+        Assert.Equal(new ulong[] { 0x020000000001 }, Datapath.Control.Controller.RevokedBy(before, before, [0x020000000001], false).ToArray());
+        // a settings change (internal nets, ICMP policing, ...) revokes everything: 0
+        Assert.Equal(new ulong[] { 0 }, Datapath.Control.Controller.RevokedBy(before, before, [], true).ToArray());
+        Assert.Empty(Datapath.Control.Controller.RevokedBy(before, before, [], false));
+    }
+}
