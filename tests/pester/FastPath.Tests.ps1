@@ -21,7 +21,8 @@ BeforeAll {
     }
     function Set-AllowPolicy {
         Set-DpPolicy -Mac $SeedMac -Rule (New-DpRule -Source $HostIp -Destination $ContainerIp -Port $AllowedTcp -Protocol TCP -Id 10),
-            (New-DpRule -Source $HostIp -Destination $ContainerIp -Port $AllowedUdp -Protocol UDP -Id 11) -DefaultAction Deny -ControlSocket $sock
+            (New-DpRule -Source $HostIp -Destination $ContainerIp -Port $AllowedUdp -Protocol UDP -Id 11),
+            (New-DpRule -Source $HostIp -Destination $ContainerIp -Protocol ICMP -Id 12) -DefaultAction Deny -ControlSocket $sock
     }
     function Start-FastPathDp {
         $dp = Start-TestDp $agent $sock $log
@@ -80,9 +81,17 @@ Describe 'The kernel fast path of a protected workload' {
         $session[0].ServerPackets | Should -BeGreaterThan $out[0].Packets
     }
 
-    It 'an allowed UDP flow is published once answered, a denied TCP connection is not' {
+    It 'an allowed UDP flow and an allowed ping are published once answered, a denied TCP connection is not' {
         (Invoke-TestUdpRequest $hostNs $ContainerIp $AllowedUdp).Result | Should -Be 'answered'
         (Invoke-TestTcpConnection $hostNs $ContainerIp $OtherTcp).Result | Should -Be 'timeout'
+        # iputils ping: one identifier for all four requests, so one echo session
+        $ping = & ip netns exec $hostNs ping -n -c 4 -i 0.2 -W 2 $ContainerIp 2>&1
+        $LASTEXITCODE | Should -Be 0 -Because "$ping"
+        $entries = Get-FastPathEntry
+        $echo = @($entries | Where-Object { $_.Protocol -eq 1 -and "$($_.Direction)" -eq 'ToWorkload' })
+        $echo.Count | Should -Be 1 -Because 'the echo session is published (its identifier in both port fields) once answered'
+        $echo[0].SourcePort | Should -Be $echo[0].DestinationPort
+        $echo[0].Packets | Should -BeGreaterOrEqual 1 -Because 'the requests after the first answer take the kernel path'
         $entries = Get-FastPathEntry
         @($entries | Where-Object { $_.Protocol -eq 17 -and ($_.DestinationPort -eq $AllowedUdp -or $_.SourcePort -eq $AllowedUdp) }).Count | Should -Be 2
         @($entries | Where-Object { $_.DestinationPort -eq $OtherTcp -or $_.SourcePort -eq $OtherTcp }) | Should -BeNullOrEmpty

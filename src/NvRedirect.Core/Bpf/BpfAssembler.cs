@@ -60,6 +60,10 @@ public sealed class BpfAssembler
     public BpfAssembler StoreU8(Reg dst, short off, int imm) => Emit(0x72, dst, Reg.R0, off, imm);
     /// <summary>*(u8 *)(dst + off) = src.</summary>
     public BpfAssembler StoreU8(Reg dst, short off, Reg src) => Emit(0x73, dst, src, off, 0);
+    /// <summary>*(u16 *)(dst + off) = src.</summary>
+    public BpfAssembler StoreU16(Reg dst, short off, Reg src) => Emit(0x6b, dst, src, off, 0);
+    /// <summary>goto label.</summary>
+    public BpfAssembler Jump(string label) => Emit(0x05, Reg.R0, Reg.R0, 0, 0, label);
     /// <summary>*(u64 *)(dst + off) = src.</summary>
     public BpfAssembler StoreU64(Reg dst, short off, Reg src) => Emit(0x7b, dst, src, off, 0);
     /// <summary>lock *(u64 *)(dst + off) += src (BPF_STX | BPF_ATOMIC | BPF_DW, imm BPF_ADD).</summary>

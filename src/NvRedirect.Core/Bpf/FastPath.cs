@@ -55,8 +55,8 @@ public sealed record FastPathFlowEntry(System.Net.IPAddress Source, System.Net.I
 
 /// <summary>
 /// The fast-path cls_bpf program of one port of one workload (docs/datapath.md, "The kernel fast path"; assembled by
-/// <see cref="Assemble"/>, no compiler): parse Ethernet/IPv4 (no options, no fragment)/TCP (no SYN, FIN or RST) or
-/// UDP, require the workload's MAC where the steering rule requires it, look the flow up in the workload's map, and for
+/// <see cref="Assemble"/>, no compiler): parse Ethernet/IPv4 (no options, no fragment)/TCP (no SYN, FIN or RST),
+/// UDP or ICMP echo (request or reply; the identifier in both port fields), require the workload's MAC where the steering rule requires it, look the flow up in the workload's map, and for
 /// a published flow count it (packets, bytes, last seen) and bpf_redirect it to the other port unchanged: the
 /// steering's rewrite to the ucmac and the monitor port's rewrite back cancel out, so the frame leaves exactly as the
 /// datapath path would have delivered it. Anything else returns TC_ACT_UNSPEC: the steering rules after it run.
@@ -66,9 +66,10 @@ public sealed record FastPathProgram(FastPathDirection Direction, byte[] Workloa
     private const int TcActUnspec = -1;
     // frame byte 0 sits at fp-50 so that the IPv4 addresses (frame 26, 30) land 4-aligned at fp-24 and fp-20: the key
     // is built in place, fp-24..fp-9 = saddr, daddr, sport, dport (loaded), protocol, direction, 0 (stored)
-    private const short Frame = -50, Key = -24, TcpFlags = -8;
+    private const short Frame = -50, Key = -24, TcpFlags = -8, Icmp = -8;
     private const int Loaded = 38;           // Ethernet 14 + IPv4 20 + the two ports
     private const int TcpFlagsAt = 47;       // 14 + 20 + 13
+    private const int IcmpAt = 34;           // type, code, checksum, identifier
 
     private static short At(int frameOffset) => (short)(Frame + frameOffset);
 
@@ -94,12 +95,24 @@ public sealed record FastPathProgram(FastPathDirection Direction, byte[] Workloa
          .LoadU16(Reg.R1, Reg.R10, At(20)).JumpIfAnySet(Reg.R1, 0xff3f, "pass")             // MF or an offset: a fragment
          .LoadU8(Reg.R1, Reg.R10, At(23))
          .JumpIfEqual64(Reg.R1, 17, "key")
+         .JumpIfEqual64(Reg.R1, 1, "icmp")
          .JumpIfNotEqual64(Reg.R1, 6, "pass")
          .Mov(Reg.R1, Reg.R6).Mov(Reg.R2, TcpFlagsAt).Mov(Reg.R3, Reg.R10).Add(Reg.R3, TcpFlags).Mov(Reg.R4, 1)
          .Call(BpfAssembler.HelperSkbLoadBytes)
          .JumpIfNotEqual64(Reg.R0, 0, "pass")
          .LoadU8(Reg.R1, Reg.R10, TcpFlags).JumpIfAnySet(Reg.R1, 0x07, "pass")              // FIN, SYN, RST: the datapath's
          .Mov(Reg.R1, 6)
+         .Jump("key")
+         // ICMP echo request or reply: both ports of the key are the echo identifier (the datapath's session key)
+         .Label("icmp")
+         .Mov(Reg.R1, Reg.R6).Mov(Reg.R2, IcmpAt).Mov(Reg.R3, Reg.R10).Add(Reg.R3, Icmp).Mov(Reg.R4, 6)
+         .Call(BpfAssembler.HelperSkbLoadBytes)
+         .JumpIfNotEqual64(Reg.R0, 0, "pass")
+         .LoadU8(Reg.R1, Reg.R10, Icmp).JumpIfEqual64(Reg.R1, 8, "echo")
+         .JumpIfNotEqual64(Reg.R1, 0, "pass")
+         .Label("echo")
+         .LoadU16(Reg.R1, Reg.R10, Icmp + 4).StoreU16(Reg.R10, Key + 8, Reg.R1).StoreU16(Reg.R10, Key + 10, Reg.R1)
+         .Mov(Reg.R1, 1)
          .Label("key")
          .StoreU8(Reg.R10, Key + 12, Reg.R1).StoreU8(Reg.R10, Key + 13, (int)Direction).StoreU16(Reg.R10, Key + 14, 0)
          .LoadMapFd(Reg.R1, MapFd).Mov(Reg.R2, Reg.R10).Add(Reg.R2, Key)

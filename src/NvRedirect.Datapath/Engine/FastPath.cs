@@ -68,7 +68,8 @@ internal sealed class FastPath(string ns)
 
     /// <summary>
     /// After an allowed packet reached the daemon: publishes the session when it may take the fast path (IPv4 TCP with
-    /// both wings established and this segment without SYN/FIN/RST, or UDP answered; inline; not blocked, not denied).
+    /// both wings established and this segment without SYN/FIN/RST, or UDP or ICMP echo answered; inline; not blocked,
+    /// not denied).
     /// A published session whose packet still arrives here lost its entry (revoked, a new map) or the packet was in
     /// flight: the entry is created again when missing (BPF_NOEXIST keeps the counters of one that is there).
     /// </summary>
@@ -79,7 +80,7 @@ internal sealed class FastPath(string ns)
         {
             if ((t.TcpFlags & (TcpFin | TcpSyn | TcpRst)) != 0 || s.ClientState != Core.Protocol.TcpState.Established || s.ServerState != Core.Protocol.TcpState.Established) return;
         }
-        else if (s.Protocol != 17 || s.ClientPackets == 0 || s.ServerPackets == 0) return;
+        else if (s.Protocol is not (17 or 1) || s.ClientPackets == 0 || s.ServerPackets == 0) return; // UDP, ICMP echo: answered
         var map = MapOf(workload.Mac, now);
         if (map == null) return;
         Key(ref s, FastPathDirection.ToWorkload);

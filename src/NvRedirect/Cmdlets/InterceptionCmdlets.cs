@@ -334,6 +334,8 @@ public sealed class NewSeedTopologyCommand : NvCmdlet
     [Parameter] public InterceptionBackend Backend { get; set; } = InterceptionBackend.Auto;
     /// <summary><para type="description">Build the namespaces, links and addresses only.</para></summary>
     [Parameter] public SwitchParameter NoInterception { get; set; }
+    /// <summary><para type="description">The interception's kernel fast path, as Add-WorkloadInterception's -FastPath: absent, on where the kernel has it; -FastPath required; -FastPath:$false off.</para></summary>
+    [Parameter] public SwitchParameter FastPath { get; set; }
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
@@ -346,6 +348,7 @@ public sealed class NewSeedTopologyCommand : NvCmdlet
                 AgentNamespace = AgentNamespace, ContainerNamespace = ContainerNamespace, HostNamespace = hostNs,
                 WorkloadMac = Parse.Mac(WorkloadMac, "workload MAC"), UcMac = Parse.Mac(UcMac, "ucmac"),
                 HostAddress = HostAddress, WorkloadAddress = WorkloadAddress, Backend = Backend, NoInterception = NoInterception,
+                FastPath = MyInvocation.BoundParameters.ContainsKey(nameof(FastPath)) ? FastPath.IsPresent : null,
             };
             Parse.Cidr(HostAddress);
             Parse.Cidr(WorkloadAddress);
