@@ -172,13 +172,22 @@ public class FastPathProgramTests
         Assert.Equal(expected, program);
     }
 
+    [Fact]
+    public void Peer_variant_calls_bpf_redirect_peer_instead()
+    {
+        var expected = Hex(EntryListing);
+        Hex("850000009b000000").CopyTo(expected, 64 * 8); // helper 155
+        Assert.Equal(expected, new FastPathProgram(FastPathDirection.ToWorkload, Workload, 9, 5, ToPeer: true).Assemble());
+    }
+
     [RootTheory]
-    [InlineData(FastPathDirection.ToWorkload)]
-    [InlineData(FastPathDirection.FromWorkload)]
-    public void Kernel_verifier_accepts_the_program_with_a_real_map(FastPathDirection direction)
+    [InlineData(FastPathDirection.ToWorkload, false)]
+    [InlineData(FastPathDirection.FromWorkload, false)]
+    [InlineData(FastPathDirection.ToWorkload, true)]
+    public void Kernel_verifier_accepts_the_program_with_a_real_map(FastPathDirection direction, bool toPeer)
     {
         using var map = BpfMap.CreateHash(FastPathFlow.KeySize, FastPathFlow.ValueSize, 16, "xut_fastpath");
-        using var fd = BpfProgram.LoadSchedCls(new FastPathProgram(direction, Workload, 1, map.Fd).Assemble(), "xut_fastpath");
+        using var fd = BpfProgram.LoadSchedCls(new FastPathProgram(direction, Workload, 1, map.Fd, toPeer).Assemble(), "xut_fastpath");
         Assert.False(fd.IsInvalid);
     }
 
@@ -194,6 +203,7 @@ public class FastPathProgramTests
     {
         var (supported, reason) = FastPathFilters.Probe();
         Assert.True(supported, reason);
+        Assert.True(FastPathFilters.PeerSupported, "kernel 6.18 has bpf_redirect_peer");
     }
 }
 
@@ -261,8 +271,10 @@ public class FastPathForwardingTests
         catch (SocketException) { return false; }
     }
 
-    [RootFact]
-    public void Published_flow_crosses_both_ways_and_is_counted_unpublished_does_not()
+    [RootTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Published_flow_crosses_both_ways_and_is_counted_unpublished_does_not(bool toPeer)
     {
         using var t = new Topology();
         using var map = BpfMap.CreateHash(FastPathFlow.KeySize, FastPathFlow.ValueSize, 64, "xut_fastpath");
@@ -273,7 +285,7 @@ public class FastPathForwardingTests
         foreach (var (link, direction, target) in new[] { (vex, FastPathDirection.ToWorkload, vin.Index), (vin, FastPathDirection.FromWorkload, vex.Index) })
         {
             tc.EnsureIngressQdisc(link.Index);
-            using var fd = BpfProgram.LoadSchedCls(new FastPathProgram(direction, t.WorkloadMac, target, map.Fd).Assemble(), "xut_fastpath");
+            using var fd = BpfProgram.LoadSchedCls(new FastPathProgram(direction, t.WorkloadMac, target, map.Fd, toPeer).Assemble(), "xut_fastpath");
             h.Socket.Execute(TcMessages.AddFilter(new BpfFilter { LinkIndex = link.Index, Priority = 10000, Protocol = TcProtocol.IPv4, Name = "xut-fastpath" }, fd.Fd), "attach");
         }
         using var client = t.Udp(t.Client, ClientIp, 40000);

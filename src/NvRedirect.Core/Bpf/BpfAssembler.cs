@@ -19,7 +19,7 @@ public sealed class BpfAssembler
     private readonly Dictionary<string, int> _labels = new();
 
     /// <summary>Helper ids (include/uapi/linux/bpf.h).</summary>
-    public const int HelperMapLookupElem = 1, HelperKtimeGetNs = 5, HelperSkbStoreBytes = 9, HelperCloneRedirect = 13, HelperRedirect = 23, HelperSkbLoadBytes = 26;
+    public const int HelperMapLookupElem = 1, HelperKtimeGetNs = 5, HelperSkbStoreBytes = 9, HelperCloneRedirect = 13, HelperRedirect = 23, HelperSkbLoadBytes = 26, HelperRedirectPeer = 155;
 
     private BpfAssembler Emit(byte code, Reg dst, Reg src, short off, int imm, string? label = null)
     {

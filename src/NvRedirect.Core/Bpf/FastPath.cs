@@ -61,7 +61,12 @@ public sealed record FastPathFlowEntry(System.Net.IPAddress Source, System.Net.I
 /// steering's rewrite to the ucmac and the monitor port's rewrite back cancel out, so the frame leaves exactly as the
 /// datapath path would have delivered it. Anything else returns TC_ACT_UNSPEC: the steering rules after it run.
 /// </summary>
-public sealed record FastPathProgram(FastPathDirection Direction, byte[] WorkloadMac, int TargetIfIndex, int MapFd)
+/// <remarks>
+/// With <paramref name="ToPeer"/> (both ports veth), bpf_redirect_peer hands the frame straight to the other port's
+/// peer (the workload's interface, or the host side's), into its namespace's ingress, instead of transmitting it on the
+/// other port: one queueing step less per packet, and the frame arrives the same.
+/// </remarks>
+public sealed record FastPathProgram(FastPathDirection Direction, byte[] WorkloadMac, int TargetIfIndex, int MapFd, bool ToPeer = false)
 {
     private const int TcActUnspec = -1;
     // frame byte 0 sits at fp-50 so that the IPv4 addresses (frame 26, 30) land 4-aligned at fp-24 and fp-20: the key
@@ -122,7 +127,7 @@ public sealed record FastPathProgram(FastPathDirection Direction, byte[] Workloa
          .Mov(Reg.R1, 1).AtomicAdd64(Reg.R7, FastPathFlow.PacketsOffset, Reg.R1)
          .LoadU32(Reg.R1, Reg.R6, 0).AtomicAdd64(Reg.R7, FastPathFlow.BytesOffset, Reg.R1)  // __sk_buff.len
          .Call(BpfAssembler.HelperKtimeGetNs).StoreU64(Reg.R7, FastPathFlow.LastSeenOffset, Reg.R0)
-         .Mov(Reg.R1, TargetIfIndex).Mov(Reg.R2, 0).Call(BpfAssembler.HelperRedirect).Exit() // r0 = TC_ACT_REDIRECT
+         .Mov(Reg.R1, TargetIfIndex).Mov(Reg.R2, 0).Call(ToPeer ? BpfAssembler.HelperRedirectPeer : BpfAssembler.HelperRedirect).Exit() // r0 = TC_ACT_REDIRECT
          .Label("pass").Mov(Reg.R0, TcActUnspec).Exit();
         return a.ToBytes();
     }

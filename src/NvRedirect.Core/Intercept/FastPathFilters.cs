@@ -33,12 +33,22 @@ public static class FastPathFilters
             using var map = BpfMap.CreateHash(FastPathFlow.KeySize, FastPathFlow.ValueSize, 1, "nvr_probe");
             var program = new FastPathProgram(FastPathDirection.ToWorkload, [2, 0, 0, 0, 0, 1], 1, map.Fd).Assemble();
             using var fd = BpfProgram.LoadSchedCls(program, "nvr_fastpath");
+            PeerSupported = TryLoad(new FastPathProgram(FastPathDirection.ToWorkload, [2, 0, 0, 0, 0, 1], 1, map.Fd, ToPeer: true).Assemble());
             if (!File.Exists("/proc/filesystems") || !File.ReadLines("/proc/filesystems").Any(l => l.EndsWith("\tbpf", StringComparison.Ordinal)))
                 return (false, "the kernel has no bpffs to pin the flow map on");
             return (true, "the kernel loads the fast-path program (cls_bpf, hash maps, bpf_redirect)");
         }
         catch (BpfVerifierException e) { return (false, "the kernel's verifier refuses the fast-path program: " + e.VerifierLog.Split('\n').LastOrDefault(l => l.Length > 0)); }
         catch (NetlinkException e) { return (false, "the kernel cannot run it: " + e.Message); }
+    }
+
+    /// <summary>Whether the last <see cref="Probe"/> found bpf_redirect_peer (kernel 5.10 and later).</summary>
+    public static bool PeerSupported { get; private set; }
+
+    private static bool TryLoad(byte[] program)
+    {
+        try { using var fd = BpfProgram.LoadSchedCls(program, "nvr_probe"); return true; }
+        catch (NetlinkException) { return false; }
     }
 
     /// <summary>The bpf filter name of a fast-path program (the interception's tag and ucmac, like its other bpf rules).</summary>
@@ -53,6 +63,8 @@ public static class FastPathFilters
     public static void Install(TrafficControl tc, string ns, LinkRecord entry, LinkRecord inner, byte[] workloadMac, byte[] uc, List<InterceptionRule> rules)
     {
         var tag = Interception.TagFor(workloadMac);
+        // two veths: straight to the other port's peer (bpf_redirect_peer), else out of the other port (bpf_redirect)
+        bool toPeer = PeerSupported && entry.Kind == "veth" && inner.Kind == "veth";
         using var map = FastPathMap.CreateOrOpen(ns, workloadMac);
         foreach (var (link, direction, target, role, key) in new[]
                  {
@@ -61,7 +73,7 @@ public static class FastPathFilters
                  })
         {
             // the name is computed from the program with a placeholder fd: the fd number differs per process, the map does not
-            var name = NameFor(tag, uc, key, new FastPathProgram(direction, workloadMac, target, map.Id).Assemble());
+            var name = NameFor(tag, uc, key, new FastPathProgram(direction, workloadMac, target, map.Id, toPeer).Assemble());
             var existing = tc.ListFilters(link.Index, FastPathPriority);
             if (existing.Count == 1 && existing[0] is BpfFilter b && b.Name == name)
             {
@@ -73,7 +85,7 @@ public static class FastPathFilters
                     $"pref {FastPathPriority} of {tc.Handle.Describe(link.Name)} already holds a filter that is not this workload's: remove it, or add the interception with -FastPath:$false. Nothing was changed.");
             var change = existing.Count == 0 ? TcChange.Added : TcChange.Replaced;
             map.Clear(); // a new program starts from an empty map: nothing published before it counts
-            var program = new FastPathProgram(direction, workloadMac, target, map.Fd).Assemble();
+            var program = new FastPathProgram(direction, workloadMac, target, map.Fd, toPeer).Assemble();
             using var fd = BpfProgram.LoadSchedCls(program, "nvr_fastpath");
             var filter = new BpfFilter { LinkIndex = link.Index, Priority = FastPathPriority, Protocol = TcProtocol.IPv4, Name = name };
             if (change == TcChange.Replaced) tc.RemoveFilter(link.Index, FastPathPriority);
