@@ -171,3 +171,29 @@ Describe 'The kernel fast path of a protected workload' {
         @(Get-TcFilter $agent vex) | Should -BeNullOrEmpty
     }
 }
+
+Describe 'When the fast path cannot be installed' {
+    BeforeAll {
+        $topo = New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host') -NoInterception
+        $agent = $topo.AgentNamespace
+        $add = @{ Namespace = $agent; EntryLink = 'vex'; InnerLink = 'vin'; MonitorLink = 'vbr'; WorkloadMac = $SeedMac }
+        # a map directory nobody should trust: not mode 0700
+        $dir = [NvRedirect.Core.Bpf.FastPathMap]::EnsureDirectory($agent)
+        chmod 0755 $dir
+    }
+    AfterAll { if ($dir) { Remove-Item -LiteralPath $dir -Force -ErrorAction Ignore } }
+
+    It 'without -FastPath the interception goes in without it and says why; with -FastPath it is refused and nothing is changed' {
+        $i = Add-WorkloadInterception @add
+        $i.FastPath | Should -BeFalse
+        $i.FastPathReason | Should -Match '^off: it could not be installed .*mode other than 0700'
+        $i.Rules.Count | Should -Be 6
+        @(Get-TcFilter $agent vex | Where-Object Priority -EQ 10000) | Should -BeNullOrEmpty
+        Remove-WorkloadInterception -Namespace $agent -WorkloadMac $SeedMac
+
+        $err = Get-ErrorRecord { Add-WorkloadInterception @add -FastPath }
+        $err.Exception.Message | Should -Match 'mode other than 0700'
+        Get-WorkloadInterception $agent | Should -BeNullOrEmpty -Because 'the failed add rolled back every rule it had installed'
+        @(Get-TcFilter $agent vex) | Should -BeNullOrEmpty
+    }
+}

@@ -260,7 +260,18 @@ public static class Interception
             foreach (var (role, rule, linkName) in new[] { rewrites[0], rewrites[1] })
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
             // the fast path last: it forwards only what the datapath publishes, and it goes before the steering (pref 10000)
-            if (fastPath) FastPathFilters.Install(tc, handle.Namespace, entry, inner, request.WorkloadMac, uc, fastRules);
+            if (fastPath)
+            {
+                try { FastPathFilters.Install(tc, handle.Namespace, entry, inner, request.WorkloadMac, uc, fastRules); }
+                catch (Exception e) when (request.FastPath == null && (e is NetlinkException || e is System.IO.IOException || e is UnauthorizedAccessException || e is System.IO.InvalidDataException))
+                {
+                    // not asked for explicitly: the interception goes in without it (the steering path is complete) and says why
+                    Rollback(tc, fastRules, []);
+                    fastRules.Clear();
+                    try { FastPathFilters.Uninstall(tc, handle.Namespace, request.WorkloadMac, [entry.Index, inner.Index]); } catch (Exception u) when (u is NetlinkException or System.IO.IOException or System.IO.InvalidDataException) { /* best effort: nothing of it can forward without the programs */ }
+                    (fastPath, fastReason) = (false, $"off: it could not be installed ({e.Message})");
+                }
+            }
             else FastPathFilters.Uninstall(tc, handle.Namespace, request.WorkloadMac, [entry.Index, inner.Index]);
         }
         catch
