@@ -82,7 +82,7 @@ public static class Program
         {
             // the kernel fast path: this daemon publishes into its namespace's flow maps; it knows no session yet, so
             // nothing a predecessor published may stay (docs/datapath.md, "The kernel fast path")
-            datapath.Sessions.FastPath = new FastPath(options.Namespace);
+            datapath.Sessions.FastPath = new FastPath(options.Namespace) { Connections = datapath.Connections };
             ClearFastPath(options.Namespace, log, "at start");
             // the configuration before any ring opens (the saved service port is opened last, on a complete configuration);
             // only now, holding the socket's lock: a second daemon refused above must not touch the file

@@ -79,6 +79,10 @@ Describe 'The kernel fast path of a protected workload' {
         $session.Count | Should -Be 1
         $session[0].ClientPackets | Should -BeGreaterThan $in[0].Packets -Because 'the session counts what the kernel forwarded plus what nvr-dp saw'
         $session[0].ServerPackets | Should -BeGreaterThan $out[0].Packets
+        $conn = @(Get-DpConnection -Mac $SeedMac -ControlSocket $sock | Where-Object { $_.ServerPort -eq $AllowedTcp -and "$($_.Action)" -eq 'Allow' })
+        $conn.Count | Should -Be 1
+        $conn[0].Packets | Should -BeGreaterThan ($in[0].Packets + $out[0].Packets) -Because 'Get-DpConnection counts what the kernel forwarded too'
+        $conn[0].DroppedPackets | Should -Be 0
     }
 
     It 'an allowed UDP flow and an allowed ping are published once answered, a denied TCP connection is not' {

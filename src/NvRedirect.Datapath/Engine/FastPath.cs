@@ -27,6 +27,9 @@ internal sealed class FastPath(string ns)
     private readonly Dictionary<ulong, Handle> _handles = new();
     private readonly byte[] _key = new byte[FastPathFlow.KeySize], _value = new byte[FastPathFlow.ValueSize], _zero = new byte[FastPathFlow.ValueSize];
 
+    /// <summary>The connections the sessions are counted in (Get-DpConnection); what the kernel forwarded is added to them too.</summary>
+    public ConnectionTable? Connections { get; init; }
+
     /// <summary>The agent namespace whose maps are used ("" = the daemon's own).</summary>
     public string Namespace { get; } = ns;
     /// <summary>Flow entries published and revoked; packets and bytes the kernel forwarded (as folded in).</summary>
@@ -121,6 +124,8 @@ internal sealed class FastPath(string ns)
             Packets += (long)dp;
             Bytes += (long)db;
             last = Math.Max(last, (long)(seen / 1_000_000_000UL));
+            if (Connections is { } ct && s.Connection >= 0 && ct.IsCurrent(s.Connection, s.ConnectionEpoch))
+                ct.AccountForwarded(s.Connection, (long)dp, (long)db, last);
         }
         return last;
     }
