@@ -16,6 +16,10 @@
       c  New-SeedTopology plus nvr-dp (bin/nvr-dp.dll --netns AGENT --foreground --strict) on vth, configured with the
          seed's four control messages (internal nets, service port vth, the container MAC with ucmac
          4e:65:75:56:00:b4, tap off).
+      f  (c) with the kernel fast path (docs/datapath.md, "The kernel fast path"): the interception's cls_bpf programs
+         on vex and vin forward the packets of sessions nvr-dp allowed and published; nvr-dp sees the first packets
+         of each session (and everything that is not IPv4 TCP/UDP, such as ping). Modes b and c run without it
+         (Add-WorkloadInterception -FastPath:$false), as before the fast path existed.
 
     Per mode and run:
       ping  ping -q -c PingCount -i 0.01 from the host namespace to 10.10.10.88 (min/avg/max/mdev).
@@ -75,7 +79,7 @@
 param(
     [ValidateRange(1, 50)][int]$Runs = 3,
     [ValidateRange(1, 120)][int]$Seconds = 5,
-    [string[]]$Modes = @('a', 'b', 'c'),
+    [string[]]$Modes = @('a', 'b', 'c', 'f'),
     [string[]]$Offloads = @('Topology', 'AllOff', 'AllDefault'),
     [ValidateRange(0, 100000)][int]$Rules = 0,
     [ValidateRange(5, 10000)][int]$PingCount = 50,
@@ -90,7 +94,7 @@ $root = Split-Path $PSScriptRoot -Parent
 # lists also as one comma-separated word (pwsh -File passes "-Modes a,b" as a single string)
 $Modes = @($Modes -split ',' | ForEach-Object Trim | Where-Object { $_ })
 $Offloads = @($Offloads -split ',' | ForEach-Object Trim | Where-Object { $_ })
-foreach ($m in $Modes) { if ($m -notin 'a', 'b', 'c') { throw "Unknown mode '$m': use a, b or c." } }
+foreach ($m in $Modes) { if ($m -notin 'a', 'b', 'c', 'f') { throw "Unknown mode '$m': use a, b, c or f." } }
 if ($Rules -gt 0 -and $Rules -lt 3) { throw "Rules $Rules`: use 0 (no policy) or at least 3 (the last three allow the benchmark's traffic)." }
 foreach ($o in $Offloads) { if ($o -notin 'Topology', 'AllOff', 'AllDefault') { throw "Unknown offload setting '$o': use Topology, AllOff or AllDefault." } }
 
@@ -99,8 +103,8 @@ $HostIp = '10.10.10.66'; $WorkloadIp = '10.10.10.88'
 $WorkloadMac = '1a:27:f3:87:3a:27'; $UcMac = '4e:65:75:56:00:b4'
 $UdpPayload = 18   # 18 + 8 (UDP) + 20 (IPv4) + 14 (Ethernet) = 60 bytes on veth, 64 with an FCS
 $ClockTicks = [int](getconf CLK_TCK)
-$ModeTitle = @{ a = '(a) direct veth'; b = '(b) interception, kernel bounce on vth'; c = '(c) interception, nvr-dp on vth' }
-if ($Rules -gt 0) { $ModeTitle.c += ", $('{0:N0}' -f $Rules) policy rules" }
+$ModeTitle = @{ a = '(a) direct veth'; b = '(b) interception, kernel bounce on vth'; c = '(c) interception, nvr-dp on vth'; f = '(f) interception, nvr-dp + kernel fast path' }
+if ($Rules -gt 0) { $ModeTitle.c += ", $('{0:N0}' -f $Rules) policy rules"; $ModeTitle.f += ", $('{0:N0}' -f $Rules) policy rules" }
 
 # ---- small helpers ------------------------------------------------------------------------------------------------
 function Invoke-Native([string]$What, [scriptblock]$Command) {
@@ -299,7 +303,7 @@ function New-DirectTopology([string]$Prefix, $Cleanup) {
     $ctx
 }
 
-function New-InterceptedTopology([string]$Prefix, $Cleanup) {
+function New-InterceptedTopology([string]$Prefix, $Cleanup, [bool]$FastPath = $false) {
     $ctx = [pscustomobject]@{ Host = "$Prefix-host"; Container = "$Prefix-ctr"; Agent = "$Prefix-agent"; Cleanup = $Cleanup; Interfaces = @(); Backend = $null }
     $a = $ctx.Agent; $c = $ctx.Container; $h = $ctx.Host
     # registered before the call: New-SeedTopology leaves nothing behind when it fails, Remove-SeedTopology skips missing parts
@@ -307,6 +311,10 @@ function New-InterceptedTopology([string]$Prefix, $Cleanup) {
     $topology = New-SeedTopology -AgentNamespace $a -ContainerNamespace $c -HostNamespace $h -WorkloadMac $WorkloadMac -UcMac $UcMac `
         -HostAddress "$HostIp/24" -WorkloadAddress "$WorkloadIp/24"
     $ctx.Backend = $topology.Interception.Backend
+    $i = $topology.Interception
+    # New-SeedTopology installs the fast path where the kernel has it; only mode f keeps it
+    $fp = Add-WorkloadInterception -Namespace $a -EntryLink $i.EntryLink -InnerLink $i.InnerLink -MonitorLink $i.MonitorLink -WorkloadMac $WorkloadMac -UcMac $UcMac -FastPath:$FastPath
+    $ctx | Add-Member FastPath $fp.FastPath
     $ctx.Interfaces = @(@($h, 'vex-peer'), @($a, 'vex'), @($a, 'vin'), @($a, 'vbr'), @($a, 'vth'), @($c, 'eth0'))
     $ctx
 }
@@ -378,13 +386,13 @@ function Measure-Mode([string]$Mode, [int]$Run, [string]$Config, [string]$TempDi
     $dp = $null
     $result = [ordered]@{ Config = $Config; Mode = $Mode; Run = $Run; Load = Get-LoadAverage; Policy = $null; Connections = @() }
     try {
-        $ctx = if ($Mode -eq 'a') { New-DirectTopology $prefix $cleanup } else { New-InterceptedTopology $prefix $cleanup }
+        $ctx = if ($Mode -eq 'a') { New-DirectTopology $prefix $cleanup } else { New-InterceptedTopology $prefix $cleanup ($Mode -eq 'f') }
         Set-Offloads $ctx $Config
         if ($Mode -eq 'b') {
             Invoke-Native 'tc qdisc add (bounce)' { tc -n $ctx.Agent qdisc add dev vth ingress } | Out-Null
             Invoke-Native 'tc filter add (bounce)' { tc -n $ctx.Agent filter add dev vth parent ffff: pref 1 u32 match u8 0 0 action mirred egress redirect dev vth } | Out-Null
         }
-        if ($Mode -eq 'c') {
+        if ($Mode -in 'c', 'f') {
             $sock = "/tmp/$prefix.sock"; $log = Join-Path $TempDir "$prefix-dp.log"
             $dp = [pscustomobject]@{ Process = $null; Client = New-DpClient; SocketPath = $sock; Log = $log }
             $dpRef = $dp
@@ -438,7 +446,7 @@ function Measure-Mode([string]$Mode, [int]$Run, [string]$Config, [string]$TempDi
             AppKpps = $appPackets / $recv.seconds / 1e3
             SenderCpu = $udp.end.cpu_utilization_percent.host_total; ReceiverCpu = $udp.end.cpu_utilization_percent.remote_total }
         $result.UdpDp = Measure-DpDelta $before $after
-        if ($Mode -eq 'c' -and $Rules -gt 0) {
+        if (($Mode -in 'c', 'f') -and $Rules -gt 0) {
             # the traffic must have been decided by the three allow rules at the end of the list, and nothing dropped
             $connections = @(Get-BenchDpConnection $dp.SocketPath | Where-Object { $_.client -eq $HostIp -and $_.server -eq $WorkloadIp })
             $result.Connections = @($connections | ForEach-Object { "proto $($_.proto) port $($_.server_port): rule $($_.rule_id), action $($_.action), $($_.sessions) sessions, $($_.packets) packets, $($_.dropped) dropped" })
@@ -563,16 +571,27 @@ function Format-Report($Machine, $Results, [string]$LoadBefore, [string]$LoadAft
             $med[$mode] = $o
             $dpU = [double]::IsNaN($o.UdpProc) ? '-' : "$(Format-Num $o.UdpProc) / $(Format-Num $o.UdpThr)"
             $dpT = [double]::IsNaN($o.TcpProc) ? '-' : "$(Format-Num $o.TcpProc) / $(Format-Num $o.TcpThr)"
+            # (f): nvr-dp forwards only each session's first packets, so its CPU per forwarded packet says nothing
+            if ($mode -eq 'f') { $dpU = $dpT = 'n/a (first packets only)' }
             & $line ("| $($ModeTitle[$mode]) | $($o.Runs) | $(Format-Num $o.Tcp) | $(Format-Num $o.Sent 'N0') | $(Format-Num $o.Iface 'N0') | $(Format-Num $o.App 'N0') | " +
                 "$(Format-Num $o.PingMedian 'N3') / $(Format-Num $o.Ping 'N3') | $dpU | $dpT |")
         }
-        if (-not $med.ContainsKey('c')) { continue }
-        $c = $med['c']
+        if (-not $med.ContainsKey('c') -and -not $med.ContainsKey('f')) { continue }
         & $line ''
         & $line 'Targets (on the medians):'
         & $line ''
         & $line '| target | measured | verdict |'
         & $line '|---|---|---|'
+        if ($med.ContainsKey('f') -and $med.ContainsKey('a')) {
+            # issue 15's targets for the kernel fast path
+            $f = $med['f']; $a = $med['a']
+            & $line "| TCP through (f) >= 90 % of (a) | $(Format-Num ($f.Tcp / $a.Tcp * 100) 'N1') % ($(Format-Num $f.Tcp) of $(Format-Num $a.Tcp) Gbit/s) | $(Format-Verdict ($f.Tcp / $a.Tcp) 0.9 -AtLeast) |"
+            if ($med.ContainsKey('b')) { & $line "| TCP through (f) >= (b) | $(Format-Num $f.Tcp) vs $(Format-Num $med['b'].Tcp) Gbit/s | $(Format-Verdict ($f.Tcp / $med['b'].Tcp) 1 -AtLeast) |" }
+            & $line "| 64-byte UDP at the container's application (f) >= 90 % of (a) | $(Format-Num ($f.App / $a.App * 100) 'N1') % ($(Format-Num $f.App 'N0') of $(Format-Num $a.App 'N0') kpps) | $(Format-Verdict ($f.App / $a.App) 0.9 -AtLeast) |"
+            & $line "| ping median (f) <= 1.2 x (a) | $(Format-Num ($f.PingMedian / $a.PingMedian)) x ($(Format-Num $f.PingMedian 'N3') vs $(Format-Num $a.PingMedian 'N3') ms) | $(($f.PingMedian -le 1.2 * $a.PingMedian) ? 'met' : 'not met') |"
+        }
+        if (-not $med.ContainsKey('c')) { continue }
+        $c = $med['c']
         & $line "| dp CPU per forwarded 64-byte UDP packet <= 3.5 us | $(Format-Num $c.UdpProc) us process, $(Format-Num $c.UdpThr) us packet thread | $(Format-Verdict $c.UdpProc 3.5) (packet thread: $(Format-Verdict $c.UdpThr 3.5)) |"
         & $line "| dp CPU per forwarded packet under TCP bulk <= 5 us | $(Format-Num $c.TcpProc) us process, $(Format-Num $c.TcpThr) us packet thread | $(Format-Verdict $c.TcpProc 5) (packet thread: $(Format-Verdict $c.TcpThr 5)) |"
         if ($med.ContainsKey('b')) {

@@ -80,6 +80,10 @@ public static class Program
         }
         using (socket)
         {
+            // the kernel fast path: this daemon publishes into its namespace's flow maps; it knows no session yet, so
+            // nothing a predecessor published may stay (docs/datapath.md, "The kernel fast path")
+            datapath.Sessions.FastPath = new FastPath(options.Namespace) { Connections = datapath.Connections };
+            ClearFastPath(options.Namespace, log, "at start");
             // the configuration before any ring opens (the saved service port is opened last, on a complete configuration);
             // only now, holding the socket's lock: a second daemon refused above must not touch the file
             var state = new StateFile(DatapathPaths.StateFile(socket.Path), options.Namespace);
@@ -152,6 +156,8 @@ public static class Program
             finally
             {
                 datapath.DetachPort();
+                datapath.Sessions.FastPath.Close();
+                ClearFastPath(options.Namespace, log, "at stop");
                 // a deliberate stop ends the datapath and its configuration; a crash (or a failed port) keeps it for the restart
                 if (!portFailed && stopRequested)
                 {
@@ -162,6 +168,19 @@ public static class Program
             }
         }
         return 0;
+    }
+
+    private static void ClearFastPath(string ns, Logger log, string when)
+    {
+        try
+        {
+            int n = NvRedirect.Core.Bpf.FastPathMap.ClearAll(ns);
+            if (n > 0) log.Info($"fast path: revoked {n} flow entries {when}");
+        }
+        catch (Exception e) when (e is NetlinkException or System.IO.IOException or UnauthorizedAccessException or System.IO.InvalidDataException)
+        {
+            log.Error($"fast path: could not empty the flow maps of namespace '{ns}' {when}: {e.Message}");
+        }
     }
 
     private static unsafe void Signal(SafeFd eventFd)

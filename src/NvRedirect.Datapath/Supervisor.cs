@@ -108,6 +108,7 @@ internal static class Supervisor
             worker.WaitForExit();
             current = null;
             int code = worker.ExitCode;
+            ClearFastPath(workerArgs, log);
             if (stop.IsSet || code == 0 || code == 2)
             {
                 log.Info($"supervisor: nvr-dp (pid {worker.Id}) exited with {Describe(code)}; not restarting it, supervisor stops");
@@ -126,6 +127,20 @@ internal static class Supervisor
             if (delay > TimeSpan.Zero && stop.Wait(delay)) return 0;
             if (stop.IsSet) return 0;
         }
+    }
+
+    // The flows a dead daemon published must not outlive it (docs/datapath.md, "The kernel fast path"): however it
+    // ended, its namespace's fast-path maps are emptied before it is restarted (or the supervisor stops).
+    private static void ClearFastPath(List<string> workerArgs, Logger log)
+    {
+        int at = workerArgs.IndexOf("--netns");
+        string ns = at >= 0 && at + 1 < workerArgs.Count ? workerArgs[at + 1] : "";
+        try
+        {
+            int n = NvRedirect.Core.Bpf.FastPathMap.ClearAll(ns);
+            if (n > 0) log.Info($"supervisor: revoked {n} fast-path flow entries of the dead nvr-dp");
+        }
+        catch (Exception e) { log.Error($"supervisor: could not empty the fast-path maps of namespace '{ns}': {e.Message}"); }
     }
 
     /// <summary>An exit status as text: "exit code N" or "signal SIGKILL" (.NET reports a signal as 128 + its number).</summary>

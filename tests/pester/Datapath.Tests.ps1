@@ -63,7 +63,9 @@ BeforeAll {
     }
 
     function New-TestSeedTopology {
-        New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host')
+        # these tests prove the datapath's own path (every frame of a connection through nvr-dp, captured on vbr): the
+        # kernel fast path stays off here; tests/pester/FastPath.Tests.ps1 proves it
+        New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host') -FastPath:$false
     }
 }
 AfterAll {

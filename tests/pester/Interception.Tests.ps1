@@ -5,6 +5,10 @@
 # frames with Watch-AgentTraffic while iputils ping runs in the background, rules with `tc -j`, offloads with ethtool.
 # Namespaces are uniquely named per run; the host side lives in its own namespace, never in the root one.
 BeforeAll {
+    # these tests are about the six steering rules; the kernel fast path (two more programs, pref 10000) is proved by
+    # tests/pester/FastPath.Tests.ps1, so it stays off here
+    $PSDefaultParameterValues['Add-WorkloadInterception:FastPath'] = $false
+    $PSDefaultParameterValues['New-SeedTopology:FastPath'] = $false
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
@@ -53,7 +57,11 @@ BeforeAll {
         $features
     }
 }
-AfterAll { if (Get-Command Remove-TestNamespace -ErrorAction Ignore) { Remove-TestNamespace } }
+AfterAll {
+    if (Get-Command Remove-TestNamespace -ErrorAction Ignore) { Remove-TestNamespace }
+    $PSDefaultParameterValues.Remove('Add-WorkloadInterception:FastPath')
+    $PSDefaultParameterValues.Remove('New-SeedTopology:FastPath')
+}
 
 Describe 'The interception with the Bpf backend on this kernel (the issue''s proof)' {
     BeforeAll {

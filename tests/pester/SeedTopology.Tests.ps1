@@ -75,8 +75,9 @@ Describe 'New-SeedTopology' {
 
     It 'installs the six rules with the seed''s prefs 10001/10002 on vex and vin and 5/172 on vbr, and the IPv6 steering at 10000' {
         @(Get-TcIngressLinkName $agent) | Should -Be @('vbr', 'vex', 'vin')
-        @(Get-TcFilter $agent vex | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10000 ipv6', '10001 ip', '10002 all')
-        @(Get-TcFilter $agent vin | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10000 ipv6', '10001 ip', '10002 all')
+        # and the kernel fast path's program at pref 9999 ahead of them (docs/datapath.md, "The kernel fast path")
+        @(Get-TcFilter $agent vex | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10000 ipv6', '10001 ip', '10002 all', '9999 ip')
+        @(Get-TcFilter $agent vin | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('10000 ipv6', '10001 ip', '10002 all', '9999 ip')
         @(Get-TcFilter $agent vbr | ForEach-Object { "$($_.Priority) $($_.Protocol)" } | Sort-Object) | Should -Be @('172 all', '5 all')
         @(Get-TcFilter $agent vth) | Should -BeNullOrEmpty
         (Get-TcFilter $agent vex | Where-Object Priority -EQ 10002).MirredTo | Should -BeExactly 'vin'
@@ -85,6 +86,7 @@ Describe 'New-SeedTopology' {
         $i.Count | Should -Be 1
         $i[0].WorkloadMac | Should -BeExactly '1a:27:f3:87:3a:27'
         $i[0].Backend | Should -BeExactly 'Bpf' -Because 'this kernel has no act_pedit and -Backend Auto is the default'
+        $i[0].FastPath | Should -BeTrue
     }
 
     It 'refuses to build over its own namespaces and leaves them as they were' {

@@ -30,6 +30,12 @@ Describe 'After the suite' {
             Should -BeNullOrEmpty
     }
 
+    It 'leaves no fast-path map of this run pinned once gone namespaces are swept (as the next interception or Remove-AgentNamespace does)' {
+        # namespaces deleted with ip netns while intercepted leave their pins; the product's sweep must find every one
+        $null = [NvRedirect.Core.Bpf.FastPathMap]::SweepGoneNamespaces()
+        @(Get-ChildItem /sys/fs/bpf/nvredirect -Name -ErrorAction Ignore | Where-Object { $_.StartsWith($stem, [StringComparison]::Ordinal) }) | Should -BeNullOrEmpty
+    }
+
     It 'leaves no link of this run in the root namespace' {
         # links die with their namespaces asynchronously: poll, bounded
         $clean = Wait-TestCondition { @(Get-IpLink '' | Where-Object { $_.ifname.StartsWith($linkStem, [StringComparison]::Ordinal) }).Count -eq 0 }

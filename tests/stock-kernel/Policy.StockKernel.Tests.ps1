@@ -108,4 +108,18 @@ Describe 'Policy with the Pedit backend (stock kernel)' {
         (Invoke-TestTcpConnection $hostNs 'fd00:10::88' 8080).Result | Should -Be 'connected'
         (Invoke-TestTcpConnection $hostNs 'fd00:10::88' 8081).Result | Should -Be 'timeout' -Because 'blocked, not refused by the container'
     }
+
+    It 'the kernel fast path works with the Pedit backend: an allowed connection is published and the kernel forwards it' {
+        if (-not $stock) { return }
+        $lab.Interception.FastPath | Should -BeTrue -Because "the stock kernel has cls_bpf, hash maps and bpf_redirect ($($lab.Interception.FastPathReason))"
+        $c = Open-TestTcpConnection $hostNs 10.10.10.88 8080
+        $c.Result | Should -Be 'connected'
+        foreach ($n in 1..10) { (Send-TestTcpData $c).Result | Should -Be 'answered' }
+        $port = [int]$c.Local.Split(':')[1]
+        $in = @([NvRedirect.Core.Bpf.FastPathMap]::Entries($lab.AgentNamespace, [byte[]](0x1a, 0x27, 0xf3, 0x87, 0x3a, 0x27)) |
+            Where-Object { "$($_.Direction)" -eq 'ToWorkload' -and $_.SourcePort -eq $port })
+        $in.Count | Should -Be 1
+        $in[0].Packets | Should -BeGreaterOrEqual 5 -Because 'the round trips after the first few take the kernel path'
+        Close-TestTcpConnection $c
+    }
 }

@@ -14,11 +14,12 @@ public enum Reg : byte { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 }
 /// </summary>
 public sealed class BpfAssembler
 {
+    private const byte PseudoMapFd = 1;
     private readonly List<(byte Code, byte Regs, short Off, int Imm, string? Label)> _insns = new();
     private readonly Dictionary<string, int> _labels = new();
 
     /// <summary>Helper ids (include/uapi/linux/bpf.h).</summary>
-    public const int HelperSkbStoreBytes = 9, HelperCloneRedirect = 13, HelperRedirect = 23, HelperSkbLoadBytes = 26;
+    public const int HelperMapLookupElem = 1, HelperKtimeGetNs = 5, HelperSkbStoreBytes = 9, HelperCloneRedirect = 13, HelperRedirect = 23, HelperSkbLoadBytes = 26, HelperRedirectPeer = 155;
 
     private BpfAssembler Emit(byte code, Reg dst, Reg src, short off, int imm, string? label = null)
     {
@@ -53,6 +54,29 @@ public sealed class BpfAssembler
     public BpfAssembler JumpIfNotEqual64(Reg dst, int imm, string label) => Emit(0x55, dst, Reg.R0, 0, imm, label);
     /// <summary>if (u32)dst != imm goto label (JMP32: needed when imm has bit 31 set).</summary>
     public BpfAssembler JumpIfNotEqual32(Reg dst, int imm, string label) => Emit(0x56, dst, Reg.R0, 0, imm, label);
+    /// <summary>dst = *(u64 *)(src + off).</summary>
+    public BpfAssembler LoadU64(Reg dst, Reg src, short off) => Emit(0x79, dst, src, off, 0);
+    /// <summary>*(u8 *)(dst + off) = imm.</summary>
+    public BpfAssembler StoreU8(Reg dst, short off, int imm) => Emit(0x72, dst, Reg.R0, off, imm);
+    /// <summary>*(u8 *)(dst + off) = src.</summary>
+    public BpfAssembler StoreU8(Reg dst, short off, Reg src) => Emit(0x73, dst, src, off, 0);
+    /// <summary>*(u16 *)(dst + off) = src.</summary>
+    public BpfAssembler StoreU16(Reg dst, short off, Reg src) => Emit(0x6b, dst, src, off, 0);
+    /// <summary>goto label.</summary>
+    public BpfAssembler Jump(string label) => Emit(0x05, Reg.R0, Reg.R0, 0, 0, label);
+    /// <summary>*(u64 *)(dst + off) = src.</summary>
+    public BpfAssembler StoreU64(Reg dst, short off, Reg src) => Emit(0x7b, dst, src, off, 0);
+    /// <summary>lock *(u64 *)(dst + off) += src (BPF_STX | BPF_ATOMIC | BPF_DW, imm BPF_ADD).</summary>
+    public BpfAssembler AtomicAdd64(Reg dst, short off, Reg src) => Emit(0xdb, dst, src, off, 0);
+    /// <summary>
+    /// dst = the map whose fd is <paramref name="mapFd"/> (BPF_LD_IMM64 with src BPF_PSEUDO_MAP_FD: two instruction slots,
+    /// the second carrying the upper 32 bits, 0). The kernel swaps the fd for the map's address when it loads the program.
+    /// </summary>
+    public BpfAssembler LoadMapFd(Reg dst, int mapFd) => Emit(0x18, dst, (Reg)PseudoMapFd, 0, mapFd).Emit(0x00, Reg.R0, Reg.R0, 0, 0);
+    /// <summary>if dst == imm goto label (64-bit compare).</summary>
+    public BpfAssembler JumpIfEqual64(Reg dst, int imm, string label) => Emit(0x15, dst, Reg.R0, 0, imm, label);
+    /// <summary>if dst &amp; imm goto label (64-bit).</summary>
+    public BpfAssembler JumpIfAnySet(Reg dst, int imm, string label) => Emit(0x45, dst, Reg.R0, 0, imm, label);
     /// <summary>call helper.</summary>
     public BpfAssembler Call(int helper) => Emit(0x85, Reg.R0, Reg.R0, 0, helper);
     /// <summary>return r0.</summary>

@@ -17,7 +17,6 @@ public sealed class BpfVerifierException(int errno, string log)
 /// <summary>Loads SCHED_CLS programs with the bpf(2) syscall (docs/kernel-interfaces.md, "BPF_PROG_LOAD").</summary>
 public static unsafe class BpfProgram
 {
-    private const int SysBpf = 321;          // x86_64
     private const int BpfProgLoad = 5;
     private const int ProgTypeSchedCls = 3;
     private const int AttrSize = 72;         // up to expected_attach_type; the kernel accepts any size it knows
@@ -40,7 +39,7 @@ public static unsafe class BpfProgram
             *(int*)(a + 28) = log.Length;
             *(ulong*)(a + 32) = (ulong)logp;
             for (int i = 0; i < Math.Min(15, nameBytes.Length); i++) a[48 + i] = nameBytes[i];
-            long fd = Native.syscall(SysBpf, BpfProgLoad, (long)a, AttrSize);
+            long fd = Native.Bpf(BpfProgLoad, a, AttrSize);
             if (fd < 0)
             {
                 int errno = Native.LastErrno;

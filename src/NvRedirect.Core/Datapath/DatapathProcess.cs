@@ -271,6 +271,9 @@ public static class DatapathProcess
         // a supervisor would start a killed daemon again: it goes first (SIGTERM needs no such care: the daemon exits 0,
         // and a supervisor ends with a daemon that stopped cleanly)
         int? supervisor = SupervisorOf(pid);
+        var daemonArgs = DaemonArguments(pid) ?? [];
+        int netnsAt = daemonArgs.IndexOf("--netns");
+        string ns = netnsAt >= 0 && netnsAt + 1 < daemonArgs.Count ? daemonArgs[netnsAt + 1] : "";
         if (force && supervisor is int sup && kill(sup, SIGKILL) < 0 && Native.LastErrno != ESRCH)
             throw SyscallException.FromLastError($"kill nvr-dp's supervisor (pid {sup})");
         if (kill(pid, force ? SIGKILL : SIGTERM) < 0 && Native.LastErrno != ESRCH)
@@ -288,6 +291,8 @@ public static class DatapathProcess
         if (!force) return;
         // a killed daemon cannot forget its configuration itself: a deliberate kill does it here (a crash keeps it)
         Forget(controlSocket);
+        // nor empty its fast-path maps (docs/datapath.md, "The kernel fast path"): what it published stops forwarding
+        Bpf.FastPathMap.ClearAll(ns);
         // The leader turns zombie before its other threads have closed the shared file table, so the socket can stay
         // bound for a moment after IsAlive says the daemon is gone: retry until it is stale (or gone).
         var settle = Stopwatch.StartNew();

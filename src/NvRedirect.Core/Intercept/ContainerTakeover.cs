@@ -26,6 +26,8 @@ public sealed record TakeoverRequest
     public string[]? Interfaces { get; init; }
     /// <summary>Pedit, Bpf or Auto.</summary>
     public InterceptionBackend Backend { get; init; } = InterceptionBackend.Auto;
+    /// <summary>The kernel fast path: null = on where supported, true = required, false = off (InterceptionRequest.FastPath).</summary>
+    public bool? FastPath { get; init; }
     /// <summary>The datapath's control socket; null = the datapath running in the enforcer, or a new one with Start-Datapath's defaults.</summary>
     public string? ControlSocket { get; init; }
     /// <summary>Install the rules only; register with no datapath.</summary>
@@ -217,7 +219,7 @@ public static class ContainerTakeover
         var info = steps.Run($"install the steering rules for {mac}", () => Interception.Add(new InterceptionRequest
         {
             Namespace = enforcer, EntryLink = entryName, InnerLink = innerName, MonitorLink = MonitorLink,
-            WorkloadMac = x.Address, UcMac = uc, Backend = r.Backend,
+            WorkloadMac = x.Address, UcMac = uc, Backend = r.Backend, FastPath = r.FastPath,
         }, r.Allocator), () => Interception.Remove(enforcer, x.Address, [entryName, innerName, MonitorLink]));
 
         string? mode = null;

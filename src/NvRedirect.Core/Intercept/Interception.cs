@@ -44,6 +44,8 @@ public sealed record InterceptionRequest
     public ushort? FromWorkloadPriority { get; init; }
     /// <summary>Leave segmentation and checksum offloads as they are on the agent-side ports.</summary>
     public bool KeepOffloads { get; init; }
+    /// <summary>The kernel fast path (docs/datapath.md, "The kernel fast path"): null = on where the kernel supports it, true = required, false = off (and removed).</summary>
+    public bool? FastPath { get; init; }
 }
 
 /// <summary>One installed rule of an interception.</summary>
@@ -86,6 +88,14 @@ public sealed record InterceptionInfo
     public IReadOnlyList<InterceptionRule> Rules { get; init; } = [];
     /// <summary>Whether offloads were switched off on the agent-side ports by this call.</summary>
     public bool OffloadsDisabled { get; init; }
+    /// <summary>Whether the kernel fast path is installed (programs at pref 9999 on the entry and inner ports, a pinned flow map).</summary>
+    public bool FastPath { get; init; }
+    /// <summary>Why the fast path is on or off.</summary>
+    public string FastPathReason { get; init; } = "";
+    /// <summary>The fast path's two programs (not among <see cref="Rules"/>, the six steering rules).</summary>
+    public IReadOnlyList<InterceptionRule> FastPathRules { get; init; } = [];
+    /// <summary>Where the workload's flow map is pinned, when the fast path is on.</summary>
+    public string? FastPathMap { get; init; }
 
     /// <summary>For a taken-over container: the interface's name inside the container (eth0), else null.</summary>
     public string? Interface { get; init; }
@@ -154,9 +164,11 @@ public static class InterceptionRoles
 /// Installs, lists and removes the seed's six rules for a workload (NeuVector's Protect-mode wiring), and two more
 /// of nvr's that steer IPv6 the same way (NeuVector steers IPv4 only, so IPv6 would pass a protected workload untouched):
 /// <code>
+/// entry (vex)  pref 9999  ip : fast path (FastPathFilters, when on): a published flow -> redirect to vin
 /// entry (vex)  pref 10000 ipv6: unicast, dst == M -> dst := U, mirror to vbr      (IPv6 to the datapath)
 /// entry (vex)  pref 10001 ip : unicast, dst == M  -> dst := U, mirror to vbr      (to the datapath)
 /// entry (vex)  pref 10002 all: anything else       -> mirror to vin                (straight in)
+/// inner (vin)  pref 9999  ip : fast path (when on): a published flow -> redirect to vex
 /// inner (vin)  pref 10000 ipv6: unicast, src == M -> src := U, mirror to vbr      (IPv6 to the datapath)
 /// inner (vin)  pref 10001 ip : unicast, src == M  -> src := U, mirror to vbr      (to the datapath)
 /// inner (vin)  pref 10002 all: anything else       -> mirror to vex                (straight out)
@@ -263,6 +275,13 @@ public static class Interception
         };
 
         var installed = new List<InterceptionRule>();
+        var fastRules = new List<InterceptionRule>();
+        var (fastPath, fastReason) = request.FastPath == false ? (false, "off as requested (-FastPath:$false)") : FastPathFilters.Probe();
+        if (request.FastPath == true && !fastPath)
+            throw new InvalidOperationException($"The fast path was required but {fastReason}. Nothing was changed; leave -FastPath out to intercept without it.");
+        if (request.FastPath == null && fastPath) fastReason = "on: " + fastReason;
+        else if (request.FastPath == null) fastReason = "off: " + fastReason;
+        else if (fastPath) fastReason = "on as requested: " + fastReason;
         var addedQdiscs = new List<int>();
         var backend = request.Backend;
         string reason = "requested";
@@ -293,10 +312,26 @@ public static class Interception
                 installed.Add(AddU32(tc, role, linkName, filter));
             foreach (var (role, rule, linkName) in new[] { rewrites[0], rewrites[1], rewrites[4], rewrites[5] })
                 installed.Add(AddRewrite(tc, backend, role, linkName, rule, cookie, tag, uc));
+            // the fast path last: it forwards only what the datapath publishes, and it goes before the steering (pref 10000)
+            if (fastPath)
+            {
+                try { FastPathFilters.Install(tc, handle.Namespace, entry, inner, request.WorkloadMac, uc, fastRules); }
+                catch (Exception e) when (request.FastPath == null && (e is NetlinkException || e is System.IO.IOException || e is UnauthorizedAccessException || e is System.IO.InvalidDataException))
+                {
+                    // not asked for explicitly: the interception goes in without it (the steering path is complete) and says why
+                    Rollback(tc, fastRules, []);
+                    fastRules.Clear();
+                    try { FastPathFilters.Uninstall(tc, handle.Namespace, request.WorkloadMac, [entry.Index, inner.Index]); } catch (Exception u) when (u is NetlinkException or System.IO.IOException or System.IO.InvalidDataException) { /* best effort: nothing of it can forward without the programs */ }
+                    (fastPath, fastReason) = (false, $"off: it could not be installed ({e.Message})");
+                }
+            }
+            else FastPathFilters.Uninstall(tc, handle.Namespace, request.WorkloadMac, [entry.Index, inner.Index]);
         }
         catch
         {
-            Rollback(tc, installed, addedQdiscs);
+            Rollback(tc, [.. installed, .. fastRules], addedQdiscs);
+            if (fastPath && fastRules.All(r => r.Change != TcChange.Unchanged))
+                try { FastPathMap.Remove(handle.Namespace, request.WorkloadMac); } catch (NetlinkException) { /* best effort, as Rollback */ }
             throw;
         }
 
@@ -325,6 +360,8 @@ public static class Interception
             Backend = backend.ToString(), BackendReason = reason,
             ToWorkloadPriority = to, FromWorkloadPriority = from,
             Rules = installed, OffloadsDisabled = offloadsOff,
+            FastPath = fastPath, FastPathReason = fastReason, FastPathRules = fastRules,
+            FastPathMap = fastPath ? Bpf.FastPathMap.PathFor(handle.Namespace, request.WorkloadMac) : null,
         };
     }
 
@@ -479,12 +516,15 @@ public static class Interception
         }
         var removed = new List<InterceptionRule>();
         // one rule per device and pref (a u32 pref may dump as several nodes); removing the pref removes them all
-        foreach (var r in Describe(handle, rules).Rules.GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+        var described = Describe(handle, rules);
+        foreach (var r in described.FastPathRules.Concat(described.Rules).GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
         {
             tc.RemoveFilter(r.Filter!.LinkIndex, r.Priority);
             removed.Add(r with { Change = TcChange.Removed });
         }
         DropIndex(handle, workloadMac);
+        // the programs are gone, then the map: emptied and unpinned, so a datapath still holding it publishes into nothing
+        Bpf.FastPathMap.Remove(handle.Namespace, workloadMac);
         return removed;
     }
 
@@ -562,10 +602,14 @@ public static class Interception
             EntryLink = entryName, InnerLink = innerName, MonitorLink = monitorName,
             DatapathLink = monitor is { PeerIndex: not 0, PeerNamespaceId: null }
                 ? names != null ? names.GetValueOrDefault(monitor.PeerIndex) : handle.FindLink(monitor.PeerIndex)?.Name : null,
-            Backend = rules.Any(r => r.Filter is BpfFilter) ? "Bpf" : "Pedit",
+            Backend = rules.Any(r => r.Filter is BpfFilter && !FastPathFilters.IsFastPath(r.Filter)) ? "Bpf" : "Pedit",
             BackendReason = "as installed",
             ToWorkloadPriority = Pref(InterceptionRoles.ToWorkload), FromWorkloadPriority = Pref(InterceptionRoles.ToHostSide),
-            Rules = rules.Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            Rules = rules.Where(r => !FastPathFilters.IsFastPath(r.Filter)).Select(r => new InterceptionRule(Role(r.Filter, r.Link), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            FastPath = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)),
+            FastPathReason = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? "on: as installed" : "off: not installed",
+            FastPathRules = rules.Where(r => FastPathFilters.IsFastPath(r.Filter)).Select(r => new InterceptionRule(RoleOf(r.Filter), r.Link, r.Filter.Priority, r.Filter.Kind, TcChange.Unchanged, r.Filter)).ToList(),
+            FastPathMap = rules.Any(r => FastPathFilters.IsFastPath(r.Filter)) ? Bpf.FastPathMap.PathFor(handle.Namespace, mac) : null,
         };
     }
 
@@ -716,8 +760,13 @@ public static class Interception
     internal static string RoleOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 4 } parts)
-            return parts[3] switch { "entry" => InterceptionRoles.EntryToDatapath, "inner" => InterceptionRoles.InnerToDatapath, "to-workload" => InterceptionRoles.ToWorkload, "to-host" => InterceptionRoles.ToHostSide,
-                "entry6" => EntryIPv6Role, "inner6" => InnerIPv6Role, _ => "rule" };
+            return parts[3] switch
+            {
+                "entry" => InterceptionRoles.EntryToDatapath, "inner" => InterceptionRoles.InnerToDatapath,
+                "to-workload" => InterceptionRoles.ToWorkload, "to-host" => InterceptionRoles.ToHostSide,
+                "entry6" => EntryIPv6Role, "inner6" => InnerIPv6Role,
+                FastPathFilters.EntryKey => FastPathFilters.EntryRole, FastPathFilters.InnerKey => FastPathFilters.InnerRole, _ => "rule",
+            };
         if (f is U32Filter u)
         {
             if (u.Priority == PassPriority && u.Keys.All(k => k.Mask == 0))

@@ -34,6 +34,8 @@ public sealed record SeedTopologyRequest
     public ushort FromWorkloadPriority { get; init; } = 172;
     /// <summary>Build the links and addresses only, without the tc rules.</summary>
     public bool NoInterception { get; init; }
+    /// <summary>The interception's kernel fast path: null = on where supported, true = required, false = off.</summary>
+    public bool? FastPath { get; init; }
 }
 
 /// <summary>The seed's topology, as built.</summary>
@@ -119,7 +121,7 @@ public static class SeedTopology
                 interception = Interception.Add(new InterceptionRequest
                 {
                     Namespace = r.AgentNamespace, WorkloadMac = r.WorkloadMac, UcMac = r.UcMac, Backend = r.Backend,
-                    ToWorkloadPriority = r.ToWorkloadPriority, FromWorkloadPriority = r.FromWorkloadPriority,
+                    ToWorkloadPriority = r.ToWorkloadPriority, FromWorkloadPriority = r.FromWorkloadPriority, FastPath = r.FastPath,
                 });
             using var query = new LinkQuery();
             var links = query.Links(r.AgentNamespace).Concat(query.Links(r.ContainerNamespace))

@@ -38,6 +38,9 @@ public static unsafe partial class Native
     [LibraryImport("libc.so.6", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mkdir(string path, int mode);
 
+    [LibraryImport("libc.so.6", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rmdir(string path);
+
     [LibraryImport("libc.so.6", SetLastError = true)]
     public static partial int flock(int fd, int operation);
 
@@ -61,6 +64,12 @@ public static unsafe partial class Native
     /// <summary>syscall(2) with three arguments (integer arguments travel in registers, so a fixed signature is safe on x86_64).</summary>
     [LibraryImport("libc.so.6", SetLastError = true)]
     public static partial long syscall(long number, long arg1, long arg2, long arg3);
+
+    /// <summary>bpf(2) on x86_64 (docs/kernel-interfaces.md, "BPF maps").</summary>
+    public const int SYS_bpf = 321;
+
+    /// <summary>bpf(2): <paramref name="cmd"/> with an attr block of <paramref name="size"/> bytes; the result (an fd or 0), or -1 with errno.</summary>
+    public static long Bpf(int cmd, void* attr, int size) => syscall(SYS_bpf, cmd, (long)attr, size);
 
     public const int O_RDONLY = 0, O_CLOEXEC = 0x80000, O_CREAT = 0x40, O_EXCL = 0x80, O_DIRECTORY = 0x10000;
     public const int LOCK_EX = 2, LOCK_UN = 8;

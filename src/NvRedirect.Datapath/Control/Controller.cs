@@ -222,9 +222,22 @@ internal sealed partial class Controller
     {
         Accepted++;
         var state = request.State;
-        foreach (var w in state.Workloads.Values) w.State.Tap = state.Tap[w.Mac]; // before publishing: a new MAC starts with its tap setting
+        var tapChanged = new List<ulong>();
+        foreach (var w in state.Workloads.Values)
+        {
+            if (w.State.Tap != state.Tap[w.Mac]) tapChanged.Add(w.Mac);
+            w.State.Tap = state.Tap[w.Mac]; // before publishing: a new MAC starts with its tap setting
+        }
+        bool settingsChanged = state.SettingsChanged;
         if (state.SettingsChanged) state.SettingsGeneration++;
-        if (state.WorkloadsChanged || state.SettingsChanged) _datapath.Workloads.Publish(new WorkloadTable(state.Workloads.Values, state.Settings()));
+        var before = _datapath.Workloads.Current;
+        if (state.WorkloadsChanged || state.SettingsChanged)
+        {
+            var table = new WorkloadTable(state.Workloads.Values, state.Settings());
+            _datapath.Workloads.Publish(table);
+            RevokeFastPath(before, table, tapChanged, settingsChanged);
+        }
+        else if (tapChanged.Count > 0) RevokeFastPath(before, before, tapChanged, false);
         state.WorkloadsChanged = false;
         state.SettingsChanged = false;
         State = state;

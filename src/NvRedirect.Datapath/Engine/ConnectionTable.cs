@@ -245,6 +245,19 @@ internal sealed class ConnectionTable
         }
     }
 
+    /// <summary>Accounts what the kernel fast path forwarded for a session of the entry (docs/datapath.md, "The kernel fast path"), last forwarded at <paramref name="seen"/>.</summary>
+    public void AccountForwarded(int index, long packets, long bytes, long seen)
+    {
+        ref var c = ref _entries[index];
+        c.Packets += packets;
+        c.Bytes += bytes;
+        if (seen > c.LastSeen)
+        {
+            c.LastSeen = seen;
+            if (_newest[Kind(in c)] != index) { Unlink(index); Append(index); }
+        }
+    }
+
     /// <summary>Removes the entries of the workload <paramref name="mac"/>, or all when it is 0.</summary>
     public int Clear(ulong mac)
     {

@@ -310,6 +310,7 @@ internal sealed class FrameProcessor(SessionTable sessions, DatapathCounters cou
         }
         if (answered) Connections.MarkAnswered(s.Connection);
         Connections.Account(s.Connection, t.Length, dropped: result != PolicyResult.Pass, now);
+        if (result == PolicyResult.Pass) Sessions.FastPath?.Consider(ref s, in t, workload, now);
         if (result == PolicyResult.Reset)
         {
             Sessions.MarkReset(index, now);

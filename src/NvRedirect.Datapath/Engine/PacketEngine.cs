@@ -61,8 +61,18 @@ internal sealed class PacketEngine : IDisposable
         port?.Dispose();
     }
 
-    /// <summary>Runs <paramref name="work"/> where the session table may be touched: on the packet thread when one runs, else here.</summary>
-    public T OnPacketThread<T>(Func<T> work) => Port is { } port ? port.Invoke(work) : work();
+    /// <summary>
+    /// Runs <paramref name="work"/> where the session table may be touched: on the packet thread when one runs, else
+    /// here. What the kernel fast path forwarded is folded into the sessions and workloads first, so every answer
+    /// (sessions, counters, statistics, reports) includes it.
+    /// </summary>
+    public T OnPacketThread<T>(Func<T> work) => Port is { } port ? port.Invoke(() => { Sessions.FoldFastPath(); return work(); }) : Fold(work);
+
+    private T Fold<T>(Func<T> work)
+    {
+        Sessions.FoldFastPath();
+        return work();
+    }
 
     /// <inheritdoc/>
     public void Dispose() => DetachPort();

@@ -87,6 +87,9 @@ internal struct Session
     /// <summary>The connection entry the session is counted in, valid while that entry's epoch is unchanged.</summary>
     public int Connection;
     public uint ConnectionEpoch;
+    /// <summary>Published in the workload's fast-path map (FastPath.Consider); the map counters already folded in, towards and from the workload.</summary>
+    public bool Published;
+    public ulong FastInPackets, FastInBytes, FastOutPackets, FastOutBytes;
 
     /// <summary>The client's and server's IPv4 addresses (IPv4 sessions) and the server's port.</summary>
     public readonly uint ClientIPv4 => (uint)(ClientIsLo ? LoLow : HiLow);
@@ -174,6 +177,9 @@ internal sealed class SessionTable
     public long LiveEvicted;
     /// <summary>Sessions created per protocol.</summary>
     public long CreatedTcp, CreatedUdp, CreatedIcmp, CreatedOther;
+
+    /// <summary>The kernel fast path, when the daemon uses one: a removed session's entries go with it, ageing counts what it forwarded.</summary>
+    public FastPath? FastPath { get; set; }
 
     /// <summary>Preallocates <paramref name="capacity"/> sessions.</summary>
     public SessionTable(int capacity = 65536)
@@ -312,6 +318,7 @@ internal sealed class SessionTable
         n.Endpoint = workload.State;
         n.PolicyStamp = 0; n.PolicyId = 0; n.PolicyAction = 0; n.Blocked = n.ResetSent = false;
         n.Connection = -1; n.ConnectionEpoch = 0;
+        n.Published = false; n.FastInPackets = n.FastInBytes = n.FastOutPackets = n.FastOutBytes = 0;
         n.Class = o.Initial;
         Append(index, o.Initial);
         Insert(index);
@@ -421,6 +428,16 @@ internal sealed class SessionTable
             int h;
             while ((h = _head[c]) >= 0 && _sessions[h].ExpiresAt <= now)
             {
+                // a published session is idle only when the kernel forwarded nothing of it either
+                if (_sessions[h].Published && FastPath is { } fp && fp.Fold(ref _sessions[h]) is long seen and >= 0
+                    && seen > _sessions[h].LastSeen && seen + TimeoutSeconds[c] > now)
+                {
+                    Unlink(h);
+                    _sessions[h].LastSeen = seen;
+                    _sessions[h].ExpiresAt = seen + TimeoutSeconds[c];
+                    Append(h, (TimeoutClass)c);
+                    continue;
+                }
                 if (c == (int)TimeoutClass.TcpNoData)
                 {
                     Unlink(h);
@@ -457,9 +474,42 @@ internal sealed class SessionTable
         return n;
     }
 
+    /// <summary>Folds what the fast path forwarded into every published session (before they are listed or counted).</summary>
+    public void FoldFastPath()
+    {
+        if (FastPath is not { } fp) return;
+        for (int i = 0; i < _sessions.Length; i++)
+        {
+            ref var s = ref _sessions[i];
+            if (!s.InUse || !s.Published) continue;
+            long seen = fp.Fold(ref s);
+            if (seen > s.LastSeen) s.LastSeen = seen;
+        }
+    }
+
+    /// <summary>
+    /// Revokes what the fast path holds for workload <paramref name="mac"/> (0 = every workload): the sessions' counts
+    /// are folded in, they are unmarked, and the maps emptied. Runs on the packet thread between batches, so no
+    /// decision taken under the old policy is published afterwards.
+    /// </summary>
+    public void RevokeFastPath(ulong mac)
+    {
+        if (FastPath is not { } fp) return;
+        for (int i = 0; i < _sessions.Length; i++)
+        {
+            ref var s = ref _sessions[i];
+            if (!s.InUse || !s.Published || (mac != 0 && s.EndpointMac != mac)) continue;
+            fp.Fold(ref s);
+            s.Published = false;
+        }
+        if (mac != 0) fp.Clear(mac);
+        else foreach (var m in new List<ulong>(fp.Workloads)) fp.Clear(m);
+    }
+
     /// <summary>Copies the sessions out (control path; allocates).</summary>
     public List<SessionRecord> Snapshot(long now)
     {
+        FoldFastPath();
         var list = new List<SessionRecord>(Count);
         for (int i = 0; i < _sessions.Length; i++)
         {
@@ -525,6 +575,7 @@ internal sealed class SessionTable
     private void Remove(int index)
     {
         ref var s = ref _sessions[index];
+        if (s.Published) FastPath?.Unpublish(ref s);
         RemoveFromIndex(index);
         Unlink(index);
         Count--;

@@ -111,6 +111,10 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [ValidateRange(1, 65535)]
     public int? FromWorkloadPriority { get; set; }
 
+    /// <summary><para type="description">The kernel fast path (docs/datapath.md, "The kernel fast path"): a cls_bpf program on the entry and inner ports, ahead of the steering rules (pref 10000), forwards the packets of connections the datapath allowed straight to the other port, and the datapath sees only their first packets, SYN/FIN/RST and whatever it has not published. On by default where the kernel loads the program (FastPathReason says why it is on or off); -FastPath requires it (an error on a kernel without it, nothing changed); -FastPath:$false installs the interception without it and removes one that is there.</para></summary>
+    [Parameter]
+    public SwitchParameter FastPath { get; set; }
+
     /// <summary><para type="description">Leave checksum and segmentation offloads as they are on the agent-side ports.</para></summary>
     [Parameter(ParameterSetName = MacSet)]
     public SwitchParameter KeepOffloads { get; set; }
@@ -144,6 +148,9 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
     [Parameter(ParameterSetName = ContainerSet)]
     public SwitchParameter NoDatapath { get; set; }
 
+    // absent: on where supported; -FastPath: required; -FastPath:$false: off
+    private bool? FastPathChoice => MyInvocation.BoundParameters.ContainsKey(nameof(FastPath)) ? FastPath.IsPresent : null;
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
@@ -156,7 +163,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
                     var target = resolve();
                     var request = new TakeoverRequest
                     {
-                        Target = target, Enforcer = enforcer, Interfaces = Interface, Backend = Backend, Mode = Mode, NoDatapath = NoDatapath, Allocator = _allocator,
+                        Target = target, Enforcer = enforcer, Interfaces = Interface, Backend = Backend, Mode = Mode, NoDatapath = NoDatapath, FastPath = FastPathChoice, Allocator = _allocator,
                         ControlSocket = ControlSocket == null ? null : GetUnresolvedProviderPathFromPSPath(ControlSocket),
                     };
                     var which = Interface is { Length: > 0 } ? string.Join(", ", Interface) : "every interface";
@@ -173,7 +180,7 @@ public sealed class AddWorkloadInterceptionCommand : WorkloadTargetCmdlet
                 Namespace = ns, EntryLink = EntryLink, InnerLink = InnerLink, MonitorLink = MonitorLink,
                 WorkloadMac = Parse.Mac(WorkloadMac, "workload MAC"), UcMac = UcMac == null ? null : Parse.Mac(UcMac, "ucmac"),
                 Backend = Backend, ToWorkloadPriority = (ushort?)ToWorkloadPriority, FromWorkloadPriority = (ushort?)FromWorkloadPriority,
-                KeepOffloads = KeepOffloads,
+                KeepOffloads = KeepOffloads, FastPath = FastPathChoice,
             };
             if (!ShouldProcess($"{WorkloadMac} via {EntryLink}/{InnerLink}/{MonitorLink} in {Where(ns)}", "Intercept workload")) return;
             WriteObject(Interception.Add(request, _allocator));
@@ -374,6 +381,8 @@ public sealed class NewSeedTopologyCommand : NvCmdlet
     [Parameter] public InterceptionBackend Backend { get; set; } = InterceptionBackend.Auto;
     /// <summary><para type="description">Build the namespaces, links and addresses only.</para></summary>
     [Parameter] public SwitchParameter NoInterception { get; set; }
+    /// <summary><para type="description">The interception's kernel fast path, as Add-WorkloadInterception's -FastPath: absent, on where the kernel has it; -FastPath required; -FastPath:$false off.</para></summary>
+    [Parameter] public SwitchParameter FastPath { get; set; }
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
@@ -386,6 +395,7 @@ public sealed class NewSeedTopologyCommand : NvCmdlet
                 AgentNamespace = AgentNamespace, ContainerNamespace = ContainerNamespace, HostNamespace = hostNs,
                 WorkloadMac = Parse.Mac(WorkloadMac, "workload MAC"), UcMac = Parse.Mac(UcMac, "ucmac"),
                 HostAddress = HostAddress, WorkloadAddress = WorkloadAddress, Backend = Backend, NoInterception = NoInterception,
+                FastPath = MyInvocation.BoundParameters.ContainsKey(nameof(FastPath)) ? FastPath.IsPresent : null,
             };
             Parse.Cidr(HostAddress);
             Parse.Cidr(WorkloadAddress);

@@ -82,7 +82,11 @@ public sealed class RemoveAgentNamespaceCommand : NvCmdlet
                 NetworkNamespace.ThrowIfInvalid(name);
                 if (NetworkNamespace.Describe(name) == null) throw new NamespaceNotFoundException(name);
                 if (ShouldProcess(NetworkNamespace.PathOf(name), "Remove network namespace"))
+                {
                     NetworkNamespace.Delete(name);
+                    // the fast-path maps pinned for its interceptions outlive the links their programs were on: unpinned with it
+                    NvRedirect.Core.Bpf.FastPathMap.SweepGoneNamespaces();
+                }
             });
         }
     }
