@@ -57,7 +57,7 @@ Describe 'The kernel fast path of a protected workload' {
         $i.FastPathMap | Should -BeExactly "/sys/fs/bpf/nvredirect/$agent/1a27f3873a27"
         Test-Path $i.FastPathMap | Should -BeTrue
         [int](Get-Item "/sys/fs/bpf/nvredirect/$agent").UnixFileMode | Should -Be 448 -Because 'mode 0700: only root reaches the maps'
-        (Get-TcFilter $agent vex | Where-Object Priority -EQ 10000).Kind | Should -Be 'bpf'
+        (Get-TcFilter $agent vex | Where-Object Priority -EQ ([NvRedirect.Core.Intercept.FastPathFilters]::FastPathPriority)).Kind | Should -Be 'bpf'
     }
 
     It 'an allowed TCP connection continues on the fast path: the map counts its packets, Get-DpSession includes them' {
@@ -160,7 +160,7 @@ Describe 'The kernel fast path of a protected workload' {
         $off = Add-WorkloadInterception @again -FastPath:$false
         $off.FastPath | Should -BeFalse
         $off.FastPathReason | Should -Match 'off as requested'
-        @(Get-TcFilter $agent vex | Where-Object Priority -EQ 10000) | Should -BeNullOrEmpty
+        @(Get-TcFilter $agent vex | Where-Object Priority -EQ ([NvRedirect.Core.Intercept.FastPathFilters]::FastPathPriority)) | Should -BeNullOrEmpty
         Test-Path $path | Should -BeFalse
         (Get-WorkloadInterception $agent).FastPath | Should -BeFalse
 
@@ -192,7 +192,7 @@ Describe 'When the fast path cannot be installed' {
         $i.FastPath | Should -BeFalse
         $i.FastPathReason | Should -Match '^off: it could not be installed .*mode other than 0700'
         $i.Rules.Count | Should -Be 8
-        @(Get-TcFilter $agent vex | Where-Object Priority -EQ 10000) | Should -BeNullOrEmpty
+        @(Get-TcFilter $agent vex | Where-Object Priority -EQ ([NvRedirect.Core.Intercept.FastPathFilters]::FastPathPriority)) | Should -BeNullOrEmpty
         Remove-WorkloadInterception -Namespace $agent -WorkloadMac $SeedMac
 
         $err = Get-ErrorRecord { Add-WorkloadInterception @add -FastPath }

@@ -5,7 +5,7 @@
 # frames with Watch-AgentTraffic while iputils ping runs in the background, rules with `tc -j`, offloads with ethtool.
 # Namespaces are uniquely named per run; the host side lives in its own namespace, never in the root one.
 BeforeAll {
-    # these tests are about the six steering rules; the kernel fast path (two more programs, pref 10000) is proved by
+    # these tests are about the six steering rules; the kernel fast path (two more programs, pref 9999) is proved by
     # tests/pester/FastPath.Tests.ps1, so it stays off here
     $PSDefaultParameterValues['Add-WorkloadInterception:FastPath'] = $false
     $PSDefaultParameterValues['New-SeedTopology:FastPath'] = $false
