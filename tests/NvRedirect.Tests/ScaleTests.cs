@@ -78,6 +78,7 @@ public sealed class ScaleTests
         var findLarge = Count(() => foundLarge = Interception.Find(large.Name, Mac(1)));
         Assert.Equal(8, foundSmall!.Rules.Count);
         Assert.Equal(8, foundLarge!.Rules.Count);
+        Assert.Equal(2, foundLarge.FastPathRules.Count); // the fast path is on where the kernel has it, as here
         Assert.Equal("vx1", foundLarge.EntryLink);
         Assert.Equal("vi1", foundLarge.InnerLink);
         Assert.Equal("vth", foundLarge.DatapathLink);
@@ -98,14 +99,15 @@ public sealed class ScaleTests
         List<InterceptionRule>? removedSmall = null, removedLarge = null;
         var removeSmall = Count(() => removedSmall = Interception.Remove(foundSmall));
         var removeLarge = Count(() => removedLarge = Interception.Remove(foundLarge));
-        Assert.Equal(8, removedSmall!.Count);
-        Assert.Equal(8, removedLarge!.Count);
+        Assert.Equal(8 + foundSmall.FastPathRules.Count, removedSmall!.Count); // the steering rules and the fast path's programs
+        Assert.Equal(8 + foundLarge.FastPathRules.Count, removedLarge!.Count);
         Assert.Equal(removeSmall, removeLarge);
         Assert.DoesNotContain(Interception.List(large.Name), i => i.WorkloadMac == foundLarge.WorkloadMac);
         Assert.Equal(11, Interception.List(large.Name).Count);
         // the index went with the rules: the entry port has no alternative name left, and the MAC is not found
         Assert.Empty(large.Handle.GetLink("vx1").AltNames);
         Assert.Null(Interception.Find(large.Name, Mac(1)));
+        Assert.False(File.Exists(foundLarge.FastPathMap), "the fast path's map went with it");
     }
 
     [RootFact]

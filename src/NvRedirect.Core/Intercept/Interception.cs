@@ -544,7 +544,8 @@ public static class Interception
         {
             var tc = new TrafficControl(handle);
             var none = new Dictionary<int, string>();
-            foreach (var r in info.Rules.Where(r => r.Filter != null).GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
+            // the fast path's programs first (they forward only what the datapath published), then the steering
+            foreach (var r in info.FastPathRules.Concat(info.Rules).Where(r => r.Filter != null).GroupBy(r => (r.Filter!.LinkIndex, r.Priority)).Select(g => g.First()))
             {
                 List<TcFilter> here;
                 try { here = tc.ListFilters(r.Filter!.LinkIndex, r.Priority, names: none); }
@@ -552,7 +553,12 @@ public static class Interception
                 if (!here.Any(f => TagText(f) == tag)) { stale = true; continue; }
                 if (tc.RemoveFilter(r.Filter.LinkIndex, r.Priority) == TcChange.Removed) removed.Add(r with { Change = TcChange.Removed });
             }
-            if (!stale) DropIndex(handle, mac);
+            if (!stale)
+            {
+                DropIndex(handle, mac);
+                // the programs are gone, then the map: emptied and unpinned (as the search below does)
+                Bpf.FastPathMap.Remove(handle.Namespace, mac);
+            }
         }
         if (stale || info.Rules.Count == 0)
             removed.AddRange(Remove(info.Namespace, mac, new[] { info.EntryLink, info.InnerLink, info.MonitorLink }.Where(n => n.Length > 0).ToList()));
