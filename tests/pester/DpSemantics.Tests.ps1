@@ -35,7 +35,8 @@ AfterAll {
 
 Describe 'nvr-dp''s semantics: strict by default, NeuVector dp''s with -AgentCompatible' {
     BeforeAll {
-        $topo = New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host')
+        # without the kernel fast path: these tests count what nvr-dp itself sees (FastPath.Tests.ps1 proves the fast path)
+        $topo = New-SeedTopology -AgentNamespace (New-TestNamespaceName 'agent') -ContainerNamespace (New-TestNamespaceName 'cont') -HostNamespace (New-TestNamespaceName 'host') -FastPath:$false
         $agent = $topo.AgentNamespace
         $hostNs = $topo.HostNamespace
         $containerNs = $topo.ContainerNamespace

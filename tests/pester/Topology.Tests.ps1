@@ -45,11 +45,11 @@ Describe 'Get-AgentTopology' {
         "$($vex.PeerName)@$($vex.PeerNamespace)" | Should -Be "vex-peer@$hostNs"
     }
 
-    It 'returns the eight steering rules of the interception (six of the seed, two for IPv6) with the link each sends frames to, as tc shows them' {
-        $t.SteeringRules.Count | Should -Be 8
+    It 'returns the ten rules of the interception (six of the seed, two for IPv6, the fast path''s two programs) with the link each sends frames to, as tc shows them' {
+        $t.SteeringRules.Count | Should -Be 10
         @($t.SteeringRules | ForEach-Object { "$($_.LinkName):$($_.Priority)->$($_.Targets -join ',')" } | Sort-Object) |
-            Should -Be @('vbr:172->vex', 'vbr:5->vin', 'vex:10000->vbr', 'vex:10001->vbr', 'vex:10002->vin', 'vin:10000->vbr', 'vin:10001->vbr', 'vin:10002->vex')
-        @($t.SteeringRules | Where-Object WorkloadMac -EQ $SeedMac).Count | Should -Be 8
+            Should -Be @('vbr:172->vex', 'vbr:5->vin', 'vex:10000->vbr', 'vex:10001->vbr', 'vex:10002->vin', 'vex:9999->vin', 'vin:10000->vbr', 'vin:10001->vbr', 'vin:10002->vex', 'vin:9999->vex')
+        @($t.SteeringRules | Where-Object WorkloadMac -EQ $SeedMac).Count | Should -Be 10
         # tc's own view of the pass-through rules' targets (u32 + mirred on every kernel)
         foreach ($dev in 'vex', 'vin') {
             $json = (& tc -j -n $agent filter show dev $dev ingress pref 10002) -join "`n" | ConvertFrom-Json
@@ -89,13 +89,13 @@ Describe 'Get-AgentTopology' {
 }
 
 Describe 'ConvertTo-TopologyDiagram' {
-    It 'draws Mermaid: a subgraph per namespace, the three veth pairs, the eight steering arrows, the datapath and its workload' {
+    It 'draws Mermaid: a subgraph per namespace, the three veth pairs, the ten steering arrows (the fast path''s included), the datapath and its workload' {
         $m = $t | ConvertTo-TopologyDiagram
         $lines = $m -split "`n"
         $lines[0] | Should -Be 'flowchart LR'
         foreach ($ns in $hostNs, $agent, $cont) { $m | Should -Match ([regex]::Escape("[`"$ns")) }
         @($lines | Where-Object { $_ -match '^  l\d+ === l\d+$' }).Count | Should -Be 3
-        @($lines | Where-Object { $_ -match '^  l\d+ -\.->\|"\d+ ' }).Count | Should -Be 8
+        @($lines | Where-Object { $_ -match '^  l\d+ -\.->\|"\d+ ' }).Count | Should -Be 10
         $m | Should -Match ([regex]::Escape("pid $($dp.Pid)"))
         $m | Should -Match ([regex]::Escape("$SeedMac<br/>Monitor, inline"))
     }

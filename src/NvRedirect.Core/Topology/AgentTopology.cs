@@ -230,7 +230,7 @@ public sealed class AgentTopology
         string? role = null, mac = null;
         foreach (var i in interceptions.Where(i => i.Namespace == f.Namespace))
         {
-            var rule = i.Rules.FirstOrDefault(r => r.LinkName == f.LinkName && r.Priority == f.Priority);
+            var rule = i.Rules.Concat(i.FastPathRules).FirstOrDefault(r => r.LinkName == f.LinkName && r.Priority == f.Priority);
             if (rule == null) continue;
             role = rule.Role;
             mac = i.WorkloadMac;
@@ -244,13 +244,13 @@ public sealed class AgentTopology
         };
     }
 
-    // where each of an interception's eight rules sends frames (Interception.cs, its head comment)
+    // where each of an interception's eight rules (and the fast path's two programs, a published flow) sends frames (Interception.cs, its head comment)
     private static string? RoleTarget(InterceptionInfo i, string role) => role switch
     {
         InterceptionRoles.EntryToDatapath or InterceptionRoles.InnerToDatapath
             or InterceptionRoles.EntryIPv6ToDatapath or InterceptionRoles.InnerIPv6ToDatapath => i.MonitorLink,
-        InterceptionRoles.ToWorkload or InterceptionRoles.EntryStraightIn => i.InnerLink,
-        InterceptionRoles.ToHostSide or InterceptionRoles.InnerStraightOut => i.EntryLink,
+        InterceptionRoles.ToWorkload or InterceptionRoles.EntryStraightIn or FastPathFilters.EntryRole => i.InnerLink,
+        InterceptionRoles.ToHostSide or InterceptionRoles.InnerStraightOut or FastPathFilters.InnerRole => i.EntryLink,
         _ => null,
     };
 }
