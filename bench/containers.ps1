@@ -29,7 +29,7 @@
                              number of tc processes, but the traffic does not pass the datapath (NeuVector registers a
                              workload with its dp over the control socket, not with a process; not done here).
 
-    After each take-over the enforcer must list N interceptions with 6 rules each and the datapath N workloads (NeuVector's
+    After each take-over the enforcer must list N interceptions with 8 rules each and the datapath N workloads (NeuVector's
     way: N vex and N vin ports); after each give-back none, and every container's eth0 must have its ifindex, MAC and
     address again, or the run fails. After both, every container must answer a ping from the host side.
     Runs are interleaved (run 1 of each method, then run 2...); every run and the median are printed.
@@ -223,7 +223,7 @@ function Assert-Answers([object[]]$Set, [string]$When) {
 
 function Assert-TakenOver([int]$N) {
     $i = @(Get-WorkloadInterception -Namespace $enf)
-    if ($i.Count -ne $N -or @($i | Where-Object { $_.Rules.Count -ne 6 }).Count) { throw "expected $N interceptions with 6 rules each, found $($i.Count)" }
+    if ($i.Count -ne $N -or @($i | Where-Object { $_.Rules.Count -ne 8 }).Count) { throw "expected $N interceptions with 8 rules each, found $($i.Count)" }
     $w = @((Get-Datapath -ControlSocket $sock).Workloads)
     if ($w.Count -ne $N) { throw "expected $N workloads in the datapath, found $($w.Count)" }
 }

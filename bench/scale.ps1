@@ -21,7 +21,7 @@
       remove one   Remove-WorkloadInterception -Namespace agent -WorkloadMac M, median of 10 calls (N/2 for N < 20;
                    before the query load)
       remove all   Get-WorkloadInterception -Namespace agent | Remove-WorkloadInterception (the rest), per workload
-    After each phase the result is checked (N interceptions of 6 rules, N registered workloads in Protect with one
+    After each phase the result is checked (N interceptions of 8 rules, N registered workloads in Protect with one
     rule, none left after removal), so a phase that silently does less fails the run.
 
     Memory: nvr-dp's VmRSS before registering, after registering N (per workload), and, at the largest N, under a
@@ -97,7 +97,7 @@ function Invoke-ScaleRun([int]$N, [bool]$QueryLoad) {
         $r.Intercept = (Measure-Ms { $workloads | Add-WorkloadInterception }) / $N
         $all = $null
         $r.GetAll = Measure-Ms { $script:all = @(Get-WorkloadInterception -Namespace $agent) }
-        if ($script:all.Count -ne $N -or @($script:all | Where-Object { $_.Rules.Count -ne 6 }).Count) { throw "N=${N}: Get-WorkloadInterception listed $($script:all.Count) interceptions (expected $N, 6 rules each)." }
+        if ($script:all.Count -ne $N -or @($script:all | Where-Object { $_.Rules.Count -ne 8 }).Count) { throw "N=${N}: Get-WorkloadInterception listed $($script:all.Count) interceptions (expected $N, 8 rules each)." }
         $probe = $workloads[[int][Math]::Floor($N / 2)].WorkloadMac
         $r.GetOne = Get-Median @(1..10 | ForEach-Object {
                 Measure-Ms { $one = @(Get-WorkloadInterception -Namespace $agent -WorkloadMac $probe); if ($one.Count -ne 1) { throw "N=${N}: Get one found $($one.Count)." } }
