@@ -19,9 +19,11 @@ Set-StrictMode -Version Latest
 Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
 
 $seed = @{ AgentNamespace = 'agent-ns'; ContainerNamespace = 'container-ns'; HostNamespace = 'host-ns' }
-$ctr = @{ HostNs = 'ctr-host-ns'; Enforcer = 'nvr-enforcer'; Socket = '/tmp/nvr-diagrams-enforcer.sock'; Process = $null }
-$seedSocket = '/tmp/nvr-diagrams-seed.sock'
-$logPath = '/tmp/nvr-diagrams-dp.log'
+# the datapaths' default sockets, in nvr-dp's root-only directory (nothing under /tmp, which any user can write)
+$ctr = @{ HostNs = 'ctr-host-ns'; Enforcer = 'nvr-enforcer'; Socket = [NvRedirect.Core.Datapath.DatapathPaths]::DefaultSocket('nvr-enforcer'); Process = $null }
+$seedSocket = [NvRedirect.Core.Datapath.DatapathPaths]::DefaultSocket($seed.AgentNamespace)
+$logPath = Join-Path $PSScriptRoot '../../artifacts/diagrams-dp.log'
+$null = New-Item -ItemType Directory -Force (Split-Path $logPath)
 $taken = @($seed.Values + $ctr.HostNs + $ctr.Enforcer | Where-Object { Get-AgentNamespace $_ -ErrorAction Ignore })
 if ($taken) { throw "namespaces $($taken -join ', ') exist already: the pictures are drawn in namespaces of their own; remove them or run this elsewhere" }
 $null = New-Item -ItemType Directory -Force $OutputDirectory
