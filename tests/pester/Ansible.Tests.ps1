@@ -4,7 +4,8 @@
 # ansible_pwsh_interpreter names, so nothing outside this run's temporary folder is installed or left behind.
 # The example playbooks (src/ansible/.../examples) run with inventories of this run: one host protecting a workload
 # (nvredirect.core.workload), then a fleet of three nodes, each its own enforcer, datapath and workload (host vars),
-# converged in parallel (forks 3) by nvredirect.core.config.
+# converged in parallel (forks 3) by nvredirect.core.config; and a real podman container (TestSupport's podman
+# fixture) named by `container:`, protected and given back.
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
@@ -50,6 +51,7 @@ AfterAll {
             Get-WorkloadInterception -Namespace $ns -ErrorAction Ignore | Remove-WorkloadInterception -ErrorAction Ignore
         }
         Stop-TestDp @($sockets)
+        Clear-TestPodman
         Remove-TestNamespace
         if ($tmp -and (Test-Path $tmp)) { Remove-Item -LiteralPath $tmp -Recurse -Force }
     }
@@ -204,5 +206,56 @@ Describe 'A fleet: three nodes, each its own enforcer, datapath and workload, co
             @(Get-WorkloadInterception -Namespace $n.Enforcer) | Should -BeNullOrEmpty
             Test-Tcp $n.Workload 8081 | Should -Be 'connected'
         }
+    }
+}
+
+Describe 'nvredirect.core.workload on a real podman container, named by container: (protect.yml)' {
+    BeforeAll {
+        Get-Command podman -CommandType Application -ErrorAction Ignore | Should -Not -BeNullOrEmpty -Because 'build.ps1 Test installs podman (apt) for this stage'
+        $image = New-TestPodmanImage
+        $network = New-TestPodmanNetwork
+        $pod = Start-TestPodmanContainer ansc $image $network.Name "$($network.Prefix).10"
+        $null = Start-TestEchoServer -Container $pod.Name -TcpPort 8080, 8081
+        $podEnforcer = New-TestNamespaceName 'ans-enfp'
+        $podSocket = New-TestDpPath '.sock'; $sockets.Add($podSocket)
+        $podInventory = Join-Path $tmp 'pod.ini'
+        @('[enforcers]', "pod ansible_connection=local ansible_pwsh_interpreter=$pwshWrapper nvr_enforcer=$podEnforcer nvr_container=$($pod.Name) nvr_control_socket=$podSocket nvr_mode=protect") |
+            Set-Content $podInventory
+        $allow8080 = @('-e', (@{ nvr_rules = @(@{ direction = 'ingress'; protocol = 'tcp'; port = 8080; action = 'allow' }) } | ConvertTo-Json -Depth 5 -Compress))
+        # from the host (the root namespace, where podman's bridge is)
+        function Test-PodTcp([int]$Port) { (Test-AgentConnection $pod.Ip -Port $Port -Echo -TimeoutSeconds 1.5).Outcome }
+        $podBefore = Get-TestPodmanContainerState $pod.Pid
+    }
+
+    It 'protects it on the first run (changed) and the policy holds: from the host 8080 passes, 8081 and ping are blocked' {
+        Test-PodTcp 8081 | Should -Be 'Connected' -Because 'before protection the container answers on both ports'
+        $r = Invoke-Playbook $podInventory protect.yml $allow8080
+        $r.ExitCode | Should -Be 0 -Because $r.Output
+        $r.Recap['pod'].Changed | Should -Be 1
+        $i = @(Get-WorkloadInterception -Namespace $podEnforcer)
+        $i.Count | Should -Be 1
+        $i[0].Mode | Should -Be 'Protect'
+        $i[0].ContainerName | Should -Be $pod.Name
+        $i[0].ProcessId | Should -Be $pod.Pid
+        Test-PodTcp 8080 | Should -Be 'Connected'
+        Test-PodTcp 8081 | Should -Be 'TimedOut'
+        (Test-AgentConnection $pod.Ip -Count 1 -TimeoutSeconds 1).Outcome | Should -Be 'TimedOut'
+    }
+
+    It 'changes nothing on the second run (changed=0)' {
+        $version = (Get-DpPolicy -Mac $pod.Mac -ControlSocket $podSocket).Version
+        $r = Invoke-Playbook $podInventory protect.yml $allow8080
+        $r.ExitCode | Should -Be 0 -Because $r.Output
+        $r.Recap['pod'].Changed | Should -Be 0
+        (Get-DpPolicy -Mac $pod.Mac -ControlSocket $podSocket).Version | Should -Be $version
+    }
+
+    It 'gives it back with state: absent (changed): inside, the same ifindex, MAC, addresses, routes and offloads as before' {
+        $r = Invoke-Playbook $podInventory protect.yml @('-e', 'nvr_state=absent')
+        $r.ExitCode | Should -Be 0 -Because $r.Output
+        $r.Recap['pod'].Changed | Should -Be 1
+        @(Get-WorkloadInterception -Namespace $podEnforcer) | Should -BeNullOrEmpty
+        Assert-TestPodmanContainerState $podBefore (Get-TestPodmanContainerState $pod.Pid)
+        Test-PodTcp 8081 | Should -Be 'Connected'
     }
 }

@@ -506,11 +506,12 @@ function Get-ProbeArgument([string]$Namespace, [string]$Source, [double]$Timeout
 
 <#
 .SYNOPSIS
-    Starts an echo server (Start-AgentEchoServer) in a namespace on TCP and/or UDP ports and returns an object with
-    Namespace, TcpPort, UdpPort and Server (its events: Get-TestEchoServerEvent).
+    Starts an echo server (Start-AgentEchoServer) in a namespace (or in a podman container's, -Container) on TCP
+    and/or UDP ports and returns an object with Namespace, TcpPort, UdpPort and Server (its events: Get-TestEchoServerEvent).
 #>
-function Start-TestEchoServer([Parameter(Mandatory)][string]$Namespace, [int[]]$TcpPort = @(), [int[]]$UdpPort = @()) {
-    $server = Start-AgentEchoServer -Namespace $Namespace -TcpPort $TcpPort -UdpPort $UdpPort -ErrorAction Stop
+function Start-TestEchoServer([string]$Namespace, [int[]]$TcpPort = @(), [int[]]$UdpPort = @(), [string]$Container) {
+    $target = if ($Container) { @{ Container = $Container } } elseif ($Namespace) { @{ Namespace = $Namespace } } else { throw 'Start-TestEchoServer needs -Namespace or -Container.' }
+    $server = Start-AgentEchoServer @target -TcpPort $TcpPort -UdpPort $UdpPort -ErrorAction Stop
     $script:TrafficServers.Add($server)
     [pscustomobject]@{ Namespace = $Namespace; TcpPort = $TcpPort; UdpPort = $UdpPort; Server = $server }
 }
@@ -618,10 +619,145 @@ function New-TestWorkload([Parameter(Mandatory)][string]$Role, [Parameter(Mandat
     [pscustomobject]@{ Container = $c; Host = $h; NetnsPath = "/run/netns/$c"; Address = "192.0.2.$Octet"; Mac = (Get-IpLink $c -Name eth0).address }
 }
 
+# ---- Real podman containers (Container.Podman, Ansible): an image imported from Debian's busybox-static (no registry
+# is reachable), a bridge network and containers of this run, run with what this kind of VM needs
+# (reference/containers.md): --runtime runc, --cgroup-manager=cgroupfs, ulimits no higher than the current ones (root
+# here lacks CAP_SYS_RESOURCE, so runc cannot raise nofile or nproc) and NET_RAW for busybox ping. Everything made is
+# registered; Clear-TestPodman (call it in AfterAll) removes it and puts back the ip_forward sysctl and the iptables and
+# ip6tables rules podman changed, as they were before this import's first image or network.
+$script:Podman = @{ Containers = [System.Collections.Generic.List[string]]::new(); Networks = [System.Collections.Generic.List[string]]::new()
+    Images = [System.Collections.Generic.List[string]]::new(); Roots = [System.Collections.Generic.List[string]]::new(); Forward = $null; Iptables = $null; Ip6tables = $null }
+
+<#
+.SYNOPSIS
+    The global options every podman call of the suite passes: --runtime runc --cgroup-manager=cgroupfs.
+#>
+function Get-TestPodmanOption { @('--runtime', 'runc', '--cgroup-manager=cgroupfs') }
+
+<#
+.SYNOPSIS
+    Runs `podman <Get-TestPodmanOption> ARGS`; throws with podman's own text on a non-zero exit. Returns its output.
+#>
+function Invoke-TestPodman {
+    $out = & podman @(Get-TestPodmanOption) @args 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "podman $($args -join ' ') failed: $out" }
+    $out
+}
+
+# what podman will change on the host, saved once per import before the first image or network
+function Save-TestPodmanHost {
+    if ($null -ne $script:Podman.Forward) { return }
+    $script:Podman.Iptables = (& iptables-save | Out-String)
+    $script:Podman.Ip6tables = (& ip6tables-save | Out-String)
+    $script:Podman.Forward = (Get-Content /proc/sys/net/ipv4/ip_forward -Raw).Trim()
+}
+
+<#
+.SYNOPSIS
+    Builds an image of this run from /bin/busybox (static) by `podman import` of a root filesystem with busybox's
+    applets; returns its name (localhost/<stem>bb:1).
+#>
+function New-TestPodmanImage {
+    Save-TestPodmanHost
+    $root = Join-Path ([System.IO.Path]::GetTempPath()) "$(Get-TestRunStem)rootfs"
+    $script:Podman.Roots.Add($root)
+    New-Item -ItemType Directory -Path (Join-Path $root 'bin') -Force | Out-Null
+    Copy-Item /bin/busybox (Join-Path $root 'bin/busybox')
+    Invoke-Checked chroot $root /bin/busybox --install -s /bin | Out-Null
+    $image = "localhost/$(Get-TestRunStem)bb:1"
+    $script:Podman.Images.Add($image)
+    $out = & bash -c "tar -C '$root' -c . | podman import - '$image'" 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "podman import of $root as $image failed: $out" }
+    $image
+}
+
+<#
+.SYNOPSIS
+    Creates a podman bridge network of this run (<stem>net) on a random 172.31.<100..199>.0/24; returns Name, Prefix
+    ('172.31.N', for addresses Prefix.10 and so on) and Gateway (Prefix.1, the host's side).
+#>
+function New-TestPodmanNetwork {
+    Save-TestPodmanHost
+    $prefix = "172.31.$(100 + [System.Security.Cryptography.RandomNumberGenerator]::GetInt32(100))"
+    $name = "$(Get-TestRunStem)net"
+    $script:Podman.Networks.Add($name)
+    Invoke-TestPodman network create --subnet "$prefix.0/24" $name | Out-Null
+    [pscustomobject]@{ Name = $name; Prefix = $prefix; Gateway = "$prefix.1" }
+}
+
+<#
+.SYNOPSIS
+    Runs a container of this run (<stem><Suffix>, `sleep 3600`) from the image on the network at the address; returns
+    Name, Id, Pid, Ip and Mac (of its eth0, read inside).
+#>
+function Start-TestPodmanContainer([Parameter(Mandatory)][string]$Suffix, [Parameter(Mandatory)][string]$Image, [Parameter(Mandatory)][string]$Network,
+    [Parameter(Mandatory)][string]$Address) {
+    $name = "$(Get-TestRunStem)$Suffix"
+    $script:Podman.Containers.Add($name)
+    # lower than the defaults podman asks for: without CAP_SYS_RESOURCE runc may lower limits, not raise them
+    Invoke-TestPodman run -d --cap-add NET_RAW --name $name --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --network $Network --ip $Address $Image sleep 3600 | Out-Null
+    $j = (Invoke-TestPodman inspect --type container $name | Out-String | ConvertFrom-Json)[0]
+    [pscustomobject]@{ Name = $name; Id = $j.Id; Pid = $j.State.Pid; Ip = $Address; Mac = (Invoke-Checked nsenter -t $j.State.Pid -n ip -j link show eth0 | ConvertFrom-Json)[0].address }
+}
+
+<#
+.SYNOPSIS
+    What iproute2 and ethtool say inside a container (by its pid) once its links settled: ip -d link, addresses,
+    IPv4 and IPv6 routes of every table, permanent neighbours and ethtool -k eth0, one string each.
+#>
+function Get-TestPodmanContainerState([Parameter(Mandatory)][int]$ProcessId) {
+    Wait-TestCondition {
+        $l = Invoke-Checked nsenter -t $ProcessId -n ip -j link | ConvertFrom-Json
+        -not (Invoke-Checked nsenter -t $ProcessId -n ip -j addr | Out-String).Contains('tentative') -and -not @($l | Where-Object { $_.flags -contains 'UP' -and $_.ifname -ne 'lo' -and $_.operstate -ne 'UP' })
+    } -TimeoutSeconds 15 | Should -BeTrue
+    [ordered]@{
+        Link      = (Invoke-Checked nsenter -t $ProcessId -n ip -d -j link | Out-String).Trim()
+        Address   = (Invoke-Checked nsenter -t $ProcessId -n ip -j addr | Out-String).Trim()
+        Route4    = (Invoke-Checked nsenter -t $ProcessId -n ip -4 -j route show table all | Out-String).Trim()
+        Route6    = (Invoke-Checked nsenter -t $ProcessId -n ip -6 -j route show table all | Out-String).Trim()
+        Neighbour = (Invoke-Checked nsenter -t $ProcessId -n ip -j neigh show nud permanent | Out-String).Trim()
+        Offload   = (Invoke-Checked nsenter -t $ProcessId -n ethtool -k eth0 | Out-String).Trim()
+    }
+}
+
+<#
+.SYNOPSIS
+    Asserts that a container reads as before: every part of two Get-TestPodmanContainerState results is equal.
+#>
+function Assert-TestPodmanContainerState([Parameter(Mandatory)]$Before, [Parameter(Mandatory)]$After) {
+    foreach ($k in $Before.Keys) { $After[$k] | Should -BeExactly $Before[$k] -Because "$k inside the container must read as before" }
+}
+
+<#
+.SYNOPSIS
+    Removes the containers, networks, images and root filesystems this import made, and puts back the ip_forward
+    sysctl and the iptables/ip6tables rules as they were before. Never throws for what is already gone.
+#>
+function Clear-TestPodman {
+    foreach ($c in $script:Podman.Containers) { & podman @(Get-TestPodmanOption) rm -f -t 0 $c 2>&1 | Out-Null }
+    foreach ($n in $script:Podman.Networks) { & podman network rm -f $n 2>&1 | Out-Null }
+    foreach ($i in $script:Podman.Images) { & podman rmi -f $i 2>&1 | Out-Null }
+    foreach ($r in $script:Podman.Roots) { Remove-Item -LiteralPath $r -Recurse -Force -ErrorAction Ignore }
+    $script:Podman.Containers.Clear(); $script:Podman.Networks.Clear(); $script:Podman.Images.Clear(); $script:Podman.Roots.Clear()
+    if ($null -eq $script:Podman.Forward) { return }
+    & sysctl -q -w "net.ipv4.ip_forward=$($script:Podman.Forward)"
+    foreach ($t in @(@{ Saved = $script:Podman.Iptables; Restore = 'iptables-restore'; Cmd = 'iptables' },
+            @{ Saved = $script:Podman.Ip6tables; Restore = 'ip6tables-restore'; Cmd = 'ip6tables' })) {
+        if ($t.Saved.Trim()) { $t.Saved | & $t.Restore }
+        else {
+            # nothing was loaded before: empty every table podman filled (policies stay ACCEPT)
+            foreach ($table in 'filter', 'nat') { & $t.Cmd -t $table -F 2>&1 | Out-Null; & $t.Cmd -t $table -X 2>&1 | Out-Null }
+        }
+    }
+    $script:Podman.Forward = $null; $script:Podman.Iptables = $null; $script:Podman.Ip6tables = $null
+}
+
 Export-ModuleMember -Function Get-TestRunStem, Get-TestLinkStem, New-TestLinkName, New-TestNamespaceName, New-TestNamespace,
     Remove-TestNamespace, Invoke-Ip, Get-IpLink, Get-IpLinkState, Get-IpAddress, Get-IpNamespaceName, Get-IpNamespaceIdMap, Assert-AgentLinkMatchesIp,
     Wait-TestCondition, Test-IcmpEcho, Get-TcIngressLinkName, Start-TestProcess, Stop-TestProcess, Assert-AgentError, Get-ErrorRecord,
     Invoke-Tc, Get-TcFilter, Get-TcFilterShape, Get-TcQdisc, Test-TcAction,
     Start-TestEchoServer, Get-TestEchoServerEvent, Invoke-TestTcpConnection, Invoke-TestUdpRequest, Open-TestTcpConnection, Send-TestTcpData,
     Close-TestTcpConnection, Stop-TestTraffic, New-TestDpPath, Start-TestDp, Register-TestDp, Test-TestDpProcess, Get-TestDpSupervisor, Stop-TestDp,
-    New-TestWorkload
+    New-TestWorkload,
+    Get-TestPodmanOption, Invoke-TestPodman, New-TestPodmanImage, New-TestPodmanNetwork, Start-TestPodmanContainer, Get-TestPodmanContainerState,
+    Assert-TestPodmanContainerState, Clear-TestPodman
