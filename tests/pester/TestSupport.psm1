@@ -626,7 +626,8 @@ function New-TestWorkload([Parameter(Mandatory)][string]$Role, [Parameter(Mandat
 # registered; Clear-TestPodman (call it in AfterAll) removes it and puts back the ip_forward sysctl and the iptables and
 # ip6tables rules podman changed, as they were before this import's first image or network.
 $script:Podman = @{ Containers = [System.Collections.Generic.List[string]]::new(); Networks = [System.Collections.Generic.List[string]]::new()
-    Images = [System.Collections.Generic.List[string]]::new(); Roots = [System.Collections.Generic.List[string]]::new(); Forward = $null; Iptables = $null; Ip6tables = $null }
+    Images = [System.Collections.Generic.List[string]]::new(); Roots = [System.Collections.Generic.List[string]]::new(); Forward = $null; Iptables = $null; Ip6tables = $null
+    Addresses = [System.Collections.Generic.List[string]]::new(); NetworkNames = [System.Collections.Generic.List[string]]::new() }
 
 <#
 .SYNOPSIS
@@ -680,7 +681,7 @@ function New-TestPodmanNetwork {
     Save-TestPodmanHost
     $prefix = "172.31.$(100 + [System.Security.Cryptography.RandomNumberGenerator]::GetInt32(100))"
     $name = "$(Get-TestRunStem)net"
-    $script:Podman.Networks.Add($name)
+    $script:Podman.Networks.Add($name); $script:Podman.NetworkNames.Add($name)
     Invoke-TestPodman network create --subnet "$prefix.0/24" $name | Out-Null
     [pscustomobject]@{ Name = $name; Prefix = $prefix; Gateway = "$prefix.1" }
 }
@@ -693,7 +694,7 @@ function New-TestPodmanNetwork {
 function Start-TestPodmanContainer([Parameter(Mandatory)][string]$Suffix, [Parameter(Mandatory)][string]$Image, [Parameter(Mandatory)][string]$Network,
     [Parameter(Mandatory)][string]$Address) {
     $name = "$(Get-TestRunStem)$Suffix"
-    $script:Podman.Containers.Add($name)
+    $script:Podman.Containers.Add($name); $script:Podman.Addresses.Add($Address)
     # lower than the defaults podman asks for: without CAP_SYS_RESOURCE runc may lower limits, not raise them
     Invoke-TestPodman run -d --cap-add NET_RAW --name $name --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --network $Network --ip $Address $Image sleep 3600 | Out-Null
     $j = (Invoke-TestPodman inspect --type container $name | Out-String | ConvertFrom-Json)[0]
@@ -728,10 +729,32 @@ function Assert-TestPodmanContainerState([Parameter(Mandatory)]$Before, [Paramet
     foreach ($k in $Before.Keys) { $After[$k] | Should -BeExactly $Before[$k] -Because "$k inside the container must read as before" }
 }
 
+# Takes out of the firewall (iptables or ip6tables) what podman put there for this run's networks and containers, not
+# a snapshot: other runs on this machine may have containers of their own meanwhile. Drops the rules that name this
+# run's networks (CNI's comments) or addresses, then every CNI chain that was not there before ($Before, the
+# -save text before the first image or network) and is left empty, with the jumps into it (CNI-ADMIN, then
+# CNI-FORWARD and FORWARD's jump once no other run's rules are in them).
+function Clear-TestPodmanFirewall([Parameter(Mandatory)][string]$Command, [AllowEmptyString()][string]$Before) {
+    $now = @(& "$Command-save" 2>$null)
+    $mine = { param($l) $l.StartsWith('-A ') -and (@($script:Podman.NetworkNames | Where-Object { $l.Contains("$_\`"") }).Count -or @($script:Podman.Addresses | Where-Object { $l -match " -[sd] $([regex]::Escape($_))/32 " }).Count) }
+    $kept = [System.Collections.Generic.List[string]]::new()
+    foreach ($l in $now) { if (-not (& $mine $l)) { $kept.Add($l) } }
+    do {
+        $dropped = $false
+        foreach ($chain in @($kept | Where-Object { $_ -match '^:(CNI-\S+) ' } | ForEach-Object { $Matches[1] })) {
+            if ($Before -and $Before.Contains(":$chain ")) { continue }
+            if (@($kept | Where-Object { $_.StartsWith("-A $chain ", [StringComparison]::Ordinal) }).Count) { continue }
+            $null = $kept.RemoveAll({ param($l) $l.StartsWith(":$chain ", [StringComparison]::Ordinal) -or ($l.StartsWith('-A ') -and $l -match " -j $([regex]::Escape($chain))(\s|$)") })
+            $dropped = $true
+        }
+    } while ($dropped)
+    if ($kept.Count -ne $now.Count) { ($kept -join "`n") + "`n" | & "$Command-restore" }
+}
+
 <#
 .SYNOPSIS
-    Removes the containers, networks, images and root filesystems this import made, and puts back the ip_forward
-    sysctl and the iptables/ip6tables rules as they were before. Never throws for what is already gone.
+    Removes the containers, networks, images and root filesystems this import made, puts back the ip_forward sysctl
+    and takes podman's iptables/ip6tables rules and chains for them out again. Never throws for what is already gone.
 #>
 function Clear-TestPodman {
     foreach ($c in $script:Podman.Containers) { & podman @(Get-TestPodmanOption) rm -f -t 0 $c 2>&1 | Out-Null }
@@ -741,14 +764,9 @@ function Clear-TestPodman {
     $script:Podman.Containers.Clear(); $script:Podman.Networks.Clear(); $script:Podman.Images.Clear(); $script:Podman.Roots.Clear()
     if ($null -eq $script:Podman.Forward) { return }
     & sysctl -q -w "net.ipv4.ip_forward=$($script:Podman.Forward)"
-    foreach ($t in @(@{ Saved = $script:Podman.Iptables; Restore = 'iptables-restore'; Cmd = 'iptables' },
-            @{ Saved = $script:Podman.Ip6tables; Restore = 'ip6tables-restore'; Cmd = 'ip6tables' })) {
-        if ($t.Saved.Trim()) { $t.Saved | & $t.Restore }
-        else {
-            # nothing was loaded before: empty every table podman filled (policies stay ACCEPT)
-            foreach ($table in 'filter', 'nat') { & $t.Cmd -t $table -F 2>&1 | Out-Null; & $t.Cmd -t $table -X 2>&1 | Out-Null }
-        }
-    }
+    Clear-TestPodmanFirewall iptables $script:Podman.Iptables
+    Clear-TestPodmanFirewall ip6tables $script:Podman.Ip6tables
+    $script:Podman.Addresses.Clear(); $script:Podman.NetworkNames.Clear()
     $script:Podman.Forward = $null; $script:Podman.Iptables = $null; $script:Podman.Ip6tables = $null
 }
 
