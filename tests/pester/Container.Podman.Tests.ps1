@@ -1,9 +1,9 @@
-# Protecting real podman containers (issue 11): an image built here from Debian's busybox-static (no registry is
-# reachable: `podman import` of a root filesystem), two containers on a bridge network the test creates, run with what
-# this kind of VM needs (reference/containers.md): --runtime runc, --cgroup-manager=cgroupfs, and ulimits no higher than
-# the current ones (root here lacks CAP_SYS_RESOURCE, so runc cannot raise nofile or nproc), and NET_RAW for busybox ping. The containers are named
-# by -Container (podman inspect) and by podman-ps objects from the pipeline. AfterAll removes the containers, the
-# network and the image, and puts back the sysctl and iptables rules podman changed.
+# Protecting real podman containers (issue 11): two containers on a bridge network of this run, from an image built
+# here from Debian's busybox-static (no registry is reachable), by TestSupport's podman fixture (New-TestPodmanImage,
+# New-TestPodmanNetwork, Start-TestPodmanContainer: --runtime runc, --cgroup-manager=cgroupfs, lowered ulimits, NET_RAW;
+# reference/containers.md). The containers are named by -Container (podman inspect) and by podman-ps objects from the
+# pipeline. AfterAll (Clear-TestPodman) removes the containers, the network and the image, and puts back the sysctl
+# and takes out the iptables rules podman added.
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../NvRedirect.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
