@@ -220,7 +220,7 @@ $commit = (git -C $root rev-parse --short HEAD 2>$null)
 if ($commit -and (git -C $root status --porcelain --untracked-files=no 2>$null)) { $commit += ' (with uncommitted changes)' }
 $md = [Text.StringBuilder]::new()
 $line = { param($s) [void]$md.AppendLine($s) }
-& $line ("Machine: $($machine.CPUs), $($machine.Memory), kernel $($machine.Kernel), $($machine.'.NET'), PowerShell $($machine.PowerShell), " +
+& $line ("Machine: CPUs $($machine.CPUs), $($machine.Memory), kernel $($machine.Kernel), $($machine.'.NET'), PowerShell $($machine.PowerShell), " +
     "commit $commit, $($machine.Date); load average $load3Before before, $(Get-Load) after.")
 & $line ''
 & $line 'Revocation (Remove-DpPolicyRule of the held connection''s allow rule; times in ms from the cmdlet''s call, t0, or its return, t1):'
