@@ -87,7 +87,11 @@ function New-Setting([string]$Name, [bool]$FastPath, $Cleanup) {
     $ctx = [pscustomobject]@{ Name = $Name; FastPath = $FastPath; Agent = "$p-agent"; Container = "$p-ctr"; Host = "$p-host"
         Socket = "/tmp/$p.sock"; Log = "/tmp/$p.log"; Pid = 0 }
     $c = $ctx
-    $Cleanup.Add({ Remove-SeedTopology -AgentNamespace $c.Agent -ContainerNamespace $c.Container -HostNamespace $c.Host -Confirm:$false }.GetNewClosure())
+    # Remove-SeedTopology deletes the namespaces but leaves the agent namespace's fast-path pins (its directory under
+    # /sys/fs/bpf/nvredirect, and the map) for the next Add-WorkloadInterception to sweep: this run's own go with it
+    $Cleanup.Add({
+            Remove-SeedTopology -AgentNamespace $c.Agent -ContainerNamespace $c.Container -HostNamespace $c.Host -Confirm:$false
+            Remove-Item -LiteralPath "/sys/fs/bpf/nvredirect/$($c.Agent)" -Recurse -Force -ErrorAction SilentlyContinue }.GetNewClosure())
     $t = New-SeedTopology -AgentNamespace $ctx.Agent -ContainerNamespace $ctx.Container -HostNamespace $ctx.Host
     $i = $t.Interception
     $on = (Add-WorkloadInterception -Namespace $ctx.Agent -EntryLink $i.EntryLink -InnerLink $i.InnerLink -MonitorLink $i.MonitorLink `
