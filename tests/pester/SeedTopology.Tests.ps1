@@ -107,6 +107,7 @@ Describe 'Remove-SeedTopology' {
             $removed | Should -Be @($names.AgentNamespace, $names.ContainerNamespace, $names.HostNamespace)
             Test-NamespaceGone $names | Should -BeTrue
             @(Get-AgentNamespace "$(Get-TestRunStem)*" | Where-Object Name -In $names.Values) | Should -BeNullOrEmpty
+            Test-Path "/sys/fs/bpf/nvredirect/$($names.AgentNamespace)" | Should -BeFalse -Because 'the fast path''s pinned map goes with the topology'
         }
         finally { Remove-TestNamespace @($names.Values) }
     }

@@ -152,6 +152,8 @@ public static class SeedTopology
             NetworkNamespace.Delete(n);
             removed.Add(n);
         }
+        // the fast path's pinned maps of the agent namespace went with nothing else: unpin them (as Remove-AgentNamespace does)
+        if (removed.Count > 0) NvRedirect.Core.Bpf.FastPathMap.SweepGoneNamespaces();
         return removed;
     }
 
