@@ -64,18 +64,7 @@ internal static class TestFrames6
 
     public static byte[] Tcp(ulong dst, ulong src, byte[] srcIp, byte[] dstIp, ushort sport, ushort dport, byte flags, int payload = 0, uint seq = 1, uint ack = 0,
         params (byte Code, byte[] Body)[] extensions)
-    {
-        var l4 = new byte[20 + payload];
-        BinaryPrimitives.WriteUInt16BigEndian(l4, sport);
-        BinaryPrimitives.WriteUInt16BigEndian(l4.AsSpan(2), dport);
-        BinaryPrimitives.WriteUInt32BigEndian(l4.AsSpan(4), seq);
-        BinaryPrimitives.WriteUInt32BigEndian(l4.AsSpan(8), ack);
-        l4[12] = 0x50;
-        l4[13] = flags;
-        BinaryPrimitives.WriteUInt16BigEndian(l4.AsSpan(14), 0xffff);
-        for (int i = 0; i < payload; i++) l4[20 + i] = (byte)('a' + i % 26);
-        return Ip6(dst, src, srcIp, dstIp, 6, l4, extensions);
-    }
+        => Ip6(dst, src, srcIp, dstIp, 6, TestFrames.TcpSegment(sport, dport, flags, payload, seq, ack), extensions);
 
     public static byte[] Icmp(ulong dst, ulong src, byte[] srcIp, byte[] dstIp, byte type, ushort id = 7, ushort sequence = 1)
     {

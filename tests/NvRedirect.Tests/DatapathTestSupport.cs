@@ -24,6 +24,10 @@ internal static class TestFrames
     public const uint HostIp = 0x0a0a0a42, ContainerIp = 0x0a0a0a58; // 10.10.10.66, 10.10.10.88
 
     public static byte[] Tcp(ulong dst, ulong src, uint srcIp, uint dstIp, ushort sport, ushort dport, byte flags, int payload = 0, uint seq = 1, uint ack = 0)
+        => Ip(dst, src, srcIp, dstIp, 6, TcpSegment(sport, dport, flags, payload, seq, ack));
+
+    /// <summary>A TCP segment without options (checksum left 0 for the IP builders to fill), payload 'abc...'; IPv4 and IPv6 frames share it.</summary>
+    public static byte[] TcpSegment(ushort sport, ushort dport, byte flags, int payload, uint seq, uint ack)
     {
         var l4 = new byte[20 + payload];
         BinaryPrimitives.WriteUInt16BigEndian(l4, sport);
@@ -34,7 +38,7 @@ internal static class TestFrames
         l4[13] = flags;
         BinaryPrimitives.WriteUInt16BigEndian(l4.AsSpan(14), 0xffff);
         for (int i = 0; i < payload; i++) l4[20 + i] = (byte)('a' + i % 26);
-        return Ip(dst, src, srcIp, dstIp, 6, l4);
+        return l4;
     }
 
     public static byte[] Udp(ulong dst, ulong src, uint srcIp, uint dstIp, ushort sport, ushort dport, int payload = 8)

@@ -186,8 +186,6 @@ public static class Interception
     /// <summary>pref of the catch-all rules on the entry and inner ports.</summary>
     public const ushort PassPriority = 10002;
     private static readonly byte[] NeuVPrefix = [0x4e, 0x65, 0x75, 0x56];
-    internal const string ToWorkloadRole = InterceptionRoles.ToWorkload, FromWorkloadRole = InterceptionRoles.ToHostSide;
-    internal const string EntryIPv6Role = InterceptionRoles.EntryIPv6ToDatapath, InnerIPv6Role = InterceptionRoles.InnerIPv6ToDatapath;
 
     /// <summary>NeuVector's ucmac for an entry port: 4e:65:75:56:hi:lo of its ifindex.</summary>
     public static byte[] UcMacFor(int entryIndex) => [0x4e, 0x65, 0x75, 0x56, (byte)(entryIndex >> 8), (byte)entryIndex];
@@ -245,8 +243,8 @@ public static class Interception
         while (true)
         {
             uc = usage.ChooseUcMac(request.UcMac, UcMacFor(entry.Index), self);
-            to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, ToWorkloadRole, null, where, "ToWorkloadPriority");
-            from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, FromWorkloadRole, to, where, "FromWorkloadPriority");
+            to = usage.ChoosePriority(request.ToWorkloadPriority, PriorityFor(entry.Index), self, InterceptionRoles.ToWorkload, null, where, "ToWorkloadPriority");
+            from = usage.ChoosePriority(request.FromWorkloadPriority, PriorityFor(inner.Index), self, InterceptionRoles.ToHostSide, to, where, "FromWorkloadPriority");
             if (to == from) throw new ArgumentException($"The two monitor-port prefs must differ (both are {to}).");
             // what a pipeline remembers is checked where it matters (the two prefs, pref-filtered dumps); when someone
             // else changed the monitor port meanwhile, it is read again and the choice made again
@@ -265,8 +263,8 @@ public static class Interception
             (InterceptionRoles.InnerToDatapath, new MacRule(inner.Index, SteerPriority, TcProtocol.IPv4, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
             (InterceptionRoles.ToWorkload, new MacRule(monitor.Index, to, TcProtocol.All, MacField.Destination, uc, false, MacField.Destination, request.WorkloadMac, MirredAction.EgressMirror(inner.Index)), monitor.Name),
             (InterceptionRoles.ToHostSide, new MacRule(monitor.Index, from, TcProtocol.All, MacField.Source, uc, false, MacField.Source, request.WorkloadMac, MirredAction.EgressMirror(entry.Index)), monitor.Name),
-            (EntryIPv6Role, new MacRule(entry.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
-            (InnerIPv6Role, new MacRule(inner.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
+            (InterceptionRoles.EntryIPv6ToDatapath, new MacRule(entry.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Destination, request.WorkloadMac, true, MacField.Destination, uc, MirredAction.EgressMirror(monitor.Index)), entry.Name),
+            (InterceptionRoles.InnerIPv6ToDatapath, new MacRule(inner.Index, SteerIPv6Priority, TcProtocol.IPv6, MacField.Source, request.WorkloadMac, true, MacField.Source, uc, MirredAction.EgressMirror(monitor.Index)), inner.Name),
         };
         var passes = new[]
         {
@@ -467,7 +465,7 @@ public static class Interception
         // a whole interception: the four rewriting rules where the index says, and the two catch-alls
         var roles = rules.Select(r => (RoleOf(r.Filter), r.Link)).ToHashSet();
         if (!roles.Contains((InterceptionRoles.EntryToDatapath, entry.Name)) || !roles.Contains((InterceptionRoles.InnerToDatapath, inner.Name))
-            || !roles.Contains((ToWorkloadRole, monitor.Name)) || !roles.Contains((FromWorkloadRole, monitor.Name))
+            || !roles.Contains((InterceptionRoles.ToWorkload, monitor.Name)) || !roles.Contains((InterceptionRoles.ToHostSide, monitor.Name))
             || !roles.Contains((PassRole, entry.Name)) || !roles.Contains((PassRole, inner.Name))) return null;
         return Describe(handle, rules, new Dictionary<string, LinkRecord>(StringComparer.Ordinal) { [monitor.Name] = monitor }, names);
     }
@@ -708,8 +706,8 @@ public static class Interception
         InterceptionRoles.InnerToDatapath => "inner",
         InterceptionRoles.ToWorkload => "to-workload",
         InterceptionRoles.ToHostSide => "to-host",
-        EntryIPv6Role => "entry6",
-        InnerIPv6Role => "inner6",
+        InterceptionRoles.EntryIPv6ToDatapath => "entry6",
+        InterceptionRoles.InnerIPv6ToDatapath => "inner6",
         _ => "rule",
     };
 
@@ -731,7 +729,7 @@ public static class Interception
     internal static byte[]? UcMacOf(TcFilter f)
     {
         if (f is BpfFilter b && b.Name?.Split(':') is { Length: >= 3 } parts && parts[2].Length == 12) return Convert.FromHexString(parts[2]);
-        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is InterceptionRoles.EntryToDatapath or InterceptionRoles.InnerToDatapath or EntryIPv6Role or InnerIPv6Role)
+        if (f is U32Filter u && u.Actions.OfType<PeditAction>().FirstOrDefault()?.Munges is { } munges && RoleOf(f) is InterceptionRoles.EntryToDatapath or InterceptionRoles.InnerToDatapath or InterceptionRoles.EntryIPv6ToDatapath or InterceptionRoles.InnerIPv6ToDatapath)
         {
             var mac = new byte[6];
             foreach (var m in munges)
@@ -742,10 +740,10 @@ public static class Interception
             }
             return mac;
         }
-        if (f is U32Filter ret && RoleOf(f) is ToWorkloadRole or FromWorkloadRole)
+        if (f is U32Filter ret && RoleOf(f) is InterceptionRoles.ToWorkload or InterceptionRoles.ToHostSide)
         {
             // the return rules match the ucmac: destination at -14..-9, source at -8..-3 (whole bytes of the keys)
-            int start = RoleOf(f) == ToWorkloadRole ? -14 : -8;
+            int start = RoleOf(f) == InterceptionRoles.ToWorkload ? -14 : -8;
             var mac = new byte[6];
             int seen = 0;
             foreach (var k in ret.Keys)
@@ -770,7 +768,7 @@ public static class Interception
             {
                 "entry" => InterceptionRoles.EntryToDatapath, "inner" => InterceptionRoles.InnerToDatapath,
                 "to-workload" => InterceptionRoles.ToWorkload, "to-host" => InterceptionRoles.ToHostSide,
-                "entry6" => EntryIPv6Role, "inner6" => InnerIPv6Role,
+                "entry6" => InterceptionRoles.EntryIPv6ToDatapath, "inner6" => InterceptionRoles.InnerIPv6ToDatapath,
                 FastPathFilters.EntryKey => FastPathFilters.EntryRole, FastPathFilters.InnerKey => FastPathFilters.InnerRole, _ => "rule",
             };
         if (f is U32Filter u)
@@ -783,8 +781,8 @@ public static class Interception
             {
                 (SteerPriority, TcProtocol.IPv4, true) => InterceptionRoles.EntryToDatapath,
                 (SteerPriority, TcProtocol.IPv4, false) => InterceptionRoles.InnerToDatapath,
-                (SteerIPv6Priority, TcProtocol.IPv6, true) => EntryIPv6Role,
-                (SteerIPv6Priority, TcProtocol.IPv6, false) => InnerIPv6Role,
+                (SteerIPv6Priority, TcProtocol.IPv6, true) => InterceptionRoles.EntryIPv6ToDatapath,
+                (SteerIPv6Priority, TcProtocol.IPv6, false) => InterceptionRoles.InnerIPv6ToDatapath,
                 (_, _, true) => InterceptionRoles.ToWorkload,
                 _ => InterceptionRoles.ToHostSide,
             };
@@ -830,8 +828,8 @@ public sealed class InterceptionUsage
         var owner = self.ToLowerInvariant();
         Priorities[to] = owner;
         Priorities[from] = owner;
-        Own[(owner, Interception.ToWorkloadRole)] = to;
-        Own[(owner, Interception.FromWorkloadRole)] = from;
+        Own[(owner, InterceptionRoles.ToWorkload)] = to;
+        Own[(owner, InterceptionRoles.ToHostSide)] = from;
         foreach (var stale in UcMacs.Where(u => string.Equals(u.Value, owner, StringComparison.OrdinalIgnoreCase)).Select(u => u.Key).ToList()) UcMacs.Remove(stale);
         UcMacs[Parse.Mac(ucMac)] = owner;
     }
@@ -846,7 +844,7 @@ public sealed class InterceptionUsage
             if (!u.Priorities.TryGetValue(f.Priority, out var had) || had == null) u.Priorities[f.Priority] = owner;
             if (owner == null) continue;
             var role = Interception.RoleOf(f);
-            if (role is Interception.ToWorkloadRole or Interception.FromWorkloadRole) u.Own[(owner, role)] = f.Priority;
+            if (role is InterceptionRoles.ToWorkload or InterceptionRoles.ToHostSide) u.Own[(owner, role)] = f.Priority;
             if (Interception.UcMacOf(f) is { } uc) u.UcMacs.TryAdd(Parse.Mac(uc), owner);
         }
         return u;
